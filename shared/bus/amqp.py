@@ -1,0 +1,186 @@
+"""RabbitMQ transport (aio-pika): persistent publishes with batched publisher confirms, quorum-queue consumers.
+
+Connections are robust: after a broker restart aio-pika reconnects, re-declares the topology and restores the
+consumers. Until then the relay keeps events in the outbox and consumers simply receive nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
+
+from shared.bus.consumer import ConsumerRunner, Outcome
+from shared.bus.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, QueueSpec, queue_arguments
+from shared.metrics import CONSUMERS_CONNECTED
+
+log = structlog.get_logger("shared.bus.amqp")
+
+
+class OutgoingMessage:
+    __slots__ = ("body", "message_id", "routing_key")
+
+    def __init__(self, routing_key: str, body: bytes, message_id: str):
+        self.routing_key = routing_key
+        self.body = body
+        self.message_id = message_id
+
+
+class AmqpBus:
+    def __init__(self, url: str, *, service: str, namespace: str = "", prefetch: int = 64,
+                 delivery_limit: int = 5, concurrency: int = 16, publish_timeout: float = 15.0):
+        self.url = url
+        self.service = service
+        self.namespace = namespace
+        self.prefetch = prefetch
+        self.delivery_limit = delivery_limit
+        self.concurrency = concurrency
+        self.publish_timeout = publish_timeout
+        self._connection: AbstractRobustConnection | None = None
+        self._publish_channel: AbstractRobustChannel | None = None
+        self._exchange: aio_pika.abc.AbstractExchange | None = None
+        self._consumer_tasks: list[asyncio.Task[None]] = []
+        self._consumer_channels: list[AbstractRobustChannel] = []
+        self._connected = asyncio.Event()
+        self._consuming = 0
+
+    @property
+    def ready(self) -> bool:
+        return self._connection is not None and not self._connection.is_closed and self._connected.is_set()
+
+    async def connect(self, *, retry_forever: bool = True) -> None:
+        delay = 0.5
+        while True:
+            try:
+                self._connection = await aio_pika.connect_robust(
+                    self.url, client_properties={"connection_name": f"learn-{self.service}"}, timeout=10
+                )
+                break
+            except (OSError, aio_pika.exceptions.AMQPError, asyncio.TimeoutError) as exc:
+                if not retry_forever:
+                    raise
+                log.warning("broker_unreachable", error=repr(exc), retry_in=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10)
+        self._connection.reconnect_callbacks.add(self._on_reconnect)
+        self._connection.close_callbacks.add(self._on_close)
+        self._publish_channel = await self._connection.channel(publisher_confirms=True)  # type: ignore[assignment]
+        self._exchange = await self._declare_exchanges(self._publish_channel)
+        self._connected.set()
+        log.info("broker_connected")
+
+    def _on_close(self, *_: Any) -> None:
+        self._connected.clear()
+        if self._consuming:
+            log.warning("broker_connection_lost", note="no consumer on this service's queues until reconnect",
+                        queues=self._consuming)
+        CONSUMERS_CONNECTED.labels(self.service).set(0)
+
+    def _on_reconnect(self, *_: Any) -> None:
+        self._connected.set()
+        CONSUMERS_CONNECTED.labels(self.service).set(self._consuming)
+        log.info("broker_reconnected", queues=self._consuming)
+
+    async def _declare_exchanges(self, channel: aio_pika.abc.AbstractChannel) -> aio_pika.abc.AbstractExchange:
+        exchange = await channel.declare_exchange(
+            self.namespace + EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        await channel.declare_exchange(
+            self.namespace + DEAD_LETTER_EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+        )
+        return exchange
+
+    async def declare_queue(self, channel: aio_pika.abc.AbstractChannel, spec: QueueSpec) -> aio_pika.abc.AbstractQueue:
+        ns = self.namespace
+        exchange = await self._declare_exchanges(channel)
+        dlx = await channel.get_exchange(ns + DEAD_LETTER_EXCHANGE)
+        dlq = await channel.declare_queue(ns + spec.dead_letter_name, durable=True,
+                                          arguments={"x-queue-type": "quorum"})
+        await dlq.bind(dlx, routing_key=ns + spec.name)
+        queue = await channel.declare_queue(
+            ns + spec.name, durable=True, arguments=queue_arguments(spec, ns, self.delivery_limit)
+        )
+        for key in spec.binding_keys:
+            await queue.bind(exchange, routing_key=key)
+        return queue
+
+    async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Publish persistently and wait for every confirm, pipelined (never one confirm at a time)."""
+        if self._exchange is None or not self.ready:
+            raise ConnectionError("broker not connected")
+        exchange = self._exchange
+        publishes = [
+            exchange.publish(
+                aio_pika.Message(
+                    m.body,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    message_id=m.message_id,
+                    content_type="application/cloudevents+json",
+                ),
+                routing_key=m.routing_key,
+                timeout=self.publish_timeout,
+            )
+            for m in messages
+        ]
+        await asyncio.gather(*publishes)
+
+    async def consume(self, spec: QueueSpec, runner: ConsumerRunner) -> None:
+        assert self._connection is not None, "connect() first"
+        channel: AbstractRobustChannel = await self._connection.channel()  # type: ignore[assignment]
+        await channel.set_qos(prefetch_count=self.prefetch)
+        queue = await self.declare_queue(channel, spec)
+        work: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            work.put_nowait(message)
+
+        async def worker() -> None:
+            while True:
+                message = await work.get()
+                try:
+                    await self._deliver(runner, message)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("delivery_failed", queue=spec.name)
+
+        for _ in range(max(1, min(self.concurrency, self.prefetch))):
+            self._consumer_tasks.append(asyncio.create_task(worker()))
+        await queue.consume(on_message)
+        self._consumer_channels.append(channel)
+        self._consuming += 1
+        CONSUMERS_CONNECTED.labels(self.service).set(self._consuming)
+        log.info("consumer_started", queue=self.namespace + spec.name)
+
+    async def _deliver(self, runner: ConsumerRunner, message: AbstractIncomingMessage) -> None:
+        count = int(message.headers.get("x-delivery-count", 0) or 0) if message.headers else 0
+        outcome = await runner.process(message.body, count)
+        try:
+            if outcome in (Outcome.HANDLED, Outcome.DUPLICATE):
+                await message.ack()
+            elif outcome is Outcome.DEAD_LETTER:
+                await message.reject(requeue=False)
+            else:
+                # Back off before handing the message back, so a failing handler does not spin.
+                await asyncio.sleep(min(0.1 * (2 ** min(count, 5)), 2.0))
+                await message.nack(requeue=True)
+        except aio_pika.exceptions.ChannelInvalidStateError:
+            # The channel died (broker restart) after our commit: the broker redelivers, the inbox dedupes.
+            log.warning("ack_lost_channel_closed", message_id=message.message_id)
+
+    async def close(self) -> None:
+        for task in self._consumer_tasks:
+            task.cancel()
+        for task in self._consumer_tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._consumer_tasks.clear()
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+        self._connected.clear()

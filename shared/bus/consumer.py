@@ -1,0 +1,136 @@
+"""Idempotent consumption: the transport-independent part of every consumer.
+
+For each delivery: decode the CloudEvent and its typed payload, then in ONE database transaction insert the
+event id into the inbox and run the handler's writes. A unique violation on the inbox row means the event
+was already handled: the message is acked and nothing else happens. The transport acks only after commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from structlog.contextvars import bound_contextvars
+
+from shared.bus.envelope import CloudEvent
+from shared.bus.tables import inbox
+from shared.bus.topology import QueueSpec
+from shared.db import Database, is_unique_violation
+from shared.http import _is_unavailable
+from shared.metrics import CONSUMER_MESSAGES
+
+log = structlog.get_logger("shared.bus.consumer")
+
+Handler = Callable[[AsyncSession, CloudEvent, Any], Awaitable[None]]
+
+
+class PermanentError(Exception):
+    """The message can never be handled (bad payload, unknown tenant...): dead-letter it now, do not retry."""
+
+
+class Outcome(enum.Enum):
+    HANDLED = "handled"
+    DUPLICATE = "duplicate"
+    RETRY = "failed"  # transient failure: redeliver (counts toward the delivery limit)
+    DEAD_LETTER = "dead_lettered"  # poison: straight to the dead-letter queue
+
+
+@dataclass
+class Subscription:
+    """A queue of the topology and the use case that handles its events."""
+
+    queue: QueueSpec
+    handler: Handler
+    #: event type -> pydantic model of ``data``; defaults to the shared registry
+    models: dict[str, type[BaseModel]] = field(default_factory=dict)
+
+    @property
+    def consumer_name(self) -> str:
+        return self.queue.name
+
+
+class _AlreadyHandled(Exception):
+    pass
+
+
+class ConsumerRunner:
+    """Runs one subscription's handler with the inbox; the transports call :meth:`process`."""
+
+    def __init__(self, db: Database, subscription: Subscription, service: str):
+        self.db = db
+        self.subscription = subscription
+        self.service = service
+        if not subscription.models:
+            from shared.events import EVENT_MODELS
+
+            subscription.models = {t: EVENT_MODELS[t] for t in subscription.queue.event_types}
+
+    def _count(self, outcome: Outcome) -> None:
+        CONSUMER_MESSAGES.labels(self.service, self.subscription.queue.name, outcome.value).inc()
+
+    def decode(self, body: bytes) -> tuple[CloudEvent, Any]:
+        try:
+            event = CloudEvent.from_bytes(body)
+            model = self.subscription.models.get(event.event_type)
+            if model is None:
+                raise PermanentError(f"queue {self.subscription.queue.name} does not handle {event.type}")
+            return event, model.model_validate(event.data)
+        except (ValueError, ValidationError) as exc:  # json.JSONDecodeError is a ValueError
+            raise PermanentError(f"undecodable message: {str(exc)[:500]}") from exc
+
+    async def process(self, body: bytes, delivery_count: int = 0) -> Outcome:
+        try:
+            event, payload = self.decode(body)
+        except PermanentError as exc:
+            log.error("message_dead_lettered", queue=self.subscription.queue.name, reason=str(exc))
+            self._count(Outcome.DEAD_LETTER)
+            return Outcome.DEAD_LETTER
+        with bound_contextvars(event_id=event.id, tenant=event.tenant, request_id=event.requestid,
+                               event_type=event.event_type):
+            outcome = await self._handle(event, payload, delivery_count)
+        self._count(outcome)
+        return outcome
+
+    async def _handle(self, event: CloudEvent, payload: Any, delivery_count: int) -> Outcome:
+        backoff = 0.2
+        while True:
+            try:
+                async with self.db.transaction() as session:
+                    try:
+                        await session.execute(
+                            sa.insert(inbox).values(consumer=self.subscription.consumer_name, event_id=event.id)
+                        )
+                    except IntegrityError as exc:
+                        if is_unique_violation(exc):
+                            raise _AlreadyHandled from None
+                        raise
+                    await self.subscription.handler(session, event, payload)
+                log.debug("event_handled", queue=self.subscription.queue.name)
+                return Outcome.HANDLED
+            except _AlreadyHandled:
+                log.info("event_duplicate_skipped", queue=self.subscription.queue.name)
+                return Outcome.DUPLICATE
+            except PermanentError as exc:
+                log.error("message_dead_lettered", queue=self.subscription.queue.name, reason=str(exc))
+                return Outcome.DEAD_LETTER
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if _is_unavailable(exc):
+                    # The database is down: this is not the message's fault, so do not spend its delivery
+                    # budget. Keep it unacked and retry until the store is back.
+                    log.warning("consumer_store_unavailable", error=repr(exc), retry_in=backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                log.exception("event_handler_failed", queue=self.subscription.queue.name,
+                              delivery_count=delivery_count)
+                return Outcome.RETRY

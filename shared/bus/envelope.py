@@ -1,0 +1,81 @@
+"""The CloudEvents 1.0 envelope (structured JSON mode) every event travels in (CONTRACT.md §7)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+TYPE_PREFIX = "io.mobieus.learn."
+TYPE_SUFFIX = ".v1"
+
+
+class CloudEvent(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    specversion: str = "1.0"
+    id: str
+    source: str
+    type: str
+    time: datetime
+    subject: str | None = None
+    datacontenttype: str = "application/json"
+    data: dict[str, Any] = Field(default_factory=dict)
+    # extensions
+    tenant: str
+    tenantid: int
+    requestid: str | None = None
+
+    @property
+    def event_type(self) -> str:
+        """``io.mobieus.learn.enrollment.completed.v1`` → ``enrollment.completed``."""
+        return event_type_of(self.type)
+
+    @property
+    def routing_key(self) -> str:
+        return f"{self.tenant}.{self.event_type}"
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(exclude_none=False).encode()
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> CloudEvent:
+        return cls.model_validate(json.loads(body))
+
+
+def type_of(event_type: str) -> str:
+    return f"{TYPE_PREFIX}{event_type}{TYPE_SUFFIX}"
+
+
+def event_type_of(type_: str) -> str:
+    if not (type_.startswith(TYPE_PREFIX) and type_.endswith(TYPE_SUFFIX)):
+        raise ValueError(f"not a mobieusLearn event type: {type_!r}")
+    return type_[len(TYPE_PREFIX) : -len(TYPE_SUFFIX)]
+
+
+def new_event(
+    event_type: str,
+    data: BaseModel | dict[str, Any],
+    *,
+    service: str,
+    tenant: str,
+    tenant_id: int,
+    subject: str | None = None,
+    request_id: str | None = None,
+    event_id: str | None = None,
+) -> CloudEvent:
+    payload = data.model_dump(mode="json") if isinstance(data, BaseModel) else data
+    return CloudEvent(
+        id=event_id or str(uuid.uuid4()),
+        source=f"/learn/{service}",
+        type=type_of(event_type),
+        time=datetime.now(UTC),
+        subject=subject,
+        data=payload,
+        tenant=tenant,
+        tenantid=tenant_id,
+        requestid=request_id,
+    )

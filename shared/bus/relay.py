@@ -1,0 +1,138 @@
+"""The outbox relay: moves committed events from a service's outbox table to the broker.
+
+- Rows are claimed with ``FOR UPDATE SKIP LOCKED`` so several relays (replicas) can run at once.
+- A batch is published with pipelined publisher confirms; the rows are deleted in the same transaction only
+  after every confirm arrived. A crash in between re-publishes the batch: duplicates are possible, losses are
+  not, and consumers are idempotent.
+- PostgreSQL ``LISTEN/NOTIFY`` wakes the relay as soon as a transaction with events commits; a poll interval
+  is the fallback (and the only mechanism on SQLite).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.engine import make_url
+
+from shared.bus.amqp import OutgoingMessage
+from shared.bus.outbox import NOTIFY_CHANNEL
+from shared.bus.tables import outbox
+from shared.db import Database
+from shared.http import _is_unavailable
+from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
+
+log = structlog.get_logger("shared.bus.relay")
+
+
+class Publisher(Protocol):
+    async def publish_many(self, messages: list[OutgoingMessage]) -> None: ...
+
+
+class OutboxRelay:
+    def __init__(self, db: Database, publisher: Publisher, *, service: str, batch_size: int = 200,
+                 poll_interval: float = 1.0):
+        self.db = db
+        self.publisher = publisher
+        self.service = service
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self._wake = asyncio.Event()
+        self._listener: Any = None
+        self._last_metrics = 0.0
+
+    async def publish_batch(self) -> int:
+        """Publish one batch; returns how many events went out (0 when the outbox is empty)."""
+        async with self.db.transaction() as session:
+            rows = (
+                await session.execute(
+                    sa.select(outbox.c.id, outbox.c.event_id, outbox.c.routing_key, outbox.c.body)
+                    .order_by(outbox.c.id)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            await self.publisher.publish_many(
+                [OutgoingMessage(r.routing_key, bytes(r.body), r.event_id) for r in rows]
+            )
+            await session.execute(sa.delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
+        OUTBOX_PUBLISHED.labels(self.service).inc(len(rows))
+        return len(rows)
+
+    async def drain(self) -> int:
+        total = 0
+        while (n := await self.publish_batch()) > 0:
+            total += n
+        return total
+
+    async def update_metrics(self) -> None:
+        async with self.db.engine.connect() as conn:
+            row = (await conn.execute(sa.select(sa.func.count(), sa.func.min(outbox.c.created_at)))).one()
+        OUTBOX_BACKLOG.labels(self.service).set(row[0])
+        oldest = row[1]
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        OUTBOX_OLDEST_AGE.labels(self.service).set(
+            (datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0
+        )
+
+    async def _listen(self) -> None:
+        """Keep a LISTEN connection open (reconnecting as needed) and turn notifications into wake-ups."""
+        import asyncpg
+
+        url = make_url(self.db.url).set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        while True:
+            try:
+                conn = await asyncpg.connect(dsn)
+                await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+                self._wake.set()  # catch anything committed while we were not listening
+                try:
+                    while not conn.is_closed():
+                        await asyncio.sleep(5)
+                        await conn.execute("SELECT 1")
+                finally:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("relay_listen_failed", error=repr(exc))
+                await asyncio.sleep(2)
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen()) if self.db.is_postgres else None
+        backoff = 0.5
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self.drain()
+                    backoff = 0.5
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    level = "warning" if _is_unavailable(exc) else "error"
+                    getattr(log, level)("relay_publish_failed", error=repr(exc), retry_in=backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                    continue
+                now = time.monotonic()
+                if now - self._last_metrics > 5:
+                    self._last_metrics = now
+                    with contextlib.suppress(Exception):
+                        await self.update_metrics()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+        finally:
+            if listener is not None:
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await listener

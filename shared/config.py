@@ -1,0 +1,113 @@
+"""Settings shared by every service, read from the environment with pydantic-settings.
+
+Common settings use the ``LEARN_`` prefix (``LEARN_POSTGRES_URL``, ``LEARN_AMQP_URL`` ...). Each service adds
+its own settings class with the prefix ``LEARN_<NAME>_`` (``LEARN_CATALOG_PORT`` ...) and embeds the common ones.
+
+With neither ``LEARN_POSTGRES_URL`` nor ``LEARN_AMQP_URL`` set the system runs the *embedded default*: one
+SQLite file per service under ``LEARN_DATA_DIR`` and the in-process bus.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import ClassVar
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICE_NAMES = ("gateway", "catalog", "enrollment", "certificates", "scorm")
+DEFAULT_PORTS = {"gateway": 8080, "catalog": 8081, "enrollment": 8082, "certificates": 8083, "scorm": 8084}
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEARN_", extra="ignore")
+
+    postgres_url: str | None = Field(default=None, description="PostgreSQL server URL; one database per service")
+    database_prefix: str = Field(default="", description="prefix for database names (tests isolate runs with it)")
+    amqp_url: str | None = Field(default=None, description="RabbitMQ URL; unset means the in-process bus")
+    amqp_namespace: str = Field(default="", description="prefix for exchange/queue names (tests only)")
+    amqp_delivery_limit: int = Field(default=5, ge=1)
+    amqp_prefetch: int = Field(default=64, ge=1)
+    data_dir: Path = Path(".data")
+    internal_secret: str | None = None
+    public_url: str = "http://localhost:8080"
+    base_domain: str = "localhost"
+    log_level: str = "info"
+    log_json: bool = True
+    host: str = "127.0.0.1"
+    relay_batch_size: int = Field(default=200, ge=1, le=5000)
+    relay_poll_interval: float = Field(default=1.0, gt=0)
+    run_migrations_on_start: bool = True
+    json_body_limit: int = 1024 * 1024
+
+    @property
+    def embedded(self) -> bool:
+        return self.postgres_url is None and self.amqp_url is None
+
+    def database_url(self, service: str) -> str:
+        """The SQLAlchemy async URL of ``service``'s own database."""
+        override = os.environ.get(f"LEARN_{service.upper()}_DATABASE_URL")
+        if override:
+            return to_async_url(override)
+        name = f"{self.database_prefix}learn_{service}"
+        if self.postgres_url:
+            parts = urlsplit(self.postgres_url)
+            return to_async_url(urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, "")))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite+aiosqlite:///{(self.data_dir / (name + '.sqlite3')).resolve()}"
+
+    def resolved_internal_secret(self) -> str:
+        """The gateway-to-service credential.
+
+        Unset, it is read from (or created in) ``<data_dir>/internal_secret`` so that processes started on one
+        machine agree without configuration. Production sets ``LEARN_INTERNAL_SECRET`` from a Secret.
+        """
+        if self.internal_secret:
+            return self.internal_secret
+        return _file_secret(self.data_dir / "internal_secret")
+
+
+def _file_secret(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        value = secrets.token_urlsafe(32)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(value)
+        tmp.chmod(0o600)
+        try:
+            os.link(tmp, path)  # atomic create-if-absent: the first process wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path.read_text().strip()
+
+
+def to_async_url(url: str) -> str:
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite://") and "+aiosqlite" not in url:
+        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    return url
+
+
+class ServiceSettings(BaseSettings):
+    """Base of every service's settings; subclasses set ``env_prefix = "LEARN_<NAME>_"``."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    common: CommonSettings = Field(default_factory=CommonSettings)
+    port: int = 0
+    consumers_enabled: bool = True
+    relay_enabled: bool = True
+
+    service_name: ClassVar[str] = "service"
+
+    @property
+    def database_url(self) -> str:
+        return self.common.database_url(self.service_name)

@@ -1,0 +1,232 @@
+"""Database access shared by every service: one async engine per service, migrations, tenant scoping.
+
+PostgreSQL (asyncpg) in the real topology; SQLite (aiosqlite) for the embedded default. Each service owns its
+own database and its own alembic migrations under ``services/<name>/migrations``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+log = structlog.get_logger("shared.db")
+
+
+class Database:
+    """An async engine plus a session factory for one service's database."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False):
+        self.url = url
+        self.is_postgres = url.startswith("postgresql")
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_postgres:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
+        else:
+            kwargs.update(connect_args={"timeout": 30})
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        if not self.is_postgres:
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commits on success, rolls back on any exception."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+async def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database named in ``url`` if it does not exist (no-op for SQLite)."""
+    if not url.startswith("postgresql"):
+        return
+    import asyncpg
+
+    parsed = make_url(url)
+    name = parsed.database
+    admin = parsed.set(drivername="postgresql", database="postgres")
+    conn = await asyncpg.connect(admin.render_as_string(hide_password=False))
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+                log.info("database_created", database=name)
+            except asyncpg.DuplicateDatabaseError:
+                pass  # another replica won the race
+    finally:
+        await conn.close()
+
+
+async def drop_database(url: str) -> None:
+    if not url.startswith("postgresql"):
+        path = make_url(url).database
+        if path:
+            for suffix in ("", "-wal", "-shm"):
+                Path(path + suffix).unlink(missing_ok=True)
+        return
+    import asyncpg
+
+    parsed = make_url(url)
+    admin = parsed.set(drivername="postgresql", database="postgres")
+    conn = await asyncpg.connect(admin.render_as_string(hide_password=False))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+# --- migrations ---------------------------------------------------------------------------------------------
+
+
+def _alembic_config(migrations_dir: Path, url: str) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def head_revision(migrations_dir: Path) -> str | None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config(migrations_dir, "sqlite://"))
+    return script.get_current_head()
+
+
+async def current_revision(conn: AsyncConnection) -> str | None:
+    def read(sync_conn: sa.Connection) -> str | None:
+        from alembic.migration import MigrationContext
+
+        return MigrationContext.configure(sync_conn).get_current_revision()
+
+    return await conn.run_sync(read)
+
+
+async def migrate(url: str, migrations_dir: Path) -> None:
+    """Create the database if needed and upgrade it to head. Safe to run from several replicas at once."""
+    await ensure_database(url)
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as conn:
+            if url.startswith("postgresql"):
+                # Serialise concurrent migrators (a Job and a dev-mode start, or two replicas).
+                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(727274)"))
+
+            def upgrade(sync_conn: sa.Connection) -> None:
+                from alembic import command
+
+                cfg = _alembic_config(migrations_dir, url)
+                cfg.attributes["connection"] = sync_conn
+                command.upgrade(cfg, "head")
+
+            await conn.run_sync(upgrade)
+    finally:
+        await engine.dispose()
+
+
+async def migrations_applied(db: Database, migrations_dir: Path) -> bool:
+    async with db.engine.connect() as conn:
+        return await current_revision(conn) == head_revision(migrations_dir)
+
+
+def run_alembic_env(target_metadata: sa.MetaData) -> None:
+    """The body of every service's ``migrations/env.py``: runs on the connection handed over by :func:`migrate`,
+    or opens one from the configured URL when alembic is invoked from its own CLI."""
+    from alembic import context
+
+    config = context.config
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        context.configure(connection=connection, target_metadata=target_metadata,
+                          render_as_batch=connection.dialect.name == "sqlite")
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    url = config.get_main_option("sqlalchemy.url")
+    assert url, "set sqlalchemy.url or run through `python -m services.<name> migrate`"
+
+    async def online() -> None:
+        engine = create_async_engine(url)
+        async with engine.connect() as conn:
+
+            def run(sync_conn: sa.Connection) -> None:
+                context.configure(connection=sync_conn, target_metadata=target_metadata)
+                with context.begin_transaction():
+                    context.run_migrations()
+
+            await conn.run_sync(run)
+            await conn.commit()
+        await engine.dispose()
+
+    asyncio.run(online())
+
+
+# --- tenant scoping -----------------------------------------------------------------------------------------
+
+
+class TenantScope:
+    """Builds statements that always filter on ``tenant_id``, so forgetting it takes effort.
+
+    ``scope.select(courses)`` ≡ ``select(courses).where(courses.c.tenant_id == tenant_id)``; ``insert`` fills it.
+    """
+
+    def __init__(self, tenant_id: int):
+        self.tenant_id = tenant_id
+
+    def select(self, table: sa.Table, *columns: Any) -> sa.Select[Any]:
+        stmt = sa.select(*columns) if columns else sa.select(table)
+        return stmt.where(table.c.tenant_id == self.tenant_id)
+
+    def update(self, table: sa.Table) -> sa.Update:
+        return sa.update(table).where(table.c.tenant_id == self.tenant_id)
+
+    def delete(self, table: sa.Table) -> sa.Delete:
+        return sa.delete(table).where(table.c.tenant_id == self.tenant_id)
+
+    def insert(self, table: sa.Table, **values: Any) -> sa.Insert:
+        return sa.insert(table).values(tenant_id=self.tenant_id, **values)
+
+    def where(self, table: sa.Table) -> sa.ColumnElement[bool]:
+        return table.c.tenant_id == self.tenant_id
+
+
+def utcnow() -> Any:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """True when an IntegrityError is a unique/primary-key violation (PostgreSQL or SQLite)."""
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+    if sqlstate == "23505":
+        return True
+    text = str(orig or exc)
+    return "UNIQUE constraint failed" in text or "duplicate key value" in text

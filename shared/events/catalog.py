@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from shared.events.base import Credit, EventModel, Number
+
+
+class CourseSnapshot(EventModel):
+    course_id: int
+    slug: str
+    title: str
+    status: str = Field(description="draft | published | archived")
+    version_number: int = Field(description="the course's version.number (bumped on each publish)")
+    completion_rule: str
+    credit: Credit
+    certificate_template_id: int | None = None
+    owner_id: int | None = None
+    revision: int = Field(description="monotonic per course, bumped by every change: apply by revision")
+    updated_at: datetime
+
+
+class ActivityNode(EventModel):
+    activity_id: int
+    title: str
+    position: int
+    kind: str
+    required: bool
+    scorm_package_id: int | None = None
+    sco_identifier: str | None = None
+    passing_score_scaled: Number | None = None
+
+
+class LessonNode(EventModel):
+    lesson_id: int
+    title: str
+    position: int
+    activities: list[ActivityNode]
+
+
+class ModuleNode(EventModel):
+    module_id: int
+    title: str
+    position: int
+    lessons: list[LessonNode]
+
+
+class CourseCreated(CourseSnapshot):
+    """A course was created (as a draft)."""
+
+
+class CourseUpdated(CourseSnapshot):
+    """A course's fields changed."""
+
+
+class CoursePublished(CourseSnapshot):
+    """A course version was published; carries the whole module/lesson/activity tree of that version."""
+
+    published_at: datetime
+    modules: list[ModuleNode]
+
+
+class CourseUnpublished(CourseSnapshot):
+    """A published course went back to draft: no new enrollments."""
+
+
+class CourseArchived(CourseSnapshot):
+    """A course was archived: hidden from learners, enrollments kept, no new enrollments."""

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from shared.events.base import EventModel
+
+
+class UserUpserted(EventModel):
+    """A directory user was created or changed (gateway). Consumers keep a read model keyed by user_id."""
+
+    user_id: int = Field(description="the tenant-scoped user id (chosen by the API consumer)")
+    name: str
+    email: str
+    revision: int = Field(description="monotonic per user: apply only if greater than what you hold")
+    updated_at: datetime
+
+
+class ApiKeyRevoked(EventModel):
+    """An API key was revoked; every gateway replica drops it from its cache."""
+
+    key_id: int
+    prefix: str
+    revoked_at: datetime

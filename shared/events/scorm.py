@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import Field
+
+from shared.events.base import EventModel, Number
+
+
+class ScoInfo(EventModel):
+    identifier: str
+    title: str
+    launch_url: str
+    parameters: str | None = None
+    mastery_score: Number | None = None
+    passing_score_scaled: Number | None = None
+    position: int
+    parent_identifier: str | None = None
+
+
+class ScormPackageReady(EventModel):
+    """A SCORM package imported successfully; carries its SCO list."""
+
+    package_id: int
+    title: str
+    scorm_version: str
+    scos: list[ScoInfo]
+
+
+class ScormPackageFailed(EventModel):
+    package_id: int
+    title: str
+    error: str
+
+
+class RuntimeCommitted(EventModel):
+    """A learner's runtime session committed CMI data (or was launched, or finished).
+
+    ``attempt_id`` is the launch's id: one attempt per launch. ``sequence`` orders the commits of one attempt
+    (0 is the launch itself); apply status/score fields only from a higher sequence. ``session_time_delta_seconds``
+    is the time added by this commit, so the sum over commits is the attempt's total time whatever order they
+    arrive in.
+    """
+
+    attempt_id: int
+    enrollment_id: int
+    activity_id: int
+    user_id: int
+    course_id: int
+    sequence: int
+    standard: str = Field(description="1.2 | 2004")
+    status: str = Field(description="not_attempted | incomplete | completed | passed | failed | browsed")
+    completion_status: str | None = None
+    success_status: str | None = None
+    score_raw: Number | None = None
+    score_scaled: Number | None = None
+    passed: bool | None = None
+    session_time_delta_seconds: Number = Field(default=0)
+    time_started_at: datetime
+    time_ended_at: datetime | None = None
+    finished: bool = False

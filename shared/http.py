@@ -1,0 +1,405 @@
+"""HTTP plumbing shared by every service: envelopes, the one error type, middlewares, JSON bodies, cursors.
+
+Envelopes follow CONTRACT.md §4:
+success ``{"data": ..., "next_cursor": null | "...", "request_id": "req_..."}``,
+error ``{"error": {"code": ..., "message": ..., "request_id": ...}}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from structlog.contextvars import bind_contextvars, clear_contextvars
+
+log = structlog.get_logger("shared.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+M = TypeVar("M", bound=BaseModel)
+
+# Headers the gateway sets on every proxied request. Services trust them only with a valid internal credential.
+H_INTERNAL = "X-Learn-Internal"
+H_TENANT_ID = "X-Learn-Tenant-Id"
+H_TENANT = "X-Learn-Tenant"
+H_TENANT_NAME = "X-Learn-Tenant-Name"
+H_KEY_ID = "X-Learn-Key-Id"
+H_SCOPES = "X-Learn-Scopes"
+H_OWNER_ID = "X-Learn-Owner-Id"
+H_OWNER_NAME = "X-Learn-Owner-Name"
+H_REQUEST_ID = "X-Request-Id"
+
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class ApiError(Exception):
+    """The one error type: raised anywhere, rendered into the error envelope by :func:`error_middleware`."""
+
+    def __init__(self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+    @classmethod
+    def invalid(cls, message: str) -> ApiError:
+        return cls(400, "invalid_argument", message)
+
+    @classmethod
+    def missing(cls, field: str) -> ApiError:
+        return cls(400, "missing_field", f"'{field}' is required and must not be empty.")
+
+    @classmethod
+    def not_found(cls, resource: str) -> ApiError:
+        """``resource`` is the snake_case name: ``course`` gives ``404 course_not_found`` "Course not found."."""
+        label = resource.replace("_", " ")
+        return cls(404, f"{resource}_not_found", f"{label[0].upper()}{label[1:]} not found.")
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+def rfc3339(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    text = value.isoformat(timespec="microseconds" if value.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
+
+
+def request_id_of(request: web.Request) -> str:
+    rid = request.get("request_id")
+    if rid is None:
+        rid = new_request_id()
+        request["request_id"] = rid
+    return str(rid)
+
+
+def ok(request: web.Request, data: Any, next_cursor: str | None = None, status: int = 200) -> web.Response:
+    rid = request_id_of(request)
+    body = dumps({"data": data, "next_cursor": next_cursor, "request_id": rid})
+    return web.Response(
+        text=body, status=status, content_type="application/json", headers={H_REQUEST_ID: rid}
+    )
+
+
+def error_body(code: str, message: str, request_id: str) -> str:
+    return dumps({"error": {"code": code, "message": message, "request_id": request_id}})
+
+
+def error_response(
+    request_id: str, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    all_headers = {H_REQUEST_ID: request_id, **(headers or {})}
+    return web.Response(
+        text=error_body(code, message, request_id),
+        status=status,
+        content_type="application/json",
+        headers=all_headers,
+    )
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean "a backing store is down", which are 503s, not bugs."""
+    import sqlalchemy.exc
+
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, (sqlalchemy.exc.InterfaceError, sqlalchemy.exc.TimeoutError)):
+        return True
+    if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
+        return True
+    name = type(exc).__name__
+    if name in {"CannotConnectNowError", "ConnectionDoesNotExistError", "AdminShutdownError",
+                "InterfaceError", "ConnectionFailureError", "TooManyConnectionsError"}:
+        return True
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, sqlalchemy.exc.DBAPIError) and cause is not None:
+        return _is_unavailable(cause)
+    orig = getattr(exc, "orig", None)
+    if orig is not None and orig is not exc:
+        return _is_unavailable(orig)
+    return False
+
+
+_HTTP_EXCEPTION_CODES = {
+    404: ("not_found", "No such route."),
+    405: ("method_not_allowed", "Method not allowed on this route."),
+    413: ("payload_too_large", "The request body is over the size limit."),
+    415: ("unsupported_media_type", "This endpoint takes application/json."),
+}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into the contract's error envelope; never leak a stack trace."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(request_id_of(request), exc.status, exc.code, exc.message, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code, message = _HTTP_EXCEPTION_CODES.get(exc.status, ("invalid_argument", exc.reason))
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return error_response(request_id_of(request), exc.status, code, message, headers)
+    except Exception as exc:
+        if _is_unavailable(exc):
+            log.warning("backing_store_unavailable", error=repr(exc), path=request.path)
+            return error_response(
+                request_id_of(request), 503, "service_unavailable",
+                "A backing service is temporarily unavailable; retry shortly.", {"Retry-After": "1"},
+            )
+        log.exception("unhandled_error", path=request.path, method=request.method)
+        return error_response(request_id_of(request), 500, "internal", "Internal error.")
+
+
+@web.middleware
+async def service_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Adopt the gateway's request id (trusted: the internal credential was checked) and bind log context."""
+    rid = request.headers.get(H_REQUEST_ID)
+    if not rid or not rid.startswith("req_") or len(rid) > 64:
+        rid = new_request_id()
+    request["request_id"] = rid
+    clear_contextvars()
+    bind_contextvars(request_id=rid, tenant=request.headers.get(H_TENANT))
+    if request.app.get(SERVICE_NAME_KEY):
+        bind_contextvars(service=request.app[SERVICE_NAME_KEY])
+    response = await handler(request)
+    response.headers.setdefault(H_REQUEST_ID, rid)
+    return response
+
+
+SERVICE_NAME_KEY = web.AppKey("service_name", str)
+
+
+def internal_auth_middleware(secret: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Reject any request that did not come through the gateway (CONTRACT §1)."""
+    expected = secret.encode()
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in PUBLIC_PATHS:
+            return await handler(request)
+        given = request.headers.get(H_INTERNAL, "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise ApiError(401, "invalid_api_key", "This service only accepts requests through the gateway.",
+                           {"WWW-Authenticate": "Bearer"})
+        return await handler(request)
+
+    return middleware
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Who is calling, as forwarded by the gateway."""
+
+    tenant_id: int
+    tenant_slug: str
+    tenant_name: str
+    request_id: str
+    key_id: int | None
+    scopes: frozenset[str]
+    owner_id: int | None
+    owner_name: str | None
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.scopes
+
+
+def context_of(request: web.Request) -> RequestContext:
+    cached = request.get("learn_context")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    headers = request.headers
+    try:
+        tenant_id = int(headers[H_TENANT_ID])
+        slug = headers[H_TENANT]
+    except (KeyError, ValueError):
+        raise ApiError(401, "invalid_api_key", "No tenant was forwarded by the gateway.") from None
+    key_id = headers.get(H_KEY_ID)
+    owner = headers.get(H_OWNER_ID)
+    ctx = RequestContext(
+        tenant_id=tenant_id,
+        tenant_slug=slug,
+        tenant_name=_unquote(headers.get(H_TENANT_NAME, slug)),
+        request_id=request_id_of(request),
+        key_id=int(key_id) if key_id and key_id.isdigit() else None,
+        scopes=frozenset(s for s in headers.get(H_SCOPES, "").split(" ") if s),
+        owner_id=int(owner) if owner and owner.isdigit() else None,
+        owner_name=_unquote(headers[H_OWNER_NAME]) if H_OWNER_NAME in headers else None,
+    )
+    request["learn_context"] = ctx
+    return ctx
+
+
+def _unquote(value: str) -> str:
+    from urllib.parse import unquote
+
+    return unquote(value)
+
+
+# --- JSON bodies -------------------------------------------------------------------------------------------
+
+
+async def read_json(request: web.Request, model: type[M]) -> M:
+    """Parse and validate a JSON body against ``model`` (which should forbid extra fields).
+
+    Absent, null or blank required fields give ``400 missing_field`` naming the field; anything else that does
+    not validate gives ``400 invalid_argument`` saying which field and why.
+    """
+    ctype = request.headers.get("Content-Type", "")
+    if ctype and not ctype.split(";")[0].strip().lower().endswith(("/json", "+json")):
+        raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
+    raw = await request.read()
+    if not raw.strip():
+        payload: Any = {}
+    else:
+        try:
+            payload = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ApiError.invalid(f"The body is not valid JSON: {exc}.") from None
+    return validate_payload(payload, model)
+
+
+def validate_payload(payload: Any, model: type[M]) -> M:
+    if not isinstance(payload, dict):
+        raise ApiError.invalid("The body must be a JSON object.")
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        if field.is_required():
+            value = payload.get(key)
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise ApiError.missing(key)
+    try:
+        return model.model_validate(payload)
+    except ValidationError as exc:
+        raise ApiError.invalid(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    loc = ".".join(str(part) for part in first.get("loc", ()))
+    kind = first.get("type", "")
+    if kind == "extra_forbidden":
+        return f"Unknown field '{loc}'."
+    msg = first.get("msg", "is invalid")
+    msg = msg.removeprefix("Value error, ")
+    return f"'{loc}': {msg}." if loc else f"{msg}."
+
+
+# --- query parameters and keyset cursors ------------------------------------------------------------------
+
+
+def int_param(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or int(raw) < 1 or len(raw) > 18:
+        raise ApiError.invalid(f"'{name}' must be a positive integer.")
+    return int(raw)
+
+
+def path_id(request: web.Request, name: str, resource: str) -> int:
+    """A positive integer id from the path; anything else answers like a missing row."""
+    raw = request.match_info.get(name, "")
+    if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
+        raise ApiError.not_found(resource)
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    limit: int
+    after_id: int | None  # keyset: rows with id < after_id (lists are ordered by id descending)
+
+
+class CursorCodec:
+    """Opaque, tamper-evident keyset cursors bound to the list, the tenant and the filters they came from."""
+
+    def __init__(self, secret: str):
+        self._key = hashlib.sha256(b"learn-cursor:" + secret.encode()).digest()
+
+    def _scope(self, list_name: str, tenant_id: int, filters: Mapping[str, Any]) -> bytes:
+        canonical = json.dumps([list_name, tenant_id, sorted((k, v) for k, v in filters.items() if v is not None)],
+                               separators=(",", ":"), default=str)
+        return canonical.encode()
+
+    def encode(self, list_name: str, tenant_id: int, filters: Mapping[str, Any], last_id: int) -> str:
+        body = str(last_id).encode()
+        mac = hmac.new(self._key, self._scope(list_name, tenant_id, filters) + b"|" + body, "sha256").digest()[:16]
+        return base64.urlsafe_b64encode(body + b"." + mac).decode().rstrip("=")
+
+    def decode(self, token: str, list_name: str, tenant_id: int, filters: Mapping[str, Any]) -> int:
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            raw = base64.urlsafe_b64decode(padded.encode())
+            body, mac = raw.split(b".", 1)
+            expected = hmac.new(self._key, self._scope(list_name, tenant_id, filters) + b"|" + body,
+                                "sha256").digest()[:16]
+            if not hmac.compare_digest(mac, expected):
+                raise ValueError("bad mac")
+            value = int(body)
+            if value < 1:
+                raise ValueError("bad id")
+            return value
+        except (ValueError, TypeError):
+            raise ApiError.invalid(
+                "'cursor' is not valid for this list and these filters; start again without a cursor."
+            ) from None
+
+
+def page_request(
+    request: web.Request, codec: CursorCodec, list_name: str, tenant_id: int, filters: Mapping[str, Any]
+) -> PageRequest:
+    raw_limit = request.query.get("limit")
+    limit = 50
+    if raw_limit is not None:
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+            raise ApiError.invalid("'limit' must be an integer from 1 to 100.")
+        limit = int(raw_limit)
+    cursor = request.query.get("cursor")
+    after = codec.decode(cursor, list_name, tenant_id, filters) if cursor else None
+    return PageRequest(limit=limit, after_id=after)
+
+
+def next_cursor(
+    codec: CursorCodec, rows: list[Any], page: PageRequest, list_name: str, tenant_id: int,
+    filters: Mapping[str, Any], id_of: Callable[[Any], int] = lambda row: int(row["id"]),
+) -> str | None:
+    """Call with up to ``page.limit + 1`` rows; trims the extra one and returns the next cursor or None."""
+    if len(rows) <= page.limit:
+        return None
+    del rows[page.limit:]
+    return codec.encode(list_name, tenant_id, filters, id_of(rows[-1]))

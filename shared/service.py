@@ -1,0 +1,208 @@
+"""The common shape of every service: ``create_service_app(settings, spec)`` wires middlewares, health
+endpoints, the database, the bus, the outbox relay, the consumers and background tasks into one aiohttp app.
+
+Resources are opened in ``app.cleanup_ctx`` (closed only if they opened), background tasks are cancelled on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.bus.amqp import AmqpBus, OutgoingMessage
+from shared.bus.consumer import ConsumerRunner, Subscription
+from shared.bus.inprocess import InProcessBus
+from shared.bus.relay import OutboxRelay
+from shared.bus.topology import QueueSpec
+from shared.config import ServiceSettings
+from shared.db import Database, migrate, migrations_applied
+from shared.http import (
+    SERVICE_NAME_KEY,
+    CursorCodec,
+    Handler,
+    error_middleware,
+    internal_auth_middleware,
+    service_context_middleware,
+)
+from shared.logging import configure_logging
+from shared.metrics import HTTP_DURATION, HTTP_REQUESTS
+
+log = structlog.get_logger("shared.service")
+
+
+class Bus(Protocol):
+    @property
+    def ready(self) -> bool: ...
+    async def connect(self, *, retry_forever: bool = True) -> None: ...
+    async def publish_many(self, messages: list[OutgoingMessage]) -> None: ...
+    async def consume(self, spec: QueueSpec, runner: ConsumerRunner) -> None: ...
+    async def close(self) -> None: ...
+
+
+BackgroundTask = Callable[[web.Application], Awaitable[None]]
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    migrations_dir: Path
+    setup_routes: Callable[[web.Application], None]
+    subscriptions: Callable[[web.Application], list[Subscription]] = lambda app: []
+    background: list[BackgroundTask] = field(default_factory=list)
+    client_max_size: int = 1024 * 1024 + 1024
+
+
+DB_KEY = web.AppKey("db", Database)
+BUS_KEY = web.AppKey("bus", Any)
+SETTINGS_KEY = web.AppKey("settings", ServiceSettings)
+CURSOR_KEY = web.AppKey("cursors", CursorCodec)
+RELAY_KEY = web.AppKey("relay", OutboxRelay)
+SHARED_BUS_KEY = web.AppKey("shared_bus", bool)
+
+
+def _metrics_middleware(service: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            HTTP_REQUESTS.labels(service, route, request.method, str(status)).inc()
+            HTTP_DURATION.labels(service, route, request.method).observe(time.perf_counter() - start)
+
+    return middleware
+
+
+def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus | None = None) -> web.Application:
+    common = settings.common
+    configure_logging(spec.name, common.log_level, common.log_json)
+    secret = common.resolved_internal_secret()
+    app = web.Application(
+        middlewares=[
+            _metrics_middleware(spec.name),
+            service_context_middleware,
+            error_middleware,
+            internal_auth_middleware(secret),
+        ],
+        client_max_size=spec.client_max_size,
+    )
+    app[SERVICE_NAME_KEY] = spec.name
+    app[SETTINGS_KEY] = settings
+    app[CURSOR_KEY] = CursorCodec(secret)
+    app[SHARED_BUS_KEY] = bus is not None
+    if bus is not None:
+        app[BUS_KEY] = bus
+
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz(spec))
+    app.router.add_get("/metrics", _metrics)
+    spec.setup_routes(app)
+
+    async def database_ctx(app: web.Application) -> AsyncIterator[None]:
+        url = settings.database_url
+        if common.run_migrations_on_start:
+            await migrate(url, spec.migrations_dir)
+        db = Database(url)
+        app[DB_KEY] = db
+        yield
+        await db.dispose()
+
+    async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
+        if BUS_KEY not in app:
+            if common.amqp_url:
+                app[BUS_KEY] = AmqpBus(common.amqp_url, service=spec.name, namespace=common.amqp_namespace,
+                                       prefetch=common.amqp_prefetch, delivery_limit=common.amqp_delivery_limit)
+            else:
+                app[BUS_KEY] = InProcessBus(delivery_limit=common.amqp_delivery_limit)
+        the_bus: Bus = app[BUS_KEY]
+        tasks: list[asyncio.Task[None]] = []
+
+        async def start_messaging() -> None:
+            await the_bus.connect(retry_forever=True)
+            if settings.consumers_enabled:
+                for sub in spec.subscriptions(app):
+                    await the_bus.consume(sub.queue, ConsumerRunner(app[DB_KEY], sub, spec.name))
+
+        tasks.append(asyncio.create_task(start_messaging(), name=f"{spec.name}-messaging"))
+        if settings.relay_enabled:
+            relay = OutboxRelay(app[DB_KEY], the_bus, service=spec.name, batch_size=common.relay_batch_size,
+                                poll_interval=common.relay_poll_interval)
+            app[RELAY_KEY] = relay
+            tasks.append(asyncio.create_task(relay.run(), name=f"{spec.name}-relay"))
+        for job in spec.background:
+            tasks.append(asyncio.create_task(_supervised(job, app), name=f"{spec.name}-{job.__name__}"))
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if not app[SHARED_BUS_KEY]:
+            await the_bus.close()
+
+    app.cleanup_ctx.append(database_ctx)
+    app.cleanup_ctx.append(bus_ctx)
+    return app
+
+
+async def _supervised(job: BackgroundTask, app: web.Application) -> None:
+    """Run a background job forever; a crash is logged and the job restarts after a pause."""
+    while True:
+        try:
+            await job(app)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background_job_crashed", job=job.__name__)
+            await asyncio.sleep(2)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "service": request.app[SERVICE_NAME_KEY]})
+
+
+def _readyz(spec: ServiceSpec) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        app = request.app
+        checks: dict[str, str] = {}
+        try:
+            db = app[DB_KEY]
+            await asyncio.wait_for(db.ping(), timeout=2)
+            checks["database"] = "ok"
+            checks["migrations"] = "ok" if await migrations_applied(db, spec.migrations_dir) else "pending"
+        except Exception as exc:
+            checks["database"] = f"unavailable: {type(exc).__name__}"
+        bus = app.get(BUS_KEY)
+        checks["broker"] = "ok" if bus is not None and bus.ready else "unavailable"
+        ready = all(v == "ok" for v in checks.values())
+        return web.json_response(
+            {"status": "ready" if ready else "not_ready", "service": spec.name, "checks": checks},
+            status=200 if ready else 503,
+        )
+
+    return handler
+
+
+async def _metrics(_request: web.Request) -> web.Response:
+    resp = web.Response(body=generate_latest())
+    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    resp.charset = "utf-8"
+    return resp
