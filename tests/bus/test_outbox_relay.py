@@ -1,0 +1,83 @@
+"""The outbox and relay on real PostgreSQL and RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shared.bus.amqp import OutgoingMessage
+from shared.bus.relay import OutboxRelay
+from tests.support.env import recording
+from tests.support.infra import wait_until
+
+
+async def test_rolled_back_event_is_never_published_and_committed_one_is_published_once(harness):
+    async with recording(harness.env, "acme.test.happened") as rec:
+        await harness.start_relay()
+        rolled_back = harness.event(1)
+        committed = harness.event(2)
+        await harness.write(rolled_back, commit=False)
+        await harness.write(committed)
+        await wait_until(lambda: len(rec.events) >= 1, message="the committed event")
+        await asyncio.sleep(1.0)  # give a wrongly published or duplicated event time to show up
+        assert [e.id for e in rec.events] == [committed.id]
+        assert await harness.outbox_size() == 0
+
+
+async def test_relay_wakes_on_notify_without_waiting_for_the_poll(harness):
+    async with recording(harness.env, "acme.test.happened") as rec:
+        bus = await harness.new_bus()
+        relay = OutboxRelay(harness.db, bus, service="bus", poll_interval=30)
+        harness.tasks.append(asyncio.create_task(relay.run()))
+        await asyncio.sleep(0.5)  # the relay is now idle, waiting up to 30 s
+        await harness.write(harness.event(7))
+        await wait_until(lambda: rec.events, timeout=5, message="a NOTIFY-driven publish")
+
+
+async def test_two_relays_at_once_deliver_every_event(harness):
+    await harness.start_consumer()
+    await harness.start_relay(batch_size=20)
+    await harness.start_relay(batch_size=20)
+    await harness.write(*[harness.event(n) for n in range(1000)])
+    await wait_until(lambda: _count(harness, 1000), timeout=60, message="1000 effects")
+    counts = await harness.effect_counts()
+    assert set(counts) == set(range(1000))
+    assert set(counts.values()) == {1}
+
+
+async def _count(harness, expected: int) -> bool:
+    return len(await harness.effect_counts()) >= expected
+
+
+class CrashAfterPublish:
+    """A publisher that publishes, then dies before the relay can delete the rows (a crashed relay)."""
+
+    def __init__(self, bus):
+        self.bus = bus
+        self.crashes = 0
+
+    async def publish_many(self, messages: list[OutgoingMessage]) -> None:
+        await self.bus.publish_many(messages)
+        self.crashes += 1
+        raise RuntimeError("relay killed between publish and mark-sent")
+
+
+async def test_relay_killed_between_publish_and_mark_sent_duplicates_but_effect_happens_once(harness):
+    async with recording(harness.env, "acme.test.happened") as rec:
+        await harness.start_consumer()
+        crashing = CrashAfterPublish(await harness.new_bus())
+        events = [harness.event(n) for n in range(20)]
+        await harness.write(*events)
+        with_crash = OutboxRelay(harness.db, crashing, service="bus")
+        try:
+            await with_crash.publish_batch()
+        except RuntimeError:
+            pass
+        assert crashing.crashes == 1
+        assert await harness.outbox_size() == 20  # nothing marked sent: the rows stay
+        await harness.start_relay()  # the replacement relay publishes them again
+        await wait_until(lambda: len(rec.events) >= 40, message="both copies on the wire")
+        await wait_until(lambda: _count(harness, 20), message="20 effects")
+        await asyncio.sleep(0.5)
+        counts = await harness.effect_counts()
+        assert counts == {n: 1 for n in range(20)}
+        assert await harness.outbox_size() == 0

@@ -1,0 +1,93 @@
+"""Where the tests' PostgreSQL and RabbitMQ come from.
+
+Order: ``LEARN_TEST_POSTGRES_URL`` / ``LEARN_TEST_AMQP_URL`` (or ``LEARN_POSTGRES_URL`` / ``LEARN_AMQP_URL``),
+then the loopback defaults (127.0.0.1:5432 user postgres, 127.0.0.1:5672 guest/guest), then testcontainers when a
+Docker engine answers. Otherwise the run fails with a message saying what to start — never a silent skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from urllib.parse import urlsplit
+
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432"
+DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+
+_containers: list[object] = []
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _docker_available() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env().ping()
+        return True
+    except Exception:
+        return False
+
+
+def postgres_url() -> str:
+    url = os.environ.get("LEARN_TEST_POSTGRES_URL") or os.environ.get("LEARN_POSTGRES_URL") or DEFAULT_PG
+    if _reachable(url, 5432):
+        return url
+    if _docker_available():
+        from testcontainers.postgres import PostgresContainer
+
+        container = PostgresContainer("postgres:15-alpine", driver=None)
+        container.start()
+        _containers.append(container)
+        return container.get_connection_url().rsplit("/", 1)[0]
+    raise RuntimeError(
+        f"PostgreSQL is not reachable at {url} and no Docker engine is available for testcontainers. "
+        "Start PostgreSQL (e.g. `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`) "
+        "or set LEARN_TEST_POSTGRES_URL."
+    )
+
+
+def amqp_url() -> str:
+    url = os.environ.get("LEARN_TEST_AMQP_URL") or os.environ.get("LEARN_AMQP_URL") or DEFAULT_AMQP
+    if _reachable(url, 5672):
+        return url
+    if _docker_available():
+        from testcontainers.rabbitmq import RabbitMqContainer
+
+        container = RabbitMqContainer("rabbitmq:3.13-management")
+        container.start()
+        _containers.append(container)
+        params = container.get_connection_params()
+        return f"amqp://guest:guest@{params.host}:{params.port}/"
+    raise RuntimeError(
+        f"RabbitMQ is not reachable at {url} and no Docker engine is available for testcontainers. "
+        "Start RabbitMQ (e.g. `rabbitmq-server -detached`) or set LEARN_TEST_AMQP_URL."
+    )
+
+
+def stop_containers() -> None:
+    for container in _containers:
+        container.stop()  # type: ignore[attr-defined]
+
+
+async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"):
+    """Poll ``predicate`` (sync or async) until truthy; returns its value or fails with ``message``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await asyncio.sleep(interval)
