@@ -1,0 +1,105 @@
+"""``python -m services run``: the whole system in one process (what ``make run`` starts).
+
+With neither LEARN_POSTGRES_URL nor LEARN_AMQP_URL set this is the embedded default: one SQLite file per service
+under LEARN_DATA_DIR and one in-process bus shared by the services. The gateway still reaches the services over
+loopback HTTP, exactly as in the real topology.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from typing import Any
+
+from aiohttp import web
+
+from shared.cli import install_uvloop
+from shared.config import CommonSettings
+from shared.logging import configure_logging, get_logger
+
+
+def _factories() -> list[tuple[str, Any, Any]]:
+    from services.catalog.app import create_app as catalog_app
+    from services.catalog.config import CatalogSettings
+    from services.certificates.app import create_app as certificates_app
+    from services.certificates.config import CertificatesSettings
+    from services.enrollment.app import create_app as enrollment_app
+    from services.enrollment.config import EnrollmentSettings
+    from services.gateway.app import create_app as gateway_app
+    from services.gateway.config import GatewaySettings
+    from services.scorm.app import create_app as scorm_app
+    from services.scorm.config import ScormSettings
+
+    return [
+        ("catalog", CatalogSettings, catalog_app),
+        ("enrollment", EnrollmentSettings, enrollment_app),
+        ("certificates", CertificatesSettings, certificates_app),
+        ("scorm", ScormSettings, scorm_app),
+        ("gateway", GatewaySettings, gateway_app),
+    ]
+
+
+async def run_all(stop: asyncio.Event) -> None:
+    common = CommonSettings()
+    configure_logging("launcher", common.log_level, common.log_json)
+    log = get_logger("launcher")
+    bus = None
+    if common.embedded:
+        from shared.bus.inprocess import InProcessBus
+
+        bus = InProcessBus(delivery_limit=common.amqp_delivery_limit)
+    runners: list[web.AppRunner] = []
+    gateway_port = 0
+    try:
+        for name, settings_cls, factory in _factories():
+            settings = settings_cls(common=common)
+            app = factory(settings, bus=bus)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, common.host, settings.port).start()
+            runners.append(runner)
+            if name == "gateway":
+                gateway_port = settings.port
+            log.info("service_started", name=name, port=settings.port)
+        mode = "embedded (SQLite + in-process bus)" if common.embedded else "PostgreSQL + RabbitMQ"
+        host = "localhost" if common.host in ("127.0.0.1", "0.0.0.0") else common.host  # noqa: S104
+        sys.stderr.write(
+            f"\nmobieusLearn is running ({mode}).\n"
+            f"  Gateway:    http://{host}:{gateway_port}\n"
+            f"  Readiness:  http://{host}:{gateway_port}/readyz\n"
+            f"  Data dir:   {common.data_dir.resolve()}\n"
+            "Press Ctrl-C to stop.\n\n"
+        )
+        sys.stderr.flush()
+        await stop.wait()
+    finally:
+        for runner in reversed(runners):
+            with contextlib.suppress(Exception):
+                await runner.cleanup()
+        if bus is not None:
+            await bus.close()
+        log.info("stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services")
+    parser.add_argument("command", choices=["run"], help="run every service in this process")
+    parser.parse_args(argv)
+    install_uvloop()
+
+    async def entry() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_all(stop)
+
+    asyncio.run(entry())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
