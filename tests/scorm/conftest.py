@@ -1,0 +1,64 @@
+"""Fixtures for the SCORM import tests: the shared fixture packages and blob stores on real backends."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from shared.blobstore import BlobStore, DatabaseBlobStore, FilesystemBlobStore
+from shared.db import Database, drop_database, ensure_database
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def scorm_fixtures_dir() -> Path:
+    """The real SCORM packages described in SOURCES.md (never copied into the repository)."""
+    default = REPO_ROOT / ".." / "shared" / "fixtures" / "scorm"
+    directory = Path(os.environ.get("LEARN_SCORM_FIXTURES_DIR", str(default))).resolve()
+    if not (directory / "SOURCES.md").is_file():
+        pytest.fail(
+            f"SCORM fixtures not found in {directory}; set LEARN_SCORM_FIXTURES_DIR to the folder "
+            "that holds SOURCES.md",
+            pytrace=False,
+        )
+    return directory
+
+
+@pytest.fixture
+async def sqlite_blob_store(tmp_path: Path) -> AsyncIterator[DatabaseBlobStore]:
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'blobs.sqlite3'}")
+    store = DatabaseBlobStore(database.engine)
+    await store.create_tables()
+    yield store
+    await database.dispose()
+
+
+@pytest.fixture
+async def postgres_blob_store(postgres_url: str) -> AsyncIterator[DatabaseBlobStore]:
+    """A DatabaseBlobStore in a throwaway PostgreSQL database, dropped afterwards."""
+    name = f"test_blob_{secrets.token_hex(4)}"
+    url = make_url(postgres_url).set(drivername="postgresql+asyncpg", database=name)
+    rendered = url.render_as_string(hide_password=False)
+    await ensure_database(rendered)
+    database = Database(rendered, pool_size=2)
+    try:
+        store = DatabaseBlobStore(database.engine)
+        await store.create_tables()
+        yield store
+    finally:
+        await database.dispose()
+        await drop_database(rendered)
+
+
+@pytest.fixture(params=["filesystem", "sqlite", "postgres"])
+def blob_store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+    """The same behaviour asked of every BlobStore implementation."""
+    if request.param == "filesystem":
+        return FilesystemBlobStore(tmp_path / "blobs")
+    return request.getfixturevalue(f"{request.param}_blob_store")
