@@ -34,7 +34,7 @@ def service_main(
     parser = argparse.ArgumentParser(prog=f"python -m services.{name}", description=f"mobieusLearn {name} service")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the HTTP API, the outbox relay and the consumers")
-    serve.add_argument("--port", type=int, help="override LEARN_%s_PORT" % name.upper())
+    serve.add_argument("--port", type=int, help=f"override LEARN_{name.upper()}_PORT")
     serve.add_argument("--no-consumers", action="store_true", help="do not consume events (API + relay only)")
     serve.add_argument("--no-relay", action="store_true", help="do not run the outbox relay")
     sub.add_parser("migrate", help="create the database if missing and apply migrations")

@@ -87,7 +87,7 @@ async def drop_database(url: str) -> None:
         path = make_url(url).database
         if path:
             for suffix in ("", "-wal", "-shm"):
-                Path(path + suffix).unlink(missing_ok=True)
+                await asyncio.to_thread(Path(path + suffix).unlink, missing_ok=True)
         return
     import asyncpg
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ValidationError
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
@@ -38,6 +39,9 @@ H_SCOPES = "X-Learn-Scopes"
 H_OWNER_ID = "X-Learn-Owner-Id"
 H_OWNER_NAME = "X-Learn-Owner-Name"
 H_REQUEST_ID = "X-Request-Id"
+
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
+CONTEXT_KEY = web.RequestKey("learn_context", object)
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -98,10 +102,10 @@ def dumps(value: Any) -> str:
 
 
 def request_id_of(request: web.Request) -> str:
-    rid = request.get("request_id")
+    rid = request.get(REQUEST_ID_KEY)
     if rid is None:
         rid = new_request_id()
-        request["request_id"] = rid
+        request[REQUEST_ID_KEY] = rid
     return str(rid)
 
 
@@ -190,7 +194,7 @@ async def service_context_middleware(request: web.Request, handler: Handler) -> 
     rid = request.headers.get(H_REQUEST_ID)
     if not rid or not rid.startswith("req_") or len(rid) > 64:
         rid = new_request_id()
-    request["request_id"] = rid
+    request[REQUEST_ID_KEY] = rid
     clear_contextvars()
     bind_contextvars(request_id=rid, tenant=request.headers.get(H_TENANT))
     if request.app.get(SERVICE_NAME_KEY):
@@ -203,7 +207,7 @@ async def service_context_middleware(request: web.Request, handler: Handler) -> 
 SERVICE_NAME_KEY = web.AppKey("service_name", str)
 
 
-def internal_auth_middleware(secret: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def internal_auth_middleware(secret: str) -> Middleware:
     """Reject any request that did not come through the gateway (CONTRACT §1)."""
     expected = secret.encode()
 
@@ -239,9 +243,9 @@ class RequestContext:
 
 
 def context_of(request: web.Request) -> RequestContext:
-    cached = request.get("learn_context")
+    cached = request.get(CONTEXT_KEY)
     if cached is not None:
-        return cached  # type: ignore[no-any-return]
+        return cached
     headers = request.headers
     try:
         tenant_id = int(headers[H_TENANT_ID])
@@ -260,7 +264,7 @@ def context_of(request: web.Request) -> RequestContext:
         owner_id=int(owner) if owner and owner.isdigit() else None,
         owner_name=_unquote(headers[H_OWNER_NAME]) if H_OWNER_NAME in headers else None,
     )
-    request["learn_context"] = ctx
+    request[CONTEXT_KEY] = ctx
     return ctx
 
 

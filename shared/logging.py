@@ -59,4 +59,4 @@ def configure_logging(service: str, level: str = "info", json: bool = True) -> N
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)  # type: ignore[no-any-return]
+    return structlog.get_logger(name)

@@ -12,10 +12,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.bus.amqp import AmqpBus, OutgoingMessage
@@ -62,14 +63,14 @@ class ServiceSpec:
 
 
 DB_KEY = web.AppKey("db", Database)
-BUS_KEY = web.AppKey("bus", Any)
+BUS_KEY = web.AppKey("bus", Bus)
 SETTINGS_KEY = web.AppKey("settings", ServiceSettings)
 CURSOR_KEY = web.AppKey("cursors", CursorCodec)
 RELAY_KEY = web.AppKey("relay", OutboxRelay)
 SHARED_BUS_KEY = web.AppKey("shared_bus", bool)
 
 
-def _metrics_middleware(service: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def _metrics_middleware(service: str) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         start = time.perf_counter()

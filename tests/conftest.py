@@ -43,7 +43,7 @@ async def events(test_env: TestEnv) -> AsyncIterator[EventRecorder]:
     await recorder.stop()
 
 
-def pytest_sessionfinish(session, exitstatus):  # noqa: ARG001
+def pytest_sessionfinish(session, exitstatus):
     infra.stop_containers()
 
 

@@ -61,7 +61,7 @@ class AmqpBus:
                     self.url, client_properties={"connection_name": f"learn-{self.service}"}, timeout=10
                 )
                 break
-            except (OSError, aio_pika.exceptions.AMQPError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
                 if not retry_forever:
                     raise
                 log.warning("broker_unreachable", error=repr(exc), retry_in=delay)
@@ -69,7 +69,7 @@ class AmqpBus:
                 delay = min(delay * 2, 10)
         self._connection.reconnect_callbacks.add(self._on_reconnect)
         self._connection.close_callbacks.add(self._on_close)
-        self._publish_channel = await self._connection.channel(publisher_confirms=True)  # type: ignore[assignment]
+        self._publish_channel = await self._connection.channel(publisher_confirms=True)
         self._exchange = await self._declare_exchanges(self._publish_channel)
         self._connected.set()
         log.info("broker_connected")
@@ -131,7 +131,7 @@ class AmqpBus:
 
     async def consume(self, spec: QueueSpec, runner: ConsumerRunner) -> None:
         assert self._connection is not None, "connect() first"
-        channel: AbstractRobustChannel = await self._connection.channel()  # type: ignore[assignment]
+        channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=self.prefetch)
         queue = await self.declare_queue(channel, spec)
         work: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
@@ -158,7 +158,7 @@ class AmqpBus:
         log.info("consumer_started", queue=self.namespace + spec.name)
 
     async def _deliver(self, runner: ConsumerRunner, message: AbstractIncomingMessage) -> None:
-        count = int(message.headers.get("x-delivery-count", 0) or 0) if message.headers else 0
+        count = int(str(message.headers.get("x-delivery-count", 0) or 0)) if message.headers else 0
         outcome = await runner.process(message.body, count)
         try:
             if outcome in (Outcome.HANDLED, Outcome.DUPLICATE):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
 from pydantic import Field
 
@@ -55,7 +56,7 @@ class RuntimeCommitted(EventModel):
     score_raw: Number | None = None
     score_scaled: Number | None = None
     passed: bool | None = None
-    session_time_delta_seconds: Number = Field(default=0)
+    session_time_delta_seconds: Number = Field(default=Decimal(0))
     time_started_at: datetime
     time_ended_at: datetime | None = None
     finished: bool = False

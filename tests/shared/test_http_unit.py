@@ -1,0 +1,154 @@
+"""Pure logic of shared/http.py: cursors, JSON body validation, error envelopes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import BaseModel, ConfigDict
+
+from shared.http import (
+    ApiError,
+    CursorCodec,
+    error_middleware,
+    ok,
+    read_json,
+    service_context_middleware,
+    validate_payload,
+)
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    slug: str
+    title: str
+    minutes: int | None = None
+
+
+def test_cursor_round_trips_for_the_same_list_tenant_and_filters():
+    codec = CursorCodec("secret")
+    token = codec.encode("courses", 1, {"user_id": 5}, 42)
+    assert codec.decode(token, "courses", 1, {"user_id": 5}) == 42
+
+
+@pytest.mark.parametrize(
+    ("list_name", "tenant", "filters"),
+    [("enrollments", 1, {"user_id": 5}), ("courses", 2, {"user_id": 5}), ("courses", 1, {"user_id": 6}),
+     ("courses", 1, {})],
+)
+def test_cursor_from_another_list_tenant_or_filter_set_is_rejected(list_name, tenant, filters):
+    codec = CursorCodec("secret")
+    token = codec.encode("courses", 1, {"user_id": 5}, 42)
+    with pytest.raises(ApiError) as err:
+        codec.decode(token, list_name, tenant, filters)
+    assert (err.value.status, err.value.code) == (400, "invalid_argument")
+
+
+@pytest.mark.parametrize("token", ["", "abc", "!!!!", "NDI", "x" * 300])
+def test_tampered_cursor_is_rejected(token):
+    codec = CursorCodec("secret")
+    good = codec.encode("courses", 1, {}, 42)
+    with pytest.raises(ApiError):
+        codec.decode(token or good[:-2] + "AA", "courses", 1, {})
+
+
+def test_cursor_signed_with_another_secret_is_rejected():
+    token = CursorCodec("one").encode("courses", 1, {}, 42)
+    with pytest.raises(ApiError):
+        CursorCodec("two").decode(token, "courses", 1, {})
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "fragment"),
+    [
+        ({}, "missing_field", "'slug'"),
+        ({"slug": "  ", "title": "x"}, "missing_field", "'slug'"),
+        ({"slug": "a", "title": None}, "missing_field", "'title'"),
+        ({"slug": "a", "title": "b", "tenant_id": 3}, "invalid_argument", "Unknown field 'tenant_id'"),
+        ({"slug": "a", "title": "b", "minutes": "lots"}, "invalid_argument", "'minutes'"),
+        ([1, 2], "invalid_argument", "JSON object"),
+    ],
+)
+def test_payload_validation_names_the_field(payload, code, fragment):
+    with pytest.raises(ApiError) as err:
+        validate_payload(payload, Body)
+    assert err.value.code == code
+    assert fragment in err.value.message
+
+
+async def _client(handler) -> TestClient:
+    app = web.Application(middlewares=[service_context_middleware, error_middleware])
+    app.router.add_post("/x", handler)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client
+
+
+async def echo(request: web.Request) -> web.Response:
+    body = await read_json(request, Body)
+    return ok(request, body.model_dump())
+
+
+async def boom(request: web.Request) -> web.Response:
+    raise RuntimeError("secret internals /etc/passwd")
+
+
+async def test_malformed_json_is_invalid_argument_in_the_envelope():
+    client = await _client(echo)
+    try:
+        resp = await client.post("/x", data=b"{not json", headers={"Content-Type": "application/json"})
+        body = await resp.json()
+        assert resp.status == 400
+        assert body["error"]["code"] == "invalid_argument"
+        assert body["error"]["request_id"] == resp.headers["X-Request-Id"]
+    finally:
+        await client.close()
+
+
+async def test_non_json_content_type_is_415():
+    client = await _client(echo)
+    try:
+        resp = await client.post("/x", data=b"slug=a", headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert resp.status == 415
+        assert (await resp.json())["error"]["code"] == "unsupported_media_type"
+    finally:
+        await client.close()
+
+
+async def test_unknown_exception_is_500_internal_without_a_stack_trace():
+    client = await _client(boom)
+    try:
+        resp = await client.post("/x", json={})
+        text = await resp.text()
+        assert resp.status == 500
+        assert json.loads(text)["error"] == {"code": "internal", "message": "Internal error.",
+                                             "request_id": resp.headers["X-Request-Id"]}
+        assert "passwd" not in text and "Traceback" not in text
+    finally:
+        await client.close()
+
+
+async def test_success_envelope_has_data_cursor_and_request_id():
+    client = await _client(echo)
+    try:
+        resp = await client.post("/x", json={"slug": "a", "title": "b"})
+        body = await resp.json()
+        assert resp.status == 200
+        assert body == {"data": {"slug": "a", "title": "b", "minutes": None}, "next_cursor": None,
+                        "request_id": resp.headers["X-Request-Id"]}
+        assert body["request_id"].startswith("req_") and len(body["request_id"]) >= 28
+    finally:
+        await client.close()
+
+
+async def test_unknown_route_is_not_found_and_wrong_method_is_405():
+    client = await _client(echo)
+    try:
+        resp = await client.get("/nope")
+        assert (resp.status, (await resp.json())["error"]["code"]) == (404, "not_found")
+        resp = await client.get("/x")
+        assert (resp.status, (await resp.json())["error"]["code"]) == (405, "method_not_allowed")
+    finally:
+        await client.close()
