@@ -57,6 +57,9 @@ class Subscription:
         return self.queue.name
 
 
+_INBOX_INSERT = sa.insert(inbox)
+
+
 class _AlreadyHandled(Exception):
     pass
 
@@ -106,7 +109,7 @@ class ConsumerRunner:
                 async with self.db.transaction() as session:
                     try:
                         await session.execute(
-                            sa.insert(inbox).values(consumer=self.subscription.consumer_name, event_id=event.id)
+                            _INBOX_INSERT, {"consumer": self.subscription.consumer_name, "event_id": event.id}
                         )
                     except IntegrityError as exc:
                         if is_unique_violation(exc):

@@ -1,0 +1,173 @@
+"""Event pipeline benchmark: outbox → relay → RabbitMQ → idempotent consumer, against raw aio-pika.
+
+Both paths run in one process, on the same broker, in the same run:
+- raw: persistent 500-byte messages into a quorum queue, publisher confirms awaited in batches of 100,
+  consumed with prefetch 100 and acked;
+- pipeline: events committed to the outbox (transactions of 50), relayed with batched confirms, consumed by the
+  inbox-backed consumer, whose handler commits an effect row. Latency is commit → committed effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import statistics
+import time
+from typing import Any
+
+import aio_pika
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+from shared.bus import outbox
+from shared.bus.amqp import AmqpBus
+from shared.bus.consumer import ConsumerRunner, Subscription
+from shared.bus.envelope import new_event
+from shared.bus.relay import OutboxRelay
+from shared.bus.tables import bus_metadata
+from shared.bus.topology import QueueSpec
+from shared.config import CommonSettings
+from shared.db import Database, drop_database, ensure_database
+from shared.logging import configure_logging
+
+PG = "postgresql://postgres@127.0.0.1:5432"
+AMQP = "amqp://guest:guest@127.0.0.1:5672/"
+
+effects_md = sa.MetaData()
+effects = sa.Table(
+    "effects", effects_md,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("n", sa.Integer, nullable=False),
+    sa.Column("committed_at", sa.Float, nullable=False),
+    sa.Column("effect_at", sa.Float, nullable=False),
+)
+
+
+class Bench(BaseModel):
+    n: int
+    committed_at: float
+    pad: str
+
+
+async def raw_path(n: int, namespace: str) -> dict[str, float]:
+    conn = await aio_pika.connect_robust(AMQP)
+    async with conn:
+        pub = await conn.channel(publisher_confirms=True)
+        sub = await conn.channel()
+        await sub.set_qos(prefetch_count=100)
+        queue = await sub.declare_queue(namespace + "raw", durable=True, arguments={"x-queue-type": "quorum"})
+        body = b"x" * 500
+        done = asyncio.Event()
+        received = 0
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            nonlocal received
+            await message.ack()
+            received += 1
+            if received >= n:
+                done.set()
+
+        await queue.consume(on_message)
+        start = time.perf_counter()
+        for offset in range(0, n, 100):
+            await asyncio.gather(*[
+                pub.default_exchange.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                                             routing_key=queue.name)
+                for _ in range(min(100, n - offset))
+            ])
+        publish_s = time.perf_counter() - start
+        await done.wait()
+        total = time.perf_counter() - start
+        await queue.delete(if_unused=False, if_empty=False)
+    return {"msgs_per_s": n / total, "publish_per_s": n / publish_s}
+
+
+async def pipeline_path(n: int, namespace: str, prefix: str) -> dict[str, float]:
+    common = CommonSettings(postgres_url=PG, database_prefix=prefix)
+    url = common.database_url("bench")
+    await ensure_database(url)
+    db = Database(url, pool_size=20)
+    async with db.engine.begin() as c:
+        await c.run_sync(bus_metadata.create_all)
+        await c.run_sync(effects_md.create_all)
+    spec = QueueSpec("bench", "pipeline", ("bench.happened",))
+
+    async def handler(session: Any, event: Any, payload: Bench) -> None:
+        await session.execute(sa.insert(effects).values(n=payload.n, committed_at=payload.committed_at,
+                                                        effect_at=time.time()))
+
+    pub_bus = AmqpBus(AMQP, service="bench", namespace=namespace)
+    sub_bus = AmqpBus(AMQP, service="bench", namespace=namespace, prefetch=100, concurrency=16)
+    await pub_bus.connect()
+    await sub_bus.connect()
+    await sub_bus.consume(spec, ConsumerRunner(db, Subscription(spec, handler, {"bench.happened": Bench}), "bench"))
+    relay = OutboxRelay(db, pub_bus, service="bench", batch_size=200, poll_interval=0.5)
+    relay_task = asyncio.create_task(relay.run())
+    pad = "x" * 300
+    start = time.perf_counter()
+    for offset in range(0, n, 50):
+        async with db.transaction() as session:
+            now = time.time()
+            await outbox.add(session, *[
+                new_event("bench.happened", Bench(n=i, committed_at=now, pad=pad), service="bench", tenant="bench",
+                          tenant_id=1)
+                for i in range(offset, min(offset + 50, n))
+            ])
+    while True:
+        async with db.engine.connect() as c:
+            count = (await c.execute(sa.select(sa.func.count()).select_from(effects))).scalar_one()
+        if count >= n:
+            break
+        await asyncio.sleep(0.05)
+    total = time.perf_counter() - start
+    async with db.engine.connect() as c:
+        lat = sorted((r[0] - r[1]) * 1000 for r in (await c.execute(sa.select(effects.c.effect_at,
+                                                                                effects.c.committed_at))).all())
+    relay_task.cancel()
+    await sub_bus.close()
+    await pub_bus.close()
+    await db.dispose()
+    await drop_database(url)
+    conn = await aio_pika.connect(AMQP)
+    async with conn:
+        ch = await conn.channel()
+        for q in (spec.name, spec.dead_letter_name):
+            await ch.queue_delete(namespace + q)
+        await ch.exchange_delete(namespace + "learn.events")
+        await ch.exchange_delete(namespace + "learn.dlx")
+    return {
+        "msgs_per_s": n / total,
+        "p50_ms": statistics.median(lat),
+        "p99_ms": lat[int(len(lat) * 0.99) - 1],
+    }
+
+
+async def _run(n: int) -> dict[str, Any]:
+    token = secrets.token_hex(3)
+    raw = await raw_path(n, f"bench{token}.")
+    pipe = await pipeline_path(n, f"bench{token}.", f"bench{token}_")
+    return {"events": n, "raw": raw, "pipeline": pipe, "ratio": pipe["msgs_per_s"] / raw["msgs_per_s"]}
+
+
+def run(n: int = 5000) -> dict[str, Any]:
+    configure_logging("bench", "warning")
+    return asyncio.run(_run(n))
+
+
+def markdown(result: dict[str, Any]) -> str:
+    raw, pipe = result["raw"], result["pipeline"]
+    ok = "holds" if result["ratio"] >= 0.5 else "misses"
+    return "\n".join([
+        "| path | events/s | p50 commit→effect | p99 commit→effect |",
+        "|---|---|---|---|",
+        f"| raw aio-pika (confirms in batches of 100, prefetch 100) | {raw['msgs_per_s']:.0f} | – | – |",
+        f"| outbox → relay → RabbitMQ → inbox consumer | {pipe['msgs_per_s']:.0f} | {pipe['p50_ms']:.1f} ms "
+        f"| {pipe['p99_ms']:.1f} ms |",
+        "",
+        f"Ratio pipeline / raw: **{result['ratio']:.2f}** (target ≥ 0.5: {ok}); {result['events']} events, "
+        "persistent, quorum queues.",
+    ])
+
+
+if __name__ == "__main__":
+    print(markdown(run()))
