@@ -7,19 +7,18 @@ from typing import Any
 
 from aiohttp import web
 
+from services.catalog.api import setup_routes
 from services.catalog.config import CatalogSettings
+from services.catalog.scorm_packages import record_package
 from shared.bus.consumer import Subscription
+from shared.bus.topology import queue
 from shared.service import ServiceSpec, create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def setup_routes(app: web.Application) -> None:
-    pass
-
-
 def subscriptions(app: web.Application) -> list[Subscription]:
-    return []
+    return [Subscription(queue("catalog", "scorm_packages"), record_package)]
 
 
 def create_app(settings: CatalogSettings | None = None, *, bus: Any = None) -> web.Application:
