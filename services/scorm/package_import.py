@@ -263,6 +263,7 @@ def _check_entries(
     infos = archive.infolist()
     if len(infos) > limits.max_entries:
         raise PackageRejected(_too_many_entries(len(infos), limits.max_entries))
+    _check_no_overlap(archive, infos)
     seen: set[str] = set()
     entries: list[_Entry] = []
     skipped_junk = 0
@@ -288,7 +289,6 @@ def _check_entries(
         entries.append(_Entry(info, path))
     if _ratio_exceeded(declared, compressed, limits.max_ratio):
         raise PackageRejected(_ratio_message("the package", declared, compressed, limits.max_ratio))
-    _check_no_overlap(archive, infos)
     _check_file_folder_clash(entries)
     return entries, (declared, compressed), skipped_junk
 
