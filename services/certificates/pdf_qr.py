@@ -9,6 +9,7 @@ Tests compare our matrices with reportlab's own for every mask.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -231,9 +232,7 @@ def _layout(version: int) -> _Layout:
         return int("".join("1" if cell else "0" for cell in cells), 2)
 
     mask_rows = tuple(
-        tuple(
-            to_int([not reserved[row][c] and mask(row, c) for c in range(size)]) for row in range(size)
-        )
+        tuple(to_int([not reserved[row][c] and mask(row, c) for c in range(size)]) for row in range(size))
         for mask in _MASKS
     )
     return _Layout(
@@ -267,7 +266,7 @@ def _penalty(rows: tuple[int, ...], size: int) -> int:
     padded = "0000" + "0000|0000".join(lines) + "0000"
     score += 40 * (padded.count("00001011101") + padded.count("10111010000"))
     edge = (1 << (size - 1)) - 1
-    for upper, lower in zip(rows, rows[1:], strict=False):
+    for upper, lower in itertools.pairwise(rows):
         same = ~(upper ^ lower) & ~(upper ^ upper >> 1) & ~(lower ^ lower >> 1) & edge
         score += 3 * same.bit_count()
     dark = sum(bits.bit_count() for bits in rows)
