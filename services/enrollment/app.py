@@ -1,4 +1,4 @@
-"""The enrollment service: see its README section."""
+"""The enrollment service: enrollments, cohorts, attempts and completion (docs/enrollment.md)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,34 @@ from typing import Any
 
 from aiohttp import web
 
+from services.enrollment import api_attempts, api_cohorts, api_enrollments
+from services.enrollment.attempts import apply_runtime_commit
 from services.enrollment.config import EnrollmentSettings
+from services.enrollment.readmodels import apply_course_event, apply_user_upserted
+from services.enrollment.sweeper import expiry_sweeper
 from shared.bus.consumer import Subscription
+from shared.bus.topology import queue
 from shared.service import ServiceSpec, create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def setup_routes(app: web.Application) -> None:
-    pass
+    api_enrollments.setup(app)
+    api_cohorts.setup(app)
+    api_attempts.setup(app)
 
 
 def subscriptions(app: web.Application) -> list[Subscription]:
-    return []
+    return [
+        Subscription(queue("enrollment", "courses"), apply_course_event),
+        Subscription(queue("enrollment", "users"), apply_user_upserted),
+        Subscription(queue("enrollment", "runtime"), apply_runtime_commit),
+    ]
 
 
 def create_app(settings: EnrollmentSettings | None = None, *, bus: Any = None) -> web.Application:
+    settings = settings or EnrollmentSettings()
     spec = ServiceSpec(name="enrollment", migrations_dir=MIGRATIONS, setup_routes=setup_routes,
-                       subscriptions=subscriptions)
-    return create_service_app(settings or EnrollmentSettings(), spec, bus=bus)
+                       subscriptions=subscriptions, background=[expiry_sweeper] if settings.sweeper_enabled else [])
+    return create_service_app(settings, spec, bus=bus)

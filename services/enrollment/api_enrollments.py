@@ -1,0 +1,145 @@
+"""HTTP handlers for ``/api/v1/learn/enrollments``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.enrollment import enrollments as use_cases
+from services.enrollment.api_support import PositiveId, future_expiry, note_tenant, require_scope
+from services.enrollment.store import enrollment_resource, enrollments, idempotency_keys, insert_ignoring_conflicts
+from shared.db import TenantScope, utcnow
+from shared.http import (
+    ApiError,
+    context_of,
+    dumps,
+    int_param,
+    next_cursor,
+    ok,
+    page_request,
+    path_id,
+    read_json,
+)
+from shared.service import CURSOR_KEY, DB_KEY
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+class EnrollRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: PositiveId
+    course_id: PositiveId
+    source: str = Field(default="api", min_length=1, max_length=64)
+    expires_at: str | None = None
+
+
+class _KeyTaken(Exception):
+    """Another request stored a response under this idempotency key first."""
+
+
+async def create_enrollment(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    require_scope(ctx, "learn:write")
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not 1 <= len(key) <= 255:
+        raise ApiError.invalid(f"'{IDEMPOTENCY_HEADER}' must be 1 to 255 characters.")
+    body = await read_json(request, EnrollRequest)
+    body_hash = _body_hash(await request.read())
+    now = utcnow()
+    expires_at = future_expiry(body.expires_at, now)
+    db = request.app[DB_KEY]
+    try:
+        async with db.transaction() as session:
+            if key is not None and (stored := await _stored(session, ctx.tenant_id, key)) is not None:
+                return _replay(request, stored, body_hash)
+            await note_tenant(session, ctx, now)
+            row, created = await use_cases.enroll(
+                session, use_cases.Caller.of(ctx), user_id=body.user_id, course_id=body.course_id,
+                source=body.source, expires_at=expires_at, now=now)
+            data = enrollment_resource(row)
+            status = 201 if created else 200
+            if key is not None:
+                # Only successes are remembered: a request that failed can be retried with the same key.
+                saved = await session.execute(insert_ignoring_conflicts(session, idempotency_keys, {
+                    "tenant_id": ctx.tenant_id, "key": key, "body_sha256": body_hash, "status_code": status,
+                    "response": json.loads(dumps(data)), "created_at": now}))
+                if saved.rowcount == 0:
+                    raise _KeyTaken
+    except _KeyTaken:
+        async with db.transaction() as session:
+            stored = await _stored(session, ctx.tenant_id, key or "")
+        assert stored is not None
+        return _replay(request, stored, body_hash)
+    return ok(request, data, status=status)
+
+
+def _body_hash(raw: bytes) -> str:
+    """Same JSON, same hash: key order and whitespace do not make a different request."""
+    canonical = json.dumps(json.loads(raw or b"{}"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _stored(session: Any, tenant_id: int, key: str) -> Any | None:
+    return (await session.execute(
+        TenantScope(tenant_id).select(idempotency_keys).where(idempotency_keys.c.key == key)
+    )).first()
+
+
+def _replay(request: web.Request, stored: Any, body_hash: str) -> web.Response:
+    if stored.body_sha256 != body_hash:
+        raise ApiError.invalid(f"This '{IDEMPOTENCY_HEADER}' was already used with a different body.")
+    response = ok(request, stored.response, status=stored.status_code)
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+async def list_enrollments(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    require_scope(ctx, "learn:read")
+    filters = {"course_id": int_param(request, "course_id"), "user_id": int_param(request, "user_id")}
+    codec = request.app[CURSOR_KEY]
+    page = page_request(request, codec, "enrollments", ctx.tenant_id, filters)
+    stmt = TenantScope(ctx.tenant_id).select(enrollments)
+    for name, value in filters.items():
+        if value is not None:
+            stmt = stmt.where(enrollments.c[name] == value)
+    if page.after_id is not None:
+        stmt = stmt.where(enrollments.c.id < page.after_id)
+    stmt = stmt.order_by(enrollments.c.id.desc()).limit(page.limit + 1)
+    async with request.app[DB_KEY].transaction() as session:
+        rows = list((await session.execute(stmt)).all())
+    cursor = next_cursor(codec, rows, page, "enrollments", ctx.tenant_id, filters, id_of=lambda r: r.id)
+    return ok(request, [enrollment_resource(r) for r in rows], next_cursor=cursor)
+
+
+async def get_enrollment(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    require_scope(ctx, "learn:read")
+    enrollment_id = path_id(request, "id", "enrollment")
+    async with request.app[DB_KEY].transaction() as session:
+        row = await use_cases.get_enrollment(session, ctx.tenant_id, enrollment_id)
+    return ok(request, enrollment_resource(row))
+
+
+async def cancel_enrollment(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    require_scope(ctx, "learn:write")
+    enrollment_id = path_id(request, "id", "enrollment")
+    now = utcnow()
+    async with request.app[DB_KEY].transaction() as session:
+        await note_tenant(session, ctx, now)
+        row = await use_cases.cancel(session, use_cases.Caller.of(ctx), enrollment_id, now)
+    return ok(request, enrollment_resource(row))
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/v1/learn/enrollments", list_enrollments)
+    app.router.add_post("/api/v1/learn/enrollments", create_enrollment)
+    app.router.add_get("/api/v1/learn/enrollments/{id}", get_enrollment)
+    app.router.add_post("/api/v1/learn/enrollments/{id}/cancel", cancel_enrollment)
+
