@@ -23,6 +23,7 @@ from services.certificates.pdf_text import (
     SERIF_ITALIC,
     FittedText,
     fit_text,
+    visual_order,
 )
 
 if TYPE_CHECKING:
@@ -335,6 +336,7 @@ class _Page:
         c = self.c
         c.setFillColor(colour)
         c.setFont(fitted.font, fitted.size)
+        text = visual_order(text)
         if centred:
             c.drawCentredString(x, y, text, charSpace=char_space)
         else:

@@ -70,6 +70,31 @@ def font_for(text: str, font: str) -> str:
     return fallback if covered_by_fallback else font
 
 
+_RTL = frozenset({"R", "AL"})
+_LTR = frozenset({"L"})
+_MIRROR = str.maketrans("()[]{}<>«»", ")(][}{><»«")
+
+
+def visual_order(line: str) -> str:
+    """A right-to-left line (Hebrew, Arabic) in the left-to-right order PDF text is drawn in.
+
+    Only lines with no left-to-right letters are reordered (a full bidi algorithm and Arabic
+    joining need shaping support reportlab lacks here): the line is reversed, digit runs stay
+    in reading order and brackets are mirrored. Hebrew comes out right; Arabic letters appear
+    in the right order but unjoined.
+    """
+    classes = [unicodedata.bidirectional(ch) for ch in line]
+    if not _RTL.intersection(classes) or _LTR.intersection(classes):
+        return line
+    runs: list[str] = []
+    for ch, kind in zip(line, classes, strict=True):
+        if kind in ("EN", "AN") and runs and runs[-1][-1:].isdigit():
+            runs[-1] += ch
+        else:
+            runs.append(ch)
+    return "".join(reversed(runs)).translate(_MIRROR)
+
+
 def text_width(text: str, font: str, size: float) -> float:
     return pdfmetrics.stringWidth(text, font, size)
 
