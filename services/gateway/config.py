@@ -1,18 +1,45 @@
+"""Gateway settings (env prefix ``LEARN_GATEWAY_``; the admin token and key pepper keep their documented names)."""
+
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.config import DEFAULT_PORTS, ServiceSettings
+from shared.config import DEFAULT_PORTS, ServiceSettings, _file_secret
 
 
 class GatewaySettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="LEARN_GATEWAY_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="LEARN_GATEWAY_", extra="ignore", populate_by_name=True)
     service_name = "gateway"
     port: int = 8080
     catalog_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['catalog']}"
     enrollment_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['enrollment']}"
     certificates_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['certificates']}"
     scorm_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['scorm']}"
+
+    admin_token: str | None = Field(
+        default=None, validation_alias=AliasChoices("LEARN_ADMIN_TOKEN", "admin_token"),
+        description="bearer token of the admin API; unset: read or created in <data_dir>/admin_token",
+    )
+    api_key_pepper: str | None = Field(
+        default=None, validation_alias=AliasChoices("LEARN_API_KEY_PEPPER", "api_key_pepper"),
+        description="HMAC key for API-key hashes; unset: read or created in <data_dir>/api_key_pepper",
+    )
+    max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1, description="SCORM zip upload limit")
+    admin_json_body_limit: int = Field(default=8 * 1024 * 1024, ge=1,
+                                       description="admin JSON bodies (templates carry base64 images)")
+    # Token bucket per API key, per replica (see docs/gateway.md).
+    rate_limit_per_second: float = Field(default=50.0, gt=0)
+    rate_limit_burst: int = Field(default=100, ge=1)
+    key_cache_ttl: float = Field(default=5.0, gt=0, le=5.0, description="a revoked key dies within this")
+    last_used_resolution: float = Field(default=60.0, gt=0, description="last_used_at is written at most this often")
+    upstream_connect_timeout: float = Field(default=2.0, gt=0)
+    upstream_read_timeout: float = Field(default=30.0, gt=0, description="no byte from the service for this long")
+    upstream_pool_size: int = Field(default=256, ge=1, description="pooled connections per service")
+    access_log: bool = Field(default=True, description="one structlog line per request")
+    workers: int = Field(default=1, ge=1, description="processes sharing the port (SO_REUSEPORT)")
 
     def upstreams(self) -> dict[str, str]:
         return {
@@ -21,3 +48,13 @@ class GatewaySettings(ServiceSettings):
             "certificates": self.certificates_url,
             "scorm": self.scorm_url,
         }
+
+    def resolved_admin_token(self) -> str:
+        if self.admin_token:
+            return self.admin_token
+        return _file_secret(Path(self.common.data_dir) / "admin_token")
+
+    def resolved_pepper(self) -> str:
+        if self.api_key_pepper:
+            return self.api_key_pepper
+        return _file_secret(Path(self.common.data_dir) / "api_key_pepper")

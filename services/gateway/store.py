@@ -1,7 +1,92 @@
-"""Gateway tables and queries."""
+"""Gateway tables (the directory: tenants, users, API keys) and their queries."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 metadata = sa.MetaData()
+
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_TS = sa.DateTime(timezone=True)
+
+tenants = sa.Table(
+    "tenants",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("slug", sa.String(63), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("plan", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Column("updated_at", _TS, nullable=False),
+)
+
+# Directory users: the people the API consumer enrolls; user_id is chosen by the consumer, unique per tenant.
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("tenant_id", sa.BigInteger, sa.ForeignKey("tenants.id"), primary_key=True),
+    sa.Column("user_id", sa.BigInteger, primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Column("updated_at", _TS, nullable=False),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.BigInteger, sa.ForeignKey("tenants.id"), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("prefix", sa.String(24), nullable=False),
+    # HMAC-SHA256(pepper, key) in hex: the key itself is never stored.
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("created_by", sa.BigInteger, nullable=True),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Column("last_used_at", _TS, nullable=True),
+    sa.Column("expires_at", _TS, nullable=True),
+    sa.Column("revoked_at", _TS, nullable=True),
+)
+
+
+async def tenant_by_slug(session: AsyncSession, slug: str) -> sa.Row[Any] | None:
+    return (await session.execute(sa.select(tenants).where(tenants.c.slug == slug))).first()
+
+
+async def user_of(session: AsyncSession, tenant_id: int, user_id: int) -> sa.Row[Any] | None:
+    stmt = sa.select(users).where(users.c.tenant_id == tenant_id, users.c.user_id == user_id)
+    return (await session.execute(stmt)).first()
+
+
+async def key_by_hash(conn: AsyncConnection, key_hash: str) -> sa.Row[Any] | None:
+    """The key, its tenant and its creating user in one round trip (the gateway's only per-request query)."""
+    stmt = (
+        sa.select(
+            api_keys.c.id, api_keys.c.key_hash, api_keys.c.scopes, api_keys.c.expires_at, api_keys.c.revoked_at,
+            api_keys.c.created_by, tenants.c.id.label("tenant_id"), tenants.c.slug, tenants.c.name.label("tenant_name"),
+            tenants.c.plan, tenants.c.status, users.c.name.label("owner_name"),
+        )
+        .select_from(
+            api_keys.join(tenants, tenants.c.id == api_keys.c.tenant_id).outerjoin(
+                users, sa.and_(users.c.tenant_id == api_keys.c.tenant_id, users.c.user_id == api_keys.c.created_by)
+            )
+        )
+        .where(api_keys.c.key_hash == key_hash)
+    )
+    return (await conn.execute(stmt)).first()
+
+
+async def touch_keys(conn: AsyncConnection, key_ids: list[int], when: datetime) -> None:
+    await conn.execute(
+        sa.update(api_keys)
+        .where(api_keys.c.id.in_(key_ids))
+        .where(sa.or_(api_keys.c.last_used_at.is_(None), api_keys.c.last_used_at < when))
+        .values(last_used_at=when)
+    )

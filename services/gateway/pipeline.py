@@ -1,0 +1,218 @@
+"""The request pipeline of the public API, the pass-through routes and the admin proxy.
+
+Public API order (issue 3): request id → API key → tenant → Host check → plan gate → route → scope → rate limit
+→ proxy. Each step is a few dictionary lookups on a warm cache: no per-request parsing of the table, no query.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from services.gateway import domain
+from services.gateway.keys import KeyDirectory, Principal, RateLimiter, UsageRecorder
+from services.gateway.proxy import Upstreams
+from services.gateway.routes import API_TABLE, PASS_THROUGH_TABLE, RouteTable
+from shared.http import H_INTERNAL, H_REQUEST_ID, ApiError, error_response, new_request_id
+from shared.metrics import HTTP_DURATION, HTTP_REQUESTS
+
+log = structlog.get_logger("gateway")
+
+_BEARER = {"WWW-Authenticate": "Bearer"}
+NOT_FOUND = ApiError(404, "not_found", "No such route.")
+
+
+def invalid_key(message: str) -> ApiError:
+    return ApiError(401, "invalid_api_key", message, _BEARER)
+
+
+class Observer:
+    """Metrics and the access log line of a request; Prometheus children are cached per label set."""
+
+    def __init__(self, access_log: bool):
+        self.access_log = access_log
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._timers: dict[tuple[str, str], Any] = {}
+
+    def done(self, request: web.Request, route: str, status: int, started: float, rid: str,
+             **fields: Any) -> None:
+        elapsed = time.perf_counter() - started
+        key = (route, request.method, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = HTTP_REQUESTS.labels("gateway", route, request.method, str(status))
+        counter.inc()
+        tkey = (route, request.method)
+        timer = self._timers.get(tkey)
+        if timer is None:
+            timer = self._timers[tkey] = HTTP_DURATION.labels("gateway", route, request.method)
+        timer.observe(elapsed)
+        if self.access_log or status >= 500:
+            client_rid = request.headers.get(H_REQUEST_ID)
+            if client_rid:
+                fields["client_request_id"] = client_rid[:128]
+            log.info("request", request_id=rid, method=request.method, route=route, status=status,
+                     duration_ms=round(elapsed * 1000, 3), **fields)
+
+
+class Gateway:
+    """Everything the hot path needs, resolved once at start-up."""
+
+    def __init__(self, *, internal_secret: str, admin_token: str, base_domain: str, json_body_limit: int,
+                 observer: Observer):
+        self.internal_secret = internal_secret
+        self.admin_token = admin_token.encode()
+        self.base_domain = base_domain
+        self.json_body_limit = json_body_limit
+        self.observer = observer
+        # Set when the app starts (they need the database and the event loop).
+        self.keys: KeyDirectory
+        self.usage: UsageRecorder
+        self.limiter: RateLimiter
+        self.upstreams: Upstreams
+
+    # --- public API -------------------------------------------------------------------------------------
+
+    async def public_api(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        rid = new_request_id()
+        route_label = "unmatched"
+        principal: Principal | None = None
+        try:
+            principal = await self._authenticate(request)
+            match = API_TABLE.match(request.rel_url.raw_path)
+            if match is None:
+                raise NOT_FOUND
+            route = match.methods.get(request.method)
+            if route is None:
+                raise ApiError(405, "method_not_allowed", "Method not allowed on this route.",
+                               {"Allow": match.allow})
+            route_label = route.path
+            if route.scope not in principal.scopes:
+                raise ApiError(403, "insufficient_scope", f"This API key lacks the '{route.scope}' scope.",
+                               {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{route.scope}"'})
+            now = time.monotonic()
+            allowed, bucket = self.limiter.take(principal.key_id, now)
+            limit_headers = {"RateLimit-Policy": self.limiter.policy}
+            if not allowed:
+                retry = bucket.seconds_until_token()
+                limit_headers["RateLimit"] = f'"per-key";r=0;t={retry}'
+                limit_headers["Retry-After"] = str(retry)
+                raise ApiError(429, "rate_limited", f"Too many requests for this API key; retry in {retry} s.",
+                               limit_headers)
+            limit_headers["RateLimit"] = f'"per-key";r={bucket.remaining};t={bucket.seconds_until_full()}'
+            self.usage.used(principal.key_id, now)
+            headers = dict(principal.headers)
+            headers[H_REQUEST_ID] = rid
+            limit_headers[H_REQUEST_ID] = rid
+            response = await self.upstreams.forward(request, route.upstream, request.raw_path, headers,
+                                                    self.json_body_limit, limit_headers)
+        except ApiError as exc:
+            response = error_response(rid, exc.status, exc.code, exc.message, exc.headers)
+        except Exception:
+            log.exception("gateway_error", request_id=rid, path=request.path)
+            response = error_response(rid, 500, "internal", "Internal error.")
+        self.observer.done(request, route_label, response.status, started, rid,
+                           tenant=principal.slug if principal else None,
+                           key_id=principal.key_id if principal else None)
+        return response
+
+    async def _authenticate(self, request: web.Request) -> Principal:
+        header = request.headers.get("Authorization")
+        if not header:
+            raise invalid_key("Send an API key: 'Authorization: Bearer mc_live_...'.")
+        key = domain.bearer_token(header)
+        if key is None:
+            raise invalid_key("Use the Bearer scheme: 'Authorization: Bearer mc_live_...'.")
+        if not domain.well_formed_key(key):
+            raise invalid_key("The API key is malformed.")
+        principal = await self.keys.resolve(key)
+        if principal is None:
+            raise invalid_key("The API key is not valid.")
+        if principal.revoked:
+            raise invalid_key("The API key has been revoked.")
+        if principal.expires_at is not None and time.time() >= principal.expires_at:
+            raise invalid_key("The API key has expired.")
+        if not principal.tenant_active:
+            raise invalid_key("The tenant of this API key is suspended.")
+        slug = domain.host_slug(request.host, self.base_domain)
+        if slug is not None and slug != principal.slug:
+            raise invalid_key("The API key does not belong to the tenant of this host.")
+        if not principal.plan_allowed:
+            raise ApiError(403, "plan_not_eligible",
+                           "The public API needs a Pro, Creator Plus or Sovereign plan.")
+        return principal
+
+    # --- pass-through (no API key) ---------------------------------------------------------------------
+
+    async def pass_through(self, request: web.Request) -> web.StreamResponse:
+        return await self._forward_table(request, PASS_THROUGH_TABLE)
+
+    async def _forward_table(self, request: web.Request, table: RouteTable) -> web.StreamResponse:
+        started = time.perf_counter()
+        rid = new_request_id()
+        route_label = "unmatched"
+        try:
+            match = table.match(request.rel_url.raw_path)
+            if match is None:
+                raise NOT_FOUND
+            route = match.methods.get(request.method)
+            if route is None:
+                raise ApiError(405, "method_not_allowed", "Method not allowed on this route.",
+                               {"Allow": match.allow})
+            route_label = route.path
+            headers = {H_INTERNAL: self.internal_secret, H_REQUEST_ID: rid}
+            response = await self.upstreams.forward(request, route.upstream, request.raw_path, headers,
+                                                    self.json_body_limit, {H_REQUEST_ID: rid})
+        except ApiError as exc:
+            response = error_response(rid, exc.status, exc.code, exc.message, exc.headers)
+        except Exception:
+            log.exception("gateway_error", request_id=rid, route=route_label)
+            response = error_response(rid, 500, "internal", "Internal error.")
+        self.observer.done(request, route_label, response.status, started, rid)
+        return response
+
+    # --- the admin API's guard -------------------------------------------------------------------------
+
+    def admin(self, route: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+              ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """Wrap an admin handler: request id, admin token, error envelope, metrics and log line."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            started = time.perf_counter()
+            rid = new_request_id()
+            request["request_id"] = rid
+            try:
+                token = domain.bearer_token(request.headers.get("Authorization"))
+                if token is None or not hmac.compare_digest(token.encode(), self.admin_token):
+                    raise ApiError(401, "invalid_api_key",
+                                   "The admin API needs the admin token: 'Authorization: Bearer ...'.", _BEARER)
+                response = await handler(request)
+                response.headers.setdefault(H_REQUEST_ID, rid)
+            except ApiError as exc:
+                response = error_response(rid, exc.status, exc.code, exc.message, exc.headers)
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    raise
+                response = error_response(rid, exc.status, "invalid_argument", exc.reason)
+            except Exception as exc:
+                from shared.http import _is_unavailable
+
+                if _is_unavailable(exc):
+                    log.warning("backing_store_unavailable", request_id=rid, error=repr(exc))
+                    response = error_response(rid, 503, "service_unavailable",
+                                              "A backing service is temporarily unavailable; retry shortly.",
+                                              {"Retry-After": "1"})
+                else:
+                    log.exception("gateway_error", request_id=rid, route=route)
+                    response = error_response(rid, 500, "internal", "Internal error.")
+            self.observer.done(request, route, response.status, started, rid,
+                               tenant=request.match_info.get("slug"))
+            return response
+
+        return guarded

@@ -1,0 +1,158 @@
+"""Forwarding to the services: pooled keep-alive connections, timeouts, bodies streamed both ways.
+
+Small responses (the common case) are read whole and sent with one write; large or unsized ones (PDFs, SCORM
+content) are streamed chunk by chunk. Request bodies above a small size, or without a length, are streamed with
+a byte counter that stops at the route's limit (413).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aiohttp
+import structlog
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+from shared.http import H_REQUEST_ID, ApiError
+
+log = structlog.get_logger("gateway.proxy")
+
+# Client headers a service may see; everything else (X-Learn-* above all) is dropped.
+FORWARDED_REQUEST_HEADERS = (
+    "Content-Type", "Accept", "Accept-Encoding", "Accept-Language", "If-None-Match", "If-Modified-Since",
+    "If-Match", "Range", "If-Range", "User-Agent", "Content-Encoding",
+)
+_HOP_BY_HOP = frozenset(h.lower() for h in (
+    "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",
+    "Transfer-Encoding", "Upgrade", "Content-Length", "Date", "Server", H_REQUEST_ID,
+))
+BUFFER_LIMIT = 256 * 1024  # bodies up to this size are read whole; larger ones are streamed
+CHUNK = 64 * 1024
+
+
+def payload_too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"The request body is over the limit of {limit} bytes.")
+
+
+def unavailable(status: int, message: str) -> ApiError:
+    return ApiError(status, "service_unavailable", message, {"Retry-After": "1"} if status == 503 else None)
+
+
+class _LimitedBody:
+    """Streams the client's body upstream and stops once it passes ``limit`` bytes."""
+
+    def __init__(self, content: aiohttp.StreamReader, limit: int):
+        self.content = content
+        self.limit = limit
+        self.sent = 0
+        self.exceeded = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self.content.iter_chunked(CHUNK):
+            self.sent += len(chunk)
+            if self.sent > self.limit:
+                self.exceeded = True
+                raise ConnectionAbortedError("request body over the limit")
+            yield chunk
+
+
+class Upstreams:
+    """One pooled client session for every service the gateway talks to."""
+
+    def __init__(self, urls: dict[str, str], *, connect_timeout: float, read_timeout: float, pool_size: int):
+        self.bases = {name: url.rstrip("/") for name, url in urls.items()}
+        self.timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_connect=connect_timeout,
+                                             sock_read=read_timeout)
+        self.pool_size = pool_size
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self.pool_size * len(self.bases), limit_per_host=self.pool_size,
+                                         keepalive_timeout=60, ttl_dns_cache=300)
+        # No cookie jar: a cookie from one tenant's response must never ride on another's request.
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=self.timeout, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"), trust_env=False,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "Upstreams.start() first"
+        return self._session
+
+    async def forward(self, request: web.Request, upstream: str, path_qs: str, headers: dict[str, str],
+                      body_limit: int, response_headers: dict[str, str]) -> web.StreamResponse:
+        """Send ``request`` to ``upstream`` at ``path_qs`` with ``headers`` (identity already set); the answer
+        carries ``response_headers`` too."""
+        for name in FORWARDED_REQUEST_HEADERS:
+            value = request.headers.get(name)
+            if value is not None:
+                headers[name] = value
+        if request.remote:
+            headers["X-Forwarded-For"] = request.remote
+        body: bytes | AsyncIterator[bytes] | None = None
+        limited: _LimitedBody | None = None
+        if request.body_exists:
+            length = request.content_length
+            if length is not None and length > body_limit:
+                raise payload_too_large(body_limit)
+            if length is not None and length <= BUFFER_LIMIT:
+                body = await request.content.readexactly(length) if length else b""
+            else:
+                limited = _LimitedBody(request.content, body_limit)
+                body = limited.chunks()
+        url = URL(self.bases[upstream] + path_qs, encoded=True)
+        try:
+            async with self.session.request(request.method, url, headers=headers, data=body,
+                                            allow_redirects=False) as upstream_response:
+                return await self._relay(request, upstream_response, response_headers)
+        except (TimeoutError, aiohttp.ClientError, ConnectionAbortedError, OSError) as exc:
+            if limited is not None and limited.exceeded:
+                raise payload_too_large(body_limit) from None
+            if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+                log.warning("upstream_timeout", upstream=upstream, error=repr(exc))
+                raise unavailable(504, f"The {upstream} service did not answer in time; retry shortly.") from None
+            if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ServerDisconnectedError | ConnectionError):
+                log.warning("upstream_unavailable", upstream=upstream, error=repr(exc))
+                raise unavailable(503, f"The {upstream} service is unavailable; retry shortly.") from None
+            log.warning("upstream_bad_response", upstream=upstream, error=repr(exc))
+            raise unavailable(502, f"The {upstream} service gave an invalid answer; retry shortly.") from None
+
+    async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse,
+                     extra: dict[str, str]) -> web.StreamResponse:
+        headers = _response_headers(upstream.headers)
+        headers.update(extra)
+        length = upstream.content_length
+        if length is not None and length <= BUFFER_LIMIT:
+            return web.Response(status=upstream.status, body=await upstream.read(), headers=headers)
+        response = web.StreamResponse(status=upstream.status, headers=headers)
+        if length is not None:
+            response.content_length = length
+        await response.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_chunked(CHUNK):
+                await response.write(chunk)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            # Too late for an error envelope: cut the connection so the client sees a broken transfer,
+            # never a short body that looks complete.
+            log.warning("upstream_stream_broken", error=repr(exc))
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        await response.write_eof()
+        return response
+
+
+def _response_headers(source: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in source.items():
+        if name.lower() not in _HOP_BY_HOP:
+            out.add(name, value)
+    return out

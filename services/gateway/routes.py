@@ -1,0 +1,206 @@
+"""The route table: one declarative list of every public route (method, path, scope, service), and its matcher.
+
+The table drives the request pipeline, the OpenAPI document and the scope-matrix tests, so a route added here
+is authorised, documented and tested by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+API_PREFIX = "/api/v1/learn"
+READ, WRITE, GRANT = "learn:read", "learn:write", "learn:cohorts:grant"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # pattern: ``{name}`` is one segment, ``{name+}`` the rest of the path (one or more segments)
+    scope: str | None  # None: no API key (the service checks its own token or serves public data)
+    upstream: str  # catalog | enrollment | certificates | scorm
+    summary: str
+    # For the OpenAPI document: the response shape and the request body, by schema name.
+    response: str = "object"  # object | list | pdf | html | binary | raw
+    body: str | None = None
+    schema: str | None = None  # name of the resource schema (Course, Enrollment, ...)
+    query: tuple[str, ...] = ()
+
+    @property
+    def operation_id(self) -> str:
+        words = [p.strip("{}+").replace("-", "_") for p in self.path.removeprefix(API_PREFIX).split("/") if p]
+        return self.method.lower() + "_" + "_".join(words)
+
+
+def _api(method: str, path: str, scope: str, upstream: str, summary: str, **kw: object) -> Route:
+    return Route(method, API_PREFIX + path, scope, upstream, summary, **kw)  # type: ignore[arg-type]
+
+
+_LIST = ("limit", "cursor")
+
+PUBLIC_ROUTES: tuple[Route, ...] = (
+    # courses (catalog)
+    _api("GET", "/courses", READ, "catalog", "List courses (cursor-paginated).", response="list",
+         schema="Course", query=_LIST),
+    _api("POST", "/courses", WRITE, "catalog", "Create a course.", schema="Course", body="CourseCreate"),
+    _api("GET", "/courses/{id}", READ, "catalog", "Get a course.", schema="Course"),
+    _api("POST", "/courses/{id}", WRITE, "catalog", "Update a course; omitted fields keep their value.",
+         schema="Course", body="CourseUpdate"),
+    _api("POST", "/courses/{id}/publish", WRITE, "catalog", "Publish a course.", schema="Course"),
+    _api("POST", "/courses/{id}/unpublish", WRITE, "catalog", "Revert a course to draft.", schema="Course"),
+    _api("POST", "/courses/{id}/archive", WRITE, "catalog", "Archive a course.", schema="Course"),
+    _api("GET", "/courses/{id}/modules", READ, "catalog", "Modules of a course.", response="list",
+         schema="Module", query=_LIST),
+    _api("GET", "/modules/{mid}/lessons", READ, "catalog", "Lessons of a module.", response="list",
+         schema="Lesson", query=_LIST),
+    _api("GET", "/lessons/{lid}/activities", READ, "catalog", "Activities of a lesson.", response="list",
+         schema="Activity", query=_LIST),
+    # enrollments, cohorts, attempts (enrollment)
+    _api("GET", "/enrollments", READ, "enrollment", "List enrollments.", response="list", schema="Enrollment",
+         query=(*_LIST, "course_id", "user_id")),
+    _api("POST", "/enrollments", WRITE, "enrollment", "Enroll a user.", schema="Enrollment",
+         body="EnrollmentCreate"),
+    _api("GET", "/enrollments/{id}", READ, "enrollment", "Get an enrollment.", schema="Enrollment"),
+    _api("POST", "/enrollments/{id}/cancel", WRITE, "enrollment", "Cancel an enrollment.", schema="Enrollment"),
+    _api("POST", "/enrollments/{id}/launches", WRITE, "scorm", "Launch an activity for the enrolled learner.",
+         schema="Launch", body="LaunchCreate"),
+    _api("POST", "/cohorts/grant", GRANT, "enrollment", "Grant a user access to a cohort.",
+         schema="CohortGrant", body="CohortGrantCreate"),
+    _api("GET", "/attempts", READ, "enrollment", "List attempts.", response="list", schema="Attempt",
+         query=(*_LIST, "enrollment_id", "activity_id")),
+    _api("GET", "/attempts/{id}", READ, "enrollment", "Get an attempt.", schema="Attempt"),
+    # certificates and templates (certificates)
+    _api("GET", "/certificates", READ, "certificates", "List certificates.", response="list",
+         schema="Certificate", query=(*_LIST, "user_id", "course_id")),
+    _api("GET", "/certificates/{id}", READ, "certificates", "Get a certificate.", schema="Certificate"),
+    _api("GET", "/certificates/verify/{vid}", READ, "certificates",
+         "Look a certificate up by its 40-character verification id.", schema="Certificate"),
+    _api("POST", "/certificates/{id}/revoke", WRITE, "certificates", "Revoke a certificate.",
+         schema="Certificate", body="CertificateRevoke"),
+    _api("POST", "/certificates/{id}/regenerate-pdf", WRITE, "certificates",
+         "Rebuild the certificate's PDF with the current template.", schema="Certificate"),
+    _api("GET", "/certificates/{id}/pdf", READ, "certificates", "Download the certificate PDF.", response="pdf"),
+    _api("GET", "/cert-templates", READ, "certificates", "List certificate templates.", response="list",
+         schema="CertificateTemplate", query=_LIST),
+    _api("GET", "/cert-templates/{id}", READ, "certificates", "Get a certificate template.",
+         schema="CertificateTemplate"),
+    # SCORM packages (scorm)
+    _api("GET", "/scorm-packages", READ, "scorm", "List SCORM packages (any status).", response="list",
+         schema="ScormPackage", query=_LIST),
+    _api("GET", "/scorm-packages/{id}", READ, "scorm", "Get a SCORM package with its SCO list.",
+         schema="ScormPackage"),
+)
+
+# Reached without an API key and forwarded as they are: the service resolves the tenant from the vid / token.
+PASS_THROUGH_ROUTES: tuple[Route, ...] = (
+    Route("GET", "/verify/{vid}", None, "certificates", "Public certificate verification page.", response="raw"),
+    Route("GET", "/learn/player/{token}", None, "scorm", "Learner player page.", response="html"),
+    Route("GET", "/learn/content/{token}/{path+}", None, "scorm", "Files of the launched SCO.",
+          response="binary"),
+    Route("POST", "/learn/runtime/{token}/commit", None, "scorm", "Commit SCORM CMI data.", response="raw"),
+    Route("POST", "/learn/runtime/{token}/finish", None, "scorm", "End the runtime session.", response="raw"),
+    Route("GET", "/learn/static/{path+}", None, "scorm", "Player assets.", response="binary"),
+)
+
+# Admin writes and reads owned by a service: the first segment after /admin/api/v1/tenants/{slug}/ decides.
+ADMIN_PREFIXES: dict[str, str] = {
+    "courses": "catalog",
+    "modules": "catalog",
+    "lessons": "catalog",
+    "activities": "catalog",
+    "cohorts": "enrollment",
+    "cert-templates": "certificates",
+    "certificates": "certificates",
+    "scorm-packages": "scorm",
+}
+UPLOAD_PREFIXES = frozenset({"scorm-packages"})  # zip bodies, streamed, LEARN_GATEWAY_MAX_UPLOAD_BYTES
+
+
+@dataclass
+class _Node:
+    static: dict[str, _Node] = field(default_factory=dict)
+    param: _Node | None = None
+    tail: _Node | None = None  # ``{name+}``: the rest of the path
+    methods: dict[str, Route] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Match:
+    """A path found in the table: the routes by method (a missing method is a 405)."""
+
+    methods: dict[str, Route]
+
+    @property
+    def allow(self) -> str:
+        return ", ".join(sorted(self.methods))
+
+
+class RouteTable:
+    """A segment trie: matching costs one dict lookup per path segment, whatever the size of the table."""
+
+    def __init__(self, routes: tuple[Route, ...]):
+        self.routes = routes
+        self._root = _Node()
+        for route in routes:
+            node = self._root
+            for seg in _segments(route.path):
+                if seg.endswith("+}"):
+                    node.tail = node.tail or _Node()
+                    node = node.tail
+                    break
+                if seg.startswith("{"):
+                    node.param = node.param or _Node()
+                    node = node.param
+                else:
+                    node = node.static.setdefault(seg, _Node())
+            if route.method in node.methods:
+                raise ValueError(f"duplicate route {route.method} {route.path}")
+            node.methods[route.method] = route
+
+    def match(self, raw_path: str) -> Match | None:
+        """Match the raw (still percent-encoded) path; dot segments and encoded slashes never match."""
+        segs = _segments(raw_path)
+        for seg in segs:
+            if not _safe(seg):
+                return None
+        node = _walk(self._root, segs, 0)
+        return Match(node.methods) if node is not None else None
+
+
+    @staticmethod
+    def unsafe_path(raw_path: str) -> bool:
+        """True when a raw path has an empty, dot or encoded-slash segment (never forwarded)."""
+        return not all(_safe(seg) for seg in _segments(raw_path))
+
+
+def _walk(node: _Node, segs: list[str], i: int) -> _Node | None:
+    """Static segments first, then a parameter, then a tail: the most specific route wins, with backtracking."""
+    if i == len(segs):
+        return node if node.methods else None
+    nxt = node.static.get(segs[i])
+    if nxt is not None and (found := _walk(nxt, segs, i + 1)) is not None:
+        return found
+    if node.param is not None and (found := _walk(node.param, segs, i + 1)) is not None:
+        return found
+    if node.tail is not None and node.tail.methods:
+        return node.tail
+    return None
+
+
+def _segments(path: str) -> list[str]:
+    # A trailing or doubled slash yields an empty segment, which never matches.
+    return path[1:].split("/") if path.startswith("/") else [""]
+
+
+def _safe(seg: str) -> bool:
+    if not seg or seg in (".", ".."):
+        return False
+    if "%" in seg:
+        decoded = unquote(seg)
+        if decoded in (".", "..") or "/" in decoded or "\\" in decoded:
+            return False
+    return True
+
+
+API_TABLE = RouteTable(PUBLIC_ROUTES)
+PASS_THROUGH_TABLE = RouteTable(PASS_THROUGH_ROUTES)
