@@ -141,6 +141,22 @@ class EnrollmentService:
         )
         return self.event("runtime.committed", payload, tenant_id, tenant, "scorm")
 
+    async def dead_letters(self, purpose: str) -> list[dict[str, Any]]:
+        """Bodies waiting in ``enrollment.<purpose>.dlq`` (left there: unacked, the channel's close returns them)."""
+        import json
+
+        import aio_pika
+
+        connection = await aio_pika.connect(self.env.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            dlq = await channel.declare_queue(self.env.namespace + queue("enrollment", purpose).dead_letter_name,
+                                              passive=True)
+            bodies = []
+            while (message := await dlq.get(fail=False, no_ack=False)) is not None and len(bodies) < 50:
+                bodies.append(json.loads(message.body))
+            return bodies
+
     # --- waiting for the read models ------------------------------------------------------------------------
 
     async def scalar(self, stmt: Any) -> Any:
