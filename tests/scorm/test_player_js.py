@@ -28,9 +28,7 @@ def _node() -> str:
 
 
 def test_player_js_meets_its_specification():
-    result = subprocess.run(
-        [_node(), str(SPEC)], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
-    )
+    result = subprocess.run([_node(), str(SPEC)], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert "# fail 0" in result.stdout
 
