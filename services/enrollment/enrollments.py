@@ -97,6 +97,10 @@ async def enroll(session: AsyncSession, caller: Caller, *, user_id: int, course_
     course = await find_course(session, caller.tenant_id, course_id)
     if course is None:
         raise ApiError.not_found("course")
+    existing = await live_enrollment(session, caller.tenant_id, user_id, course_id)
+    if existing is not None and not domain.is_overdue(existing.status, as_utc(existing.expires_at), now):
+        # Idempotent even after the course was unpublished or archived: a retried purchase gets its enrollment.
+        return existing, False
     if course.status != "published":
         raise ApiError.invalid(f"Course {course_id} is {course.status}; only published courses take enrollments.")
     await require_user(session, caller.tenant_id, user_id)
