@@ -17,10 +17,10 @@ from reportlab.pdfgen.canvas import Canvas
 from services.certificates.pdf_assets import PreparedBackground, PreparedLogo
 from services.certificates.pdf_qr import encode_qr
 from services.certificates.pdf_text import (
-    SANS,
-    SANS_BOLD,
     SERIF_BOLD,
     SERIF_ITALIC,
+    SMALL,
+    SMALL_BOLD,
     FittedText,
     fit_text,
     visual_order,
@@ -162,7 +162,7 @@ class _Page:
         c.restoreState()
         c.linkURL(self.cert.verification_url, (x, y, x + size, y + size), relative=0, thickness=0)
         self._centred(
-            fit_text("SCAN TO VERIFY", SANS, 5.6 * self.u, 4 * self.u, size),
+            fit_text("SCAN TO VERIFY", SMALL, 5.6 * self.u, 4 * self.u, size),
             x + size / 2,
             y - 7 * self.u,
             MUTED,
@@ -186,7 +186,7 @@ class _Page:
             y -= height + 12 * u
         issuer = self.template.issuer_name.strip()
         if issuer:
-            fitted = fit_text(issuer.upper(), SANS, 9 * u, 6.5 * u, self.content_width * 0.7)
+            fitted = fit_text(issuer.upper(), SMALL, 9 * u, 6.5 * u, self.content_width * 0.7)
             self._block(fitted, y, _tint(self.content.primary, 0.75), char_space=2.2 * u)
             y -= fitted.height + 14 * u
         elif self.logo is None:
@@ -219,8 +219,14 @@ class _Page:
             if total <= top - bottom:
                 break
             shrink *= 0.9
-        y = top - max(0.0, (top - bottom - total) / 2)
-        for block, colour, gap in blocks:
+        spare = top - bottom - total
+        gaps = sum(gap for _, _, gap in blocks)
+        # Tall pages: let the lines breathe with up to a third of the spare room, at most 2.5x.
+        stretch = 1 + min(1.5, spare / 3 / gaps) if spare > 0 and gaps else 1.0
+        spare -= gaps * (stretch - 1)
+        y = top - max(0.0, spare * 0.42)  # a little above centre reads as centred
+        for block, colour, raw_gap in blocks:
+            gap = raw_gap * stretch
             if block is None:  # the rule under the name
                 if self.graphics:
                     self.c.setStrokeColor(content.accent)
@@ -245,7 +251,7 @@ class _Page:
         if hours:
             kind = content.values["credit_kind"]
             credit = f"{hours} credit hours" + (f" \u00b7 {kind}" if kind else "")
-            blocks.append((fit_text(credit.upper(), SANS, 9.5 * u, 7 * u, width * 0.8), MUTED, 0))
+            blocks.append((fit_text(credit.upper(), SMALL, 9.5 * u, 7 * u, width * 0.8), MUTED, 0))
         return blocks
 
     def _draw_dates(self, base: float) -> None:
@@ -257,7 +263,7 @@ class _Page:
         width = self.content_width * 0.28
         for label, value in rows:
             self._left(fit_text(value, SERIF_ITALIC, 12.5 * u, 8 * u, width), self.left, y, INK)
-            self._left(fit_text(label, SANS, 6.8 * u, 5 * u, width), self.left, y + 15 * u, MUTED, 1.6 * u)
+            self._left(fit_text(label, SMALL, 6.8 * u, 5 * u, width), self.left, y + 15 * u, MUTED, 1.6 * u)
             y -= 34 * u
 
     def _draw_signatory(self, base: float) -> None:
@@ -273,14 +279,14 @@ class _Page:
         self._centred(fit_text(name, SERIF_ITALIC, 12.5 * u, 8 * u, width), self.centre, line_y - 15 * u, INK)
         title = (self.template.signatory_title or "").strip()
         if title:
-            fitted = fit_text(title.upper(), SANS, 7 * u, 5 * u, width)
+            fitted = fit_text(title.upper(), SMALL, 7 * u, 5 * u, width)
             self._centred(fitted, self.centre, line_y - 27 * u, MUTED, char_space=1.2 * u)
 
     def _draw_verification_line(self) -> float:
         """The certificate id and verification URL along the bottom; returns the footer's base."""
         u = self.u
         text = f"Certificate ID {self.cert.verification_id}   \u00b7   Verify at {self.cert.verification_url}"
-        fitted = fit_text(text, SANS, 7 * u, 4.5 * u, self.content_width, 2)
+        fitted = fit_text(text, SMALL, 7 * u, 4.5 * u, self.content_width, 2)
         y = self.frame_inner + 9 * u + fitted.leading * (len(fitted.lines) - 1)
         self._block(fitted, y + fitted.size, MUTED)
         return y + fitted.size + 26 * u
@@ -308,7 +314,7 @@ class _Page:
                 stroke=0,
                 fill=1,
             )
-        fitted = fit_text(note, SANS_BOLD, 9.5 * u, 6 * u, self.width - 2 * self.frame_outer - 24 * u)
+        fitted = fit_text(note, SMALL_BOLD, 9.5 * u, 6 * u, self.width - 2 * self.frame_outer - 24 * u)
         band_middle = self.height - self.frame_outer - 12 * u
         self._centred(fitted, self.centre, band_middle - fitted.size * 0.35, WHITE if self.graphics else REVOKED_RED)
 

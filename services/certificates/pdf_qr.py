@@ -9,10 +9,11 @@ Tests compare our matrices with reportlab's own for every mask.
 
 from __future__ import annotations
 
-import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 
 from reportlab.graphics.barcode.qrencoder import (
     EXP_TABLE,
@@ -35,8 +36,11 @@ _MASKS = (
     lambda i, j: ((i * j) % 2 + (i * j) % 3) % 2 == 0,
     lambda i, j: ((i * j) % 3 + (i + j) % 2) % 2 == 0,
 )
-_RUN_OF_FIVE = re.compile(r"00000+|11111+")
 _DARK_RUN = re.compile(r"1+")
+# The finder-like patterns of penalty rule 3 as (bit offset from the window's low end, dark?).
+_FINDER_LIKE = tuple(
+    tuple((10 - i, ch == "1") for i, ch in enumerate(pattern)) for pattern in ("10111010000", "00001011101")
+)
 
 
 @dataclass(frozen=True)
@@ -69,16 +73,15 @@ def encode_qr(data: bytes, level: int = LEVEL_M, mask: int | None = None) -> QrM
     version = _smallest_version(len(data), level)
     layout = _layout(version)
     codewords = _codewords(data, version, level)
-    base = list(layout.function_rows)
+    # Every data module's bit, gathered row by row in one C-level call per row.
+    total_bits = len(layout.data_positions)
+    bits = format(int.from_bytes(bytes(codewords), "big"), f"0{len(codewords) * 8}b")
+    bits = bits.ljust(total_bits, "0") + "0"  # remainder bits, then the "0" function cells read
+    base = [
+        function | int("".join(gather(bits)), 2)
+        for function, gather in zip(layout.function_rows, layout.row_gathers, strict=True)
+    ]
     size = layout.size
-    positions = layout.data_positions
-    bit_index = 0
-    for byte in codewords:
-        for shift in range(7, -1, -1):
-            if byte >> shift & 1:
-                row, col = positions[bit_index]
-                base[row] |= 1 << (size - 1 - col)
-            bit_index += 1
     candidates = range(8) if mask is None else (mask,)
     best: tuple[int, ...] | None = None
     best_mask = best_penalty = -1
@@ -148,18 +151,27 @@ def _generator_logs(degree: int) -> tuple[int, ...]:
     return tuple(LOG_TABLE[coef] for coef in poly[1:])
 
 
+@lru_cache(maxsize=64)
+def _generator_products(degree: int) -> tuple[int, ...]:
+    """For every byte value f, f times the generator's coefficients, packed big-endian into an
+    int: the long division's step becomes one lookup and one XOR."""
+    logs = _generator_logs(degree)
+    products = [0]
+    for factor in range(1, 256):
+        log_factor = LOG_TABLE[factor]
+        coefficients = bytes(EXP_TABLE[(log_factor + log_coef) % 255] for log_coef in logs)
+        products.append(int.from_bytes(coefficients, "big"))
+    return tuple(products)
+
+
 def _rs_remainder(data: list[int], degree: int) -> list[int]:
-    generator = _generator_logs(degree)
-    remainder = [0] * degree
+    products = _generator_products(degree)
+    top = 8 * (degree - 1)
+    keep = (1 << 8 * degree) - 1
+    remainder = 0  # the degree error-correction bytes, first byte most significant
     for byte in data:
-        factor = byte ^ remainder[0]
-        remainder = remainder[1:]
-        remainder.append(0)
-        if factor:
-            log_factor = LOG_TABLE[factor]
-            for i, log_coef in enumerate(generator):
-                remainder[i] ^= EXP_TABLE[(log_factor + log_coef) % 255]
-    return remainder
+        remainder = (remainder << 8 & keep) ^ products[byte ^ remainder >> top]
+    return list(remainder.to_bytes(degree, "big"))
 
 
 @dataclass(frozen=True)
@@ -167,6 +179,7 @@ class _Layout:
     size: int
     function_rows: tuple[int, ...]  # finder, timing, alignment, version info, dark module
     data_positions: tuple[tuple[int, int], ...]  # (row, col) in placement order
+    row_gathers: tuple[Callable[[str], tuple[str, ...]], ...]  # row's cells from the bit string
     mask_rows: tuple[tuple[int, ...], ...]  # per mask: bits to flip, data area only
     format_cells: tuple[tuple[tuple[int, int], tuple[int, int]], ...]  # both copies of bit i
 
@@ -235,19 +248,30 @@ def _layout(version: int) -> _Layout:
         tuple(to_int([not reserved[row][c] and mask(row, c) for c in range(size)]) for row in range(size))
         for mask in _MASKS
     )
+    # For each row, which character of the data bit string each cell takes; function cells take
+    # the trailing "0" (index total) so that OR-ing with the function pattern rows is exact.
+    cell_bit = [[len(positions)] * size for _ in range(size)]
+    for index, (row, col) in enumerate(positions):
+        cell_bit[row][col] = index
     return _Layout(
         size=size,
         function_rows=tuple(to_int(row) for row in dark),
         data_positions=tuple(positions),
+        row_gathers=tuple(itemgetter(*cells) for cells in cell_bit),
         mask_rows=mask_rows,
         format_cells=tuple(format_cells),
     )
 
 
+@lru_cache(maxsize=32)
+def _format_bits(level: int, mask: int) -> int:
+    return QRUtil.getBCHTypeInfo(level << 3 | mask)
+
+
 def _apply_mask(base: list[int], layout: _Layout, level: int, mask: int) -> tuple[int, ...]:
     size = layout.size
     rows = [bits ^ flip for bits, flip in zip(base, layout.mask_rows[mask], strict=True)]
-    info = QRUtil.getBCHTypeInfo(level << 3 | mask)
+    info = _format_bits(level, mask)
     for i, cells in enumerate(layout.format_cells):
         if info >> i & 1:
             for row, col in cells:
@@ -255,20 +279,50 @@ def _apply_mask(base: list[int], layout: _Layout, level: int, mask: int) -> tupl
     return tuple(rows)
 
 
+@lru_cache(maxsize=40)
+def _penalty_masks(size: int) -> tuple[int, int]:
+    """Masks over all lines packed into one int (each line followed by one light separator bit):
+    pairs of horizontal neighbours inside a line, and the same minus the first line."""
+    stride = size + 1
+    line = (1 << (size - 1)) - 1
+    within = sum(line << (stride * i) for i in range(size))
+    return within, within & ~(line << (stride * (size - 1)))
+
+
 def _penalty(rows: tuple[int, ...], size: int) -> int:
-    """The standard's four penalty rules (ISO/IEC 18004, 7.8.3)."""
-    lines = [format(bits, f"0{size}b") for bits in rows]
-    lines += ["".join(column) for column in zip(*lines, strict=True)]
-    # One regex pass over all rows and columns; "|" keeps matches from spanning two lines and
-    # the "0000" pads stand for the light quiet zone around the symbol.
-    runs = _RUN_OF_FIVE.findall("|".join(lines))
-    score = sum(map(len, runs)) - 2 * len(runs)
-    padded = "0000" + "0000|0000".join(lines) + "0000"
-    score += 40 * (padded.count("00001011101") + padded.count("10111010000"))
-    edge = (1 << (size - 1)) - 1
-    for upper, lower in itertools.pairwise(rows):
-        same = ~(upper ^ lower) & ~(upper ^ upper >> 1) & ~(lower ^ lower >> 1) & edge
-        score += 3 * same.bit_count()
-    dark = sum(bits.bit_count() for bits in rows)
-    score += 10 * (abs(dark * 100 // (size * size) - 50) // 5)
+    """The standard's four penalty rules (ISO/IEC 18004, 7.8.3), on all lines at once: rows and
+    columns are each packed into one big int, so every rule is a few whole-symbol bit operations."""
+    width = f"0{size}b"
+    lines = [format(bits, width) for bits in rows]
+    columns = list(map("".join, zip(*lines, strict=True)))
+    by_row = int("0".join(lines), 2)
+    by_column = int("0".join(columns), 2)
+    within, below_first = _penalty_masks(size)
+    stride = size + 1
+    score = 0
+    for packed in (by_row, by_column):
+        # Rule 1: a run of n >= 5 same-colour modules costs n - 2. ``same`` marks neighbours of
+        # equal colour (a run of n modules is n - 1 set bits); ``long`` marks 4 of them in a row,
+        # so a run has n - 4 bits in ``long`` plus 2.
+        same = ~(packed ^ packed >> 1) & within
+        long = same & same >> 1 & same >> 2 & same >> 3
+        score += long.bit_count() + 2 * (long & ~(long >> 1)).bit_count()
+    # Rule 2: each 2x2 block of one colour costs 3 (a line against the line above it).
+    above = by_row >> stride
+    same = ~(by_row ^ by_row >> 1) & ~(above ^ above >> 1) & ~(by_row ^ above) & below_first
+    score += 3 * same.bit_count()
+    # Rule 3: finder-like 1:1:3:1:1 with four light modules (the quiet zone counts) on a side.
+    # Lines are packed with four light modules between them; no match can span two lines, as
+    # neither pattern has four light modules anywhere but at one end.
+    for packed_lines in (lines, columns):
+        text = "0000" + "0000".join(packed_lines) + "0000"
+        packed = int(text, 2)
+        shifted = [packed >> j for j in range(11)]
+        for pattern in _FINDER_LIKE:
+            found = (1 << (len(text) - 10)) - 1  # windows that start inside the text
+            for j, dark in pattern:
+                found &= shifted[j] if dark else ~shifted[j]
+            score += 40 * found.bit_count()
+    # Rule 4: 10 per 5% that dark modules stray from half.
+    score += 10 * (abs(by_row.bit_count() * 100 // (size * size) - 50) // 5)
     return score

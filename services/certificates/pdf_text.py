@@ -21,6 +21,11 @@ _FILES = {
     SANS: "DejaVuSans.ttf",
     SANS_BOLD: "DejaVuSans-Bold.ttf",
 }
+# Small print (labels, id, URL) uses the PDF's built-in Helvetica while it is Latin-1: every viewer
+# has it, so it costs no embedded font program; other text in it falls back to DejaVu Sans.
+SMALL = "Helvetica"
+SMALL_BOLD = "Helvetica-Bold"
+_BUILT_IN = {SMALL: SANS, SMALL_BOLD: SANS_BOLD}
 # DejaVu Sans covers more scripts (Arabic, Hebrew, ...) than DejaVu Serif.
 _FALLBACK = {SERIF_BOLD: SANS_BOLD, SERIF_ITALIC: SANS}
 ELLIPSIS = "\u2026"
@@ -49,8 +54,9 @@ def register_fonts() -> None:
 
 def clean_text(text: str) -> str:
     """One line of printable text: control and format characters become spaces, runs collapse."""
-    cleaned = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text)
-    return " ".join(cleaned.split())
+    if not text.isprintable():  # the rare case: tabs, newlines, zero-width or bidi controls
+        text = "".join(" " if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") else ch for ch in text)
+    return " ".join(text.split())
 
 
 def font_for(text: str, font: str) -> str:
@@ -58,6 +64,12 @@ def font_for(text: str, font: str) -> str:
 
     Characters no face has (CJK, ...) still render, as empty boxes, and stay in the text layer.
     """
+    if font in _BUILT_IN:
+        try:
+            text.encode("cp1252")  # the WinAnsi encoding reportlab uses for the built-in fonts
+            return font
+        except UnicodeEncodeError:
+            return _BUILT_IN[font]
     fallback = _FALLBACK.get(font)
     if fallback is None:
         return font
