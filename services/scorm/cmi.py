@@ -435,7 +435,8 @@ def initial_cmi(
 ) -> dict[str, str]:
     """The values the player starts with (only data; the player knows the defaults).
 
-    - entry is "resume" when there is suspend data, else "ab-initio";
+    - entry is "resume" when there is suspend data or the saved session exited with
+      "suspend", else "ab-initio";
     - `saved` is the attempt's last committed snapshot: every element the content may write
       comes back (status, score, interactions, objectives...) except the per-session ones
       (session time, exit); explicit `suspend_data` / `location` win over it;

@@ -163,13 +163,15 @@ def initial(
         values["cmi.core.lesson_location"] = location
     if suspend_data is not None:
         values["cmi.suspend_data"] = suspend_data
+    # Resume when there is suspend data (contract) or the last session was suspended (RTE 3.4.4).
+    resumed = bool(values.get("cmi.suspend_data")) or saved.get("cmi.core.exit") == "suspend"
     values.update(
         {
             "cmi.core.student_id": learner_id,
             "cmi.core.student_name": learner_name,
             "cmi.core.credit": "credit" if credit else "no-credit",
             "cmi.core.lesson_mode": mode,
-            "cmi.core.entry": "resume" if values.get("cmi.suspend_data") else "ab-initio",
+            "cmi.core.entry": "resume" if resumed else "ab-initio",
             "cmi.core.total_time": format_cmi_timespan(total_time_seconds),
         }
     )

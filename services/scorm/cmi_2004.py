@@ -368,13 +368,15 @@ def initial(
             values[f"cmi.objectives.{count}.id"] = objective_id
             known.add(objective_id)
             count += 1
+    # Resume when there is suspend data (contract) or the last session was suspended (RTE 4.2.10).
+    resumed = bool(values.get("cmi.suspend_data")) or saved.get("cmi.exit") == "suspend"
     values.update(
         {
             "cmi.learner_id": learner_id,
             "cmi.learner_name": learner_name,
             "cmi.credit": "credit" if credit else "no-credit",
             "cmi.mode": mode,
-            "cmi.entry": "resume" if values.get("cmi.suspend_data") else "ab-initio",
+            "cmi.entry": "resume" if resumed else "ab-initio",
             "cmi.total_time": format_iso8601_duration(total_time_seconds),
         }
     )

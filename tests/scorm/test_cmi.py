@@ -700,6 +700,20 @@ def test_2004_entry_is_resume_when_there_is_suspend_data(suspend_data, entry):
     assert values["cmi.location"] == "p1"
 
 
+@pytest.mark.parametrize(
+    ("standard", "saved", "entry"),
+    [
+        ("1.2", {"cmi.core.exit": "suspend", "cmi.core.lesson_location": "p3"}, "resume"),
+        ("1.2", {"cmi.core.exit": "logout", "cmi.core.lesson_location": "p3"}, "ab-initio"),
+        ("2004", {"cmi.exit": "suspend", "cmi.location": "p3"}, "resume"),
+        ("2004", {"cmi.exit": "normal", "cmi.location": "p3"}, "ab-initio"),
+    ],
+)
+def test_entry_is_resume_after_a_suspended_session(standard, saved, entry):
+    values = _initial(standard, saved=saved)
+    assert values["cmi.core.entry" if standard == "1.2" else "cmi.entry"] == entry
+
+
 def test_2004_manifest_objectives_are_in_cmi_objectives_before_launch():
     values = _initial("2004", objective_ids=["PRIMARYOBJ", "obj_playing"])
     assert values["cmi.objectives.0.id"] == "PRIMARYOBJ"
