@@ -35,6 +35,7 @@ from shared.http import (
     ok,
     page_request,
     read_json,
+    request_id_of,
 )
 
 ADMIN = "/admin/api/v1"
@@ -302,7 +303,7 @@ class AdminApi:
                 await outbox.add(session, new_event(
                     "api_key.revoked", ApiKeyRevoked(key_id=row.id, prefix=row.prefix, revoked_at=now),
                     service="gateway", tenant=tenant.slug, tenant_id=tenant.id, subject=f"api_key/{row.id}",
-                    request_id=request.get("request_id"),
+                    request_id=request_id_of(request),
                 ))
             else:
                 row = (await session.execute(
@@ -344,7 +345,7 @@ class AdminApi:
                 "user.upserted",
                 UserUpserted(user_id=user_id, name=name, email=email, revision=row.revision, updated_at=now),
                 service="gateway", tenant=tenant.slug, tenant_id=tenant.id, subject=f"user/{user_id}",
-                request_id=request.get("request_id"),
+                request_id=request_id_of(request),
             ))
         return ok(request, user_view(row), status=status)
 
@@ -398,7 +399,7 @@ class AdminProxy:
             tenant = await store.tenant_by_slug(session, slug) if domain.valid_slug(slug) else None
         if tenant is None:
             raise ApiError.not_found("tenant")
-        rid = request["request_id"]
+        rid = request_id_of(request)
         headers = {
             H_INTERNAL: self.internal_secret, H_TENANT_ID: str(tenant.id), H_TENANT: tenant.slug,
             H_TENANT_NAME: quote(tenant.name, safe=""), H_SCOPES: domain.ADMIN_SCOPE, H_REQUEST_ID: rid,

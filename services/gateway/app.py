@@ -36,7 +36,7 @@ from shared.bus.inprocess import InProcessBus
 from shared.bus.relay import OutboxRelay
 from shared.bus.topology import EVENTS_EXCHANGE
 from shared.db import Database, migrate, migrations_applied
-from shared.http import SERVICE_NAME_KEY, ApiError, CursorCodec, error_middleware, ok
+from shared.http import SERVICE_NAME_KEY, ApiError, CursorCodec, error_middleware, ok, request_id_of
 from shared.logging import configure_logging
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -117,7 +117,8 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
         the_bus = app[BUS_KEY]
         app[DLQ_KEY] = (AmqpDeadLetters(common.amqp_url, common.amqp_namespace)
                         if isinstance(the_bus, AmqpBus) else InProcessDeadLetters(the_bus))
-        tasks = [asyncio.create_task(the_bus.connect(retry_forever=True), name="gateway-bus")]
+        connecting = asyncio.create_task(the_bus.connect(retry_forever=True), name="gateway-bus")
+        tasks: list[asyncio.Task[None]] = []
         if settings.relay_enabled:
             relay = OutboxRelay(app[DB_KEY], the_bus, service="gateway", batch_size=common.relay_batch_size,
                                 poll_interval=common.relay_poll_interval)
@@ -130,10 +131,14 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # A connect cut half-way leaves the client library's callbacks dangling: let a reachable broker finish.
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.wait_for(connecting, timeout=5)
         if isinstance(app[DLQ_KEY], AmqpDeadLetters):
             await app[DLQ_KEY].close()
         if not shared_bus:
             await the_bus.close()
+            await asyncio.sleep(0.01)  # let the client library run its close callbacks before the loop ends
 
     async def upstreams_ctx(app: web.Application) -> AsyncIterator[None]:
         await gateway.upstreams.start()
@@ -265,14 +270,14 @@ async def _dlq_peek(request: web.Request) -> web.Response:
 async def _dlq_replay(request: web.Request) -> web.Response:
     spec = spec_of(request.match_info["queue"])
     count = await request.app[DLQ_KEY].replay(spec, _limit(request, 1000, 100_000))
-    log.info("dead_letters_replayed", queue=spec.dead_letter_name, count=count, request_id=request["request_id"])
+    log.info("dead_letters_replayed", queue=spec.dead_letter_name, count=count, request_id=request_id_of(request))
     return ok(request, {"queue": spec.name, "replayed": count})
 
 
 async def _dlq_purge(request: web.Request) -> web.Response:
     spec = spec_of(request.match_info["queue"])
     count = await request.app[DLQ_KEY].purge(spec)
-    log.warning("dead_letters_purged", queue=spec.dead_letter_name, count=count, request_id=request["request_id"])
+    log.warning("dead_letters_purged", queue=spec.dead_letter_name, count=count, request_id=request_id_of(request))
     return ok(request, {"queue": spec.name, "purged": count})
 
 
@@ -302,7 +307,7 @@ async def _revocations(app: web.Application) -> None:
         try:
             connection = await aio_pika.connect_robust(
                 common.amqp_url, client_properties={"connection_name": "learn-gateway-revocations"}, timeout=10)
-            async with connection:
+            try:
                 channel = await connection.channel()
                 exchange = await channel.declare_exchange(common.amqp_namespace + EVENTS_EXCHANGE,
                                                           aio_pika.ExchangeType.TOPIC, durable=True)
@@ -314,6 +319,8 @@ async def _revocations(app: web.Application) -> None:
                     async for message in messages:
                         async with message.process():
                             on_event(message.body)
+            finally:
+                await asyncio.shield(connection.close())
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -18,7 +18,7 @@ from services.gateway import domain
 from services.gateway.keys import KeyDirectory, Principal, RateLimiter, UsageRecorder
 from services.gateway.proxy import Upstreams
 from services.gateway.routes import API_TABLE, PASS_THROUGH_TABLE, RouteTable
-from shared.http import H_INTERNAL, H_REQUEST_ID, ApiError, error_response, new_request_id
+from shared.http import H_INTERNAL, H_REQUEST_ID, REQUEST_ID_KEY, ApiError, error_response, new_request_id
 from shared.metrics import HTTP_DURATION, HTTP_REQUESTS
 
 log = structlog.get_logger("gateway")
@@ -52,12 +52,14 @@ class Observer:
         if timer is None:
             timer = self._timers[tkey] = HTTP_DURATION.labels("gateway", route, request.method)
         timer.observe(elapsed)
-        if self.access_log or status >= 500:
+        if self.access_log or status >= 400:
             client_rid = request.headers.get(H_REQUEST_ID)
             if client_rid:
                 fields["client_request_id"] = client_rid[:128]
-            log.info("request", request_id=rid, method=request.method, route=route, status=status,
-                     duration_ms=round(elapsed * 1000, 3), **fields)
+            # Refusals are warnings (they matter when a client is misbehaving or an attack is under way).
+            emit = log.info if status < 400 else log.warning if status < 500 else log.error
+            emit("request", request_id=rid, method=request.method, route=route, status=status,
+                 duration_ms=round(elapsed * 1000, 3), **fields)
 
 
 class Gateway:
@@ -186,7 +188,7 @@ class Gateway:
         async def guarded(request: web.Request) -> web.StreamResponse:
             started = time.perf_counter()
             rid = new_request_id()
-            request["request_id"] = rid
+            request[REQUEST_ID_KEY] = rid
             try:
                 token = domain.bearer_token(request.headers.get("Authorization"))
                 if token is None or not hmac.compare_digest(token.encode(), self.admin_token):

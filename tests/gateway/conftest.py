@@ -42,7 +42,7 @@ class Echo:
             "service": self.name,
             "method": request.method,
             "path_qs": request.raw_path,
-            "headers": {k: v for k, v in request.headers.items()},
+            "headers": {k.title(): v for k, v in request.headers.items()},
             "body_bytes": size,
         }
         self.seen.append(seen)
