@@ -131,6 +131,12 @@ async def _iterate(data: bytes | AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         yield bytes(chunk)
 
 
+async def _sha256(data: bytes) -> str:
+    if len(data) >= _HASH_IN_THREAD_BYTES:
+        return await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())  # hashlib releases the GIL
+    return hashlib.sha256(data).hexdigest()
+
+
 # --- filesystem ---------------------------------------------------------------------------------------------
 
 _TMP_DIR = ".tmp"
@@ -404,6 +410,16 @@ class DatabaseBlobStore(BlobStore):
         self, key: str, data: bytes | AsyncIterable[bytes], content_type: str | None = None
     ) -> BlobInfo:
         validate_key(key)
+        if (
+            isinstance(data, bytes | bytearray | memoryview)
+            and len(data) <= DB_CHUNK_BYTES
+            and self.engine.dialect.name == "postgresql"
+        ):
+            data = bytes(data)
+            info = BlobInfo(key=key, bytes=len(data), sha256=await _sha256(data))
+            if await self._insert_new_small_blob(info, data, content_type):
+                return info
+            # The key exists already: replace it the general way below.
         hasher = hashlib.sha256()
         size = 0
         async with self.engine.begin() as conn:
@@ -427,6 +443,34 @@ class DatabaseBlobStore(BlobStore):
                 )
             )
         return BlobInfo(key=key, bytes=size, sha256=hasher.hexdigest())
+
+    async def _insert_new_small_blob(self, info: BlobInfo, data: bytes, content_type: str | None) -> bool:
+        """PostgreSQL fast path for a new key: one autocommit statement (a put is mostly round trips otherwise).
+
+        The statement holds the key's advisory lock, like the general path, so the two never interleave. A key
+        that exists already makes it fail as a whole on the primary key; False tells the caller to replace.
+        """
+        chunk = "" if not data else (
+            ", chunk AS (INSERT INTO blob_chunks (key, seq, data) "
+            "SELECT CAST(:key AS VARCHAR), 0, CAST(:data AS BYTEA) FROM held)"
+        )
+        statement = sa.text(
+            "WITH held AS (SELECT pg_advisory_xact_lock(hashtextextended(CAST(:key AS TEXT), 0)))" + chunk
+            + " INSERT INTO blobs (key, bytes, sha256, content_type, created_at) SELECT CAST(:key AS VARCHAR), "
+            "CAST(:size AS BIGINT), CAST(:sha256 AS VARCHAR), CAST(:content_type AS VARCHAR), now() FROM held"
+        )
+        parameters: dict[str, Any] = {
+            "key": info.key, "size": info.bytes, "sha256": info.sha256, "content_type": content_type,
+        }
+        if data:
+            parameters["data"] = data
+        async with self.engine.connect() as conn:
+            autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                await autocommit.execute(statement, parameters)
+            except sa.exc.IntegrityError:
+                return False
+        return True
 
     def _content_query(self, key: str) -> sa.Select[Any]:
         # One statement, hence one snapshot: a concurrent put cannot mix old and new chunks in one read.

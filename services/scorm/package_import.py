@@ -10,7 +10,8 @@ The HTTP layer streams the upload to a temporary file (with its own size cap) an
 3. each file is streamed into the store under ``f"{prefix}/{path}"`` in 1 MiB chunks while the real
    decompressed bytes are counted against the same limits (headers are never trusted); any violation deletes
    everything under ``prefix`` and raises :class:`PackageRejected`. Zip reading and decompression run in worker
-   threads, one hop per chunk, so the event loop stays free and memory stays bounded;
+   threads, one hop per chunk, so the event loop stays free. Up to ``STORE_CONCURRENCY`` small files (≤ 1 MiB)
+   are stored at once while a large one streams, so memory stays bounded by a few MiB whatever the package;
 4. files the manifest names but the zip lacks become warnings.
 
 ``__MACOSX/`` folders and ``.DS_Store`` files are skipped (their names are still checked).
@@ -45,6 +46,7 @@ DEFAULT_MAX_RATIO = 200.0
 # legitimately compress 1000:1, and the total-size cap already bounds what small entries can add up to.
 RATIO_CHECK_MIN_BYTES = 1024 * 1024
 READ_CHUNK_BYTES = 1024 * 1024
+STORE_CONCURRENCY = 4
 MAX_PATH_BYTES = 768
 MAX_SEGMENT_BYTES = 255
 
@@ -117,20 +119,8 @@ async def import_package(
         log.info("scorm_package_rejected", prefix=prefix, reason=str(exc), stage="check")
         raise
     meter = _Meter(limits, plan)
-    files: list[str] = []
     try:
-        for entry in plan.entries:
-            key = f"{prefix}/{entry.path}"
-            content_type = mimetypes.guess_type(entry.path)[0]
-            if entry.info.file_size <= READ_CHUNK_BYTES:
-                data = await asyncio.to_thread(_read_whole_entry, archive, entry)
-                meter.count(entry, len(data), len(data))
-                await store.put(key, data, content_type)
-            else:
-                await store.put(key, _entry_chunks(archive, entry, meter, progress), content_type)
-            files.append(entry.path)
-            if progress is not None:
-                progress(meter.total_bytes, plan.declared_bytes)
+        await _store_entries(archive, plan, store, prefix, meter, progress)
         meter.finish()
     except BaseException as exc:
         # Never leave half a package behind, whatever stopped us (a refusal, a store error, cancellation).
@@ -142,6 +132,7 @@ async def import_package(
     finally:
         archive.close()
 
+    files = [entry.path for entry in plan.entries]
     present = set(files)
     warnings = list(plan.manifest.warnings)
     warnings += [
@@ -438,7 +429,6 @@ class _Meter:
     def __init__(self, limits: ImportLimits, plan: _Plan) -> None:
         self.limits = limits
         self.compressed_bytes = plan.compressed_bytes
-        self.declared_bytes = plan.declared_bytes
         self.total_bytes = 0
 
     def count(self, entry: _Entry, entry_bytes: int, new_bytes: int) -> None:
@@ -460,6 +450,59 @@ class _Meter:
             raise PackageRejected(
                 _ratio_message("the package", self.total_bytes, self.compressed_bytes, self.limits.max_ratio)
             )
+
+
+async def _store_entries(
+    archive: zipfile.ZipFile,
+    plan: _Plan,
+    store: BlobStore,
+    prefix: str,
+    meter: _Meter,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """Store every planned entry. Small files go up to STORE_CONCURRENCY at a time (a database store spends
+    most of a small put waiting on its commit); a large file streams on its own while they run."""
+    slots = asyncio.Semaphore(STORE_CONCURRENCY)
+
+    def report() -> None:
+        if progress is not None:
+            progress(meter.total_bytes, plan.declared_bytes)
+
+    async def store_small(entry: _Entry, key: str, content_type: str | None) -> None:
+        try:
+            data = await asyncio.to_thread(_read_whole_entry, archive, entry)
+            meter.count(entry, len(data), len(data))
+            await store.put(key, data, content_type)
+            report()
+        finally:
+            slots.release()
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for entry in plan.entries:
+                key = f"{prefix}/{entry.path}"
+                content_type = mimetypes.guess_type(entry.path)[0]
+                if entry.info.file_size <= READ_CHUNK_BYTES:
+                    await slots.acquire()  # bounds memory (one small file per slot) and store connections
+                    group.create_task(store_small(entry, key, content_type))
+                else:
+                    await store.put(key, _entry_chunks(archive, entry, meter, report), content_type)
+                    report()
+    except BaseExceptionGroup as failures:
+        raise _first_failure(failures) from None
+
+
+def _first_failure(group: BaseExceptionGroup) -> BaseException:
+    """The refusal if there is one (that is the message for the uploader), else the first error."""
+    leaves: list[BaseException] = []
+    pending: list[BaseException] = [group]
+    while pending:
+        current = pending.pop(0)
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        else:
+            leaves.append(current)
+    return next((leaf for leaf in leaves if isinstance(leaf, PackageRejected)), leaves[0])
 
 
 def _corrupt(entry: _Entry, exc: BaseException) -> PackageRejected:
@@ -490,7 +533,7 @@ def _read_chunk(source: IO[bytes], entry: _Entry) -> bytes:
 
 
 async def _entry_chunks(
-    archive: zipfile.ZipFile, entry: _Entry, meter: _Meter, progress: Callable[[int, int], None] | None
+    archive: zipfile.ZipFile, entry: _Entry, meter: _Meter, report: Callable[[], None]
 ) -> AsyncIterator[bytes]:
     source = await asyncio.to_thread(_open_entry, archive, entry)
     try:
@@ -498,8 +541,7 @@ async def _entry_chunks(
         while chunk := await asyncio.to_thread(_read_chunk, source, entry):
             read += len(chunk)
             meter.count(entry, read, len(chunk))
-            if progress is not None:
-                progress(meter.total_bytes, meter.declared_bytes)
+            report()
             yield chunk
     finally:
         source.close()
