@@ -1,0 +1,274 @@
+"""``learnctl``: the admin CLI. It only talks to the gateway's admin API (nothing is written behind its back).
+
+    learnctl tenants create acme --name "Acme" --plan pro
+    learnctl keys create acme --name "shop backend" --scope learn:read --scope learn:write
+    learnctl users upsert acme 123 --name "Ada Lovelace" --email ada@example.com
+    learnctl dlq list --service catalog
+
+``--url`` defaults to ``LEARN_GATEWAY_URL`` or http://localhost:8080; ``--token`` to ``LEARN_ADMIN_TOKEN`` or the
+``<LEARN_DATA_DIR>/admin_token`` file the gateway writes when no token is configured. ``--json`` prints the raw
+response data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+ADMIN = "/admin/api/v1"
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = 1):
+        super().__init__(message)
+        self.code = code
+
+
+class AdminClient:
+    def __init__(self, url: str, token: str, timeout: float = 30.0):
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def call(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> dict[str, Any]:
+        qs = urlencode({k: v for k, v in (query or {}).items() if v is not None})
+        url = self.url + ADMIN + path + (f"?{qs}" if qs else "")
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 - the operator's own URL
+        request.add_header("Authorization", f"Bearer {self.token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                return json.loads(response.read() or b"{}")  # type: ignore[no-any-return]
+        except urllib.error.HTTPError as exc:
+            try:
+                error = json.loads(exc.read())["error"]
+            except Exception:
+                raise CliError(f"HTTP {exc.code} from {url}") from None
+            raise CliError(f"{error['code']}: {error['message']} (request {error.get('request_id')})") from None
+        except urllib.error.URLError as exc:
+            raise CliError(f"cannot reach the gateway at {self.url}: {exc.reason}", code=2) from None
+
+
+def default_token() -> str | None:
+    token = os.environ.get("LEARN_ADMIN_TOKEN")
+    if token:
+        return token
+    path = Path(os.environ.get("LEARN_DATA_DIR", ".data")) / "admin_token"
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+# --- output -------------------------------------------------------------------------------------------------
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c.upper())] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+def record(row: dict[str, Any]) -> str:
+    width = max((len(k) for k in row), default=0)
+    return "\n".join(f"{k.ljust(width)}  {_cell(v) if not isinstance(v, dict) else json.dumps(v)}"
+                     for k, v in row.items())
+
+
+TENANT_COLUMNS = ["id", "slug", "name", "plan", "status", "created_at"]
+KEY_COLUMNS = ["id", "name", "prefix", "scopes", "status", "created_by", "last_used_at", "expires_at"]
+USER_COLUMNS = ["id", "name", "email", "revision", "updated_at"]
+DLQ_COLUMNS = ["queue", "service", "messages"]
+
+
+# --- commands -----------------------------------------------------------------------------------------------
+
+
+def _all_pages(client: AdminClient, path: str, limit: int | None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = client.call("GET", path, query={"limit": min(limit or 100, 100), "cursor": cursor})
+        rows.extend(page["data"])
+        cursor = page.get("next_cursor")
+        if not cursor or (limit is not None and len(rows) >= limit):
+            return rows[:limit] if limit else rows
+
+
+def _queues(client: AdminClient, args: argparse.Namespace) -> list[str]:
+    if args.queue:
+        return [args.queue]
+    if not args.service:
+        raise CliError("name a --queue or a --service")
+    summary = client.call("GET", "/dlq", query={"service": args.service})["data"]
+    return [q["queue"] for q in summary]
+
+
+def run(args: argparse.Namespace, client: AdminClient) -> tuple[Any, str]:
+    """Do the command; returns (data for --json, text for humans)."""
+    group, action = args.group, args.action
+    if group == "tenants":
+        if action == "create":
+            data = client.call("POST", "/tenants", {"slug": args.slug, "name": args.name, "plan": args.plan})["data"]
+            return data, record(data)
+        if action == "list":
+            rows = _all_pages(client, "/tenants", args.limit)
+            return rows, table(rows, TENANT_COLUMNS)
+        if action == "get":
+            data = client.call("GET", f"/tenants/{quote(args.slug)}")["data"]
+            return data, record(data)
+        if action == "update":
+            changes = {k: getattr(args, k) for k in ("name", "plan", "status") if getattr(args, k) is not None}
+            if not changes:
+                raise CliError("nothing to update: give --name, --plan or --status")
+            data = client.call("POST", f"/tenants/{quote(args.slug)}", changes)["data"]
+            return data, record(data)
+    if group == "keys":
+        base = f"/tenants/{quote(args.slug)}/api-keys"
+        if action == "create":
+            scopes = [s for value in args.scope for s in value.replace(",", " ").split()]
+            body: dict[str, Any] = {"name": args.name, "scopes": scopes, "mode": "test" if args.test else "live"}
+            if args.expires_at:
+                body["expires_at"] = args.expires_at
+            if args.created_by is not None:
+                body["created_by"] = args.created_by
+            data = client.call("POST", base, body)["data"]
+            text = record({k: v for k, v in data.items() if k != "key"})
+            return data, f"{text}\n\nAPI key (shown once, store it now):\n{data['key']}"
+        if action == "list":
+            rows = _all_pages(client, base, args.limit)
+            return rows, table(rows, KEY_COLUMNS)
+        if action == "revoke":
+            data = client.call("POST", f"{base}/{args.id}/revoke")["data"]
+            return data, record(data)
+    if group == "users":
+        base = f"/tenants/{quote(args.slug)}/users"
+        if action == "upsert":
+            data = client.call("PUT", f"{base}/{args.user_id}", {"name": args.name, "email": args.email})["data"]
+            return data, record(data)
+        if action == "list":
+            rows = _all_pages(client, base, args.limit)
+            return rows, table(rows, USER_COLUMNS)
+    if group == "dlq":
+        if action == "list":
+            rows = client.call("GET", "/dlq", query={"service": args.service})["data"]
+            return rows, table(rows, DLQ_COLUMNS)
+        results: list[Any] = []
+        texts: list[str] = []
+        for name in _queues(client, args):
+            if action == "show":
+                messages = client.call("GET", f"/dlq/{quote(name)}", query={"limit": args.limit})["data"]
+                results.append({"queue": name, "messages": messages})
+                texts.append(f"{name}: {len(messages)} message(s)")
+                texts += [f"  {m.get('event_id', '?')}  {m.get('type', '?')}  tenant={m.get('tenant', '?')}  "
+                          f"reason={m.get('death', {}).get('reason', '-')}" for m in messages]
+            elif action == "replay":
+                data = client.call("POST", f"/dlq/{quote(name)}/replay", query={"limit": args.limit})["data"]
+                results.append(data)
+                texts.append(f"{name}: replayed {data['replayed']}")
+            elif action == "purge":
+                if not args.yes:
+                    raise CliError("purging deletes the messages for good: add --yes")
+                data = client.call("POST", f"/dlq/{quote(name)}/purge")["data"]
+                results.append(data)
+                texts.append(f"{name}: purged {data['purged']}")
+        return results, "\n".join(texts)
+    raise CliError(f"unknown command {group} {action}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="learnctl", description="mobieusLearn admin CLI (talks to the admin API)")
+    p.add_argument("--url", default=os.environ.get("LEARN_GATEWAY_URL", "http://localhost:8080"))
+    p.add_argument("--token", default=None, help="admin token (default: LEARN_ADMIN_TOKEN or <data_dir>/admin_token)")
+    p.add_argument("--json", action="store_true", help="print the response data as JSON")
+    groups = p.add_subparsers(dest="group", required=True)
+
+    tenants = groups.add_parser("tenants").add_subparsers(dest="action", required=True)
+    c = tenants.add_parser("create")
+    c.add_argument("slug")
+    c.add_argument("--name", required=True)
+    c.add_argument("--plan", required=True, choices=["free", "starter", "pro", "creator_plus", "sovereign"])
+    tenants.add_parser("list").add_argument("--limit", type=int)
+    tenants.add_parser("get").add_argument("slug")
+    u = tenants.add_parser("update")
+    u.add_argument("slug")
+    u.add_argument("--name")
+    u.add_argument("--plan")
+    u.add_argument("--status", choices=["active", "suspended"])
+
+    keys = groups.add_parser("keys").add_subparsers(dest="action", required=True)
+    c = keys.add_parser("create")
+    c.add_argument("slug")
+    c.add_argument("--name", required=True)
+    c.add_argument("--scope", action="append", required=True,
+                   help="learn:read, learn:write, learn:cohorts:grant (repeat or comma-separate)")
+    c.add_argument("--expires-at", help="RFC 3339 time")
+    c.add_argument("--created-by", type=int, help="directory user id of the admin behind the key")
+    c.add_argument("--test", action="store_true", help="make an mc_test_ key")
+    ls = keys.add_parser("list")
+    ls.add_argument("slug")
+    ls.add_argument("--limit", type=int)
+    r = keys.add_parser("revoke")
+    r.add_argument("slug")
+    r.add_argument("id", type=int)
+
+    users = groups.add_parser("users").add_subparsers(dest="action", required=True)
+    up = users.add_parser("upsert")
+    up.add_argument("slug")
+    up.add_argument("user_id", type=int)
+    up.add_argument("--name", required=True)
+    up.add_argument("--email", required=True)
+    ls = users.add_parser("list")
+    ls.add_argument("slug")
+    ls.add_argument("--limit", type=int)
+
+    dlq = groups.add_parser("dlq").add_subparsers(dest="action", required=True)
+    dlq.add_parser("list").add_argument("--service")
+    for name, default_limit in (("show", 20), ("replay", 1000), ("purge", None)):
+        sp = dlq.add_parser(name)
+        sp.add_argument("--service")
+        sp.add_argument("--queue", help="e.g. certificates.issue")
+        if default_limit is not None:
+            sp.add_argument("--limit", type=int, default=default_limit)
+        if name == "purge":
+            sp.add_argument("--yes", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    token = args.token or default_token()
+    if not token:
+        sys.stderr.write("learnctl: no admin token: pass --token, set LEARN_ADMIN_TOKEN, or run where "
+                         "<LEARN_DATA_DIR>/admin_token exists\n")
+        return 2
+    try:
+        data, text = run(args, AdminClient(args.url, token))
+    except CliError as exc:
+        sys.stderr.write(f"learnctl: {exc}\n")
+        return exc.code
+    sys.stdout.write((json.dumps(data, indent=2) if args.json else text) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
