@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import structlog
 from reportlab.lib.colors import Color, HexColor
 from reportlab.pdfgen.canvas import Canvas
 
@@ -28,6 +29,8 @@ from services.certificates.pdf_text import (
 
 if TYPE_CHECKING:
     from services.certificates.pdf import CertificateData, TemplateSpec
+
+log = structlog.get_logger()
 
 INK = HexColor("#1e232b")
 MUTED = HexColor("#5b6472")
@@ -147,7 +150,11 @@ class _Page:
     def _draw_qr(self, base: float) -> None:
         """The QR code as one filled path of module runs, in module units under one matrix."""
         c, size = self.c, self.qr_size
-        matrix = encode_qr(self.cert.verification_url.encode("utf-8"))
+        try:
+            matrix = encode_qr(self.cert.verification_url.encode("utf-8"))
+        except ValueError:  # over 2 kB: a misconfigured base URL; the URL is still printed below
+            log.error("certificate_qr_url_too_long", url_length=len(self.cert.verification_url))
+            return
         modules = matrix.size + 8  # the standard 4-module quiet zone on each side
         module = size / modules
         x, y = self.right - size, base

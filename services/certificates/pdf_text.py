@@ -140,7 +140,9 @@ def fit_text(
     ``max_lines`` lines, shrinking down to ``min_size``; what still does not fit ends in an ellipsis.
     Never wider than ``max_width``.
     """
-    text = clean_text(text)
+    # Text that could not show even at the smallest size is cut first (a runaway 50 kB title must
+    # not cost a wrap per size step); the cut part would be lost behind the ellipsis anyway.
+    text = clean_text(text[: int(8 * max_lines * max_width / min_size) + 1])
     font = font_for(text, font)
     if not text:
         return FittedText(font, max_size, ())
@@ -153,6 +155,9 @@ def fit_text(
     if max_lines > 1:
         size = max_size
         while size >= min_size:
+            if width_at_one * size > max_width * max_lines:
+                size -= 1  # cannot fit in max_lines even if wrapping wasted no space
+                continue
             lines = wrap(text, font, size, max_width)
             if len(lines) <= max_lines:
                 return FittedText(font, size, tuple(lines))

@@ -239,6 +239,7 @@ def test_a_valid_certificate_carries_no_revoked_mark(renderer):
         {"recipient_name": "X" * 400},
         {"course_title": "Advanced Distributed Systems and Idempotent Consumers in Practice " * 8},
         {"revoked": True, "revoked_reason": "a very long explanation " * 30},
+        {"course_title": "runaway " * 10_000},
     ],
 )
 def test_very_long_text_still_renders_one_page(renderer, changes):
@@ -247,6 +248,15 @@ def test_very_long_text_still_renders_one_page(renderer, changes):
 
         assert len(PdfReader(io.BytesIO(document)).pages) == 1
         assert VID in text_of(document)
+
+
+def test_a_verification_url_too_long_for_a_qr_code_still_gives_a_certificate(renderer):
+    url = "https://learn.example/verify/" + "x" * 3000
+
+    text = flat(text_of(renderer.render(template(), certificate(verification_url=url))))
+
+    assert "https://learn.example/verify/xxx" in text
+    assert VID in text
 
 
 def test_fitted_text_never_exceeds_its_width():
