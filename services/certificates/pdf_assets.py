@@ -38,6 +38,7 @@ MAX_LOGO_ASPECT = 20
 LOGO_EMBED_SIDE = 1000  # ~330 dpi at the 3-inch maximum it is drawn at
 MAX_BACKGROUND_BYTES = 10 * 1024 * 1024
 MAX_BACKGROUND_OBJECTS = 5000
+MAX_BACKGROUND_CONTENT_BYTES = 16 * 1024 * 1024  # decoded drawing operators of the page
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOR = re.compile(r"#[0-9a-fA-F]{6}")
 # Keys that would drag the source document's page tree or structure into ours.
@@ -256,7 +257,10 @@ def _page_to_form(page: Any) -> PreparedBackground:
     if rotate not in (0, 90, 180, 270):
         raise TemplateAssetError(f"background PDF page has an invalid rotation {rotate}")
     contents = page.get_contents()
-    content = zlib.compress(contents.get_data() if contents is not None else b"", 6)
+    drawing = contents.get_data() if contents is not None else b""
+    if len(drawing) > MAX_BACKGROUND_CONTENT_BYTES:
+        raise TemplateAssetError("background PDF page is too complex (its drawing is over 16 MiB)")
+    content = zlib.compress(drawing, 6)
 
     builder = _GraphBuilder()
     builder.nodes.append(())  # node 0: the form, filled in below

@@ -14,6 +14,7 @@ from decimal import Decimal
 import pytest
 from PIL import Image, ImageDraw
 from pypdf import PdfReader, PdfWriter
+from pypdf.generic import DecodedStreamObject
 from reportlab.graphics.barcode import qrencoder
 from reportlab.lib.pagesizes import A4, LETTER, landscape, portrait
 from reportlab.pdfgen.canvas import Canvas
@@ -511,6 +512,20 @@ def test_a_multi_page_background_pdf_is_rejected():
 def test_a_corrupt_background_pdf_is_rejected(data):
     with pytest.raises(TemplateAssetError):
         validate_background_pdf(data)
+
+
+def test_a_background_whose_drawing_inflates_past_16_mib_is_rejected():
+    writer = PdfWriter()
+    page = writer.add_blank_page(600, 400)
+    drawing = DecodedStreamObject()
+    drawing.set_data(b"0 0 m 1 1 l S\n" * 1_300_000)
+    page.replace_contents(drawing.flate_encode())
+    out = io.BytesIO()
+    writer.write(out)
+    assert len(out.getvalue()) < 100_000
+
+    with pytest.raises(TemplateAssetError, match="too complex"):
+        validate_background_pdf(out.getvalue())
 
 
 def test_an_encrypted_background_pdf_is_rejected():
