@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.enrollment import enrollments as use_cases
 from services.enrollment.api_support import PositiveId, future_expiry, note_tenant, require_scope
-from services.enrollment.store import enrollment_resource, enrollments, idempotency_keys, insert_ignoring_conflicts
+from services.enrollment.store import enrollment_resource, enrollments, idempotency_keys, insert_if_absent
 from shared.db import TenantScope, utcnow
 from shared.http import (
     ApiError,
@@ -65,10 +65,10 @@ async def create_enrollment(request: web.Request) -> web.Response:
             status = 201 if created else 200
             if key is not None:
                 # Only successes are remembered: a request that failed can be retried with the same key.
-                saved = await session.execute(insert_ignoring_conflicts(session, idempotency_keys, {
+                saved = await insert_if_absent(session, idempotency_keys, {
                     "tenant_id": ctx.tenant_id, "key": key, "body_sha256": body_hash, "status_code": status,
-                    "response": json.loads(dumps(data)), "created_at": now}))
-                if saved.rowcount == 0:
+                    "response": json.loads(dumps(data)), "created_at": now})
+                if not saved:
                     raise _KeyTaken
     except _KeyTaken:
         async with db.transaction() as session:

@@ -24,6 +24,7 @@ from services.enrollment.store import (
     attempts,
     directory_users,
     enrollments,
+    insert_if_absent,
     insert_ignoring_conflicts,
     tenants,
 )
@@ -66,20 +67,19 @@ async def apply_runtime_commit(session: AsyncSession, event: CloudEvent, payload
         raise PermanentError(f"unknown attempt status {payload.status!r}")
 
     # The same (attempt, sequence) is applied once even if the runtime sends it under another event id.
-    first = await session.execute(insert_ignoring_conflicts(
-        session, attempt_commits, {"attempt_id": payload.attempt_id, "sequence": payload.sequence,
-                                   "tenant_id": tenant_id}))
-    if first.rowcount == 0:
+    first = await insert_if_absent(session, attempt_commits, {
+        "attempt_id": payload.attempt_id, "sequence": payload.sequence, "tenant_id": tenant_id})
+    if not first:
         log.info("runtime_commit_already_applied", attempt_id=payload.attempt_id, sequence=payload.sequence)
         return
 
     now = utcnow()
     attempt = await _locked_attempt(session, tenant_id, payload, now)
+    started = as_utc(payload.time_started_at)
     values: dict[str, Any] = {
         "total_time_seconds": Decimal(attempt.total_time_seconds) + payload.session_time_delta_seconds,
         "best_score_scaled": _max(attempt.best_score_scaled, payload.score_scaled),
-        "time_started_at": min(as_utc(attempt.time_started_at) or as_utc(payload.time_started_at),
-                               as_utc(payload.time_started_at)),
+        "time_started_at": min(as_utc(attempt.time_started_at) or started, started),
         "revision": attempt.revision + 1,
         "updated_at": now,
     }
@@ -147,7 +147,7 @@ async def evaluate_completion(session: AsyncSession, caller: Caller, enrollment:
             await session.execute(sa.update(enrollments).where(enrollments.c.id == enrollment.id).values(
                 required_total=progress.required_total, required_done=progress.required_done, updated_at=utcnow()))
         return
-    completed_at = max(completed_at, as_utc(enrollment.enrolled_at))  # type: ignore[type-var]
+    completed_at = max(completed_at, as_utc(enrollment.enrolled_at))
     row = (await session.execute(
         sa.update(enrollments)
         .where(enrollments.c.id == enrollment.id, enrollments.c.status == domain.EnrollmentStatus.ACTIVE)

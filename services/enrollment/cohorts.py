@@ -16,7 +16,7 @@ from services.enrollment.enrollments import (
     find_course,
     require_user,
 )
-from services.enrollment.store import as_utc, cohort_members, cohorts, enrollment_resource, insert_ignoring_conflicts
+from services.enrollment.store import as_utc, cohort_members, cohorts, enrollment_resource, insert_if_absent
 from shared.bus import outbox
 from shared.bus.envelope import new_event
 from shared.db import TenantScope
@@ -63,9 +63,8 @@ async def grant(session: AsyncSession, caller: Caller, *, user_id: int, cohort_i
     """
     cohort = await get_cohort(session, caller.tenant_id, cohort_id)
     await require_user(session, caller.tenant_id, user_id)
-    joined = await session.execute(insert_ignoring_conflicts(session, cohort_members, {
-        "cohort_id": cohort.id, "user_id": user_id, "tenant_id": caller.tenant_id, "granted_at": now}))
-    membership_created = joined.rowcount == 1
+    membership_created = await insert_if_absent(session, cohort_members, {
+        "cohort_id": cohort.id, "user_id": user_id, "tenant_id": caller.tenant_id, "granted_at": now})
     granted_at = (await session.execute(
         sa.select(cohort_members.c.granted_at)
         .where(cohort_members.c.cohort_id == cohort.id, cohort_members.c.user_id == user_id)

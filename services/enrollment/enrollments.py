@@ -185,7 +185,7 @@ async def expire(session: AsyncSession, enrollment_ids: list[int], now: datetime
         return 0
     slugs = dict((await session.execute(
         sa.select(tenants.c.tenant_id, tenants.c.slug).where(tenants.c.tenant_id.in_({r.tenant_id for r in rows}))
-    )).tuples().all())
+    )).all())
     events = []
     for row in rows:
         caller = Caller(row.tenant_id, slugs.get(row.tenant_id) or f"tenant-{row.tenant_id}")

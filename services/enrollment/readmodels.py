@@ -7,7 +7,7 @@ it after the course is republished (see docs/enrollment.md).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 import structlog
@@ -53,7 +53,7 @@ async def apply_course_event(session: AsyncSession, event: CloudEvent, payload: 
     # Only a newer revision replaces what we hold: a late or repeated event changes nothing.
     stmt = upsert(session, courses, {"tenant_id": tenant_id, "course_id": payload.course_id, **values},
                   ["tenant_id", "course_id"], values, where=courses.c.revision < payload.revision)
-    result = await session.execute(stmt)
+    result = cast(sa.CursorResult[Any], await session.execute(stmt))
     if result.rowcount == 0:
         log.info("course_event_stale", course_id=payload.course_id, revision=payload.revision)
 

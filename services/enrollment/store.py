@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast, overload
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -172,6 +172,14 @@ attempt_commits = sa.Table(
 # --- helpers ------------------------------------------------------------------------------------------------
 
 
+@overload
+def as_utc(value: datetime) -> datetime: ...
+
+
+@overload
+def as_utc(value: datetime | None) -> datetime | None: ...
+
+
 def as_utc(value: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes: they were stored as UTC."""
     if value is None:
@@ -179,17 +187,25 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _dialect(session: AsyncSession) -> Any:
+    return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+
+
 def insert_ignoring_conflicts(session: AsyncSession, table: sa.Table, values: Mapping[str, Any]) -> Any:
-    """``INSERT ... ON CONFLICT DO NOTHING`` for PostgreSQL and SQLite; the result's rowcount says if it won."""
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).values(**values).on_conflict_do_nothing()
+    """``INSERT ... ON CONFLICT DO NOTHING`` for PostgreSQL and SQLite."""
+    return _dialect(session).insert(table).values(**values).on_conflict_do_nothing()
+
+
+async def insert_if_absent(session: AsyncSession, table: sa.Table, values: Mapping[str, Any]) -> bool:
+    """Insert the row unless its key exists (waiting for a concurrent inserter to finish); True if it was new."""
+    result = cast(sa.CursorResult[Any], await session.execute(insert_ignoring_conflicts(session, table, values)))
+    return result.rowcount == 1
 
 
 def upsert(session: AsyncSession, table: sa.Table, values: Mapping[str, Any], keys: list[str],
            update: Mapping[str, Any], where: sa.ColumnElement[bool] | None = None) -> Any:
     """``INSERT ... ON CONFLICT (keys) DO UPDATE SET update [WHERE where]`` (``where`` sees the existing row)."""
-    dialect = postgresql if session.bind.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(**values)
+    stmt = _dialect(session).insert(table).values(**values)
     return stmt.on_conflict_do_update(index_elements=keys, set_=dict(update), where=where)
 
 
