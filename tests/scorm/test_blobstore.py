@@ -167,6 +167,16 @@ async def test_concurrent_puts_of_one_key_leave_one_whole_blob(blob_store: BlobS
     assert await blob_store.get("pkg/race.bin") in versions
 
 
+async def test_concurrent_small_puts_of_one_key_leave_one_whole_blob(blob_store: BlobStore) -> None:
+    versions = [bytes([n]) * 1000 for n in range(8)] + [b""]
+
+    await asyncio.gather(*(blob_store.put("pkg/small.txt", v) for v in versions))
+
+    stored = await blob_store.get("pkg/small.txt")
+    assert stored in versions
+    assert (await blob_store.stat("pkg/small.txt")).bytes == len(stored)
+
+
 # --- filesystem specifics -----------------------------------------------------------------------------------
 
 
