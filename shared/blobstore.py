@@ -199,10 +199,15 @@ class FilesystemBlobStore(BlobStore):
         self._tmp_dir = self.root / _TMP_DIR
         self._fsync = fsync
 
-    def _path(self, key: str) -> Path:
+    @staticmethod
+    def _check_key(key: str) -> None:
         validate_key(key)
         if key.split("/", 1)[0] == _TMP_DIR:
             raise InvalidBlobKey(f"blob keys may not start with the reserved segment {_TMP_DIR!r}: {key!r}")
+
+    def _path(self, key: str) -> Path:
+        """The file of ``key`` (blocking: resolve() reads the file system, so call it in a worker thread)."""
+        self._check_key(key)
         path = (self.root / key).resolve()
         # resolve() follows any symlink planted inside the root; the result must still be inside it.
         if not path.is_relative_to(self.root) or path == self.root:
@@ -212,9 +217,9 @@ class FilesystemBlobStore(BlobStore):
     async def put(
         self, key: str, data: bytes | AsyncIterable[bytes], content_type: str | None = None
     ) -> BlobInfo:
-        target = self._path(key)
+        self._check_key(key)
         if isinstance(data, bytes | bytearray | memoryview):
-            return await asyncio.to_thread(self._put_bytes, key, target, bytes(data))
+            return await asyncio.to_thread(self._put_bytes, key, bytes(data))
         temp = await asyncio.to_thread(_TempBlobFile, self._tmp_dir)
         try:
             buffer = bytearray()
@@ -225,13 +230,14 @@ class FilesystemBlobStore(BlobStore):
                     buffer.clear()
             if buffer:
                 await asyncio.to_thread(temp.write, bytes(buffer))
-            await asyncio.to_thread(temp.commit, target, self._fsync)
+            await asyncio.to_thread(lambda: temp.commit(self._path(key), self._fsync))
         except BaseException:
             temp.discard()  # synchronous on purpose: also runs when the task is cancelled
             raise
         return BlobInfo(key=key, bytes=temp.size, sha256=temp.hasher.hexdigest())
 
-    def _put_bytes(self, key: str, target: Path, data: bytes) -> BlobInfo:
+    def _put_bytes(self, key: str, data: bytes) -> BlobInfo:
+        target = self._path(key)
         temp = _TempBlobFile(self._tmp_dir)
         try:
             temp.write(data)
@@ -242,16 +248,16 @@ class FilesystemBlobStore(BlobStore):
         return BlobInfo(key=key, bytes=temp.size, sha256=temp.hasher.hexdigest())
 
     async def get(self, key: str) -> bytes:
-        path = self._path(key)
+        self._check_key(key)
         try:
-            return await asyncio.to_thread(path.read_bytes)
+            return await asyncio.to_thread(lambda: self._path(key).read_bytes())
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise BlobNotFound(key) from None
 
     async def stream(self, key: str, chunk_size: int = 256 * 1024) -> AsyncIterator[bytes]:
-        path = self._path(key)
+        self._check_key(key)
         try:
-            handle = await asyncio.to_thread(path.open, "rb")
+            handle = await asyncio.to_thread(lambda: self._path(key).open("rb"))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise BlobNotFound(key) from None
         try:
@@ -261,11 +267,11 @@ class FilesystemBlobStore(BlobStore):
             handle.close()
 
     async def stat(self, key: str) -> BlobInfo | None:
-        path = self._path(key)
-        return await asyncio.to_thread(self._stat_sync, key, path)
+        self._check_key(key)
+        return await asyncio.to_thread(self._stat_sync, key)
 
-    @staticmethod
-    def _stat_sync(key: str, path: Path) -> BlobInfo | None:
+    def _stat_sync(self, key: str) -> BlobInfo | None:
+        path = self._path(key)
         hasher = hashlib.sha256()
         size = 0
         try:
@@ -278,10 +284,11 @@ class FilesystemBlobStore(BlobStore):
         return BlobInfo(key=key, bytes=size, sha256=hasher.hexdigest())
 
     async def delete(self, key: str) -> None:
-        path = self._path(key)
-        await asyncio.to_thread(self._delete_sync, path)
+        self._check_key(key)
+        await asyncio.to_thread(self._delete_sync, key)
 
-    def _delete_sync(self, path: Path) -> None:
+    def _delete_sync(self, key: str) -> None:
+        path = self._path(key)
         try:
             path.unlink()
         except (FileNotFoundError, NotADirectoryError):
@@ -295,12 +302,13 @@ class FilesystemBlobStore(BlobStore):
 
     async def delete_prefix(self, prefix: str) -> int:
         prefix = _normalise_prefix(prefix)
-        path = self._path(prefix)
-        count = await asyncio.to_thread(self._delete_prefix_sync, path)
+        self._check_key(prefix)
+        count = await asyncio.to_thread(self._delete_prefix_sync, prefix)
         log.info("blob_prefix_deleted", prefix=prefix, blobs=count)
         return count
 
-    def _delete_prefix_sync(self, path: Path) -> int:
+    def _delete_prefix_sync(self, prefix: str) -> int:
+        path = self._path(prefix)
         if path.is_symlink() or path.is_file():
             path.unlink(missing_ok=True)
             self._prune_empty_parents(path.parent)

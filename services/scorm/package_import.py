@@ -220,11 +220,16 @@ def _central_directory(handle: BinaryIO) -> tuple[int, int, int]:
     tail_size = min(file_size, _END_RECORD.size + 0xFFFF)
     handle.seek(file_size - tail_size)
     tail = handle.read(tail_size)
-    index = tail.rfind(b"PK\x05\x06")
-    if index < 0 or tail_size - index < _END_RECORD.size:
-        raise PackageRejected(NOT_A_ZIP)
+    index = len(tail)
+    while True:  # the last signature whose record (and comment) fits: a comment may contain the bytes too
+        index = tail.rfind(b"PK\x05\x06", 0, index)
+        if index < 0:
+            raise PackageRejected(NOT_A_ZIP)
+        if tail_size - index >= _END_RECORD.size:
+            _, _, _, _, claimed, size, offset, comment_length = _END_RECORD.unpack_from(tail, index)
+            if index + _END_RECORD.size + comment_length <= tail_size:
+                break
     end_offset = file_size - tail_size + index
-    _, _, _, _, claimed, size, offset, _ = _END_RECORD.unpack_from(tail, index)
     directory_end = end_offset
     if claimed == 0xFFFF or size == 0xFFFFFFFF or offset == 0xFFFFFFFF:
         record_offset = end_offset - _END_RECORD_64_LOCATOR_SIZE - _END_RECORD_64.size

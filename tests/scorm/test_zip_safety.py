@@ -380,6 +380,17 @@ async def test_a_file_that_is_not_a_zip_is_refused(tmp_path: Path, destination: 
     assert "not a zip file" in await refuse(zip_path, destination)
 
 
+async def test_a_zip_behind_a_self_extractor_stub_still_imports(tmp_path: Path, destination: Destination) -> None:
+    plain = make_zip(tmp_path / "plain.zip", with_manifest())
+    zip_path = tmp_path / "upload.zip"
+    zip_path.write_bytes(b"MZ" + bytes(4094) + plain.read_bytes())
+
+    result = await import_package(zip_path, destination.store, "scorm/1")
+
+    assert await destination.store.get("scorm/1/index.html") == b"<html>hi</html>"
+    assert len(result.files) == 2
+
+
 BILLION_LAUGHS = (
     b'<?xml version="1.0"?><!DOCTYPE manifest [<!ENTITY a "aaaaaaaaaa">'
     + b"".join(f'<!ENTITY {chr(98 + n)} "{("&" + chr(97 + n) + ";") * 10}">'.encode() for n in range(9))
