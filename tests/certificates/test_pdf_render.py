@@ -17,6 +17,7 @@ from pypdf import PdfReader, PdfWriter
 from pypdf.generic import DecodedStreamObject
 from reportlab.graphics.barcode import qrencoder
 from reportlab.lib.pagesizes import A4, LETTER, landscape, portrait
+from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen.canvas import Canvas
 
 from services.certificates.pdf import (
@@ -296,6 +297,27 @@ def test_a_background_pdf_is_drawn_under_the_text(renderer):
     assert "Acme background artwork" in text_of(document)
     stream = reader.pages[0].get_contents().get_data()
     assert stream.index(b"/FormXob.Background Do") < stream.index(b"Tj")
+
+
+def test_background_images_are_copied_with_their_original_encoding(renderer):
+    photo = io.BytesIO()
+    Image.new("RGB", (320, 200), (240, 220, 180)).save(photo, "JPEG")
+    out = io.BytesIO()
+    canvas = Canvas(out, pagesize=landscape(A4))
+    canvas.drawImage(ImageReader(io.BytesIO(photo.getvalue())), 0, 0, *landscape(A4))
+    canvas.showPage()
+    canvas.save()
+
+    source = PdfReader(io.BytesIO(out.getvalue())).pages[0]["/Resources"]["/XObject"]
+    (original,) = [xobject.get_object() for xobject in source.values()]
+
+    document = renderer.render(template(background_pdf=out.getvalue()), certificate())
+
+    form = PdfReader(io.BytesIO(document)).pages[0]["/Resources"]["/XObject"]["/FormXob.Background"]
+    (copied,) = [xobject.get_object() for xobject in form["/Resources"]["/XObject"].values()]
+    assert "/DCTDecode" in copied["/Filter"]
+    assert copied["/Filter"] == original["/Filter"]
+    assert copied._data == original._data  # the encoded bytes, not a re-encoding
 
 
 def test_a_rotated_background_is_turned_upright_to_cover_the_page():
