@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from services.enrollment import enrollments as use_cases
 from services.enrollment.api_support import PositiveId, future_expiry, note_tenant, require_scope
@@ -34,7 +34,7 @@ class EnrollRequest(BaseModel):
 
     user_id: PositiveId
     course_id: PositiveId
-    source: str = Field(default="api", min_length=1, max_length=64)
+    source: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)] = "api"
     expires_at: str | None = None
 
 

@@ -71,7 +71,8 @@ async def grant(session: AsyncSession, caller: Caller, *, user_id: int, cohort_i
     )).scalar_one()
     granted: list[Any] = []
     created_any = False
-    for course_id in cohort.course_ids:
+    # Ascending course ids: overlapping grants running at once lock the learner's enrollments in one order.
+    for course_id in sorted(cohort.course_ids):
         course = await find_course(session, caller.tenant_id, int(course_id))
         if course is None or course.status != "published":
             continue

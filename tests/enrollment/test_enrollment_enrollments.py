@@ -206,6 +206,13 @@ async def test_missing_user_id_or_course_id_is_missing_field(service, payload, f
     assert body["error"]["code"] == "missing_field" and field in body["error"]["message"]
 
 
+@pytest.mark.parametrize("source", ["", "   ", "x" * 65, 7])
+async def test_a_blank_overlong_or_non_string_source_is_invalid_argument(service, source):
+    _, body = await service.call("POST", ENROLLMENTS, json={"user_id": 1, "course_id": 1, "source": source},
+                                 expect=400)
+    assert body["error"]["code"] == "invalid_argument" and "source" in body["error"]["message"]
+
+
 async def test_unknown_body_fields_are_invalid_argument(service):
     _, body = await service.call("POST", ENROLLMENTS, json={"user_id": 1, "course_id": 1, "status": "completed"},
                                  expect=400)
