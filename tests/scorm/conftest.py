@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from shared.blobstore import BlobStore, DatabaseBlobStore, FilesystemBlobStore
@@ -39,21 +41,29 @@ async def sqlite_blob_store(tmp_path: Path) -> AsyncIterator[DatabaseBlobStore]:
     await database.dispose()
 
 
-@pytest.fixture
-async def postgres_blob_store(postgres_url: str) -> AsyncIterator[DatabaseBlobStore]:
-    """A DatabaseBlobStore in a throwaway PostgreSQL database, dropped afterwards."""
+@pytest.fixture(scope="session")
+def blob_database_url(postgres_url: str) -> Iterator[str]:
+    """One throwaway PostgreSQL database for this run's blob store tests, dropped at the end."""
     name = f"test_blob_{secrets.token_hex(4)}"
     url = make_url(postgres_url).set(drivername="postgresql+asyncpg", database=name)
     rendered = url.render_as_string(hide_password=False)
-    await ensure_database(rendered)
-    database = Database(rendered, pool_size=2)
+    asyncio.run(ensure_database(rendered))
+    yield rendered
+    asyncio.run(drop_database(rendered))
+
+
+@pytest.fixture
+async def postgres_blob_store(blob_database_url: str) -> AsyncIterator[DatabaseBlobStore]:
+    """A DatabaseBlobStore on PostgreSQL, emptied before each test."""
+    database = Database(blob_database_url, pool_size=2)
     try:
         store = DatabaseBlobStore(database.engine)
         await store.create_tables()
+        async with database.engine.begin() as conn:
+            await conn.execute(sa.text("TRUNCATE blobs, blob_chunks"))
         yield store
     finally:
         await database.dispose()
-        await drop_database(rendered)
 
 
 @pytest.fixture(params=["filesystem", "sqlite", "postgres"])
