@@ -180,7 +180,7 @@ class CertificateRenderer:
     def _render(self, template: TemplateSpec, cert: CertificateData, *, graphics: bool) -> bytes:
         size = _PAGE_SIZES.get(template.page_size, A4)
         pagesize = portrait(size) if template.orientation == "portrait" else landscape(size)
-        prepared = self._prepare(template) if graphics else None
+        prepared = self._prepare(template)  # the text-only page still leaves the logo's room
         out = io.BytesIO()
         canvas = Canvas(out, pagesize=pagesize, pageCompression=1, invariant=1)
         _set_metadata(canvas, template, cert)
@@ -198,8 +198,8 @@ class CertificateRenderer:
             template,
             cert,
             content,
-            logo=prepared.logo if prepared else None,
-            background=prepared.background if prepared else None,
+            logo=prepared.logo,
+            background=prepared.background,
             graphics=graphics,
         )
         canvas.showPage()

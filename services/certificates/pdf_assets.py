@@ -286,7 +286,7 @@ class _GraphBuilder:
     def __init__(self) -> None:
         self.nodes: list[tuple[bytes | int, ...]] = []
         self.index_of: dict[tuple[int, int], int] = {}
-        self.pending: deque[tuple[int, PdfObject]] = deque()
+        self.pending: deque[tuple[int, PdfObject | None]] = deque()
 
     def serialise(self, obj: Any, parts: list[bytes | int]) -> None:
         if isinstance(obj, IndirectObject):

@@ -123,7 +123,7 @@ class FittedText:
 
     @property
     def height(self) -> float:
-        return self.size + self.leading * (len(self.lines) - 1)
+        return self.size + self.leading * (len(self.lines) - 1) if self.lines else 0.0
 
 
 def fit_text(
