@@ -151,8 +151,22 @@ async def migrate(url: str, migrations_dir: Path) -> None:
 
 
 async def migrations_applied(db: Database, migrations_dir: Path) -> bool:
+    """True when the database is at this code's head, or at a revision this code does not know.
+
+    An unknown revision means a newer release already migrated (expand/contract migrations keep old code working):
+    old pods must stay ready during a rolling upgrade instead of all leaving their Service at once.
+    """
+    from alembic.script import ScriptDirectory
+
     async with db.engine.connect() as conn:
-        return await current_revision(conn) == head_revision(migrations_dir)
+        current = await current_revision(conn)
+    script = ScriptDirectory.from_config(_alembic_config(migrations_dir, "sqlite://"))
+    if current == script.get_current_head():
+        return True
+    if current is None:
+        return False
+    known = {rev.revision for rev in script.walk_revisions()}
+    return current not in known
 
 
 def run_alembic_env(target_metadata: sa.MetaData) -> None:
