@@ -96,6 +96,7 @@ class _Page:
         self.content_width = self.right - self.left
         self.centre = self.width / 2
         self.qr_size = (74 if self.landscape else 80) * u
+        self._font: tuple[str, float] | None = None  # the text font last set by _line
 
     def draw(self) -> None:
         if self.graphics:
@@ -348,7 +349,9 @@ class _Page:
     ) -> None:
         c = self.c
         c.setFillColor(colour)
-        c.setFont(fitted.font, fitted.size)
+        if self._font != (fitted.font, fitted.size):  # each setFont writes to the page stream
+            c.setFont(fitted.font, fitted.size)
+            self._font = (fitted.font, fitted.size)
         text = visual_order(text)
         if centred:
             c.drawCentredString(x, y, text, charSpace=char_space)

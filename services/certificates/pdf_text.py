@@ -95,6 +95,8 @@ def visual_order(line: str) -> str:
     in reading order and brackets are mirrored. Hebrew comes out right; Arabic letters appear
     in the right order but unjoined.
     """
+    if line.isascii():
+        return line
     classes = [unicodedata.bidirectional(ch) for ch in line]
     if not _RTL.intersection(classes) or _LTR.intersection(classes):
         return line
