@@ -175,7 +175,7 @@ def run() -> dict[str, Any]:
 def _run(stack: Stack) -> dict[str, Any]:
     backend_port, gateway_port, nginx_port = free_port(), free_port(), free_port()
     backend = stack.start([PYTHON, "-m", "services.catalog", "serve", "--port", str(backend_port)])
-    workers = int(os.environ.get("BENCH_GATEWAY_WORKERS", "1"))
+    workers = int(os.environ.get("BENCH_GATEWAY_WORKERS", "2"))
     gateway = stack.start([PYTHON, "-m", "services.gateway", "serve", "--port", str(gateway_port),
                            "--workers", str(workers)],
                           {"LEARN_GATEWAY_CATALOG_URL": f"http://127.0.0.1:{backend_port}"})

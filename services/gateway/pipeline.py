@@ -112,8 +112,9 @@ class Gateway:
             headers = dict(principal.headers)
             headers[H_REQUEST_ID] = rid
             limit_headers[H_REQUEST_ID] = rid
-            response = await self.upstreams.forward(request, route.upstream, request.raw_path, headers,
-                                                    self.json_body_limit, limit_headers)
+            send = self.upstreams.forward_small if route.response in ("object", "list") else self.upstreams.forward
+            response = await send(request, route.upstream, request.raw_path, headers, self.json_body_limit,
+                                  limit_headers)
         except ApiError as exc:
             response = error_response(rid, exc.status, exc.code, exc.message, exc.headers)
         except Exception:

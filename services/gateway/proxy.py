@@ -16,6 +16,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from services.gateway.lean import LeanPool, UpstreamError
 from shared.http import H_REQUEST_ID, ApiError
 
 log = structlog.get_logger("gateway.proxy")
@@ -68,6 +69,12 @@ class Upstreams:
                                              sock_read=read_timeout)
         self.pool_size = pool_size
         self._session: aiohttp.ClientSession | None = None
+        self.lean: dict[str, LeanPool] = {}
+        for name, base in self.bases.items():
+            url = URL(base)
+            if url.scheme == "http" and url.host:
+                self.lean[name] = LeanPool(url.host, url.port or 80, connect_timeout=connect_timeout,
+                                           read_timeout=read_timeout, max_idle=pool_size)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=self.pool_size * len(self.bases), limit_per_host=self.pool_size,
@@ -79,6 +86,8 @@ class Upstreams:
         )
 
     async def close(self) -> None:
+        for pool in self.lean.values():
+            pool.close()
         if self._session is not None:
             await self._session.close()
 
@@ -124,6 +133,34 @@ class Upstreams:
                 raise unavailable(503, f"The {upstream} service is unavailable; retry shortly.") from None
             log.warning("upstream_bad_response", upstream=upstream, error=repr(exc))
             raise unavailable(502, f"The {upstream} service gave an invalid answer; retry shortly.") from None
+
+    async def forward_small(self, request: web.Request, upstream: str, path_qs: str, headers: dict[str, str],
+                            body_limit: int, response_headers: dict[str, str]) -> web.StreamResponse:
+        """The hot path: a request with at most a small body whose answer is a JSON document (lean client)."""
+        pool = self.lean.get(upstream)
+        length = request.content_length
+        chunked = request.body_exists and length is None
+        if pool is None or chunked or (length is not None and length > BUFFER_LIMIT):
+            return await self.forward(request, upstream, path_qs, headers, body_limit, response_headers)
+        for name in FORWARDED_REQUEST_HEADERS:
+            value = request.headers.get(name)
+            if value is not None:
+                headers[name] = value
+        if request.remote:
+            headers["X-Forwarded-For"] = request.remote
+        body = await request.content.readexactly(length) if length else None
+        try:
+            status, raw_headers, payload = await pool.request(request.method, path_qs, headers, body)
+        except UpstreamError as exc:
+            log.warning("upstream_failed", upstream=upstream, status=exc.status, error=str(exc))
+            what = {503: "is unavailable", 504: "did not answer in time"}.get(exc.status, "gave an invalid answer")
+            raise unavailable(exc.status, f"The {upstream} service {what}; retry shortly.") from None
+        out: CIMultiDict[str] = CIMultiDict()
+        for name, value in raw_headers:
+            if name.lower() not in _HOP_BY_HOP:
+                out.add(name, value)
+        out.update(response_headers)
+        return web.Response(status=status, body=payload, headers=out)
 
     async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse,
                      extra: dict[str, str]) -> web.StreamResponse:
