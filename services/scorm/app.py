@@ -1,4 +1,4 @@
-"""The scorm service: see its README section."""
+"""The scorm service: package import and the SCO list (docs/scorm.md)."""
 
 from __future__ import annotations
 
@@ -7,22 +7,36 @@ from typing import Any
 
 from aiohttp import web
 
+from services.scorm import api_packages
 from services.scorm.config import ScormSettings
+from services.scorm.context import SCORM_KEY, build_context
+from services.scorm.importer import package_importer
+from services.scorm.readmodels import apply_course_event, apply_enrollment_event
 from shared.bus.consumer import Subscription
+from shared.bus.topology import queue
 from shared.service import ServiceSpec, create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def setup_routes(app: web.Application) -> None:
-    pass
+    api_packages.setup(app)
 
 
 def subscriptions(app: web.Application) -> list[Subscription]:
-    return []
+    return [
+        Subscription(queue("scorm", "enrollments"), apply_enrollment_event),
+        Subscription(queue("scorm", "courses"), apply_course_event),
+    ]
 
 
 def create_app(settings: ScormSettings | None = None, *, bus: Any = None) -> web.Application:
+    settings = settings or ScormSettings()
+    # Uploads are streamed from request.content, which client_max_size does not bound: the upload handler
+    # enforces max_upload_bytes itself, so JSON bodies (commits, launches) keep the default 1 MiB cap.
     spec = ServiceSpec(name="scorm", migrations_dir=MIGRATIONS, setup_routes=setup_routes,
-                       subscriptions=subscriptions)
-    return create_service_app(settings or ScormSettings(), spec, bus=bus)
+                       subscriptions=subscriptions,
+                       background=[package_importer] if settings.importer_enabled else [])
+    app = create_service_app(settings, spec, bus=bus)
+    app[SCORM_KEY] = build_context(settings)
+    return app

@@ -1,7 +1,171 @@
-"""Scorm tables and queries."""
+"""Scorm tables and the small queries shared by its use cases.
+
+- ``scorm_packages`` / ``scorm_scos``: uploaded packages (their import state) and the SCO list of ready ones;
+- ``blobs`` / ``blob_chunks``: package files when the blob store is the database (shared.blobstore);
+- ``enrollments``, ``courses``, ``course_activities``: read models from ``enrollment.*`` and ``course.*``;
+- ``runtime_sessions``: one row per launch (= attempt): what was launched and its CMI state.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, overload
+
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.blobstore import blob_tables
 
 metadata = sa.MetaData()
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Timestamp = sa.DateTime(timezone=True)
+
+scorm_packages = sa.Table(
+    "scorm_packages", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.BigInteger, nullable=False),
+    sa.Column("tenant_slug", sa.String(63), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("title_given", sa.Boolean, nullable=False),
+    sa.Column("scorm_version", sa.String(16), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("organization_identifier", sa.Text, nullable=True),
+    sa.Column("warnings", sa.JSON, nullable=False),
+    sa.Column("files", sa.Integer, nullable=True),
+    sa.Column("upload_path", sa.Text, nullable=True),
+    sa.Column("lease_owner", sa.String(200), nullable=True),
+    sa.Column("lease_until", Timestamp, nullable=True),
+    sa.Column("import_attempts", sa.Integer, nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index("ix_scorm_packages_tenant", "tenant_id", "id"),
+    sa.Index("ix_scorm_packages_status", "status"),
+)
+
+scorm_scos = sa.Table(
+    "scorm_scos", metadata,
+    sa.Column("package_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("position", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tenant_id", sa.BigInteger, nullable=False),
+    sa.Column("identifier", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("launch_url", sa.Text, nullable=False),
+    sa.Column("parameters", sa.Text, nullable=True),
+    sa.Column("mastery_score", sa.Float, nullable=True),
+    sa.Column("passing_score_scaled", sa.Float, nullable=True),
+    sa.Column("parent_identifier", sa.Text, nullable=True),
+    sa.Column("resource_identifier", sa.Text, nullable=False),
+    sa.Column("objective_ids", sa.JSON, nullable=False),
+    sa.Column("completion_threshold", sa.Float, nullable=True),
+    sa.Column("launch_data", sa.Text, nullable=True),
+)
+
+blobs, blob_chunks = blob_tables(metadata)
+
+enrollments = sa.Table(
+    "enrollments", metadata,
+    sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("enrollment_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("course_id", sa.BigInteger, nullable=False),
+    sa.Column("course_version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=True),
+    sa.Column("revision", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+courses = sa.Table(
+    "courses", metadata,
+    sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("course_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("revision", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+course_activities = sa.Table(
+    "course_activities", metadata,
+    sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("course_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("version_number", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("activity_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("scorm_package_id", sa.BigInteger, nullable=True),
+    sa.Column("sco_identifier", sa.Text, nullable=True),
+    sa.Column("passing_score_scaled", sa.Float, nullable=True),
+)
+
+runtime_sessions = sa.Table(
+    "runtime_sessions", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.BigInteger, nullable=False),
+    sa.Column("tenant_slug", sa.String(63), nullable=False),
+    sa.Column("enrollment_id", sa.BigInteger, nullable=False),
+    sa.Column("activity_id", sa.BigInteger, nullable=False),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("course_id", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("package_id", sa.BigInteger, nullable=True),
+    sa.Column("sco_identifier", sa.Text, nullable=True),
+    sa.Column("standard", sa.String(8), nullable=False),
+    sa.Column("launch_path", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("mastery_score", sa.Float, nullable=True),
+    sa.Column("passing_score_scaled", sa.Float, nullable=True),
+    sa.Column("completion_threshold", sa.Float, nullable=True),
+    sa.Column("objective_ids", sa.JSON, nullable=False),
+    sa.Column("launch_data", sa.Text, nullable=True),
+    sa.Column("mode", sa.String(8), nullable=False),
+    sa.Column("cmi", sa.JSON, nullable=False),
+    sa.Column("sequence", sa.Integer, nullable=False),
+    sa.Column("reported_session_seconds", sa.Float, nullable=False),
+    sa.Column("prior_total_seconds", sa.Float, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp, nullable=True),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Column("request_id", sa.String(64), nullable=True),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index("ix_runtime_sessions_activity", "tenant_id", "enrollment_id", "activity_id", "id"),
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@overload
+def as_utc(value: datetime) -> datetime: ...
+
+
+@overload
+def as_utc(value: datetime | None) -> datetime | None: ...
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes: they were stored as UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def upsert(session: AsyncSession, table: sa.Table, values: Mapping[str, Any], keys: list[str],
+           update: Mapping[str, Any], where: sa.ColumnElement[bool] | None = None) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET update [WHERE where]`` on PostgreSQL and SQLite."""
+    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(**values)
+    return stmt.on_conflict_do_update(index_elements=keys, set_=dict(update), where=where)
+
+
+def insert_ignoring_conflicts(session: AsyncSession, table: sa.Table, rows: list[dict[str, Any]]) -> Any:
+    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).values(rows).on_conflict_do_nothing()

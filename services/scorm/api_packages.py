@@ -1,0 +1,73 @@
+"""HTTP: SCORM packages. Admin upload, list and get under ``/admin/v1``; public list and get."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from services.scorm import packages
+from services.scorm.context import SCORM_KEY
+from shared.http import ApiError, RequestContext, context_of, next_cursor, ok, page_request, path_id
+from shared.service import CURSOR_KEY, DB_KEY
+
+PUBLIC = "/api/v1/learn/scorm-packages"
+ADMIN = "/admin/v1/scorm-packages"
+LIST_NAME = "scorm_packages"
+
+
+def require_scope(ctx: RequestContext, scope: str) -> None:
+    """The gateway checks scopes; this keeps the service safe if a route is ever forwarded without it."""
+    if scope not in ctx.scopes:
+        raise ApiError(403, "insufficient_scope", f"This request needs the '{scope}' scope.")
+
+
+async def upload(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    require_scope(ctx, "admin")
+    scorm = request.app[SCORM_KEY]
+    title = packages.title_param(request)
+    received = await packages.receive_upload(request, scorm.settings)
+    row = await packages.create_package(request.app[DB_KEY], ctx, received, title)
+    scorm.import_wanted.set()
+    return ok(request, packages.package_resource(row, [], admin=True), status=201)
+
+
+async def _list(request: web.Request, scope: str, admin: bool) -> web.Response:
+    ctx = context_of(request)
+    require_scope(ctx, scope)
+    codec = request.app[CURSOR_KEY]
+    page = page_request(request, codec, LIST_NAME, ctx.tenant_id, {})
+    rows = await packages.list_packages(request.app[DB_KEY], ctx, page)
+    cursor = next_cursor(codec, rows, page, LIST_NAME, ctx.tenant_id, {}, id_of=lambda row: int(row.id))
+    return ok(request, [packages.package_resource(row, admin=admin) for row in rows], cursor)
+
+
+async def _get(request: web.Request, scope: str, admin: bool) -> web.Response:
+    ctx = context_of(request)
+    require_scope(ctx, scope)
+    package_id = path_id(request, "id", "scorm_package")
+    row, scos = await packages.get_package(request.app[DB_KEY], ctx, package_id)
+    return ok(request, packages.package_resource(row, scos, admin=admin))
+
+
+async def public_list(request: web.Request) -> web.Response:
+    return await _list(request, "learn:read", admin=False)
+
+
+async def public_get(request: web.Request) -> web.Response:
+    return await _get(request, "learn:read", admin=False)
+
+
+async def admin_list(request: web.Request) -> web.Response:
+    return await _list(request, "admin", admin=True)
+
+
+async def admin_get(request: web.Request) -> web.Response:
+    return await _get(request, "admin", admin=True)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get(PUBLIC, public_list)
+    app.router.add_get(PUBLIC + "/{id}", public_get)
+    app.router.add_post(ADMIN, upload)
+    app.router.add_get(ADMIN, admin_list)
+    app.router.add_get(ADMIN + "/{id}", admin_get)

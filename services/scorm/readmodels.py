@@ -1,0 +1,81 @@
+"""Read models the launch needs, filled only from events.
+
+- ``enrollment.created/cancelled/expired/completed`` → who may launch (applied by ``revision``: a late or
+  repeated event never takes an enrollment back);
+- ``course.published`` → every activity of that version (a published tree never changes, so it is kept once,
+  whatever order versions arrive in: a learner keeps launching the version they enrolled in);
+- ``course.published/unpublished/archived`` → the course's status, by ``revision``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.scorm.store import (
+    course_activities,
+    courses,
+    enrollments,
+    insert_ignoring_conflicts,
+    now,
+    upsert,
+)
+from shared.bus.consumer import PermanentError
+from shared.bus.envelope import CloudEvent
+from shared.events.catalog import CoursePublished, CourseSnapshot
+from shared.events.enrollment import EnrollmentSnapshot
+
+log = structlog.get_logger("scorm.readmodels")
+
+
+def _tenant(event: CloudEvent) -> int:
+    if event.tenantid < 1:
+        raise PermanentError(f"event {event.id} has no valid tenant id")
+    return event.tenantid
+
+
+async def apply_enrollment_event(session: AsyncSession, event: CloudEvent,
+                                 payload: EnrollmentSnapshot) -> None:
+    tenant_id = _tenant(event)
+    values = {
+        "user_id": payload.user_id,
+        "course_id": payload.course_id,
+        "course_version": payload.course_version,
+        "status": payload.status,
+        "expires_at": payload.expires_at,
+        "revision": payload.revision,
+        "updated_at": now(),
+    }
+    await session.execute(upsert(
+        session, enrollments, {"tenant_id": tenant_id, "enrollment_id": payload.enrollment_id, **values},
+        ["tenant_id", "enrollment_id"], values, where=enrollments.c.revision < payload.revision,
+    ))
+    log.info("enrollment_recorded", enrollment_id=payload.enrollment_id, status=payload.status,
+             revision=payload.revision)
+
+
+async def apply_course_event(session: AsyncSession, event: CloudEvent, payload: CourseSnapshot) -> None:
+    tenant_id = _tenant(event)
+    if isinstance(payload, CoursePublished):
+        rows: list[dict[str, Any]] = [
+            {
+                "tenant_id": tenant_id, "course_id": payload.course_id,
+                "version_number": payload.version_number,
+                "activity_id": activity.activity_id, "title": activity.title, "kind": activity.kind,
+                "scorm_package_id": activity.scorm_package_id, "sco_identifier": activity.sco_identifier,
+                "passing_score_scaled": (None if activity.passing_score_scaled is None
+                                         else float(activity.passing_score_scaled)),
+            }
+            for module in payload.modules for lesson in module.lessons for activity in lesson.activities
+        ]
+        if rows:
+            await session.execute(insert_ignoring_conflicts(session, course_activities, rows))
+    values = {"status": payload.status, "revision": payload.revision, "updated_at": now()}
+    await session.execute(upsert(
+        session, courses, {"tenant_id": tenant_id, "course_id": payload.course_id, **values},
+        ["tenant_id", "course_id"], values, where=courses.c.revision < payload.revision,
+    ))
+    log.info("course_recorded", course_id=payload.course_id, status=payload.status,
+             version=payload.version_number)
