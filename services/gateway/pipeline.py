@@ -7,6 +7,7 @@ Public API order (issue 3): request id → API key → tenant → Host check →
 from __future__ import annotations
 
 import hmac
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,13 +19,31 @@ from services.gateway import domain
 from services.gateway.keys import KeyDirectory, Principal, RateLimiter, UsageRecorder
 from services.gateway.proxy import Upstreams
 from services.gateway.routes import API_TABLE, PASS_THROUGH_TABLE, RouteTable
-from shared.http import H_INTERNAL, H_REQUEST_ID, REQUEST_ID_KEY, ApiError, error_response, new_request_id
+from shared.http import H_INTERNAL, H_REQUEST_ID, REQUEST_ID_KEY, ApiError, error_response
 from shared.metrics import HTTP_DURATION, HTTP_REQUESTS
 
 log = structlog.get_logger("gateway")
 
 _BEARER = {"WWW-Authenticate": "Bearer"}
 NOT_FOUND = ApiError(404, "not_found", "No such route.")
+
+
+class RequestIds:
+    """``req_`` + 24 hex characters from the OS random source, drawn 512 ids at a time (one syscall, not 512)."""
+
+    def __init__(self, batch: int = 512):
+        self.batch = batch
+        self._pool: list[str] = []
+        os.register_at_fork(after_in_child=self._pool.clear)  # a forked worker must never reuse the parent's
+
+    def __call__(self) -> str:
+        if not self._pool:
+            raw = os.urandom(12 * self.batch).hex()
+            self._pool = ["req_" + raw[i:i + 24] for i in range(0, len(raw), 24)]
+        return self._pool.pop()
+
+
+new_request_id = RequestIds()
 
 
 def invalid_key(message: str) -> ApiError:
