@@ -69,6 +69,7 @@ async def raw_path(n: int, namespace: str) -> dict[str, float]:
 
         await queue.consume(on_message)
         start = time.perf_counter()
+        cpu = time.process_time()
         for offset in range(0, n, 100):
             await asyncio.gather(*[
                 pub.default_exchange.publish(aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
@@ -78,11 +79,13 @@ async def raw_path(n: int, namespace: str) -> dict[str, float]:
         publish_s = time.perf_counter() - start
         await done.wait()
         total = time.perf_counter() - start
+        cpu = time.process_time() - cpu
         await queue.delete(if_unused=False, if_empty=False)
-    return {"msgs_per_s": n / total, "publish_per_s": n / publish_s}
+    return {"msgs_per_s": n / total, "publish_per_s": n / publish_s, "cpu_ms_per_msg": cpu * 1000 / n}
 
 
-async def pipeline_path(n: int, namespace: str, prefix: str) -> dict[str, float]:
+async def pipeline_path(n: int, namespace: str, prefix: str, rate: float | None = None) -> dict[str, float]:
+    """Burst ``n`` events (``rate`` None) for throughput, or pace them at ``rate``/s for latency."""
     common = CommonSettings(postgres_url=PG, database_prefix=prefix)
     url = common.database_url("bench")
     await ensure_database(url)
@@ -105,7 +108,10 @@ async def pipeline_path(n: int, namespace: str, prefix: str) -> dict[str, float]
     relay_task = asyncio.create_task(relay.run())
     pad = "x" * 300
     start = time.perf_counter()
+    cpu = time.process_time()
     for offset in range(0, n, 50):
+        if rate:
+            await asyncio.sleep(max(0.0, start + offset / rate - time.perf_counter()))
         async with db.transaction() as session:
             now = time.time()
             await outbox.add(session, *[
@@ -120,6 +126,7 @@ async def pipeline_path(n: int, namespace: str, prefix: str) -> dict[str, float]
             break
         await asyncio.sleep(0.05)
     total = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     async with db.engine.connect() as c:
         lat = sorted((r[0] - r[1]) * 1000 for r in (await c.execute(sa.select(effects.c.effect_at,
                                                                                 effects.c.committed_at))).all())
@@ -137,6 +144,7 @@ async def pipeline_path(n: int, namespace: str, prefix: str) -> dict[str, float]
         await ch.exchange_delete(namespace + "learn.dlx")
     return {
         "msgs_per_s": n / total,
+        "cpu_ms_per_msg": cpu * 1000 / n,
         "p50_ms": statistics.median(lat),
         "p99_ms": lat[int(len(lat) * 0.99) - 1],
     }
@@ -146,7 +154,9 @@ async def _run(n: int) -> dict[str, Any]:
     token = secrets.token_hex(3)
     raw = await raw_path(n, f"bench{token}.")
     pipe = await pipeline_path(n, f"bench{token}.", f"bench{token}_")
-    return {"events": n, "raw": raw, "pipeline": pipe, "ratio": pipe["msgs_per_s"] / raw["msgs_per_s"]}
+    paced = await pipeline_path(1000, f"bench{token}p.", f"bench{token}p_", rate=200)
+    return {"events": n, "raw": raw, "pipeline": pipe, "paced": paced,
+            "ratio": pipe["msgs_per_s"] / raw["msgs_per_s"]}
 
 
 def run(n: int = 5000) -> dict[str, Any]:
@@ -155,17 +165,20 @@ def run(n: int = 5000) -> dict[str, Any]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    raw, pipe = result["raw"], result["pipeline"]
+    raw, pipe, paced = result["raw"], result["pipeline"], result["paced"]
     ok = "holds" if result["ratio"] >= 0.5 else "misses"
     return "\n".join([
-        "| path | events/s | p50 commit→effect | p99 commit→effect |",
-        "|---|---|---|---|",
-        f"| raw aio-pika (confirms in batches of 100, prefetch 100) | {raw['msgs_per_s']:.0f} | – | – |",
-        f"| outbox → relay → RabbitMQ → inbox consumer | {pipe['msgs_per_s']:.0f} | {pipe['p50_ms']:.1f} ms "
-        f"| {pipe['p99_ms']:.1f} ms |",
+        "| path | events/s (burst) | client CPU per event | p50 commit→effect | p99 commit→effect |",
+        "|---|---|---|---|---|",
+        f"| raw aio-pika (confirms in batches of 100, prefetch 100) | {raw['msgs_per_s']:.0f} "
+        f"| {raw['cpu_ms_per_msg']:.2f} ms | – | – |",
+        f"| outbox → relay → RabbitMQ → inbox consumer | {pipe['msgs_per_s']:.0f} "
+        f"| {pipe['cpu_ms_per_msg']:.2f} ms | {paced['p50_ms']:.1f} ms | {paced['p99_ms']:.1f} ms |",
         "",
-        f"Ratio pipeline / raw: **{result['ratio']:.2f}** (target ≥ 0.5: {ok}); {result['events']} events, "
-        "persistent, quorum queues.",
+        f"Throughput ratio pipeline / raw: **{result['ratio']:.2f}** (target ≥ 0.5: {ok}); {result['events']} "
+        "persistent events into quorum queues, each path in one process. Latency is measured separately with "
+        "1,000 events paced at 200/s (a burst measures queueing, not latency). The pipeline's consumer handles "
+        "deliveries in batches of up to 32 per transaction (one multi-row inbox insert, one commit).",
     ])
 
 

@@ -33,7 +33,8 @@ class OutgoingMessage:
 
 class AmqpBus:
     def __init__(self, url: str, *, service: str, namespace: str = "", prefetch: int = 64,
-                 delivery_limit: int = 5, concurrency: int = 16, publish_timeout: float = 15.0):
+                 delivery_limit: int = 5, concurrency: int = 8, publish_timeout: float = 15.0,
+                 batch_size: int = 32):
         self.url = url
         self.service = service
         self.namespace = namespace
@@ -41,6 +42,7 @@ class AmqpBus:
         self.delivery_limit = delivery_limit
         self.concurrency = concurrency
         self.publish_timeout = publish_timeout
+        self.batch_size = batch_size
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractRobustChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
@@ -141,9 +143,11 @@ class AmqpBus:
 
         async def worker() -> None:
             while True:
-                message = await work.get()
+                batch = [await work.get()]
+                while len(batch) < self.batch_size and not work.empty():
+                    batch.append(work.get_nowait())
                 try:
-                    await self._deliver(runner, message)
+                    await self._deliver(runner, batch)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -157,21 +161,27 @@ class AmqpBus:
         CONSUMERS_CONNECTED.labels(self.service).set(self._consuming)
         log.info("consumer_started", queue=self.namespace + spec.name)
 
-    async def _deliver(self, runner: ConsumerRunner, message: AbstractIncomingMessage) -> None:
-        count = int(str(message.headers.get("x-delivery-count", 0) or 0)) if message.headers else 0
-        outcome = await runner.process(message.body, count)
-        try:
-            if outcome in (Outcome.HANDLED, Outcome.DUPLICATE):
-                await message.ack()
-            elif outcome is Outcome.DEAD_LETTER:
-                await message.reject(requeue=False)
-            else:
-                # Back off before handing the message back, so a failing handler does not spin.
-                await asyncio.sleep(min(0.1 * (2 ** min(count, 5)), 2.0))
-                await message.nack(requeue=True)
-        except aio_pika.exceptions.ChannelInvalidStateError:
-            # The channel died (broker restart) after our commit: the broker redelivers, the inbox dedupes.
-            log.warning("ack_lost_channel_closed", message_id=message.message_id)
+    async def _deliver(self, runner: ConsumerRunner, messages: list[AbstractIncomingMessage]) -> None:
+        counts = [
+            int(str(m.headers.get("x-delivery-count", 0) or 0)) if m.headers else 0 for m in messages
+        ]
+        outcomes = await runner.process_batch([(m.body, c) for m, c in zip(messages, counts, strict=True)])
+        retry_delay = 0.0
+        for message, count, outcome in zip(messages, counts, outcomes, strict=True):
+            try:
+                if outcome in (Outcome.HANDLED, Outcome.DUPLICATE):
+                    await message.ack()
+                elif outcome is Outcome.DEAD_LETTER:
+                    await message.reject(requeue=False)
+                else:
+                    # Back off before handing the message back, so a failing handler does not spin.
+                    if retry_delay == 0.0:
+                        retry_delay = min(0.1 * (2 ** min(count, 5)), 2.0)
+                        await asyncio.sleep(retry_delay)
+                    await message.nack(requeue=True)
+            except aio_pika.exceptions.ChannelInvalidStateError:
+                # The channel died (broker restart) after our commit: the broker redelivers, the inbox dedupes.
+                log.warning("ack_lost_channel_closed", message_id=message.message_id)
 
     async def close(self) -> None:
         for task in self._consumer_tasks:

@@ -114,3 +114,27 @@ async def test_broker_restart_while_500_events_flow_loses_and_duplicates_nothing
     assert set(counts) == set(range(500))
     assert set(counts.values()) == {1}
     assert await harness.outbox_size() == 0
+
+
+async def test_a_batch_commits_once_and_skips_already_handled_and_repeated_events(harness):
+    runner = await harness.start_consumer()
+    seen_before = harness.event(1)
+    assert (await runner.process(seen_before.to_bytes())).value == "handled"
+    fresh = [harness.event(n) for n in range(2, 6)]
+    bodies = [(seen_before.to_bytes(), 1)] + [(e.to_bytes(), 0) for e in fresh] + [(fresh[0].to_bytes(), 0)]
+    outcomes = await runner.process_batch(bodies)
+    assert [o.value for o in outcomes] == ["duplicate", "handled", "handled", "handled", "handled", "duplicate"]
+    assert await harness.effect_counts() == {n: 1 for n in range(1, 6)}
+
+
+async def test_one_failing_or_poison_message_in_a_batch_costs_the_others_nothing(harness):
+    runner = await harness.start_consumer()
+    good = [harness.event(n) for n in range(3)]
+    failing = harness.event(50, fail=True)
+    poison = harness.event(60, poison=True)
+    bodies = [(good[0].to_bytes(), 0), (failing.to_bytes(), 0), (b"{broken", 0), (good[1].to_bytes(), 0),
+              (poison.to_bytes(), 0), (good[2].to_bytes(), 0)]
+    outcomes = await runner.process_batch(bodies)
+    assert [o.value for o in outcomes] == ["handled", "failed", "dead_lettered", "handled", "dead_lettered",
+                                           "handled"]
+    assert await harness.effect_counts() == {0: 1, 1: 1, 2: 1}
