@@ -1,0 +1,104 @@
+"""Pure catalog rules: transitions, publish readiness, positions, activity shape."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.catalog.domain import (
+    ReadyPackage,
+    Transition,
+    activity_state,
+    insert_position,
+    move_position,
+    next_status,
+    publish_problems,
+    reorder_positions,
+)
+from shared.http import ApiError
+
+
+def activity(id_: int, kind: str = "video", required: bool = True, package: int | None = None,
+             sco: str | None = None) -> dict:
+    return {"id": id_, "kind": kind, "required": required, "scorm_package_id": package, "sco_identifier": sco}
+
+
+def tree(*activities: dict) -> list[dict]:
+    return [{"lessons": [{"activities": list(activities)}]}]
+
+
+@pytest.mark.parametrize(("action", "current", "target"), [
+    (Transition.PUBLISH, "draft", "published"),
+    (Transition.UNPUBLISH, "published", "draft"),
+    (Transition.ARCHIVE, "draft", "archived"),
+    (Transition.ARCHIVE, "published", "archived"),
+])
+def test_allowed_transitions(action, current, target):
+    assert next_status(action, current) == target
+
+
+@pytest.mark.parametrize(("action", "current"), [
+    (Transition.PUBLISH, "published"), (Transition.PUBLISH, "archived"), (Transition.UNPUBLISH, "draft"),
+    (Transition.UNPUBLISH, "archived"), (Transition.ARCHIVE, "archived"),
+])
+def test_illegal_transitions_say_which(action, current):
+    with pytest.raises(ApiError) as err:
+        next_status(action, current)
+    assert err.value.code == "invalid_argument" and action.value in err.value.message
+
+
+def test_a_tree_without_activities_cannot_be_published():
+    assert publish_problems("any_activity", [{"lessons": [{"activities": []}]}], {}) == [
+        "a course needs at least one activity to be published"]
+
+
+def test_a_tree_with_a_ready_sco_can_be_published():
+    packages = {5: ReadyPackage(5, frozenset({"a", "b"}))}
+    assert publish_problems("all_required", tree(activity(1, "scorm", package=5, sco="b")), packages) == []
+
+
+def test_every_bad_scorm_reference_is_reported():
+    packages = {5: ReadyPackage(5, frozenset({"a"}))}
+    problems = publish_problems("all_required", tree(activity(1, "scorm", package=5, sco="z"),
+                                                     activity(2, "scorm", package=6, sco="a")), packages)
+    assert len(problems) == 2
+    assert "'z'" in problems[0] and "package 6" in problems[1]
+
+
+def test_all_required_with_only_optional_activities_cannot_be_published():
+    assert publish_problems("all_required", tree(activity(1, required=False)), {}) == [
+        "completion_rule 'all_required' needs at least one required activity"]
+
+
+@pytest.mark.parametrize(("requested", "count", "expected"), [
+    (None, 0, 1), (None, 3, 4), (1, 3, 1), (2, 3, 2), (4, 3, 4), (99, 3, 4)])
+def test_insert_position(requested, count, expected):
+    assert insert_position(requested, count) == expected
+
+
+@pytest.mark.parametrize(("requested", "count", "expected"), [(1, 3, 1), (3, 3, 3), (99, 3, 3)])
+def test_move_position_stays_among_the_siblings(requested, count, expected):
+    assert move_position(requested, count) == expected
+
+
+def test_reorder_numbers_the_ids_from_one():
+    assert reorder_positions([7, 3, 5], [3, 5, 7], "module") == {7: 1, 3: 2, 5: 3}
+
+
+@pytest.mark.parametrize("ids", [[3, 5], [3, 5, 7, 9], [3, 3, 5, 7]])
+def test_reorder_rejects_anything_but_each_child_once(ids):
+    with pytest.raises(ApiError) as err:
+        reorder_positions(ids, [3, 5, 7], "module")
+    assert err.value.code == "invalid_argument"
+
+
+def test_a_scorm_activity_without_a_sco_is_missing_a_field():
+    with pytest.raises(ApiError) as err:
+        activity_state({}, {"kind": "scorm", "scorm_package_id": 1})
+    assert (err.value.code, "sco_identifier" in err.value.message) == ("missing_field", True)
+
+
+def test_leaving_scorm_drops_the_reference_unless_sent():
+    current = {"kind": "scorm", "scorm_package_id": 1, "sco_identifier": "a"}
+    assert activity_state(current, {"kind": "link"})["scorm_package_id"] is None
+    with pytest.raises(ApiError):
+        activity_state(current, {"kind": "link", "sco_identifier": "a"})
