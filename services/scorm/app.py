@@ -1,4 +1,4 @@
-"""The scorm service: package import and the SCO list (docs/scorm.md)."""
+"""The scorm service: package import, the SCO list, launches and the learner runtime (docs/scorm.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.scorm import api_packages
+from services.scorm import api_packages, api_runtime
 from services.scorm.config import ScormSettings
 from services.scorm.context import SCORM_KEY, build_context
 from services.scorm.importer import package_importer
@@ -21,6 +21,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def setup_routes(app: web.Application) -> None:
     api_packages.setup(app)
+    api_runtime.setup(app)
 
 
 def subscriptions(app: web.Application) -> list[Subscription]:

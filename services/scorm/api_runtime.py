@@ -1,0 +1,155 @@
+"""HTTP: launches (public API) and the learner runtime (token in the path, no tenant headers).
+
+The runtime paths reach the service with the internal credential only: everything (tenant, launch, package)
+comes from the signed token. Pages and files carry their own headers: the player and the built-in
+activity page run under ``Content-Security-Policy: default-src 'self'``, and nothing that holds a token
+in its URL leaks it in a ``Referer`` to another site.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from typing import Annotated, Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.scorm import launches, runtime
+from services.scorm.api_packages import require_scope
+from services.scorm.context import SCORM_KEY, STATIC_DIR, package_prefix
+from shared.blobstore import BlobNotFound, InvalidBlobKey, validate_key
+from shared.http import ApiError, context_of, ok, path_id, read_json, request_id_of
+from shared.service import DB_KEY
+
+PositiveId = Annotated[int, Field(strict=True, gt=0, lt=2**63)]
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+CONTENT_HEADERS = {
+    "Cache-Control": "private, max-age=3600",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+_STATIC_NAME = re.compile(r"[A-Za-z0-9_-]+\.(?:js|css)")
+# What Python's tables miss or get wrong for web content.
+_CONTENT_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".json": "application/json",
+                  ".svg": "image/svg+xml", ".woff": "font/woff", ".woff2": "font/woff2", ".vtt": "text/vtt",
+                  ".webp": "image/webp", ".mp4": "video/mp4", ".m4a": "audio/mp4", ".xml": "application/xml",
+                  ".xsd": "application/xml", ".swf": "application/x-shockwave-flash", ".htm": "text/html"}
+
+
+class LaunchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    activity_id: PositiveId
+
+
+class RuntimeBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cmi: dict[str, Any] | None = None
+
+
+async def create_launch(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    require_scope(ctx, "learn:write")
+    enrollment_id = path_id(request, "id", "enrollment")
+    body = await read_json(request, LaunchCreate)
+    data = await launches.launch(request.app[DB_KEY], request.app[SCORM_KEY], ctx, enrollment_id,
+                                 body.activity_id)
+    return ok(request, data, status=201)
+
+
+async def player(request: web.Request) -> web.Response:
+    token = request.match_info["token"]
+    row = await runtime.session_of(request.app[DB_KEY], request.app[SCORM_KEY], token)
+    html = request.app[SCORM_KEY].templates.get_template("player.html").render(
+        state=runtime.page_state(row, token))
+    return web.Response(text=html, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
+
+
+def content_path(raw: str) -> str:
+    """The package file a content URL names: ``.`` and empty segments dropped; ``..`` and the like refused."""
+    segments = [segment for segment in raw.split("/") if segment not in ("", ".")]
+    if not segments or ".." in segments:
+        raise ApiError(404, "not_found", "No such file in this package.")
+    path = "/".join(segments)
+    try:
+        return validate_key(path)
+    except InvalidBlobKey:
+        raise ApiError(404, "not_found", "No such file in this package.") from None
+
+
+def content_type_of(path: str) -> str:
+    suffix = "." + path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else ""
+    return _CONTENT_TYPES.get(suffix) or mimetypes.guess_type(path)[0] or "application/octet-stream"
+
+
+async def content(request: web.Request) -> web.StreamResponse:
+    scorm = request.app[SCORM_KEY]
+    db = request.app[DB_KEY]
+    token = request.match_info["token"]
+    row = await runtime.session_of(db, scorm, token)
+    path = content_path(request.match_info["path"])
+    if row.package_id is None:
+        if path != launches.BUILTIN_PAGE:
+            raise ApiError(404, "not_found", "No such file in this launch.")
+        html = scorm.templates.get_template("activity.html").render(title=row.title, kind=row.kind)
+        return web.Response(text=html, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
+    # The key is always under this launch's own package: no path can name another package's files.
+    chunks = scorm.blob_store(db).stream(f"{package_prefix(row.tenant_id, row.package_id)}/{path}")
+    try:
+        first = await anext(chunks)
+    except BlobNotFound:
+        raise ApiError(404, "not_found", "No such file in this package.") from None
+    except StopAsyncIteration:
+        first = b""
+    response = web.StreamResponse(headers={**CONTENT_HEADERS, "Content-Type": content_type_of(path)})
+    try:
+        await response.prepare(request)
+        await response.write(first)
+        async for chunk in chunks:
+            await response.write(chunk)
+        await response.write_eof()
+    finally:
+        await chunks.aclose()  # type: ignore[attr-defined]
+    return response
+
+
+async def static(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["path"]
+    path = STATIC_DIR / name
+    if not _STATIC_NAME.fullmatch(name) or not path.is_file():
+        raise ApiError(404, "not_found", "No such player file.")
+    return web.FileResponse(path, headers={"Cache-Control": "public, max-age=300",
+                                           "Content-Type": content_type_of(name),
+                                           "X-Content-Type-Options": "nosniff"})
+
+
+async def _runtime_write(request: web.Request, *, finish: bool) -> web.Response:
+    # A bare finish (no body at all) ends the launch with the snapshot already stored.
+    body = await read_json(request, RuntimeBody) if request.can_read_body or not finish else RuntimeBody()
+    if body.cmi is None and not finish:
+        raise ApiError.missing("cmi")
+    result = await runtime.commit(request.app[DB_KEY], request.app[SCORM_KEY], request.match_info["token"],
+                                  body.cmi, finish=finish, request_id=request_id_of(request))
+    return ok(request, result.as_dict())
+
+
+async def commit(request: web.Request) -> web.Response:
+    return await _runtime_write(request, finish=False)
+
+
+async def finish(request: web.Request) -> web.Response:
+    return await _runtime_write(request, finish=True)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/v1/learn/enrollments/{id}/launches", create_launch)
+    app.router.add_get("/learn/player/{token}", player)
+    app.router.add_get("/learn/content/{token}/{path:.+}", content)
+    app.router.add_get("/learn/static/{path:.+}", static)
+    app.router.add_post("/learn/runtime/{token}/commit", commit)
+    app.router.add_post("/learn/runtime/{token}/finish", finish)
