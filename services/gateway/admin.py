@@ -164,11 +164,9 @@ def user_view(row: Any) -> dict[str, Any]:
 
 def _insert_for(session: Any) -> Any:
     """The dialect's INSERT (it has ON CONFLICT DO NOTHING on both PostgreSQL and SQLite)."""
-    if session.bind.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
 
 
 def _positive(raw: str, resource: str) -> int:
@@ -186,7 +184,8 @@ class AdminApi:
 
     @property
     def db(self) -> Database:
-        return self._db_of()  # type: ignore[no-any-return]
+        db: Database = self._db_of()
+        return db
 
     async def _tenant(self, session: Any, slug: str) -> Any:
         row = await store.tenant_by_slug(session, slug) if domain.valid_slug(slug) else None

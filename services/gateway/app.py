@@ -25,11 +25,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.gateway.admin import ADMIN, AdminApi, AdminProxy
 from services.gateway.config import GatewaySettings
-from services.gateway.dlq import AmqpDeadLetters, InProcessDeadLetters, spec_of
+from services.gateway.dlq import AmqpDeadLetters, DeadLetters, InProcessDeadLetters, spec_of
 from services.gateway.keys import KeyDirectory, RateLimiter, UsageRecorder
 from services.gateway.openapi import build_document
 from services.gateway.pipeline import Gateway, Observer
 from services.gateway.proxy import Upstreams
+from services.gateway.ui import setup_admin_ui
 from shared.bus.amqp import AmqpBus
 from shared.bus.envelope import CloudEvent
 from shared.bus.inprocess import InProcessBus
@@ -38,6 +39,7 @@ from shared.bus.topology import EVENTS_EXCHANGE
 from shared.db import Database, migrate, migrations_applied
 from shared.http import SERVICE_NAME_KEY, ApiError, CursorCodec, error_middleware, ok, request_id_of
 from shared.logging import configure_logging
+from shared.service import Bus
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 log = structlog.get_logger("gateway")
@@ -45,8 +47,8 @@ log = structlog.get_logger("gateway")
 SETTINGS_KEY = web.AppKey("gateway_settings", GatewaySettings)
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 DB_KEY = web.AppKey("gateway_db", Database)
-BUS_KEY = web.AppKey("gateway_bus", Any)
-DLQ_KEY = web.AppKey("gateway_dlq", Any)
+BUS_KEY = web.AppKey("gateway_bus", Bus)
+DLQ_KEY = web.AppKey("gateway_dlq", DeadLetters)
 
 REVOKED_BINDING = "*.api_key.revoked"
 _announced: set[str] = set()
@@ -77,6 +79,7 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
     admin_proxy = AdminProxy(gateway, lambda: app[DB_KEY], secret, settings.max_upload_bytes,
                              settings.admin_json_body_limit)
     _routes(app, gateway, admin_api, admin_proxy)
+    setup_admin_ui(app, settings)  # the admin web UI under /admin (a client of the admin API)
 
     token_file = str(Path(common.data_dir).resolve() / "admin_token")
 
@@ -115,7 +118,7 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
                 if common.amqp_url else InProcessBus(delivery_limit=common.amqp_delivery_limit)
             )
         the_bus = app[BUS_KEY]
-        app[DLQ_KEY] = (AmqpDeadLetters(common.amqp_url, common.amqp_namespace)
+        app[DLQ_KEY] = (AmqpDeadLetters(common.amqp_url or "", common.amqp_namespace)
                         if isinstance(the_bus, AmqpBus) else InProcessDeadLetters(the_bus))
         connecting = asyncio.create_task(the_bus.connect(retry_forever=True), name="gateway-bus")
         tasks: list[asyncio.Task[None]] = []
@@ -134,8 +137,9 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
         # A connect cut half-way leaves the client library's callbacks dangling: let a reachable broker finish.
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await asyncio.wait_for(connecting, timeout=5)
-        if isinstance(app[DLQ_KEY], AmqpDeadLetters):
-            await app[DLQ_KEY].close()
+        dead_letters = app[DLQ_KEY]
+        if isinstance(dead_letters, AmqpDeadLetters):
+            await dead_letters.close()
         if not shared_bus:
             await the_bus.close()
             await asyncio.sleep(0.01)  # let the client library run its close callbacks before the loop ends
@@ -296,7 +300,7 @@ async def _revocations(app: web.Application) -> None:
         except Exception as exc:
             log.warning("revocation_event_unreadable", error=repr(exc))
 
-    if not isinstance(the_bus, AmqpBus):
+    if isinstance(the_bus, InProcessBus):
         taps = the_bus.tap(REVOKED_BINDING)
         while True:
             on_event(await taps.get())

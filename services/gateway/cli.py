@@ -47,7 +47,7 @@ class AdminClient:
             request.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                return json.loads(response.read() or b"{}")  # type: ignore[no-any-return]
+                return dict(json.loads(response.read() or b"{}"))
         except urllib.error.HTTPError as exc:
             try:
                 error = json.loads(exc.read())["error"]

@@ -9,7 +9,7 @@ The embedded default keeps dead letters in the in-process bus; the same operatio
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Protocol
 
 import aio_pika
 import structlog
@@ -20,6 +20,13 @@ from shared.bus.topology import EVENTS_EXCHANGE, QUEUES, QueueSpec
 from shared.http import ApiError
 
 log = structlog.get_logger("gateway.dlq")
+
+
+class DeadLetters(Protocol):
+    async def summary(self, service: str | None) -> list[dict[str, Any]]: ...
+    async def peek(self, spec: QueueSpec, limit: int) -> list[dict[str, Any]]: ...
+    async def replay(self, spec: QueueSpec, limit: int) -> int: ...
+    async def purge(self, spec: QueueSpec) -> int: ...
 
 
 def spec_of(name: str) -> QueueSpec:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections import deque
+from typing import Any
 
 MAX_BODY = 16 * 1024 * 1024  # JSON answers only; larger ones are a broken service
 
@@ -225,6 +226,6 @@ class LeanPool:
             self._idle.pop().abort()
 
 
-def _expire(waiter: asyncio.Future[object]) -> None:
+def _expire(waiter: asyncio.Future[Any]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError())

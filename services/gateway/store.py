@@ -65,7 +65,7 @@ async def user_of(session: AsyncSession, tenant_id: int, user_id: int) -> sa.Row
     return (await session.execute(stmt)).first()
 
 
-async def key_by_hash(conn: AsyncConnection, key_hash: str) -> sa.Row[Any] | None:
+async def key_by_hash(conn: AsyncConnection, key_hash: str) -> Any:
     """The key, its tenant and its creating user in one round trip (the gateway's only per-request query)."""
     stmt = (
         sa.select(
