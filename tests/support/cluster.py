@@ -15,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -127,11 +128,18 @@ class Cluster:
         await self.wait_ready()
 
     async def stop(self) -> None:
+        # Gateway first (no new requests), then every service at once: they shut down in parallel.
         for name in reversed(SERVICES):
-            self.kill(name, signal.SIGTERM)
+            proc = self.services[name].proc
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
         for svc in self.services.values():
-            if svc.proc is not None and svc.proc.poll() is None:
-                svc.proc.kill()
+            if svc.proc is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    await asyncio.to_thread(svc.proc.wait, 20)
+                if svc.proc.poll() is None:
+                    svc.proc.kill()
+                    svc.proc.wait()
         if self.http is not None:
             await self.http.close()
 
@@ -167,6 +175,124 @@ class Cluster:
 
     async def eventually(self, coro_factory: Any, timeout: float = 30, message: str = "condition") -> Any:
         return await wait_until(coro_factory, timeout=timeout, interval=0.2, message=message)
+
+    # --- journey building blocks (every step through the gateway, as a client would) -----------------------
+
+    async def user(self, slug: str, user_id: int, name: str, email: str | None = None) -> dict[str, Any]:
+        status, body = await self.admin("PUT", f"/tenants/{slug}/users/{user_id}",
+                                        json={"name": name, "email": email or f"user{user_id}@example.com"})
+        assert status in (200, 201), body
+        return dict(body["data"])
+
+    async def course(self, key: str, slug: str, course_slug: str, activities: list[dict[str, Any]], *,
+                     publish: bool = True, **fields: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A course with one module and one lesson holding ``activities`` (admin API bodies), published."""
+        status, body = await self.api(key, "POST", "/courses",
+                                      json={"slug": course_slug, "title": fields.pop("title", course_slug.title()),
+                                            **fields})
+        assert status == 201, body
+        course = body["data"]
+        status, body = await self.admin("POST", f"/tenants/{slug}/courses/{course['id']}/modules",
+                                        json={"title": "Module 1"})
+        assert status == 201, body
+        status, body = await self.admin("POST", f"/tenants/{slug}/modules/{body['data']['id']}/lessons",
+                                        json={"title": "Lesson 1"})
+        assert status == 201, body
+        lesson_id = body["data"]["id"]
+        created = []
+        for activity in activities:
+            status, body = await self.admin("POST", f"/tenants/{slug}/lessons/{lesson_id}/activities", json=activity)
+            assert status == 201, body
+            created.append(body["data"])
+        if publish:
+            status, body = await self.api(key, "POST", f"/courses/{course['id']}/publish")
+            assert status == 200, body
+            course = body["data"]
+        return course, created
+
+    async def upload_scorm(self, slug: str, zip_path: Path, title: str | None = None) -> dict[str, Any]:
+        """Upload a package through the admin API and wait until its import ends (``ready`` or ``failed``)."""
+        query = f"?title={title}" if title else ""
+        status, body = await self.request("POST", f"/admin/api/v1/tenants/{slug}/scorm-packages{query}",
+                                          token=self.admin_token, data=zip_path.read_bytes(),
+                                          headers={"Content-Type": "application/zip"})
+        assert status in (200, 201, 202), body
+        package_id = body["data"]["id"]
+
+        async def imported() -> dict[str, Any] | None:
+            status, body = await self.admin("GET", f"/tenants/{slug}/scorm-packages/{package_id}")
+            assert status == 200, body
+            return body["data"] if body["data"]["status"] != "processing" else None
+
+        return dict(await self.eventually(imported, timeout=60, message=f"SCORM package {package_id} imported"))
+
+    async def enroll(self, key: str, user_id: int, course_id: int, timeout: float = 30,
+                     **fields: Any) -> dict[str, Any]:
+        """Enroll, retrying while the enrollment service has not yet heard of the course or the user."""
+        async def enrolled() -> dict[str, Any] | None:
+            status, body = await self.api(key, "POST", "/enrollments",
+                                          json={"user_id": user_id, "course_id": course_id, **fields})
+            if status in (200, 201):
+                return dict(body["data"])
+            assert status in (400, 404), body  # read models still catching up
+            return None
+
+        return dict(await self.eventually(enrolled, timeout=timeout,
+                                          message=f"user {user_id} enrolled in course {course_id}"))
+
+    async def launch(self, key: str, enrollment_id: int, activity_id: int, timeout: float = 30) -> dict[str, Any]:
+        """Launch an activity, retrying while the scorm service has not yet heard of the enrollment."""
+        async def launched() -> dict[str, Any] | None:
+            status, body = await self.api(key, "POST", f"/enrollments/{enrollment_id}/launches",
+                                          json={"activity_id": activity_id})
+            if status == 201:
+                return dict(body["data"])
+            assert status in (400, 404), body
+            return None
+
+        return dict(await self.eventually(launched, timeout=timeout,
+                                          message=f"activity {activity_id} launched for enrollment {enrollment_id}"))
+
+    async def runtime(self, token: str, action: str, cmi: dict[str, str]) -> dict[str, Any]:
+        """POST the learner runtime's ``commit`` or ``finish`` as the player would."""
+        status, body = await self.request("POST", f"/learn/runtime/{token}/{action}", json={"cmi": cmi})
+        assert status == 200, body
+        return dict(body["data"])
+
+    async def complete_activity(self, key: str, enrollment_id: int, activity: dict[str, Any],
+                                cmi: dict[str, str] | None = None) -> dict[str, Any]:
+        """Launch, commit and finish one activity; non-SCORM activities speak SCORM 2004 to the runtime."""
+        launch = await self.launch(key, enrollment_id, activity["id"])
+        if cmi is None:
+            cmi = {"cmi.completion_status": "completed", "cmi.session_time": "PT30S"}
+        await self.runtime(launch["runtime_token"], "commit", cmi)
+        await self.runtime(launch["runtime_token"], "finish", cmi)
+        return launch
+
+    async def wait_status(self, key: str, enrollment_id: int, status: str, timeout: float = 30) -> dict[str, Any]:
+        async def reached() -> dict[str, Any] | None:
+            code, body = await self.api(key, "GET", f"/enrollments/{enrollment_id}")
+            assert code == 200, body
+            return dict(body["data"]) if body["data"]["status"] == status else None
+
+        return dict(await self.eventually(reached, timeout=timeout,
+                                          message=f"enrollment {enrollment_id} {status}"))
+
+    async def certificates_of(self, key: str, **filters: Any) -> list[dict[str, Any]]:
+        """Every certificate of the tenant matching ``filters``, following the cursor."""
+        found: list[dict[str, Any]] = []
+        query = "&".join(f"{k}={v}" for k, v in filters.items())
+        cursor = None
+        while True:
+            path = f"/certificates?limit=100{'&' + query if query else ''}"
+            if cursor:
+                path += f"&cursor={quote(cursor, safe='')}"
+            status, body = await self.api(key, "GET", path)
+            assert status == 200, body
+            found.extend(body["data"])
+            cursor = body["next_cursor"]
+            if not cursor:
+                return found
 
 
 @contextlib.asynccontextmanager
