@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import socket
 
+from tests.support.infra import wait_until
+
 COURSES = "/api/v1/learn/courses"
 
 
@@ -37,9 +39,12 @@ async def test_a_slow_service_is_504_service_unavailable(make_gateway):
 
 async def test_readiness_needs_every_service(make_gateway):
     gw = await make_gateway()
-    resp = await gw.client.get("/readyz")
-    body = await resp.json()
-    assert resp.status == 200, body
+
+    async def ready() -> bool:  # the broker connection is made in the background after start-up
+        return (await gw.client.get("/readyz")).status == 200
+
+    await wait_until(ready, timeout=10, message="gateway ready")
+    body = await (await gw.client.get("/readyz")).json()
     assert set(body["services"]) == {"catalog", "enrollment", "certificates", "scorm"}
     down = await make_gateway(scorm_url=f"http://127.0.0.1:{free_port()}")
     resp = await down.client.get("/readyz")
