@@ -29,11 +29,11 @@ async def record_package(session: AsyncSession, event: CloudEvent,
     table = store.scorm_packages
     if isinstance(payload, ScormPackageReady):
         values: dict[str, Any] = dict(
-            title=payload.title, scorm_version=payload.scorm_version, status="ready", error=None,
+            title=payload.title[:500], scorm_version=payload.scorm_version[:16], status="ready", error=None,
             scos=[{"identifier": s.identifier, "title": s.title, "position": s.position} for s in payload.scos],
         )
     else:
-        values = dict(title=payload.title, scorm_version=None, status="failed", error=payload.error, scos=[])
+        values = dict(title=payload.title[:500], scorm_version=None, status="failed", error=payload.error, scos=[])
     key = (table.c.tenant_id == event.tenantid) & (table.c.package_id == payload.package_id)
     values["updated_at"] = store.now()
     updated = await session.execute(sa.update(table).where(key).values(**values))

@@ -76,6 +76,12 @@ async def test_owner_fields_are_null_when_the_gateway_forwards_no_owner(catalog)
     assert (await resp.json())["data"]["owner"] == {"id": None, "name": None}
 
 
+async def test_an_overlong_owner_name_is_shortened_not_fatal(catalog):
+    resp = await catalog.public("POST", "/courses", {"slug": "long-owner", "title": "T"},
+                                **{"X-Learn-Owner-Name": "n" * 300})
+    assert resp.data["owner"]["name"] == "n" * 200
+
+
 async def test_update_changes_only_the_fields_sent(catalog):
     course = (await catalog.public("POST", "/courses", FULL)).data
     updated = (await catalog.public("POST", f"/courses/{course['id']}", {"title": "Renamed"})).data
