@@ -1,16 +1,26 @@
 """The product's journeys, end to end through the gateway, every service its own process on real PostgreSQL and
-RabbitMQ (issue 9, items 2-4). The tests share one cluster; each keeps to its own tenant.
+RabbitMQ (issue 9, items 2-5). The tests share one cluster; each keeps to its own tenant.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
+import re
+import secrets
+import subprocess
+from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aio_pika
 import pypdf
 import pytest
+import pytest_asyncio
+import yaml
+from jsonschema import Draft202012Validator, FormatChecker
 
 from tests.support.cluster import Cluster
 
@@ -223,3 +233,119 @@ async def test_cohort_grant_enrolls_in_each_published_course_once(shared_cluster
     assert "learn:cohorts:grant" in body["error"]["message"]
     status, body = await c.api(key, "POST", "/cohorts/grant", json={"user_id": 31, "cohort_id": 987654})
     assert status == 404 and body["error"]["code"] == "cohort_not_found"
+
+
+# --- an external subscriber ---------------------------------------------------------------------------------
+
+ASYNCAPI = yaml.safe_load((Path(__file__).resolve().parents[2] / "docs" / "asyncapi.yaml").read_text())
+CLOUDEVENT_ATTRIBUTE = re.compile(r"[a-z0-9]{1,20}")
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+def schema_of(event_type: str) -> dict[str, Any]:
+    """The AsyncAPI document's schema for a whole message (envelope and data) of ``event_type``."""
+    (message,) = ASYNCAPI["channels"][event_type]["messages"].values()
+    name = message["$ref"].rsplit("/", 1)[1]
+    # the document is the root, so that the payload's references resolve inside it
+    return {**ASYNCAPI, "$ref": ASYNCAPI["components"]["messages"][name]["payload"]["$ref"]}
+
+
+def assert_valid_cloudevent(routing_key: str, content_type: str | None, raw: bytes, slug: str) -> dict[str, Any]:
+    assert content_type == "application/cloudevents+json"
+    event = json.loads(raw)
+    # CloudEvents 1.0: required context attributes, non-empty; attribute names lower-case alphanumeric
+    for attribute in ("specversion", "id", "source", "type"):
+        assert isinstance(event.get(attribute), str) and event[attribute], (attribute, event)
+    assert event["specversion"] == "1.0"
+    assert all(CLOUDEVENT_ATTRIBUTE.fullmatch(name) for name in event), sorted(event)
+    assert datetime.fromisoformat(event["time"]).tzinfo is not None
+    # our profile (CONTRACT §7) as published in docs/asyncapi.yaml
+    tenant, _, event_type = routing_key.partition(".")
+    assert tenant == slug == event["tenant"]
+    assert event["type"] == f"io.mobieus.learn.{event_type}.v1"
+    validator = Draft202012Validator(schema_of(event_type), format_checker=FormatChecker())
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(event)]
+    assert not errors, (event_type, errors)
+    return dict(event)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def subscriber_of_wavecorp(shared_cluster: Cluster) -> AsyncIterator[list[tuple[str, str | None, bytes]]]:
+    """A RabbitMQ user that may only bind ``wavecorp.*`` keys, consuming ``wavecorp.#`` into a list."""
+    env = shared_cluster.env
+    user, password = f"wavecorp-{env.token}", secrets.token_urlsafe(12)
+    exchange_name = env.namespace + "learn.events"
+    await asyncio.to_thread(rabbitmqctl, "add_user", user, password)
+    received: list[tuple[str, str | None, bytes]] = []
+    try:
+        await asyncio.to_thread(rabbitmqctl, "set_permissions", "-p", "/", user, r"^wavecorp\..*", r"^wavecorp\..*",
+                                rf"^(wavecorp\..*|{re.escape(exchange_name)})$")
+        await asyncio.to_thread(rabbitmqctl, "set_topic_permissions", "-p", "/", user, exchange_name,
+                                r"^wavecorp\.", r"^wavecorp\.")
+        connection = await aio_pika.connect(env.amqp_url.replace("guest:guest", f"{user}:{password}"))
+        async with connection:
+            channel = await connection.channel()
+            exchange = await channel.get_exchange(exchange_name, ensure=False)
+            queue = await channel.declare_queue(f"wavecorp.audit-{env.token}", auto_delete=True)
+            await queue.bind(exchange, routing_key="wavecorp.#")
+
+            async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+                async with message.process():
+                    received.append((message.routing_key or "", message.content_type, message.body))
+
+            await queue.consume(on_message)
+            yield received
+    finally:
+        await asyncio.to_thread(rabbitmqctl, "delete_user", user)
+
+
+async def test_external_subscriber_sees_the_journey_as_valid_cloudevents(
+        shared_cluster: Cluster, subscriber_of_wavecorp: list[tuple[str, str | None, bytes]]) -> None:
+    c, received = shared_cluster, subscriber_of_wavecorp
+    key = await c.tenant_with_key("wavecorp")
+    other_key = await c.tenant_with_key("wavecorp-rival")
+    await asyncio.gather(c.user("wavecorp", 41, "Hedy Lamarr"), c.user("wavecorp-rival", 41, "Someone Else"))
+    course, (reading,) = await c.course(key, "wavecorp", "radio", [READING], title="Radio")
+    await c.course(other_key, "wavecorp-rival", "radio", [READING])  # same keys' suffixes, another tenant
+
+    enrollment = await c.enroll(key, 41, course["id"])
+    status, _ = await c.api(key, "POST", "/enrollments", json={"user_id": 41, "course_id": course["id"]})
+    assert status == 200
+    launch = await c.launch(key, enrollment["id"], reading["id"])
+    status, committed = await c.request("POST", f"/learn/runtime/{launch['runtime_token']}/commit",
+                                        json={"cmi": {"cmi.completion_status": "completed"}})
+    assert status == 200, committed
+    await c.wait_status(key, enrollment["id"], "completed")
+    (cert,) = await c.eventually(lambda: c.certificates_of(key, user_id=41), message="the certificate")
+
+    journey = {"user.upserted", "course.created", "course.published", "enrollment.created", "runtime.committed",
+               "attempt.updated", "enrollment.completed", "certificate.issued"}
+
+    def seen() -> set[str]:
+        return {key.partition(".")[2] for key, _, _ in received}
+
+    await c.eventually(lambda: journey <= seen(), message=f"the journey's events (missing {journey - seen()})")
+    events: dict[str, dict[str, Any]] = {}
+    for routing_key, content_type, raw in received:
+        event = assert_valid_cloudevent(routing_key, content_type, raw, "wavecorp")
+        assert events.setdefault(event["id"], event) == event  # a redelivered id carries the same event
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for event in events.values():
+        by_type.setdefault(event["type"].split(".", 3)[3].rsplit(".", 1)[0], []).append(event)
+
+    created = by_type["enrollment.created"]
+    assert [e["data"]["enrollment_id"] for e in created] == [enrollment["id"]]  # the repeated enroll sent nothing
+    (completed,) = by_type["enrollment.completed"]
+    assert completed["subject"] == f"enrollment/{enrollment['id']}"
+    assert completed["data"]["user"]["name"] == "Hedy Lamarr"
+    (issued,) = by_type["certificate.issued"]
+    assert issued["data"]["verification_id"] == cert["verification_id"]
+    assert issued["source"] == "/learn/certificates" and completed["source"] == "/learn/enrollment"
+    # the work a request caused carries its request id, through every hop
+    request_id = committed["request_id"]
+    assert request_id in {e["requestid"] for e in by_type["runtime.committed"]}
+    assert request_id in {e["requestid"] for e in by_type["attempt.updated"]}
+    assert completed["requestid"] == issued["requestid"] == request_id
