@@ -3,7 +3,7 @@
 # Usage: scripts/ensure-system-deps.sh [test|bench]
 set -euo pipefail
 want=(poppler-utils:pdftoppm chromium:chromium)
-if [ "${1:-test}" = bench ]; then want+=(nginx:nginx); fi
+if [ "${1:-test}" = bench ]; then want+=(nginx:nginx wrk:wrk); fi
 missing=()
 for pair in "${want[@]}"; do
   pkg=${pair%%:*}; cmd=${pair##*:}

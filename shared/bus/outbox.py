@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.bus.envelope import CloudEvent
 from shared.bus.tables import outbox
 
 NOTIFY_CHANNEL = "learn_outbox"
+
+# Relays in this process, by database URL: woken right after a commit that wrote events (no poll delay; on SQLite,
+# which has no LISTEN/NOTIFY, this is how the embedded default stays snappy).
+_local_relays: dict[str, set[Callable[[], None]]] = {}
+
+
+def register_local_relay(url: str, wake: Callable[[], None]) -> None:
+    _local_relays.setdefault(url, set()).add(wake)
+
+
+def unregister_local_relay(url: str, wake: Callable[[], None]) -> None:
+    _local_relays.get(url, set()).discard(wake)
+
+
+def _wake_local(url: str) -> None:
+    for wake in list(_local_relays.get(url, ())):
+        wake()
 
 
 async def add(session: AsyncSession, *events: CloudEvent) -> None:
@@ -19,6 +39,22 @@ async def add(session: AsyncSession, *events: CloudEvent) -> None:
         sa.insert(outbox),
         [{"event_id": ev.id, "routing_key": ev.routing_key, "body": ev.to_bytes()} for ev in events],
     )
+    bind = session.bind
+    if bind is not None and not session.info.get("local_wake"):
+        engine = bind if isinstance(bind, AsyncEngine) else bind.engine
+        url = engine.url.render_as_string(hide_password=False)
+        if url in _local_relays:
+            session.info["local_wake"] = True
+
+            def after_commit(_session: object) -> None:
+                session.info.pop("local_wake", None)
+                _wake_local(url)
+
+            def after_rollback(*_args: object) -> None:
+                session.info.pop("local_wake", None)
+
+            event.listen(session.sync_session, "after_commit", after_commit, once=True)
+            event.listen(session.sync_session, "after_soft_rollback", after_rollback, once=True)
     if session.bind is not None and session.bind.dialect.name == "postgresql" and (
         session.info.get("notified_tx") is not session.get_transaction()
     ):

@@ -21,7 +21,7 @@ import structlog
 from sqlalchemy.engine import make_url
 
 from shared.bus.amqp import OutgoingMessage
-from shared.bus.outbox import NOTIFY_CHANNEL
+from shared.bus.outbox import NOTIFY_CHANNEL, register_local_relay, unregister_local_relay
 from shared.bus.tables import outbox
 from shared.db import Database
 from shared.http import _is_unavailable
@@ -109,6 +109,8 @@ class OutboxRelay:
 
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen()) if self.db.is_postgres else None
+        url = self.db.engine.url.render_as_string(hide_password=False)
+        register_local_relay(url, self._wake.set)
         backoff = 0.5
         try:
             while True:
@@ -132,6 +134,7 @@ class OutboxRelay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
         finally:
+            unregister_local_relay(url, self._wake.set)
             if listener is not None:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
