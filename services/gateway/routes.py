@@ -108,6 +108,7 @@ ADMIN_PREFIXES: dict[str, str] = {
     "modules": "catalog",
     "lessons": "catalog",
     "activities": "catalog",
+    "scorm-scos": "catalog",
     "cohorts": "enrollment",
     "cert-templates": "certificates",
     "certificates": "certificates",

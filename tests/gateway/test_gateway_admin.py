@@ -106,6 +106,7 @@ async def test_service_admin_routes_are_forwarded_as_the_tenants_admin(gw):
         ("GET", "courses?limit=2", "catalog"), ("POST", "cohorts", "enrollment"),
         ("POST", "cert-templates", "certificates"), ("POST", "cert-templates/2", "certificates"),
         ("GET", "certificates", "certificates"), ("GET", "scorm-packages/1", "scorm"),
+        ("GET", "scorm-scos", "catalog"),
     ]
     for method, rest, service in cases:
         resp = await gw.client.request(method, f"{ADMIN}/tenants/acme/{rest}", headers=gw.admin(),
