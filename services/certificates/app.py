@@ -1,28 +1,93 @@
-"""The certificates service: see its README section."""
+"""The certificates service: certificates issued on ``enrollment.completed``, their PDFs, verification,
+revocation, templates and PDF regeneration on ``template.updated`` (docs/certificates.md)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import structlog
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.certificates import api_certificates, api_templates, verify_page
+from services.certificates.api_support import RUNTIME_KEY, Runtime
+from services.certificates.certificates import issue_certificate
 from services.certificates.config import CertificatesSettings
+from services.certificates.documents import Documents
+from services.certificates.readmodels import apply_user_upserted
+from services.certificates.regeneration import record_regeneration, regeneration_worker
+from services.certificates.rendering import RenderPool
+from shared.blobstore import BlobStore, DatabaseBlobStore, FilesystemBlobStore
 from shared.bus.consumer import Subscription
-from shared.service import ServiceSpec, create_service_app
+from shared.bus.envelope import CloudEvent
+from shared.bus.topology import queue
+from shared.events.enrollment import EnrollmentCompleted
+from shared.service import DB_KEY, BackgroundTask, ServiceSpec, create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: the gateway's admin JSON limit (templates carry base64 logos and backgrounds), plus headroom
+ADMIN_BODY_LIMIT = 8 * 1024 * 1024 + 64 * 1024
+
+log = structlog.get_logger("certificates")
 
 
 def setup_routes(app: web.Application) -> None:
-    pass
+    api_certificates.setup(app)
+    api_templates.setup(app)
+    verify_page.setup(app)
 
 
 def subscriptions(app: web.Application) -> list[Subscription]:
-    return []
+    runtime = app[RUNTIME_KEY]
+
+    async def issue(session: AsyncSession, event: CloudEvent, payload: EnrollmentCompleted) -> None:
+        await issue_certificate(session, event, payload, runtime.documents)
+
+    return [
+        Subscription(queue("certificates", "issue"), issue),
+        Subscription(queue("certificates", "regenerate"), partial(record_regeneration,
+                                                                   wake=runtime.wake_regeneration)),
+        Subscription(queue("certificates", "users"), apply_user_upserted),
+    ]
+
+
+def blob_store_for(settings: CertificatesSettings, app: web.Application) -> BlobStore:
+    kind = settings.blob_store
+    if kind == "auto":
+        kind = "database" if app[DB_KEY].is_postgres else "filesystem"
+    if kind == "database":
+        return DatabaseBlobStore(app[DB_KEY].engine)
+    return FilesystemBlobStore(settings.common.data_dir / "certificates-blobs")
+
+
+def _runtime_ctx(settings: CertificatesSettings) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        pool = RenderPool(settings.render_workers)
+        try:
+            await pool.start()
+            documents = Documents(pool, blob_store_for(settings, app), settings.common.public_url)
+            app[RUNTIME_KEY].start(documents)
+            log.info("certificates_runtime_started", render_workers=settings.render_workers,
+                     blob_store=type(documents.blobs).__name__)
+            yield
+            await documents.close()
+        finally:
+            app[RUNTIME_KEY].stop()
+            await pool.close()
+
+    return ctx
 
 
 def create_app(settings: CertificatesSettings | None = None, *, bus: Any = None) -> web.Application:
+    settings = settings or CertificatesSettings()
+    background: list[BackgroundTask] = [regeneration_worker] if settings.regeneration_enabled else []
     spec = ServiceSpec(name="certificates", migrations_dir=MIGRATIONS, setup_routes=setup_routes,
-                       subscriptions=subscriptions)
-    return create_service_app(settings or CertificatesSettings(), spec, bus=bus)
+                       subscriptions=subscriptions, background=background, client_max_size=ADMIN_BODY_LIMIT)
+    app = create_service_app(settings, spec, bus=bus)
+    app[RUNTIME_KEY] = Runtime()
+    # After the database opens and before the bus starts consumers and background jobs, which need it.
+    app.cleanup_ctx.insert(1, _runtime_ctx(settings))
+    return app

@@ -1,0 +1,167 @@
+"""HTTP handlers for certificates: ``/api/v1/learn/certificates...`` and the admin search ``/admin/v1/certificates``."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.certificates import certificates as use_cases
+from services.certificates.api_support import ADMIN, API, documents_of, note_tenant, require_scope
+from services.certificates.certificates import Origin
+from services.certificates.documents import PDF_CONTENT_TYPE
+from services.certificates.domain import is_verification_id
+from services.certificates.store import certificate_resource
+from shared.http import (
+    H_REQUEST_ID,
+    ApiError,
+    RequestContext,
+    context_of,
+    int_param,
+    next_cursor,
+    ok,
+    page_request,
+    path_id,
+    read_json,
+    request_id_of,
+)
+from shared.service import CURSOR_KEY, DB_KEY, SETTINGS_KEY
+
+log = structlog.get_logger("certificates.api")
+
+
+class RevokeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(max_length=1000)
+
+
+def _public_url(request: web.Request) -> str:
+    return request.app[SETTINGS_KEY].common.public_url
+
+
+def _resource(request: web.Request, row: Any) -> dict[str, Any]:
+    return certificate_resource(row, _public_url(request))
+
+
+def _origin(ctx: RequestContext) -> Origin:
+    return Origin(ctx.tenant_id, ctx.tenant_slug, ctx.request_id)
+
+
+async def _list(request: web.Request, ctx: RequestContext, list_name: str, filters: dict[str, Any]) -> web.Response:
+    codec = request.app[CURSOR_KEY]
+    page = page_request(request, codec, list_name, ctx.tenant_id, filters)
+    async with request.app[DB_KEY].transaction() as session:
+        rows = list((await session.execute(
+            use_cases.list_query(ctx.tenant_id, filters, page.after_id, page.limit + 1))).all())
+    cursor = next_cursor(codec, rows, page, list_name, ctx.tenant_id, filters, id_of=lambda r: r.id)
+    return ok(request, [_resource(request, r) for r in rows], next_cursor=cursor)
+
+
+async def list_certificates(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    require_scope(ctx, "learn:read")
+    filters = {"user_id": int_param(request, "user_id"), "course_id": int_param(request, "course_id")}
+    return await _list(request, ctx, "certificates", filters)
+
+
+async def admin_list_certificates(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    require_scope(ctx, "admin")
+    vid = request.query.get("verification_id") or None
+    if vid is not None and not is_verification_id(vid):
+        raise ApiError.invalid("'verification_id' must be the 40-character verification id.")
+    filters = {"user_id": int_param(request, "user_id"), "course_id": int_param(request, "course_id"),
+               "verification_id": vid}
+    return await _list(request, ctx, "admin-certificates", filters)
+
+
+async def get_certificate(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    require_scope(ctx, "learn:read")
+    certificate_id = path_id(request, "id", "certificate")
+    async with request.app[DB_KEY].transaction() as session:
+        row = await use_cases.get_certificate(session, ctx.tenant_id, certificate_id)
+    return ok(request, _resource(request, row))
+
+
+async def verify_certificate(request: web.Request) -> web.Response:
+    """By verification id, within the caller's tenant (another tenant's vid answers like an unknown one)."""
+    ctx = context_of(request)
+    require_scope(ctx, "learn:read")
+    async with request.app[DB_KEY].transaction() as session:
+        row = await use_cases.by_verification_id(session, request.match_info["vid"], ctx.tenant_id)
+    return ok(request, _resource(request, row))
+
+
+async def revoke_certificate(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    require_scope(ctx, "learn:write")
+    certificate_id = path_id(request, "id", "certificate")
+    body = await read_json(request, RevokeRequest)
+    docs = documents_of(request)
+    async with request.app[DB_KEY].transaction() as session:
+        await note_tenant(session, ctx)
+        superseded = await use_cases.revoke_certificate(session, docs, _origin(ctx), certificate_id,
+                                                        body.reason.strip())
+        row = await use_cases.get_certificate(session, ctx.tenant_id, certificate_id)
+    docs.discard_later(superseded)
+    return ok(request, _resource(request, row))
+
+
+async def regenerate_pdf(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    require_scope(ctx, "learn:write")
+    certificate_id = path_id(request, "id", "certificate")
+    docs = documents_of(request)
+    async with request.app[DB_KEY].transaction() as session:
+        await note_tenant(session, ctx)
+        superseded = await use_cases.regenerate_certificate_pdf(session, docs, _origin(ctx), certificate_id)
+        row = await use_cases.get_certificate(session, ctx.tenant_id, certificate_id)
+    docs.discard_later(superseded)
+    return ok(request, _resource(request, row))
+
+
+def _filename(row: Any) -> str:
+    """``certificate-42.pdf`` for every client, and a readable UTF-8 name for those that understand RFC 6266."""
+    readable = f"{row.course_title} - {row.recipient_name}".replace("/", "-").replace("\\", "-")[:150]
+    return (f'attachment; filename="certificate-{row.id}.pdf"; '
+            f"filename*=UTF-8''{quote(readable + '.pdf', safe='')}")
+
+
+async def download_pdf(request: web.Request) -> web.StreamResponse:
+    ctx = context_of(request)
+    require_scope(ctx, "learn:read")
+    certificate_id = path_id(request, "id", "certificate")
+    async with request.app[DB_KEY].transaction() as session:
+        row = await use_cases.get_certificate(session, ctx.tenant_id, certificate_id)
+    etag = f'"{row.pdf_sha256}"'
+    headers = {H_REQUEST_ID: request_id_of(request), "ETag": etag, "Cache-Control": "private, no-cache",
+               "X-Content-Type-Options": "nosniff"}
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers=headers)
+    chunks = documents_of(request).blobs.stream(row.pdf_key).__aiter__()
+    first = await anext(chunks)  # a missing blob fails here, before any byte is sent
+    response = web.StreamResponse(headers={**headers, "Content-Disposition": _filename(row)})
+    response.content_type = PDF_CONTENT_TYPE
+    response.content_length = row.pdf_bytes
+    await response.prepare(request)
+    await response.write(first)
+    async for chunk in chunks:
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+def setup(app: web.Application) -> None:
+    router = app.router
+    router.add_get(API + "/certificates", list_certificates)
+    router.add_get(API + "/certificates/verify/{vid}", verify_certificate)
+    router.add_get(API + "/certificates/{id}", get_certificate)
+    router.add_post(API + "/certificates/{id}/revoke", revoke_certificate)
+    router.add_post(API + "/certificates/{id}/regenerate-pdf", regenerate_pdf)
+    router.add_get(API + "/certificates/{id}/pdf", download_pdf)
+    router.add_get(ADMIN + "/certificates", admin_list_certificates)

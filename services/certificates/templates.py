@@ -1,0 +1,189 @@
+"""Certificate templates: create, update (every change bumps ``version`` and emits ``template.updated``), one
+default per tenant, and which template a certificate renders with.
+
+Template writes of one tenant are serialised on the tenant's row, so "exactly one default" never races (the
+partial unique index ``ux_templates_default`` backs it up). Issuing reads its template ``FOR SHARE``: an update
+waits for in-flight issues to commit, so every certificate is either rendered with the new version or visible to
+the regeneration that follows it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.certificates.pdf import BUILTIN_DEFAULT_TEMPLATE, TemplateSpec
+from services.certificates.store import BACKGROUND_SIZE, LOGO_SIZE, TEMPLATE_FIELDS, templates
+from shared.bus import outbox
+from shared.bus.envelope import new_event
+from shared.db import TenantScope
+from shared.events.certificates import TemplateCreated, TemplateUpdated
+from shared.http import ApiError
+
+log = structlog.get_logger("certificates.templates")
+
+#: what a new template holds when the request leaves a field out: the built-in look
+TEMPLATE_DEFAULTS: dict[str, Any] = {
+    "orientation": BUILTIN_DEFAULT_TEMPLATE.orientation,
+    "page_size": BUILTIN_DEFAULT_TEMPLATE.page_size,
+    "title_text": BUILTIN_DEFAULT_TEMPLATE.title_text,
+    "body_text": BUILTIN_DEFAULT_TEMPLATE.body_text,
+    "primary_color": BUILTIN_DEFAULT_TEMPLATE.primary_color,
+    "accent_color": BUILTIN_DEFAULT_TEMPLATE.accent_color,
+    "logo": None,
+    "background_pdf": None,
+    "signatory_name": None,
+    "signatory_title": None,
+}
+
+
+@dataclass(frozen=True)
+class Author:
+    """Who writes: the tenant (for events) and the request behind it."""
+
+    tenant_id: int
+    tenant_slug: str
+    request_id: str | None
+
+
+def spec_of(row: Any | None, issuer_name: str) -> TemplateSpec:
+    """The renderer's view of a template row (a full row, with its asset bytes); None is the built-in default."""
+    if row is None:
+        return replace(BUILTIN_DEFAULT_TEMPLATE, issuer_name=issuer_name)
+    return TemplateSpec(
+        id=row.id, version=row.version, name=row.name, orientation=row.orientation, page_size=row.page_size,
+        title_text=row.title_text, body_text=row.body_text, primary_color=row.primary_color,
+        accent_color=row.accent_color, logo_png=row.logo, signatory_name=row.signatory_name,
+        signatory_title=row.signatory_title, background_pdf=row.background_pdf, issuer_name=issuer_name,
+    )
+
+
+def _described() -> sa.Select[Any]:
+    return sa.select(*TEMPLATE_FIELDS, LOGO_SIZE, BACKGROUND_SIZE)
+
+
+async def get_template(session: AsyncSession, tenant_id: int, template_id: int) -> Any:
+    row = (await session.execute(
+        _described().where(templates.c.tenant_id == tenant_id, templates.c.id == template_id))).first()
+    if row is None:
+        raise ApiError.not_found("template")
+    return row
+
+
+def list_query(tenant_id: int, after_id: int | None, limit: int) -> sa.Select[Any]:
+    stmt = _described().where(templates.c.tenant_id == tenant_id)
+    if after_id is not None:
+        stmt = stmt.where(templates.c.id < after_id)
+    return stmt.order_by(templates.c.id.desc()).limit(limit)
+
+
+async def template_for_render(session: AsyncSession, tenant_id: int, template_id: int | None, *,
+                              lock: bool = False) -> Any | None:
+    """The template a certificate uses: the one asked for, else the tenant's default, else None (built-in).
+
+    A course may name a template that no longer exists in the tenant (or never did): the certificate is still
+    issued, with the default, and the fallback is logged.
+    """
+    scope = TenantScope(tenant_id)
+    row = None
+    if template_id is not None:
+        stmt = scope.select(templates).where(templates.c.id == template_id)
+        row = (await session.execute(stmt.with_for_update(read=True) if lock else stmt)).first()
+        if row is None:
+            log.warning("certificate_template_missing_using_default", template_id=template_id)
+    if row is None:
+        stmt = scope.select(templates).where(templates.c.is_default.is_(True))
+        row = (await session.execute(stmt.with_for_update(read=True) if lock else stmt)).first()
+    return row
+
+
+def _asset_columns(name: str, data: bytes | None) -> dict[str, Any]:
+    return {name: data, f"{name.split('_')[0]}_sha256": hashlib.sha256(data).hexdigest() if data else None}
+
+
+def _row_values(fields: dict[str, Any]) -> dict[str, Any]:
+    values = {k: v for k, v in fields.items() if k not in ("logo", "background_pdf")}
+    if "logo" in fields:
+        values.update(_asset_columns("logo", fields["logo"]))
+    if "background_pdf" in fields:
+        values.update(_asset_columns("background_pdf", fields["background_pdf"]))
+    return values
+
+
+def _event(author: Author, event_type: str, row: Any) -> Any:
+    model = TemplateCreated if event_type == "template.created" else TemplateUpdated
+    payload = model(template_id=row.id, name=row.name, version=row.version, is_default=row.is_default)
+    return new_event(event_type, payload, service="certificates", tenant=author.tenant_slug,
+                     tenant_id=author.tenant_id, subject=f"template/{row.id}", request_id=author.request_id)
+
+
+async def _lock_tenant_templates(session: AsyncSession, tenant_id: int) -> None:
+    # The tenants row exists: every admin request remembers its tenant before writing.
+    from services.certificates.readmodels import known_tenant
+
+    await known_tenant(session, tenant_id, lock=True)
+
+
+async def _take_default(session: AsyncSession, author: Author, keep_id: int | None, now: datetime) -> None:
+    """Unset the tenant's current default (a change of that template too: new version, ``template.updated``)."""
+    scope = TenantScope(author.tenant_id)
+    stmt = scope.update(templates).where(templates.c.is_default.is_(True))
+    if keep_id is not None:
+        stmt = stmt.where(templates.c.id != keep_id)
+    stmt = stmt.values(is_default=False, version=templates.c.version + 1, updated_at=now).returning(
+        templates.c.id, templates.c.name, templates.c.version, templates.c.is_default)
+    for row in (await session.execute(stmt)).all():
+        await outbox.add(session, _event(author, "template.updated", row))
+
+
+async def create_template(session: AsyncSession, author: Author, fields: dict[str, Any], now: datetime) -> int:
+    """``fields`` are validated; an absent ``is_default`` makes a tenant's first template its default."""
+    await _lock_tenant_templates(session, author.tenant_id)
+    values = {**TEMPLATE_DEFAULTS, **fields}
+    if "is_default" not in fields:
+        has_default = (await session.execute(
+            TenantScope(author.tenant_id).select(templates, templates.c.id)
+            .where(templates.c.is_default.is_(True)).limit(1))).first()
+        values["is_default"] = has_default is None
+    if values["is_default"]:
+        await _take_default(session, author, None, now)
+    stmt = TenantScope(author.tenant_id).insert(
+        templates, **_row_values(values), version=1, created_at=now, updated_at=now,
+    ).returning(templates.c.id, templates.c.name, templates.c.version, templates.c.is_default)
+    row = (await session.execute(stmt)).one()
+    await outbox.add(session, _event(author, "template.created", row))
+    log.info("template_created", template_id=row.id, is_default=row.is_default)
+    return int(row.id)
+
+
+async def update_template(session: AsyncSession, author: Author, template_id: int, changes: dict[str, Any],
+                          now: datetime) -> bool:
+    """Apply ``changes`` (validated; omitted fields keep their value, ``None`` clears an optional one).
+
+    Returns False when nothing actually changed: no new version and no event for a no-op.
+    """
+    await _lock_tenant_templates(session, author.tenant_id)
+    scope = TenantScope(author.tenant_id)
+    current = (await session.execute(
+        scope.select(templates).where(templates.c.id == template_id).with_for_update())).first()
+    if current is None:
+        raise ApiError.not_found("template")
+    values = _row_values(changes)
+    changed = {k: v for k, v in values.items() if getattr(current, k) != v}
+    if not changed:
+        return False
+    if changed.get("is_default"):
+        await _take_default(session, author, template_id, now)
+    stmt = scope.update(templates).where(templates.c.id == template_id).values(
+        **changed, version=templates.c.version + 1, updated_at=now,
+    ).returning(templates.c.id, templates.c.name, templates.c.version, templates.c.is_default)
+    row = (await session.execute(stmt)).one()
+    await outbox.add(session, _event(author, "template.updated", row))
+    log.info("template_updated", template_id=row.id, version=row.version, fields=sorted(changed))
+    return True
