@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 import uuid
 import zipfile
 from datetime import timedelta
@@ -57,7 +58,36 @@ class Importer:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     async def run(self) -> None:
+        await self.sweep_orphan_uploads()
         await asyncio.gather(*(self._slot() for _ in range(self.settings.import_concurrency)))
+
+    async def sweep_orphan_uploads(self, min_age_seconds: float = 3600) -> int:
+        """Delete upload files no package points to (a crash between writing one and recording it).
+
+        Only old files go: a younger one may be an upload still streaming in on another replica.
+        """
+        directory = self.settings.upload_path
+        async with self.db.transaction() as session:
+            wanted = set((await session.execute(
+                sa.select(scorm_packages.c.upload_path).where(scorm_packages.c.upload_path.is_not(None))
+            )).scalars())
+
+        def sweep() -> int:
+            if not directory.is_dir():
+                return 0
+            cutoff = time.time() - min_age_seconds
+            removed = 0
+            for path in directory.glob("*.zip"):
+                with contextlib.suppress(OSError):
+                    if str(path) not in wanted and path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        removed += 1
+            return removed
+
+        removed = await asyncio.to_thread(sweep)
+        if removed:
+            log.info("scorm_orphan_uploads_removed", files=removed)
+        return removed
 
     async def _slot(self) -> None:
         wanted = self.scorm.import_wanted

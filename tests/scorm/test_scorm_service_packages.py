@@ -8,7 +8,9 @@ items' pre-order positions in the organization).
 from __future__ import annotations
 
 import io
+import os
 import random
+import time
 import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -198,6 +200,22 @@ async def test_an_upload_over_the_cap_is_413_and_leaves_no_file(test_env, events
     assert await _count_packages(test_env) == 0
 
 
+async def test_a_streamed_upload_is_cut_off_at_the_cap(test_env, events, scorm_fixtures_dir) -> None:
+    settings = settings_for(test_env, max_upload_bytes=64 * 1024)
+    body = tiny_package(**{"big.bin": random.randbytes(200 * 1024)})
+
+    async def chunks():  # no Content-Length: the cap is enforced while reading
+        for start in range(0, len(body), 16 * 1024):
+            yield body[start:start + 16 * 1024]
+
+    async with running_scorm(test_env, events, scorm_fixtures_dir, settings) as small:
+        headers = {**small.headers(scopes="admin"), "Content-Type": "application/zip"}
+        _, answer = await small.call("POST", "/admin/v1/scorm-packages", data=chunks(), headers=headers,
+                                     expect=413)
+    assert answer["error"]["code"] == "payload_too_large"
+    assert list(settings.upload_path.iterdir()) == []
+
+
 async def _count_packages(test_env) -> int:
     from shared.db import Database
 
@@ -337,3 +355,18 @@ async def test_a_package_whose_upload_was_lost_fails_with_a_readable_error(scorm
         ).returning(scorm_packages.c.id))).scalar_one()
     package = await scorm.until_imported(package_id)
     assert package["status"] == "failed" and "upload the package again" in package["error"]
+
+
+async def test_old_upload_files_no_package_points_to_are_swept(scorm: ScormService) -> None:
+    from services.scorm.context import SCORM_KEY
+    from services.scorm.importer import Importer
+    from shared.service import DB_KEY
+
+    uploads = scorm.app[SCORM_KEY].settings.upload_path
+    uploads.mkdir(parents=True, exist_ok=True)
+    orphan, fresh = uploads / "orphan.zip", uploads / "fresh.zip"
+    orphan.write_bytes(b"PK")
+    fresh.write_bytes(b"PK")
+    os.utime(orphan, (time.time() - 7200, time.time() - 7200))
+    assert await Importer(scorm.app[DB_KEY], scorm.app[SCORM_KEY]).sweep_orphan_uploads() == 1
+    assert not orphan.exists() and fresh.exists()
