@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import secrets
 import signal
@@ -48,6 +49,19 @@ class ServiceProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+@dataclass(frozen=True)
+class Learner:
+    """A learner enrolled and with an activity launched: committing to ``launch["runtime_token"]`` completes it."""
+
+    user_id: int
+    enrollment: dict[str, Any]
+    launch: dict[str, Any]
+
+    @property
+    def token(self) -> str:
+        return str(self.launch["runtime_token"])
 
 
 @dataclass
@@ -277,6 +291,47 @@ class Cluster:
 
         return dict(await self.eventually(reached, timeout=timeout,
                                           message=f"enrollment {enrollment_id} {status}"))
+
+    async def learners(self, key: str, slug: str, course_id: int, activity: dict[str, Any], user_ids: list[int],
+                       concurrency: int = 16) -> list[Learner]:
+        """Users in the directory, enrolled in the course and with ``activity`` launched, ready to commit."""
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(user_id: int) -> Learner:
+            async with gate:
+                await self.user(slug, user_id, f"Learner {user_id}")
+            async with gate:
+                enrollment = await self.enroll(key, user_id, course_id, timeout=90)
+            async with gate:
+                launch = await self.launch(key, enrollment["id"], activity["id"], timeout=90)
+            return Learner(user_id, enrollment, launch)
+
+        return list(await asyncio.gather(*(one(uid) for uid in user_ids)))
+
+    async def assert_one_certificate_each(self, key: str, course_id: int, enrollment_ids: list[int],
+                                          timeout: float = 120) -> list[dict[str, Any]]:
+        """Wait for the course's certificates, then: exactly one per enrollment, each with its PDF in the store."""
+        async def issued() -> list[dict[str, Any]] | None:
+            found = await self.certificates_of(key, course_id=course_id)
+            return found if len(found) >= len(enrollment_ids) else None
+
+        found = await self.eventually(issued, timeout=timeout,
+                                      message=f"{len(enrollment_ids)} certificates for course {course_id}")
+        await asyncio.sleep(1)  # a duplicate would show up right behind the last one
+        found = await self.certificates_of(key, course_id=course_id)
+        assert sorted(c["enrollment_id"] for c in found) == sorted(enrollment_ids), "missing or duplicated"
+        assert len({c["verification_id"] for c in found}) == len(found)
+        gate = asyncio.Semaphore(16)
+
+        async def pdf_of(cert: dict[str, Any]) -> None:
+            async with gate:
+                status, pdf = await self.api(key, "GET", f"/certificates/{cert['id']}/pdf")
+            assert status == 200, pdf
+            assert pdf.startswith(b"%PDF-") and len(pdf) == cert["pdf"]["bytes"]
+            assert hashlib.sha256(pdf).hexdigest() == cert["pdf"]["sha256"]
+
+        await asyncio.gather(*(pdf_of(cert) for cert in found))
+        return list(found)
 
     async def certificates_of(self, key: str, **filters: Any) -> list[dict[str, Any]]:
         """Every certificate of the tenant matching ``filters``, following the cursor."""

@@ -1,0 +1,43 @@
+"""Fault injection on the real topology: every service its own process, real PostgreSQL and RabbitMQ.
+
+These tests stop and start the shared RabbitMQ and PostgreSQL servers: they must not run at the same time as
+other tests (CI runs the suite serially). Every restart happens in a ``finally``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from tests.support.cluster import Cluster, running_cluster
+from tests.support.env import TestEnv
+
+
+@pytest.fixture(scope="module")
+def module_env(postgres_url: str, amqp_url: str, tmp_path_factory) -> TestEnv:
+    tmp = tmp_path_factory.mktemp("reliability")
+    env = TestEnv(postgres_url=postgres_url, amqp_url=amqp_url, data_dir=tmp / "data")
+    env.data_dir.mkdir()
+    return env
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_cluster(module_env: TestEnv) -> AsyncIterator[Cluster]:
+    """One cluster per module; tests keep to their own tenants. Use it through ``healthy_cluster``."""
+    try:
+        async with running_cluster(module_env, module_env.data_dir.parent / "cluster") as c:
+            yield c
+    finally:
+        await module_env.cleanup()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def healthy_cluster(shared_cluster: Cluster) -> Cluster:
+    """The module's cluster with every service up, whatever an earlier test did to it."""
+    for name, svc in shared_cluster.services.items():
+        if svc.proc is None or svc.proc.poll() is not None:
+            shared_cluster.spawn(name)
+    await shared_cluster.wait_ready(timeout=120)
+    return shared_cluster
