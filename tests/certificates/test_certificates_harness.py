@@ -104,6 +104,10 @@ class CertificatesService:
     def app(self) -> Any:
         return self.client.server.app
 
+    @property
+    def engine(self) -> Any:
+        return self.app[DB_KEY].engine
+
     def headers(self, tenant_id: int = TENANT_ID, tenant: str = TENANT,
                 scopes: str = "learn:read learn:write") -> dict[str, str]:
         headers = self.env.internal_headers(tenant_id=tenant_id, tenant=tenant, scopes=scopes)
