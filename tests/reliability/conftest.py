@@ -14,6 +14,9 @@ import pytest_asyncio
 from tests.support.cluster import Cluster, running_cluster
 from tests.support.env import TestEnv
 
+#: these tests drive hundreds of learners through one key: the per-key rate limit is not what they test
+UNLIMITED = {"LEARN_GATEWAY_RATE_LIMIT_PER_SECOND": "100000", "LEARN_GATEWAY_RATE_LIMIT_BURST": "100000"}
+
 
 @pytest.fixture(scope="module")
 def module_env(postgres_url: str, amqp_url: str, tmp_path_factory) -> TestEnv:
@@ -27,7 +30,7 @@ def module_env(postgres_url: str, amqp_url: str, tmp_path_factory) -> TestEnv:
 async def shared_cluster(module_env: TestEnv) -> AsyncIterator[Cluster]:
     """One cluster per module; tests keep to their own tenants. Use it through ``healthy_cluster``."""
     try:
-        async with running_cluster(module_env, module_env.data_dir.parent / "cluster") as c:
+        async with running_cluster(module_env, module_env.data_dir.parent / "cluster", extra_env=UNLIMITED) as c:
             yield c
     finally:
         await module_env.cleanup()

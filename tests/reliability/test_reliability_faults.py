@@ -115,7 +115,9 @@ async def test_broker_restart_while_300_enrollments_complete(healthy_cluster: Cl
     await asyncio.sleep(1.0)  # some completions are through the pipeline, most are not
     async with broker_stopped():
         await asyncio.sleep(2.0)  # commits keep landing in the scorm outbox meanwhile
+        issued_while_down = len(await c.certificates_of(key, course_id=course["id"]))
     await committing
+    assert issued_while_down < len(learners), "the restart came after the work: it tested nothing"
 
     await c.assert_one_certificate_each(key, course["id"], [lr.enrollment["id"] for lr in learners], timeout=180)
     completed = await c.wait_status(key, learners[-1].enrollment["id"], "completed")
