@@ -113,6 +113,8 @@ async def content(request: web.Request) -> web.StreamResponse:
         async for chunk in chunks:
             await response.write(chunk)
         await response.write_eof()
+    except ConnectionResetError:
+        pass  # the browser went away (a SCO navigating on): nothing to answer
     finally:
         await chunks.aclose()  # type: ignore[attr-defined]
     return response

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import sqlalchemy as sa
 import structlog
 from aiohttp import web
 
@@ -177,10 +176,3 @@ async def list_packages(db: Database, ctx: RequestContext, page: PageRequest) ->
     async with db.transaction() as session:
         return list((await session.execute(stmt)).all())
 
-
-async def sco_rows(session: Any, tenant_id: int, package_id: int) -> list[Any]:
-    return list((await session.execute(
-        sa.select(scorm_scos)
-        .where(scorm_scos.c.tenant_id == tenant_id, scorm_scos.c.package_id == package_id)
-        .order_by(scorm_scos.c.position)
-    )).all())

@@ -370,3 +370,16 @@ async def test_old_upload_files_no_package_points_to_are_swept(scorm: ScormServi
     os.utime(orphan, (time.time() - 7200, time.time() - 7200))
     assert await Importer(scorm.app[DB_KEY], scorm.app[SCORM_KEY]).sweep_orphan_uploads() == 1
     assert not orphan.exists() and fresh.exists()
+
+
+async def test_two_replicas_share_the_imports_and_each_package_is_imported_once(
+    scorm: ScormService, test_env, events, scorm_fixtures_dir: Path
+) -> None:
+    async with running_scorm(test_env, events, scorm_fixtures_dir, settings_for(test_env)):
+        ids = [(await scorm.upload(tiny_package()))[1]["data"]["id"] for _ in range(6)]
+        for package_id in ids:
+            assert (await scorm.until_imported(package_id))["status"] == "ready"
+        for package_id in ids:
+            await scorm.package_event(package_id, "scorm_package.ready")
+    ready = [e.data["package_id"] for e in events.of_type("scorm_package.ready")]
+    assert sorted(ready) == sorted(ids)

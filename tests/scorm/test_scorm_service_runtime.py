@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.scorm.context import SCORM_KEY
 from services.scorm.tokens import RuntimeTokens
 from tests.scorm.test_scorm_service_harness import (  # noqa: F401
     OTHER_TENANT,
@@ -38,7 +39,8 @@ def state_of(html: bytes) -> dict:
 async def test_a_launch_answers_the_player_url_token_expiry_and_attempt(scorm: ScormService) -> None:
     launch, _ = await scorm.launched(GOLF_12)
     assert set(launch) == {"launch_url", "runtime_token", "expires_at", "attempt_id"}
-    assert launch["launch_url"] == f"http://localhost:8080/learn/player/{launch['runtime_token']}"
+    public_url = scorm.app[SCORM_KEY].settings.common.public_url.rstrip("/")
+    assert launch["launch_url"] == f"{public_url}/learn/player/{launch['runtime_token']}"
     expires_at = datetime.fromisoformat(launch["expires_at"].replace("Z", "+00:00"))
     assert timedelta(hours=3, minutes=59) < expires_at - datetime.now(UTC) <= timedelta(hours=4)
     assert isinstance(launch["attempt_id"], int) and launch["attempt_id"] > 0
