@@ -80,7 +80,8 @@ async def launch(db: Database, scorm: ScormContext, ctx: RequestContext, enrollm
                  activity_id: int) -> dict[str, Any]:
     scope = TenantScope(ctx.tenant_id)
     stamp = now()
-    expires_at = stamp + timedelta(seconds=scorm.settings.token_ttl)
+    # Whole seconds: the token carries its expiry in seconds, and the answer shows the same instant.
+    expires_at = stamp.replace(microsecond=0) + timedelta(seconds=scorm.settings.token_ttl)
     async with db.transaction() as session:
         enrollment = (await session.execute(
             scope.select(enrollments).where(enrollments.c.enrollment_id == enrollment_id))).first()
@@ -105,18 +106,10 @@ async def launch(db: Database, scorm: ScormContext, ctx: RequestContext, enrollm
         resumed = resumes(previous, target)
         row = (await session.execute(scope.insert(
             runtime_sessions, tenant_slug=ctx.tenant_slug, enrollment_id=enrollment_id,
-            activity_id=activity_id,
-            user_id=enrollment.user_id, course_id=enrollment.course_id, kind=target.kind,
-            package_id=target.package_id, sco_identifier=target.sco_identifier, standard=target.standard,
-            launch_path=target.launch_path, title=target.title, mastery_score=target.mastery_score,
-            passing_score_scaled=target.passing_score_scaled,
-            completion_threshold=target.completion_threshold,
-            objective_ids=target.objective_ids, launch_data=target.launch_data, mode=mode,
-            cmi=dict(previous.cmi) if resumed else {}, sequence=0, reported_session_seconds=0.0,
-            prior_total_seconds=(previous.prior_total_seconds + previous.reported_session_seconds) if resumed
-            else 0.0,
-            status="not_attempted", started_at=stamp, finished_at=None, expires_at=expires_at,
-            request_id=ctx.request_id, updated_at=stamp,
+            activity_id=activity_id, user_id=enrollment.user_id, course_id=enrollment.course_id, mode=mode,
+            **_target_values(target), **_resumed_values(previous if resumed else None),
+            sequence=0, reported_session_seconds=0.0, status="not_attempted", started_at=stamp,
+            finished_at=None, expires_at=expires_at, request_id=ctx.request_id, updated_at=stamp,
         ).returning(*runtime_sessions.c))).one()
         await outbox.add(session, runtime_event(row, sequence=0, status="not_attempted"))
     token = scorm.tokens.issue(row.id, ctx.tenant_id, expires_at)
@@ -125,9 +118,27 @@ async def launch(db: Database, scorm: ScormContext, ctx: RequestContext, enrollm
     return {
         "launch_url": f"{scorm.settings.common.public_url.rstrip('/')}/learn/player/{token}",
         "runtime_token": token,
-        "expires_at": datetime.fromtimestamp(int(expires_at.timestamp()), expires_at.tzinfo),
+        "expires_at": expires_at,
         "attempt_id": row.id,
     }
+
+
+def _target_values(target: LaunchTarget) -> dict[str, Any]:
+    return {
+        "kind": target.kind, "package_id": target.package_id, "sco_identifier": target.sco_identifier,
+        "standard": target.standard, "launch_path": target.launch_path, "title": target.title,
+        "mastery_score": target.mastery_score, "passing_score_scaled": target.passing_score_scaled,
+        "completion_threshold": target.completion_threshold, "objective_ids": target.objective_ids,
+        "launch_data": target.launch_data,
+    }
+
+
+def _resumed_values(previous: Any | None) -> dict[str, Any]:
+    """A resumed launch starts from the previous one's snapshot and total time."""
+    if previous is None:
+        return {"cmi": {}, "prior_total_seconds": 0.0}
+    return {"cmi": dict(previous.cmi), "prior_total_seconds": previous.prior_total_seconds
+            + previous.reported_session_seconds}
 
 
 def _mode(enrollment: Any, stamp: datetime) -> str:
