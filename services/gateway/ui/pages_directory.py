@@ -1,0 +1,220 @@
+"""Sign-in and sign-out, tenants, API keys: the directory pages (admin API: tenants, api-keys)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from services.gateway.domain import PLANS, SCOPES, plan_allows_api
+from services.gateway.ui import forms
+from services.gateway.ui.client import AdminApiError, tenant_path
+from services.gateway.ui.security import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    clear_cookie,
+    set_cookie,
+    tokens_match,
+)
+from services.gateway.ui.views import Problem, Ui, View
+
+log = structlog.get_logger("gateway.ui")
+
+SCOPE_HELP = {
+    "learn:read": "List and read courses, enrollments, attempts, certificates, templates and SCORM packages.",
+    "learn:write": "Create and change courses, enroll and cancel, revoke and regenerate certificates.",
+    "learn:cohorts:grant": "Grant cohort access (POST /api/v1/learn/cohorts/grant).",
+}
+PLAN_LABELS = {"free": "Free", "starter": "Starter", "pro": "Pro", "creator_plus": "Creator Plus",
+               "sovereign": "Sovereign"}
+
+
+def _safe_next(target: str | None) -> str:
+    """Only this UI's own pages: never another host, never the API."""
+    if (not target or not target.startswith("/admin") or target.startswith("//") or "\\" in target
+            or target.startswith("/admin/api/") or target.startswith("/admin/login")):
+        return "/admin"
+    return target
+
+
+# --- sign-in ----------------------------------------------------------------------------------------------
+
+
+async def login_form(view: View) -> web.StreamResponse:
+    if view.ui.sessions.get(view.request.cookies.get(SESSION_COOKIE)) is not None:
+        return view.redirect(_safe_next(view.request.query.get("next")))
+    return _login_page(view)
+
+
+def _login_page(view: View, *, message: str | None = None, status: int = 200) -> web.Response:
+    nonce = view.ui.login_tokens.new_nonce()
+    response = view.render("login.html", status=status, login_token=view.ui.login_tokens.token_for(nonce),
+                           message=message, next=_safe_next(view.request.query.get("next")),
+                           signed_out=view.request.query.get("signed_out") == "1")
+    set_cookie(view.request, response, LOGIN_COOKIE, nonce, max_age=3600)
+    return response
+
+
+async def login(view: View) -> web.StreamResponse:
+    ui, request = view.ui, view.request
+    client = request.remote or "unknown"
+    now = time.monotonic()
+    wait = ui.limiter.retry_after(client, now)
+    if wait is not None:
+        log.warning("admin_ui_sign_in_limited", client=client)
+        response = _login_page(view, status=429, message=(
+            f"Too many failed sign-ins from your address. Try again in {int(wait // 60) + 1} minutes."))
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
+    form = await view.form()
+    if not ui.login_tokens.valid(request.cookies.get(LOGIN_COOKIE), form.get("login_token")):
+        return _login_page(view, status=403, message="The sign-in form expired. Try again.")
+    if not tokens_match(ui.admin_token, form.get("token", "").strip()):
+        ui.limiter.failed(client, now)
+        log.warning("admin_ui_sign_in_failed", client=client)
+        return _login_page(view, status=401, message="That is not the admin token.")
+    ui.limiter.succeeded(client)
+    session = ui.sessions.create()  # always a new id: a session id planted before sign-in is worthless
+    log.info("admin_ui_signed_in", client=client)
+    response = view.redirect(_safe_next(form.get("next")))
+    set_cookie(request, response, SESSION_COOKIE, session.id, max_age=int(ui.settings.session_ttl))
+    clear_cookie(request, response, LOGIN_COOKIE)
+    return response
+
+
+async def logout_form(view: View) -> web.StreamResponse:
+    return view.render("logout.html")
+
+
+async def logout(view: View) -> web.StreamResponse:
+    assert view.session is not None
+    view.ui.sessions.delete(view.session.id)
+    response = view.redirect("/admin/login?signed_out=1")
+    clear_cookie(view.request, response, SESSION_COOKIE)
+    return response
+
+
+# --- tenants ----------------------------------------------------------------------------------------------
+
+
+async def tenants_page(view: View, *, problem: Problem | None = None, status: int = 200) -> web.StreamResponse:
+    cursor = view.request.query.get("cursor")
+    reply = await view.api.get("/tenants", {"limit": 50, "cursor": cursor})
+    return view.render("tenants.html", status=status, problem=problem, tenants=reply.data,
+                       next_cursor=reply.next_cursor, plans=PLANS, plan_labels=PLAN_LABELS,
+                       plan_options=[(p, PLAN_LABELS[p]) for p in PLANS])
+
+
+async def tenants_index(view: View) -> web.StreamResponse:
+    return await tenants_page(view)
+
+
+async def create_tenant(view: View) -> web.StreamResponse:
+    form = await view.form()
+    values = {"slug": (form.get("slug") or "").strip(), "name": (form.get("name") or "").strip(),
+              "plan": form.get("plan") or ""}
+    try:
+        body = {"slug": forms.required(form, "slug", "Slug"), "name": forms.required(form, "name", "Name"),
+                "plan": forms.required(form, "plan", "Plan")}
+        tenant = (await view.api.post("/tenants", body)).data
+    except (forms.FormError, AdminApiError) as exc:
+        if isinstance(exc, AdminApiError) and exc.status >= 500:
+            raise
+        return await tenants_page(view, problem=Problem("new-tenant", _message(exc), values), status=400)
+    view.session.tenant = tenant["slug"]  # type: ignore[union-attr]
+    return view.done("/admin#tenants", f"Tenant {tenant['slug']} created.")
+
+
+async def update_tenant(view: View) -> web.StreamResponse:
+    slug = view.request.match_info["slug"]
+    form = await view.form()
+    plan = form.get("plan")
+    try:
+        tenant = (await view.api.post(tenant_path(slug), {"plan": plan})).data
+    except AdminApiError as exc:
+        if exc.status >= 500:
+            raise
+        return await tenants_page(view, problem=Problem(f"tenant-{slug}", exc.message, {"plan": plan}),
+                                  status=400)
+    return view.done(f"/admin#tenant-{slug}",
+                     f"{tenant['name']} is now on the {PLAN_LABELS.get(tenant['plan'], tenant['plan'])} plan.")
+
+
+# --- API keys ---------------------------------------------------------------------------------------------
+
+
+async def keys_page(view: View, *, problem: Problem | None = None, status: int = 200) -> web.StreamResponse:
+    cursor = view.request.query.get("cursor")
+    reply = await view.api.get(view.tenant_api_path("api-keys"), {"limit": 50, "cursor": cursor})
+    assert view.tenant is not None
+    return view.render("api_keys.html", status=status, problem=problem, keys=reply.data,
+                       next_cursor=reply.next_cursor, scopes=SCOPES, scope_help=SCOPE_HELP,
+                       api_enabled=plan_allows_api(view.tenant["plan"]),
+                       plan_label=PLAN_LABELS.get(view.tenant["plan"], view.tenant["plan"]))
+
+
+async def keys_index(view: View) -> web.StreamResponse:
+    return await keys_page(view)
+
+
+async def create_key(view: View) -> web.StreamResponse:
+    form = await view.form()
+    chosen = [s for s in form.getall("scopes", []) if s in SCOPES]
+    values: dict[str, Any] = {"name": (form.get("name") or "").strip(), "scopes": chosen,
+                              "expires_on": form.get("expires_on") or "", "mode": form.get("mode") or "live"}
+    try:
+        if not chosen:
+            raise forms.FormError("Tick at least one scope.")
+        body: dict[str, Any] = {"name": forms.required(form, "name", "Name"), "scopes": chosen,
+                                "mode": "test" if values["mode"] == "test" else "live"}
+        expires = forms.end_of_day_utc(form.get("expires_on"))
+        if expires is not None:
+            body["expires_at"] = expires
+        key = (await view.api.post(view.tenant_api_path("api-keys"), body)).data
+    except (forms.FormError, AdminApiError) as exc:
+        if isinstance(exc, AdminApiError) and exc.status >= 500:
+            raise
+        return await keys_page(view, problem=Problem("new-key", _message(exc), values), status=400)
+    log.info("admin_ui_key_created", tenant=view.slug, key_id=key["id"])
+    # Shown once, in this answer only: never stored in the session, never in a URL.
+    return view.render("api_key_created.html", key=key)
+
+
+async def revoke_key_form(view: View) -> web.StreamResponse:
+    key = (await view.api.get(view.tenant_api_path(f"api-keys/{_id(view)}"))).data
+    return view.render("api_key_revoke.html", key=key)
+
+
+async def revoke_key(view: View) -> web.StreamResponse:
+    key = (await view.api.post(view.tenant_api_path(f"api-keys/{_id(view)}/revoke"))).data
+    return view.done(view.url("/admin/api-keys"), f"Key {key['name']} ({key['prefix']}…) is revoked.")
+
+
+def _id(view: View, name: str = "id") -> int:
+    raw = view.request.match_info[name]
+    if not raw.isdigit() or len(raw) > 18:
+        raise web.HTTPNotFound(reason="There is no such page.")
+    return int(raw)
+
+
+def _message(exc: Exception) -> str:
+    return exc.message if isinstance(exc, AdminApiError) else str(exc)
+
+
+# --- routing ----------------------------------------------------------------------------------------------
+
+
+def setup(ui: Ui, router: web.UrlDispatcher) -> None:
+    router.add_get("/admin/login", ui.page(login_form, signed_in=False))
+    router.add_post("/admin/login", ui.page(login, signed_in=False))
+    router.add_get("/admin/logout", ui.page(logout_form))
+    router.add_post("/admin/logout", ui.page(logout))
+    router.add_get("/admin", ui.page(tenants_index))
+    router.add_post("/admin/tenants", ui.page(create_tenant))
+    router.add_post("/admin/tenants/{slug}", ui.page(update_tenant))
+    router.add_get("/admin/api-keys", ui.page(keys_index, tenant=True))
+    router.add_post("/admin/api-keys", ui.page(create_key, tenant=True))
+    router.add_get("/admin/api-keys/{id}/revoke", ui.page(revoke_key_form, tenant=True))
+    router.add_post("/admin/api-keys/{id}/revoke", ui.page(revoke_key, tenant=True))

@@ -1,0 +1,167 @@
+"""The admin UI's pure rules: sessions, the sign-in limiter, sign-in form tokens, form parsing, redirects."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from services.gateway.ui import forms
+from services.gateway.ui.pages_directory import _safe_next
+from services.gateway.ui.security import LoginTokens, SessionStore, SignInLimiter, tokens_match
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_session_is_found_by_its_id_until_it_expires() -> None:
+    clock = Clock()
+    store = SessionStore(ttl=60, max_sessions=10, now=clock)
+    session = store.create()
+    assert store.get(session.id) is session
+    clock.now += 59
+    assert store.get(session.id) is session
+    clock.now += 1
+    assert store.get(session.id) is None
+
+
+def test_sessions_have_distinct_unguessable_ids_and_csrf_tokens() -> None:
+    store = SessionStore(ttl=60, max_sessions=10)
+    a, b = store.create(), store.create()
+    assert a.id != b.id and a.csrf_token != b.csrf_token
+    assert len(a.id) >= 40 and len(a.csrf_token) >= 40
+
+
+def test_a_deleted_session_is_gone() -> None:
+    store = SessionStore(ttl=60, max_sessions=10)
+    session = store.create()
+    store.delete(session.id)
+    assert store.get(session.id) is None
+
+
+def test_a_full_store_drops_the_oldest_session() -> None:
+    store = SessionStore(ttl=60, max_sessions=2)
+    first, second, third = store.create(), store.create(), store.create()
+    assert store.get(first.id) is None
+    assert store.get(second.id) is second and store.get(third.id) is third
+
+
+def test_unknown_or_absurd_session_ids_find_nothing() -> None:
+    store = SessionStore(ttl=60, max_sessions=2)
+    assert store.get(None) is None
+    assert store.get("nope") is None
+    assert store.get("x" * 10_000) is None
+
+
+def test_flash_messages_are_shown_once() -> None:
+    session = SessionStore(ttl=60, max_sessions=2).create()
+    session.flash("success", "Saved.")
+    assert [f.text for f in session.take_flashes()] == ["Saved."]
+    assert session.take_flashes() == []
+
+
+def test_the_limiter_refuses_after_the_allowed_failures_until_the_window_passes() -> None:
+    limiter = SignInLimiter(max_failures=3, window=100)
+    for t in (0.0, 1.0, 2.0):
+        assert limiter.retry_after("10.0.0.1", t) is None
+        limiter.failed("10.0.0.1", t)
+    assert limiter.retry_after("10.0.0.1", 3.0) == pytest.approx(97.0)
+    assert limiter.retry_after("10.0.0.1", 100.5) is None  # the first failure left the window
+
+
+def test_the_limiter_counts_each_client_apart() -> None:
+    limiter = SignInLimiter(max_failures=1, window=100)
+    limiter.failed("10.0.0.1", 0.0)
+    assert limiter.retry_after("10.0.0.1", 1.0) is not None
+    assert limiter.retry_after("10.0.0.2", 1.0) is None
+
+
+def test_a_successful_sign_in_clears_the_clients_failures() -> None:
+    limiter = SignInLimiter(max_failures=2, window=100)
+    limiter.failed("10.0.0.1", 0.0)
+    limiter.succeeded("10.0.0.1")
+    limiter.failed("10.0.0.1", 1.0)
+    assert limiter.retry_after("10.0.0.1", 2.0) is None
+
+
+def test_sign_in_form_tokens_belong_to_their_nonce() -> None:
+    tokens = LoginTokens(b"admin-token")
+    nonce = tokens.new_nonce()
+    assert tokens.valid(nonce, tokens.token_for(nonce))
+    assert not tokens.valid(tokens.new_nonce(), tokens.token_for(nonce))
+    assert not tokens.valid(None, tokens.token_for(nonce))
+    assert not tokens.valid(nonce, None)
+    assert not LoginTokens(b"another-token").valid(nonce, tokens.token_for(nonce))
+
+
+def test_token_comparison_needs_an_exact_match() -> None:
+    assert tokens_match("abc", "abc")
+    assert not tokens_match("abc", "abd")
+    assert not tokens_match("abc", None)
+    assert not tokens_match("abc", "")
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/admin", "//evil.example/admin", "/admin\\@evil",
+                                    "/admin/api/v1/tenants", "/admin/login", "/api/v1/learn/courses", "", None])
+def test_after_sign_in_only_the_uis_own_pages_are_followed(target: str | None) -> None:
+    assert _safe_next(target) == "/admin"
+
+
+def test_after_sign_in_the_requested_ui_page_is_followed() -> None:
+    assert _safe_next("/admin/learn/courses?tenant=acme") == "/admin/learn/courses?tenant=acme"
+
+
+def test_blank_form_values_are_absent() -> None:
+    assert forms.text({"a": "  "}, "a") is None
+    assert forms.text({}, "a") is None
+    assert forms.text({"a": " x "}, "a") == "x"
+
+
+def test_a_required_blank_value_names_the_field() -> None:
+    with pytest.raises(forms.FormError, match="Title is required"):
+        forms.required({"title": " "}, "title", "Title")
+
+
+def test_whole_numbers_are_parsed_and_checked() -> None:
+    assert forms.integer({"n": "12"}, "n", "Minutes") == 12
+    assert forms.integer({"n": ""}, "n", "Minutes") is None
+    with pytest.raises(forms.FormError, match="Minutes must be a whole number"):
+        forms.integer({"n": "1.5"}, "n", "Minutes")
+    with pytest.raises(forms.FormError, match="at least 1"):
+        forms.integer({"n": "0"}, "n", "Months", minimum=1)
+
+
+def test_decimal_numbers_keep_their_fraction() -> None:
+    assert forms.number({"h": "2.5"}, "h", "Hours") == 2.5
+    assert forms.number({"h": "3"}, "h", "Hours") == 3
+    with pytest.raises(forms.FormError):
+        forms.number({"h": "nan"}, "h", "Hours")
+    with pytest.raises(forms.FormError):
+        forms.number({"h": "two"}, "h", "Hours")
+
+
+def test_an_expiry_date_means_the_end_of_that_day_in_utc() -> None:
+    assert forms.end_of_day_utc("2027-01-31", today=date(2026, 6, 1)) == "2027-01-31T23:59:59Z"
+    assert forms.end_of_day_utc("", today=date(2026, 6, 1)) is None
+    with pytest.raises(forms.FormError, match="past"):
+        forms.end_of_day_utc("2026-05-31", today=date(2026, 6, 1))
+    with pytest.raises(forms.FormError, match="date"):
+        forms.end_of_day_utc("31/01/2027", today=date(2026, 6, 1))
+
+
+def test_the_sco_picker_value_names_a_package_and_a_sco() -> None:
+    assert forms.sco_choice("12|sco-1|part") == (12, "sco-1|part")
+    assert forms.sco_choice("") is None
+    with pytest.raises(forms.FormError):
+        forms.sco_choice("twelve|sco")
+    with pytest.raises(forms.FormError):
+        forms.sco_choice("12|")
+
+
+def test_an_update_sends_only_what_changed() -> None:
+    assert forms.changed({"title": "A", "summary": None}, {"title": "A", "summary": "B"}) == {"summary": "B"}
