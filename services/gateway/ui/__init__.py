@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from services.gateway.config import GatewaySettings
-from services.gateway.ui import pages_directory
+from services.gateway.ui import (
+    pages_certificates,
+    pages_cohorts,
+    pages_courses,
+    pages_directory,
+    pages_scorm,
+    pages_templates,
+)
 from services.gateway.ui.config import UiSettings
 from services.gateway.ui.security import secure_headers
 from services.gateway.ui.views import Ui, View
@@ -30,6 +37,11 @@ def setup_admin_ui(app: web.Application, settings: GatewaySettings, ui_settings:
     router.add_get("/admin/static/{name}", _static(ui))
     router.add_get("/admin/", _to_home)
     pages_directory.setup(ui, router)
+    pages_courses.setup(ui, router)
+    pages_scorm.setup(ui, router)
+    pages_templates.setup(ui, router)
+    pages_certificates.setup(ui, router)
+    pages_cohorts.setup(ui, router)
     router.add_route("*", "/admin/{tail:.*}", ui.page(_not_found, signed_in=False))
 
     async def client_ctx(_app: web.Application) -> AsyncIterator[None]:

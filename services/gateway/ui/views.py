@@ -131,6 +131,10 @@ class Ui:
                 if exc.status < 400:
                     raise
                 response = view.error_page(exc.status, exc.reason, json_errors)
+            except Exception:
+                log.exception("admin_ui_error", path=request.path, method=request.method)
+                response = view.error_page(500, "Something went wrong on our side; it has been logged.",
+                                           json_errors)
             secure_headers(response, frameable=view.frameable)
             return response
 
@@ -243,7 +247,7 @@ class View:
             query = {"tenant": self.slug, **query}
         return path + ("?" + urlencode(query) if query else "")
 
-    def render(self, template: str, *, status: int = 200, problem: Problem | None = None,
+    def render(self, template_name: str, /, *, status: int = 200, problem: Problem | None = None,
                **context: Any) -> web.Response:
         flashes = self.session.take_flashes() if self.session is not None else []
         base = {
@@ -251,7 +255,7 @@ class View:
             "tenant": self.tenant, "flashes": flashes, "problem": problem, "url": self.url,
             "path": self.request.path, "value": _value_of(problem),
         }
-        return self.ui.render(template, {**base, **context}, status)
+        return self.ui.render(template_name, {**base, **context}, status)
 
     def redirect(self, location: str) -> web.Response:
         return web.Response(status=303, headers={"Location": location})

@@ -164,8 +164,10 @@
 
   /* Placeholder buttons insert {recipient_name} etc. where the cursor is. */
   function setupPlaceholders() {
+    document.querySelectorAll("[data-placeholder]").forEach(function (code) { code.hidden = true; });
     document.querySelectorAll("[data-insert]").forEach(function (button) {
       button.hidden = false;
+      button.title = "Insert " + button.getAttribute("data-insert") + " at the cursor";
       button.addEventListener("click", function () {
         var target = document.getElementById(button.getAttribute("data-target"));
         if (!target) return;

@@ -1,0 +1,98 @@
+"""Certificates: search by user, course or verification id; one certificate with its PDF, revoke and regenerate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from services.gateway.ui import forms
+from services.gateway.ui.client import AdminApiError
+from services.gateway.ui.pages_courses import refusal
+from services.gateway.ui.views import Problem, Ui, View
+
+FILTERS = (("user_id", "User id"), ("course_id", "Course id"))
+
+
+def _id(view: View) -> int:
+    raw = view.request.match_info["id"]
+    if not raw.isdigit() or len(raw) > 18:
+        raise web.HTTPNotFound(reason="There is no such page.")
+    return int(raw)
+
+
+async def search(view: View) -> web.StreamResponse:
+    query = view.request.query
+    asked = {name: (query.get(name) or "").strip() for name in ("user_id", "course_id", "verification_id")}
+    problem: Problem | None = None
+    results: list[dict[str, Any]] = []
+    cursor: str | None = None
+    try:
+        for name, label in FILTERS:
+            forms.integer(asked, name, label, minimum=1)
+        vid = asked["verification_id"]
+        if vid and len(vid) != 40:
+            raise forms.FormError("A verification id has exactly 40 characters (the end of the verification URL).")
+        reply = await view.api.get(view.tenant_api_path("certificates"),
+                                   {**asked, "limit": 50, "cursor": query.get("cursor")})
+        results, cursor = reply.data, reply.next_cursor
+    except (forms.FormError, AdminApiError) as exc:
+        problem = Problem("search", refusal(exc), asked)
+    searching = any(asked.values())
+    return view.render("certificates.html", status=400 if problem else 200, problem=problem, asked=asked,
+                       certificates=results, next_cursor=cursor, searching=searching,
+                       more_url=view.url("/admin/learn/certificates", **asked))
+
+
+async def certificate_page(view: View, *, problem: Problem | None = None, status: int = 200
+                           ) -> web.StreamResponse:
+    certificate_id = _id(view)
+    certificate = (await view.api.get(view.tenant_api_path(f"certificates/{certificate_id}"))).data
+    return view.render("certificate.html", status=status, problem=problem, certificate=certificate,
+                       switch_path="/admin/learn/certificates")
+
+
+async def certificate_index(view: View) -> web.StreamResponse:
+    return await certificate_page(view)
+
+
+async def pdf(view: View) -> web.StreamResponse:
+    """The certificate's PDF, for the frame on its page (the admin API's bytes, as they are)."""
+    document = await view.api.document("GET", view.tenant_api_path(f"certificates/{_id(view)}/pdf"))
+    view.frameable = True
+    return web.Response(body=document.body, content_type="application/pdf",
+                        headers={"Content-Disposition": f'inline; filename="certificate-{_id(view)}.pdf"',
+                                 "Cache-Control": "private, no-store"})
+
+
+async def revoke(view: View) -> web.StreamResponse:
+    certificate_id = _id(view)
+    form = await view.form()
+    try:
+        reason = forms.required(form, "reason", "A reason")
+        certificate = (await view.api.post(view.tenant_api_path(f"certificates/{certificate_id}/revoke"),
+                                           {"reason": reason})).data
+    except (forms.FormError, AdminApiError) as exc:
+        return await certificate_page(view, problem=Problem("revoke", refusal(exc), dict(form)), status=400)
+    return view.done(view.url(f"/admin/learn/certificates/{certificate_id}"),
+                     f"Certificate {certificate['verification_id']} is revoked; its verification page says so.")
+
+
+async def regenerate(view: View) -> web.StreamResponse:
+    certificate_id = _id(view)
+    try:
+        certificate = (await view.api.post(
+            view.tenant_api_path(f"certificates/{certificate_id}/regenerate-pdf"))).data
+    except AdminApiError as exc:
+        return await certificate_page(view, problem=Problem("regenerate", refusal(exc)), status=400)
+    return view.done(view.url(f"/admin/learn/certificates/{certificate_id}"),
+                     f"The PDF was rebuilt (version {certificate['pdf']['version']}).")
+
+
+def setup(ui: Ui, router: web.UrlDispatcher) -> None:
+    base = "/admin/learn/certificates"
+    router.add_get(base, ui.page(search, tenant=True))
+    router.add_get(base + "/{id:\\d+}", ui.page(certificate_index, tenant=True))
+    router.add_get(base + "/{id:\\d+}/pdf", ui.page(pdf, tenant=True))
+    router.add_post(base + "/{id:\\d+}/revoke", ui.page(revoke, tenant=True))
+    router.add_post(base + "/{id:\\d+}/regenerate", ui.page(regenerate, tenant=True))

@@ -1,0 +1,280 @@
+"""Courses: the list, a course's fields and lifecycle, and its modules, lessons and activities (admin API: catalog).
+
+A refused write re-renders the page with the API's message beside the form that failed and what was typed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from services.gateway.ui import forms
+from services.gateway.ui.client import AdminApiError
+from services.gateway.ui.views import Problem, Ui, View
+
+COMPLETION_RULES = [("all_required", "All required activities"), ("all_activities", "Every activity"),
+                    ("any_activity", "Any one activity")]
+ACTIVITY_KINDS = [("scorm", "SCORM"), ("reading", "Reading"), ("video", "Video"), ("link", "Link"),
+                  ("assessment", "Assessment")]
+LEVELS = {"modules": "module", "lessons": "lesson", "activities": "activity"}
+ACTIONS = {"publish": "published", "unpublish": "unpublished (back to draft)", "archive": "archived"}
+
+
+def refusal(exc: Exception) -> str:
+    """The message to show beside a form for an operator's mistake; outages and bugs go to the error page."""
+    if isinstance(exc, forms.FormError):
+        return str(exc)
+    if isinstance(exc, AdminApiError) and 400 <= exc.status < 500 and not exc.no_such_route:
+        return exc.message
+    raise exc
+
+
+def _id(view: View, name: str) -> int:
+    raw = view.request.match_info[name]
+    if not raw.isdigit() or len(raw) > 18:
+        raise web.HTTPNotFound(reason="There is no such page.")
+    return int(raw)
+
+
+# --- the list ---------------------------------------------------------------------------------------------
+
+
+async def courses_page(view: View, *, problem: Problem | None = None, status: int = 200) -> web.StreamResponse:
+    reply = await view.api.get(view.tenant_api_path("courses"),
+                               {"limit": 50, "cursor": view.request.query.get("cursor")})
+    return view.render("courses.html", status=status, problem=problem, courses=reply.data,
+                       next_cursor=reply.next_cursor)
+
+
+async def courses_index(view: View) -> web.StreamResponse:
+    return await courses_page(view)
+
+
+async def create_course(view: View) -> web.StreamResponse:
+    form = await view.form()
+    try:
+        body = {"title": forms.required(form, "title", "Title"), "slug": forms.required(form, "slug", "Slug")}
+        course = (await view.api.post(view.tenant_api_path("courses"), body)).data
+    except (forms.FormError, AdminApiError) as exc:
+        return await courses_page(view, problem=Problem("new-course", refusal(exc), dict(form)), status=400)
+    return view.done(view.url(f"/admin/learn/courses/{course['id']}"),
+                     f"Course “{course['title']}” created. Add its modules, lessons and activities below.")
+
+
+# --- one course -------------------------------------------------------------------------------------------
+
+
+async def course_page(view: View, course_id: int, *, problem: Problem | None = None,
+                      status: int = 200) -> web.StreamResponse:
+    course = (await view.api.get(view.tenant_api_path(f"courses/{course_id}"))).data
+    packages = await view.api.all_pages(view.tenant_api_path("scorm-scos"), most=500)
+    try:
+        templates = await view.api.all_pages(view.tenant_api_path("cert-templates"), most=500)
+    except AdminApiError:
+        templates = None  # the certificates service is away: the field falls back to a number
+    sco_titles = {f"{p['id']}|{s['identifier']}": f"{p['title']} › {s['title']}" for p in packages for s in p["scos"]}
+    template_options = [("", "The tenant's default")] + [(str(t["id"]), t["name"]) for t in templates or []]
+    counts = {"modules": len(course["modules"]),
+              "lessons": sum(len(m["lessons"]) for m in course["modules"]),
+              "activities": sum(len(le["activities"]) for m in course["modules"] for le in m["lessons"])}
+    return view.render("course.html", status=status, problem=problem, course=course, packages=packages,
+                       templates=templates, template_options=template_options, sco_titles=sco_titles, counts=counts,
+                       completion_rules=COMPLETION_RULES, activity_kinds=ACTIVITY_KINDS,
+                       editable=course["status"] == "draft", switch_path="/admin/learn/courses")
+
+
+async def course_index(view: View) -> web.StreamResponse:
+    return await course_page(view, _id(view, "cid"))
+
+
+def _course_fields(form: Any) -> dict[str, Any]:
+    """Every course field of the details form (blank optional fields clear)."""
+    template = forms.text(form, "certificate_template_id")
+    return {
+        "title": forms.required(form, "title", "Title"),
+        "slug": forms.required(form, "slug", "Slug"),
+        "subtitle": forms.text(form, "subtitle"),
+        "summary": forms.text(form, "summary"),
+        "language": forms.text(form, "language") or "en",
+        "completion_rule": forms.required(form, "completion_rule", "Completion rule"),
+        "estimated_minutes": forms.integer(form, "estimated_minutes", "Estimated minutes", minimum=0),
+        "credit_hours": forms.number(form, "credit_hours", "Credit hours"),
+        "credit_kind": forms.text(form, "credit_kind"),
+        "credit_expires_after_months": forms.integer(form, "credit_expires_after_months",
+                                                     "Credit expires after (months)", minimum=1),
+        "certificate_template_id": int(template) if template and template.isdigit() else None,
+    }
+
+
+def _current_fields(course: dict[str, Any]) -> dict[str, Any]:
+    credit = course["credit"]
+    return {**{k: course[k] for k in ("title", "slug", "subtitle", "summary", "language", "completion_rule",
+                                      "estimated_minutes", "certificate_template_id")},
+            "credit_hours": credit["hours"], "credit_kind": credit["kind"],
+            "credit_expires_after_months": credit["expires_after_months"]}
+
+
+async def update_course(view: View) -> web.StreamResponse:
+    course_id = _id(view, "cid")
+    form = await view.form()
+    path = view.tenant_api_path(f"courses/{course_id}")
+    try:
+        current = (await view.api.get(path)).data
+        changes = forms.changed(_current_fields(current), _course_fields(form))
+        if changes:
+            await view.api.post(path, changes)
+    except (forms.FormError, AdminApiError) as exc:
+        return await course_page(view, course_id, problem=Problem("details", refusal(exc), dict(form)),
+                                 status=400)
+    message = "Course details saved." if changes else "Nothing changed."
+    return view.done(view.url(f"/admin/learn/courses/{course_id}") + "#details", message)
+
+
+async def transition(view: View) -> web.StreamResponse:
+    course_id = _id(view, "cid")
+    action = view.request.match_info["action"]
+    try:
+        course = (await view.api.post(view.tenant_api_path(f"courses/{course_id}/{action}"))).data
+    except AdminApiError as exc:
+        return await course_page(view, course_id, problem=Problem("lifecycle", refusal(exc)), status=400)
+    suffix = f" (version {course['version']['number']})" if action == "publish" else ""
+    return view.done(view.url(f"/admin/learn/courses/{course_id}"),
+                     f"“{course['title']}” is {ACTIONS[action]}{suffix}.")
+
+
+# --- the tree ---------------------------------------------------------------------------------------------
+
+
+def _activity_fields(form: Any, *, creating: bool) -> dict[str, Any]:
+    kind = forms.required(form, "kind", "Kind")
+    body: dict[str, Any] = {"title": forms.required(form, "title", "Title"), "kind": kind,
+                            "required": forms.checked(form, "required")}
+    score = forms.number(form, "passing_score_scaled", "Passing score")
+    if score is not None and not 0 <= score <= 1:
+        raise forms.FormError("Passing score must be between 0 and 1 (e.g. 0.8 for 80%).")
+    if score is not None or not creating:
+        body["passing_score_scaled"] = score
+    if kind == "scorm":
+        choice = forms.sco_choice(form.get("sco"))
+        if choice is None:
+            raise forms.FormError("A SCORM activity needs a SCO: choose one from the tenant's ready packages.")
+        body["scorm_package_id"], body["sco_identifier"] = choice
+    return body
+
+
+async def add_node(view: View) -> web.StreamResponse:
+    course_id = _id(view, "cid")
+    level = view.request.match_info["level"]
+    form = await view.form()
+    if level == "modules":
+        section, path = "add-module", f"courses/{course_id}/modules"
+    elif level == "lessons":
+        module_id = _id(view, "pid")
+        section, path = f"add-lesson-{module_id}", f"modules/{module_id}/lessons"
+    else:
+        lesson_id = _id(view, "pid")
+        section, path = f"add-activity-{lesson_id}", f"lessons/{lesson_id}/activities"
+    try:
+        if level == "activities":
+            body = _activity_fields(form, creating=True)
+        else:
+            body = {"title": forms.required(form, "title", "Title")}
+        node = (await view.api.post(view.tenant_api_path(path), body)).data
+    except (forms.FormError, AdminApiError) as exc:
+        return await course_page(view, course_id, problem=Problem(section, refusal(exc), dict(form)), status=400)
+    noun = LEVELS[level]
+    return view.done(view.url(f"/admin/learn/courses/{course_id}") + f"#{noun}-{node['id']}",
+                     f"{noun.capitalize()} “{node['title']}” added.")
+
+
+async def update_node(view: View) -> web.StreamResponse:
+    course_id, node_id = _id(view, "cid"), _id(view, "id")
+    level = view.request.match_info["level"]
+    noun = LEVELS[level]
+    form = await view.form()
+    try:
+        if level == "activities":
+            body = _activity_fields(form, creating=False)
+        else:
+            body = {"title": forms.required(form, "title", "Title")}
+        node = (await view.api.post(view.tenant_api_path(f"{level}/{node_id}"), body)).data
+    except (forms.FormError, AdminApiError) as exc:
+        return await course_page(view, course_id, problem=Problem(f"{noun}-{node_id}", refusal(exc), dict(form)),
+                                 status=400)
+    return view.done(view.url(f"/admin/learn/courses/{course_id}") + f"#{noun}-{node_id}",
+                     f"{noun.capitalize()} “{node['title']}” saved.")
+
+
+async def move_node(view: View) -> web.StreamResponse:
+    course_id, node_id = _id(view, "cid"), _id(view, "id")
+    level = view.request.match_info["level"]
+    noun = LEVELS[level]
+    form = await view.form()
+    try:
+        position = forms.integer(form, "position", "Position", minimum=1)
+        if position is None:
+            raise forms.FormError("The position is missing.")
+        target = position - 1 if form.get("direction") == "up" else position + 1
+        node = (await view.api.post(view.tenant_api_path(f"{level}/{node_id}"), {"position": max(target, 1)})).data
+    except (forms.FormError, AdminApiError) as exc:
+        return await course_page(view, course_id, problem=Problem(f"{noun}-{node_id}", refusal(exc)), status=400)
+    return view.done(view.url(f"/admin/learn/courses/{course_id}") + f"#{noun}-{node_id}",
+                     f"{noun.capitalize()} “{node['title']}” moved to position {node['position']}.")
+
+
+async def delete_form(view: View) -> web.StreamResponse:
+    course_id, node_id = _id(view, "cid"), _id(view, "id")
+    level = view.request.match_info["level"]
+    course = (await view.api.get(view.tenant_api_path(f"courses/{course_id}"))).data
+    node, below = _find(course, level, node_id)
+    if node is None:
+        raise web.HTTPNotFound(reason=f"This course has no such {LEVELS[level]}.")
+    return view.render("confirm_delete.html", course=course, node=node, noun=LEVELS[level], below=below,
+                       action=view.url(f"/admin/learn/courses/{course_id}/{level}/{node_id}/delete"),
+                       back=view.url(f"/admin/learn/courses/{course_id}") + f"#{LEVELS[level]}-{node_id}",
+                       switch_path="/admin/learn/courses")
+
+
+def _find(course: dict[str, Any], level: str, node_id: int) -> tuple[dict[str, Any] | None, str]:
+    """The node and a sentence on what goes with it."""
+    for module in course["modules"]:
+        if level == "modules" and module["id"] == node_id:
+            acts = sum(len(le["activities"]) for le in module["lessons"])
+            return module, f"its {len(module['lessons'])} lesson(s) and {acts} activity(ies) go with it"
+        for lesson in module["lessons"]:
+            if level == "lessons" and lesson["id"] == node_id:
+                return lesson, f"its {len(lesson['activities'])} activity(ies) go with it"
+            for activity in lesson["activities"]:
+                if level == "activities" and activity["id"] == node_id:
+                    return activity, "learners' attempts on published versions are kept"
+    return None, ""
+
+
+async def delete_node(view: View) -> web.StreamResponse:
+    course_id, node_id = _id(view, "cid"), _id(view, "id")
+    level = view.request.match_info["level"]
+    noun = LEVELS[level]
+    try:
+        node = (await view.api.delete(view.tenant_api_path(f"{level}/{node_id}"))).data
+    except AdminApiError as exc:
+        return await course_page(view, course_id, problem=Problem(f"{noun}-{node_id}", refusal(exc)), status=400)
+    return view.done(view.url(f"/admin/learn/courses/{course_id}") + "#structure",
+                     f"{noun.capitalize()} “{node['title']}” deleted.")
+
+
+def setup(ui: Ui, router: web.UrlDispatcher) -> None:
+    base = "/admin/learn/courses"
+    levels = "{level:modules|lessons|activities}"
+    router.add_get(base, ui.page(courses_index, tenant=True))
+    router.add_post(base, ui.page(create_course, tenant=True))
+    router.add_get(base + "/{cid}", ui.page(course_index, tenant=True))
+    router.add_post(base + "/{cid}", ui.page(update_course, tenant=True))
+    router.add_post(base + "/{cid}/{action:publish|unpublish|archive}", ui.page(transition, tenant=True))
+    router.add_post(base + "/{cid}/{level:modules}", ui.page(add_node, tenant=True))
+    router.add_post(base + "/{cid}/modules/{pid}/{level:lessons}", ui.page(add_node, tenant=True))
+    router.add_post(base + "/{cid}/lessons/{pid}/{level:activities}", ui.page(add_node, tenant=True))
+    router.add_post(base + "/{cid}/" + levels + "/{id}", ui.page(update_node, tenant=True))
+    router.add_post(base + "/{cid}/" + levels + "/{id}/move", ui.page(move_node, tenant=True))
+    router.add_get(base + "/{cid}/" + levels + "/{id}/delete", ui.page(delete_form, tenant=True))
+    router.add_post(base + "/{cid}/" + levels + "/{id}/delete", ui.page(delete_node, tenant=True))
