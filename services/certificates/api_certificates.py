@@ -143,7 +143,7 @@ async def download_pdf(request: web.Request) -> web.StreamResponse:
                "X-Content-Type-Options": "nosniff"}
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers=headers)
-    chunks = documents_of(request).blobs.stream(row.pdf_key).__aiter__()
+    chunks = documents_of(request).stream(row.pdf_key).__aiter__()
     first = await anext(chunks)  # a missing blob fails here, before any byte is sent
     response = web.StreamResponse(headers={**headers, "Content-Disposition": _filename(row)})
     response.content_type = PDF_CONTENT_TYPE

@@ -1,10 +1,12 @@
 """Certificate use cases: issue on ``enrollment.completed``, revoke, regenerate a PDF, look up.
 
 Issuing happens inside the consumer's inbox transaction: the PDF is rendered (in the worker pool) and stored
-before the certificate row and ``certificate.issued`` are committed together, so a certificate never exists
-without its PDF, and a crash before the commit leaves nothing but an orphan blob; the redelivered message
-issues again. One enrollment gets one certificate: the inbox drops a repeated event, a lookup skips a repeat
-under a new event id, and the unique key ``(tenant_id, enrollment_id)`` settles concurrent ones.
+with the certificate row and ``certificate.issued``, committed together (see documents.py), so a certificate
+never exists without its PDF; a crash before the commit leaves nothing (with the filesystem store, at most an
+orphan file) and the redelivered message issues again.
+
+One enrollment gets one certificate: the inbox drops a repeated event, a lookup skips a repeat under a new
+event id, and the unique key ``(tenant_id, enrollment_id)`` settles concurrent ones.
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ async def issue_certificate(session: AsyncSession, event: CloudEvent, payload: E
         expires_at=domain.expires_at(issued_at, credit.expires_after_months),
         verification_id=domain.new_verification_id(),
     )
-    (pdf,) = await docs.produce(tenant.tenant_id, spec_of(template, tenant.name), [(facts, 1)])
+    (pdf,) = await docs.produce(session, tenant.tenant_id, spec_of(template, tenant.name), [(facts, 1)])
     try:
         certificate_id = (await session.execute(insert_ignoring_conflicts(session, certificates, {
             "tenant_id": tenant.tenant_id, "enrollment_id": payload.enrollment_id, "user_id": payload.user.id,
@@ -106,10 +108,10 @@ async def issue_certificate(session: AsyncSession, event: CloudEvent, payload: E
             "created_at": now, "updated_at": now,
         }).returning(certificates.c.id))).scalar()
     except BaseException:
-        await docs.discard([pdf.key])
+        await docs.abandon([pdf.key])
         raise
     if certificate_id is None:  # a concurrent delivery under another event id won the unique key
-        await docs.discard([pdf.key])
+        await docs.retract(session, [pdf.key])
         log.info("certificate_issue_lost_race", enrollment_id=payload.enrollment_id)
         return None
     origin = Origin(tenant.tenant_id, tenant.slug, event.requestid)
@@ -143,7 +145,8 @@ async def rerender(session: AsyncSession, docs: Documents, origin: Origin, rows:
     (None: the built-in default), the current directory name, and — with ``revoke`` — the REVOKED mark.
 
     Writes the rows and one ``certificate.pdf_regenerated`` each (plus ``certificate.revoked``); returns the keys
-    of the superseded PDFs, to delete once the caller's transaction has committed.
+    of superseded PDFs still to delete once the caller's transaction has committed (see
+    :meth:`Documents.discard_later`; none with the database store, where they go in the same transaction).
     """
     if not rows:
         return []
@@ -157,7 +160,7 @@ async def rerender(session: AsyncSession, docs: Documents, origin: Origin, rows:
         if revoke is not None:
             changes.update(revoked_at=revoke[0], revoked_reason=revoke[1])
         items.append((Facts.of_row(row, **changes), row.pdf_version + 1))
-    pdfs = await docs.produce(origin.tenant_id, spec_of(template, issuer), items)
+    pdfs = await docs.produce(session, origin.tenant_id, spec_of(template, issuer), items)
     try:
         for row, (facts, version), pdf in zip(rows, items, pdfs, strict=True):
             values = {"recipient_name": facts.recipient_name, "template_id": template_id,
@@ -176,9 +179,9 @@ async def rerender(session: AsyncSession, docs: Documents, origin: Origin, rows:
                 certificate_id=row.id, verification_id=row.verification_id, template_id=template_id,
                 template_version=template_version, pdf_version=version, sha256=pdf.sha256), row.id))
     except BaseException:
-        await docs.discard([pdf.key for pdf in pdfs])
+        await docs.abandon([pdf.key for pdf in pdfs])
         raise
-    return [row.pdf_key for row in rows]
+    return await docs.supersede(session, [row.pdf_key for row in rows])
 
 
 async def _locked_certificate(session: AsyncSession, tenant_id: int, certificate_id: int) -> Any:
