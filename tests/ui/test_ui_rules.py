@@ -165,3 +165,41 @@ def test_the_sco_picker_value_names_a_package_and_a_sco() -> None:
 
 def test_an_update_sends_only_what_changed() -> None:
     assert forms.changed({"title": "A", "summary": None}, {"title": "A", "summary": "B"}) == {"summary": "B"}
+
+
+def test_scos_nest_under_their_parent_sco_in_manifest_order() -> None:
+    from services.gateway.ui.pages_scorm import sco_tree
+
+    scos = [
+        {"identifier": "b", "position": 2, "parent_identifier": "a"},
+        {"identifier": "a", "position": 1, "parent_identifier": None},
+        {"identifier": "c", "position": 3, "parent_identifier": "org-item"},  # its parent is not a SCO
+    ]
+    tree = sco_tree(scos)
+    assert [n["identifier"] for n in tree] == ["a", "c"]
+    assert [n["identifier"] for n in tree[0]["children"]] == ["b"]
+
+
+def test_a_template_form_becomes_the_admin_api_body() -> None:
+    from services.gateway.ui.pages_templates import TemplateForm
+
+    form = TemplateForm()
+    form.fields = {"name": " Brand ", "title_text": "Well done", "orientation": "portrait", "page_size": "Letter",
+                   "body_text": " for {course_title} ", "primary_color": "#112233", "accent_color": "#445566",
+                   "signatory_name": " ", "is_default": "on", "remove_background_pdf": "on"}
+    form.files = {"logo": b"\x89PNG..."}
+    body = form.payload()
+    assert body["name"] == "Brand" and body["body_text"] == "for {course_title}"
+    assert body["is_default"] is True and body["signatory_name"] is None
+    assert body["logo"] == "data:image/png;base64,iVBORy4uLg=="
+    assert body["background_pdf"] is None  # ticked "remove"
+
+
+def test_a_template_preview_needs_no_name_but_a_saved_template_does() -> None:
+    from services.gateway.ui.pages_templates import TemplateForm
+
+    form = TemplateForm()
+    form.fields = {"title_text": "Hi"}
+    assert form.payload(preview=True)["name"] == "Preview"
+    with pytest.raises(forms.FormError, match="Name is required"):
+        form.payload()

@@ -24,11 +24,12 @@ API_PREFIX = "/admin/api/v1"
 class AdminApiError(Exception):
     """The admin API said no (``status`` >= 400) or could not be reached (``status`` 503, code ``unreachable``)."""
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, route: str = ""):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.route = route  # "POST /tenants/acme/..." (for the message when the API lacks the route)
 
     @property
     def no_such_route(self) -> bool:
@@ -129,10 +130,7 @@ class AdminApi:
             raise AdminApiError(503, "unreachable", "The admin API could not be reached; retry shortly.") from None
         document = _json(raw) if "json" in ctype else None
         if status >= 400:
-            error = (document or {}).get("error") if isinstance(document, dict) else None
-            if isinstance(error, dict):
-                raise AdminApiError(status, str(error.get("code", "error")), str(error.get("message", "")))
-            raise AdminApiError(status, "error", f"The admin API answered {status}.")
+            raise _refusal(status, document, f"{method} {API_PREFIX}{path}")
         if not isinstance(document, dict) or "data" not in document:
             raise AdminApiError(502, "bad_answer", "The admin API gave an answer the UI does not understand.")
         return Reply(document["data"], document.get("next_cursor"))
@@ -154,11 +152,7 @@ class AdminApi:
             log.warning("admin_api_unreachable", method=method, path=path, error=repr(exc))
             raise AdminApiError(503, "unreachable", "The admin API could not be reached; retry shortly.") from None
         if status >= 400:
-            document = _json(raw) if "json" in ctype else None
-            error = document.get("error") if isinstance(document, dict) else None
-            if isinstance(error, dict):
-                raise AdminApiError(status, str(error.get("code", "error")), str(error.get("message", "")))
-            raise AdminApiError(status, "error", f"The admin API answered {status}.")
+            raise _refusal(status, _json(raw) if "json" in ctype else None, f"{method} {API_PREFIX}{path}")
         return Document(ctype.split(";")[0].strip(), raw)
 
     async def all_pages(self, path: str, *, most: int = 1000, params: Mapping[str, Any] | None = None
@@ -173,6 +167,13 @@ class AdminApi:
             if not cursor:
                 break
         return items[:most]
+
+
+def _refusal(status: int, document: Any, route: str) -> AdminApiError:
+    error = document.get("error") if isinstance(document, dict) else None
+    if isinstance(error, dict):
+        return AdminApiError(status, str(error.get("code", "error")), str(error.get("message", "")), route)
+    return AdminApiError(status, "error", f"The admin API answered {status}.", route)
 
 
 def _json(raw: bytes) -> Any:

@@ -133,15 +133,8 @@ async def preview(view: View) -> web.StreamResponse:
     """Open the player on one SCO (the SCORM service issues a short-lived preview launch)."""
     package_id = _id(view)
     sco = (await view.form()).get("sco_identifier") or None
-    try:
-        launch = (await view.api.post(view.tenant_api_path(f"scorm-packages/{package_id}/preview"),
-                                      {"sco_identifier": sco} if sco else {})).data
-    except AdminApiError as exc:
-        if exc.no_such_route:
-            return view.error_page(501, "Previews need the SCORM service's preview launch "
-                                        "(POST /admin/api/v1/tenants/{slug}/scorm-packages/{id}/preview), which this "
-                                        "installation does not offer yet.")
-        raise
+    launch = (await view.api.post(view.tenant_api_path(f"scorm-packages/{package_id}/preview"),
+                                  {"sco_identifier": sco} if sco else {})).data
     launch_url = str(launch.get("launch_url") or "")
     if not launch_url.startswith("/learn/player/") and "/learn/player/" not in launch_url:
         return view.error_page(502, "The SCORM service gave no player address for the preview.")

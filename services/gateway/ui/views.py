@@ -272,6 +272,11 @@ class View:
         return self.render("error.html", status=status, status_code=status, message=message)
 
     def failure(self, exc: AdminApiError, as_json: bool = False) -> web.Response:
+        if exc.no_such_route:
+            log.warning("admin_ui_route_missing", route=exc.route)
+            return self.error_page(501, f"The admin API of this installation does not offer this yet ({exc.route} "
+                                        "answers “no such route”): the service that owns it is older than this UI.",
+                                   as_json)
         if exc.code == "unreachable" or exc.status >= 500:
             return self.error_page(503 if exc.status < 500 else exc.status, exc.message, as_json)
         return self.error_page(exc.status, exc.message, as_json)
