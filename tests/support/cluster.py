@@ -51,6 +51,11 @@ class ServiceProcess:
             return ""
 
 
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 @dataclass(frozen=True)
 class Learner:
     """A learner enrolled and with an activity launched: committing to ``launch["runtime_token"]`` completes it."""
@@ -101,8 +106,10 @@ class Cluster:
     def spawn(self, name: str) -> None:
         svc = self.services[name]
         log = svc.log_path.open("ab")
+        # Its own process group: a kill takes its helpers (e.g. the PDF render workers) with it, as when a
+        # container dies, and nothing outlives the test.
         svc.proc = subprocess.Popen([sys.executable, "-m", f"services.{name}", "serve"], cwd=REPO,
-                                    env=self.environ(), stdout=log, stderr=subprocess.STDOUT)
+                                    env=self.environ(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 
     async def start(self, timeout: float = 90) -> None:
@@ -130,11 +137,18 @@ class Cluster:
                 f"--- {s.name}\n{s.log_tail(15)}" for s in self.services.values())) from None
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Signal a service: SIGKILL takes down its whole process group at once, like a crashed container."""
         proc = self.services[name].proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(sig)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            if sig == signal.SIGKILL:
+                _kill_group(proc)
+            else:
+                proc.send_signal(sig)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=20)
+        _kill_group(proc)  # whatever it left behind
 
     async def restart(self, name: str, sig: int = signal.SIGKILL) -> None:
         self.kill(name, sig)
@@ -151,9 +165,8 @@ class Cluster:
             if svc.proc is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     await asyncio.to_thread(svc.proc.wait, 20)
-                if svc.proc.poll() is None:
-                    svc.proc.kill()
-                    svc.proc.wait()
+                _kill_group(svc.proc)
+                svc.proc.wait()
         if self.http is not None:
             await self.http.close()
 
