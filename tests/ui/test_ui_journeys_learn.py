@@ -255,6 +255,31 @@ async def test_journey_5_editing_a_template_changes_its_live_preview(ui_cluster:
     await shoot(page, "05-template-saved")
 
 
+async def test_journey_5_saving_a_template_shows_its_certificates_regenerating(ui_cluster: Cluster,
+                                                                              page: Page) -> None:
+    slug, key = await tenant(ui_cluster, "regen")
+    status, body = await ui_cluster.admin("POST", f"/tenants/{slug}/cert-templates",
+                                          json={"name": "House style", "title_text": "Certificate"})
+    assert status == 201, body
+    template = body["data"]
+    await ui_cluster.user(slug, 5, "Ada Lovelace")
+    course, (reading,) = await ui_cluster.course(key, slug, "engines", [READING], title="Engines",
+                                                 certificate_template_id=template["id"])
+    enrollment = await ui_cluster.enroll(key, 5, course["id"])
+    await ui_cluster.complete_activity(key, enrollment["id"], reading)
+    await ui_cluster.eventually(lambda: _certificates(ui_cluster, key, 5), timeout=60, message="the certificate")
+
+    await sign_in(page, ui_cluster, f"/admin/learn/cert-templates/{template['id']}?tenant={slug}")
+    progress = page.locator("[data-progress-text]")
+    await expect(progress).to_have_text("All 1 certificate(s) show version 1.")
+    await page.get_by_label("Title", exact=True).fill("Certificate of Achievement")
+    await page.get_by_role("button", name="Save and regenerate").click()
+    await expect(page.get_by_role("status").first).to_contain_text("saved as version 2")
+    await expect(progress).to_have_text("All 1 certificate(s) show version 2.", timeout=60_000)
+    await expect(page.locator("#regeneration progress")).to_have_js_property("value", 1)
+    await shoot(page, "05-template-regenerated")
+
+
 async def test_journey_6_a_certificate_is_found_and_revoked(ui_cluster: Cluster, page: Page) -> None:
     slug, key = await tenant(ui_cluster, "revoke")
     await ui_cluster.user(slug, 77, "Grace Hopper")

@@ -7,7 +7,7 @@ upload progress, live previews and status polling. Every change goes through the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -63,7 +63,7 @@ async def _not_found(view: View) -> web.StreamResponse:
     return view.error_page(404, "There is no such page.")
 
 
-def _static(ui: Ui):  # type: ignore[no-untyped-def]
+def _static(ui: Ui) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def serve(request: web.Request) -> web.StreamResponse:
         asset = ui.assets.files.get(request.match_info["name"])
         if asset is None:

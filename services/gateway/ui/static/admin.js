@@ -234,6 +234,22 @@
     });
   }
 
+  /* A new course's slug follows its title until the slug is edited by hand. */
+  function setupSlugs() {
+    document.querySelectorAll("form[data-slug-source]").forEach(function (form) {
+      var title = form.querySelector('input[name="title"]');
+      var slug = form.querySelector("input[data-slug-target]");
+      if (!title || !slug) return;
+      var touched = slug.value !== "";
+      slug.addEventListener("input", function () { touched = slug.value !== ""; });
+      title.addEventListener("input", function () {
+        if (touched) return;
+        slug.value = title.value.normalize("NFKD").replace(/[\u0300-\u036f]/g, "").toLowerCase()
+          .replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 100).replace(/-+$/, "");
+      });
+    });
+  }
+
   function setupAutosubmit() {
     document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
       select.addEventListener("change", function () { select.form.submit(); });
@@ -249,6 +265,7 @@
     setupPreview();
     setupProgress();
     setupKinds();
+    setupSlugs();
     setupAutosubmit();
   });
 })();
