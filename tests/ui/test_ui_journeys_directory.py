@@ -59,10 +59,11 @@ async def test_journey_2_a_read_only_key_lists_but_cannot_write(ui_cluster: Clus
     await sign_in(page, ui_cluster)
 
     # A tenant on a plan with API access, from the tenants page.
-    await page.get_by_label("Slug").fill(slug)
-    await page.get_by_label("Name").fill("Keys & Co")
-    await page.get_by_label("Plan").select_option("pro")
-    await page.get_by_role("button", name="Create tenant").click()
+    form = page.locator("#new-tenant")
+    await form.get_by_label("Slug").fill(slug)
+    await form.get_by_label("Name").fill("Keys & Co")
+    await form.get_by_label("Plan").select_option("pro")
+    await form.get_by_role("button", name="Create tenant").click()
     await expect(page.get_by_role("status")).to_have_text(f"Tenant {slug} created.")
     await page.locator(f"#tenant-{slug}").get_by_role("link", name="API keys").click()
     await expect(page.get_by_role("heading", name="API keys")).to_be_visible()

@@ -6,6 +6,7 @@ tenant, turns admin API refusals into readable pages, and adds the security head
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import mimetypes
 from collections.abc import Awaitable, Callable, Mapping
@@ -97,6 +98,7 @@ class Ui:
         self.limiter = SignInLimiter(settings.sign_in_max_failures, settings.sign_in_window)
         self.login_tokens = LoginTokens(admin_token.encode())
         self.client = AdminClient(admin_token, settings.api_url, settings.api_timeout)
+        self.raster_gate = asyncio.Semaphore(2)  # certificate page images (pdftoppm child processes)
         self.assets = StaticAssets(HERE / "static")
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined,
