@@ -6,6 +6,7 @@ multipart form) is streamed chunk by chunk into the admin API ``POST .../scorm-p
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +22,7 @@ log = structlog.get_logger("gateway.ui")
 
 CHUNK = 64 * 1024
 MAX_TITLE = 300
+PROBE_TTL = 60.0
 
 
 def _id(view: View) -> int:
@@ -61,10 +63,29 @@ async def upload_page(view: View) -> web.StreamResponse:
     return await upload_form(view)
 
 
+async def preview_available(view: View) -> bool:
+    """Whether the SCORM service offers preview launches (asked once a minute: an unknown package id answers
+    ``scorm_package_not_found`` where the route exists and ``not_found`` where it does not)."""
+    known = view.ui.probes.get("scorm_preview")
+    now = time.monotonic()
+    if known is not None and now - known[1] < PROBE_TTL:
+        return known[0]
+    try:
+        await view.api.post(view.tenant_api_path("scorm-packages/0/preview"))
+        available = True
+    except AdminApiError as exc:
+        if exc.status >= 500:
+            return False  # unknown for now: ask again next time
+        available = not exc.no_such_route
+    view.ui.probes["scorm_preview"] = (available, now)
+    return available
+
+
 async def package_page(view: View) -> web.StreamResponse:
     package = (await view.api.get(view.tenant_api_path(f"scorm-packages/{_id(view)}"))).data
+    can_preview = package["status"] == "ready" and await preview_available(view)
     return view.render("scorm_package.html", package=package, tree=sco_tree(package.get("scos") or []),
-                       switch_path="/admin/learn/scorm")
+                       can_preview=can_preview, switch_path="/admin/learn/scorm")
 
 
 async def package_status(view: View) -> web.StreamResponse:

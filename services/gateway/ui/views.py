@@ -99,6 +99,7 @@ class Ui:
         self.login_tokens = LoginTokens(admin_token.encode())
         self.client = AdminClient(admin_token, settings.api_url, settings.api_timeout)
         self.raster_gate = asyncio.Semaphore(2)  # certificate page images (pdftoppm child processes)
+        self.probes: dict[str, tuple[bool, float]] = {}  # what the admin API offers: (available, checked at)
         self.assets = StaticAssets(HERE / "static")
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True, undefined=jinja2.StrictUndefined,
