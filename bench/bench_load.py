@@ -103,6 +103,10 @@ async def drive(c: Cluster, w: Workload, seconds: float, clients: int) -> Outcom
     ops, weights = list(MIX), list(MIX.values())
     deadline = time.perf_counter() + seconds
     commits = Counter[str]()
+    # One player per learner: a learner's commits never overlap, as in a browser (the player sends one at a time).
+    players: asyncio.Queue[Learner] = asyncio.Queue()
+    for learner in w.progressing:
+        players.put_nowait(learner)
 
     async def step(op: str) -> tuple[bool, str]:
         if op == "list courses":
@@ -119,11 +123,14 @@ async def drive(c: Cluster, w: Workload, seconds: float, clients: int) -> Outcom
             status, body = await c.api(w.key, "POST", "/enrollments", json={"user_id": user_id,
                                                                             "course_id": course_id})
         elif op == "commit":
-            learner = random.choice(w.progressing)
-            commits[learner.token] += 1
-            status, body = await c.request("POST", f"/learn/runtime/{learner.token}/commit", json={"cmi": {
-                "cmi.completion_status": "incomplete", "cmi.location": f"page-{commits[learner.token]}",
-                "cmi.session_time": "PT5S"}})
+            learner = await players.get()
+            try:
+                commits[learner.token] += 1
+                status, body = await c.request("POST", f"/learn/runtime/{learner.token}/commit", json={"cmi": {
+                    "cmi.completion_status": "incomplete", "cmi.location": f"page-{commits[learner.token]}",
+                    "cmi.session_time": "PT5S"}})
+            finally:
+                players.put_nowait(learner)
         elif op == "complete":
             if not w.to_complete:
                 return await step("commit")
