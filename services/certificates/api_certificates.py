@@ -1,7 +1,9 @@
-"""HTTP handlers for certificates: ``/api/v1/learn/certificates...`` and the admin search ``/admin/v1/certificates``."""
+"""HTTP handlers for certificates: ``/api/v1/learn/certificates...`` and the same under ``/admin/v1/certificates``
+(scope ``admin``, plus a search by verification id or template)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -75,13 +77,13 @@ async def admin_list_certificates(request: web.Request) -> web.Response:
     if vid is not None and not is_verification_id(vid):
         raise ApiError.invalid("'verification_id' must be the 40-character verification id.")
     filters = {"user_id": int_param(request, "user_id"), "course_id": int_param(request, "course_id"),
-               "verification_id": vid}
+               "template_id": int_param(request, "template_id"), "verification_id": vid}
     return await _list(request, ctx, "admin-certificates", filters)
 
 
-async def get_certificate(request: web.Request) -> web.Response:
+async def get_certificate(request: web.Request, scope: str = "learn:read") -> web.Response:
     ctx = context_of(request)
-    require_scope(ctx, "learn:read")
+    require_scope(ctx, scope)
     certificate_id = path_id(request, "id", "certificate")
     async with request.app[DB_KEY].transaction() as session:
         row = await use_cases.get_certificate(session, ctx.tenant_id, certificate_id)
@@ -97,9 +99,9 @@ async def verify_certificate(request: web.Request) -> web.Response:
     return ok(request, _resource(request, row))
 
 
-async def revoke_certificate(request: web.Request) -> web.Response:
+async def revoke_certificate(request: web.Request, scope: str = "learn:write") -> web.Response:
     ctx = context_of(request)
-    require_scope(ctx, "learn:write")
+    require_scope(ctx, scope)
     certificate_id = path_id(request, "id", "certificate")
     body = await read_json(request, RevokeRequest)
     docs = documents_of(request)
@@ -112,9 +114,9 @@ async def revoke_certificate(request: web.Request) -> web.Response:
     return ok(request, _resource(request, row))
 
 
-async def regenerate_pdf(request: web.Request) -> web.Response:
+async def regenerate_pdf(request: web.Request, scope: str = "learn:write") -> web.Response:
     ctx = context_of(request)
-    require_scope(ctx, "learn:write")
+    require_scope(ctx, scope)
     certificate_id = path_id(request, "id", "certificate")
     docs = documents_of(request)
     async with request.app[DB_KEY].transaction() as session:
@@ -132,9 +134,9 @@ def _filename(row: Any) -> str:
             f"filename*=UTF-8''{quote(readable + '.pdf', safe='')}")
 
 
-async def download_pdf(request: web.Request) -> web.StreamResponse:
+async def download_pdf(request: web.Request, scope: str = "learn:read") -> web.StreamResponse:
     ctx = context_of(request)
-    require_scope(ctx, "learn:read")
+    require_scope(ctx, scope)
     certificate_id = path_id(request, "id", "certificate")
     async with request.app[DB_KEY].transaction() as session:
         row = await use_cases.get_certificate(session, ctx.tenant_id, certificate_id)
@@ -164,4 +166,9 @@ def setup(app: web.Application) -> None:
     router.add_post(API + "/certificates/{id}/revoke", revoke_certificate)
     router.add_post(API + "/certificates/{id}/regenerate-pdf", regenerate_pdf)
     router.add_get(API + "/certificates/{id}/pdf", download_pdf)
+    # The admin API (the admin UI, learnctl) reaches the same certificates with the scope ``admin``.
     router.add_get(ADMIN + "/certificates", admin_list_certificates)
+    router.add_get(ADMIN + "/certificates/{id}", partial(get_certificate, scope="admin"))
+    router.add_get(ADMIN + "/certificates/{id}/pdf", partial(download_pdf, scope="admin"))
+    router.add_post(ADMIN + "/certificates/{id}/revoke", partial(revoke_certificate, scope="admin"))
+    router.add_post(ADMIN + "/certificates/{id}/regenerate-pdf", partial(regenerate_pdf, scope="admin"))

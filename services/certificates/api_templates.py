@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
+import sqlalchemy as sa
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
@@ -28,7 +29,7 @@ from services.certificates.pdf import (
     validate_color,
     validate_logo,
 )
-from services.certificates.store import template_resource, templates, verification_url
+from services.certificates.store import certificates, template_resource, templates, verification_url
 from shared.db import TenantScope, utcnow
 from shared.http import (
     ApiError,
@@ -176,6 +177,23 @@ async def update_template(request: web.Request) -> web.Response:
     return await _respond(request, template_id)
 
 
+async def regeneration_progress(request: web.Request) -> web.Response:
+    """How many of the template's live (non-revoked) certificates already show its current version."""
+    ctx = context_of(request)
+    require_scope(ctx, "admin")
+    template_id = path_id(request, "id", "template")
+    async with request.app[DB_KEY].transaction() as session:
+        template = await use_cases.get_template(session, ctx.tenant_id, template_id)
+        current = certificates.c.pdf_template_version >= template.version
+        total, done = (await session.execute(
+            sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((current, 1), else_=0)), 0))
+            .select_from(certificates)
+            .where(certificates.c.tenant_id == ctx.tenant_id, certificates.c.template_id == template_id,
+                   certificates.c.revoked_at.is_(None)))).one()
+    return ok(request, {"template_id": template_id, "version": template.version, "total": int(total),
+                        "done": int(done), "pending": int(total) - int(done), "finished": done == total})
+
+
 # --- preview -----------------------------------------------------------------------------------------------
 
 _SAMPLE_VID = "PREVIEW0PREVIEW0PREVIEW0PREVIEW0PREVIEW0"
@@ -256,3 +274,4 @@ def setup(app: web.Application) -> None:
     router.add_post(ADMIN + "/cert-templates/preview", preview_template)
     router.add_get(ADMIN + "/cert-templates/{id}", admin_get_template)
     router.add_post(ADMIN + "/cert-templates/{id}", update_template)
+    router.add_get(ADMIN + "/cert-templates/{id}/regeneration", regeneration_progress)

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.certificates.pdf import CertificateData, TemplateSpec
 from services.certificates.rendering import RenderPool
 from services.certificates.store import as_utc, metadata, verification_url
+from services.certificates.templates import TemplateRows
 from shared.blobstore import DB_CHUNK_BYTES, BlobInfo, BlobStore, DatabaseBlobStore, blob_tables, validate_key
 
 log = structlog.get_logger("certificates.documents")
@@ -79,6 +80,7 @@ class Documents:
         self.transactional = isinstance(blobs, DatabaseBlobStore)
         self._store_slots = asyncio.Semaphore(_STORE_CONCURRENCY)
         self._background: set[asyncio.Task[None]] = set()
+        self.template_rows = TemplateRows()
 
     def certificate_data(self, facts: Facts) -> CertificateData:
         return CertificateData(
@@ -95,23 +97,46 @@ class Documents:
             revoked_reason=facts.revoked_reason,
         )
 
+    async def render(self, tenant_id: int, template: TemplateSpec,
+                     items: Sequence[tuple[Facts, int]]) -> list[Rendered]:
+        """Render each ``(facts, pdf_version)`` with ``template``, in the worker pool; results keep the order."""
+        pdfs = await self.pool.render_many(template, [self.certificate_data(facts) for facts, _ in items])
+        return [Rendered(pdf_key(tenant_id, facts.verification_id, version), pdf, hashlib.sha256(pdf).hexdigest())
+                for (facts, version), pdf in zip(items, pdfs, strict=True)]
+
+    async def store(self, session: AsyncSession, rendered: Sequence[Rendered], *, superseded: Sequence[str] = (),
+                    alongside: Any = None) -> Any:
+        """Store ``rendered`` (and drop ``superseded`` versions) for ``session``'s transaction, then run the
+        ``alongside`` INSERT/UPDATE, whose result is returned.
+
+        Database store on PostgreSQL: everything is one statement, the PDF rows riding as data-modifying CTEs
+        of ``alongside`` (round trips are what a certificate costs beyond its render). Files: written now,
+        superseded ones left for :meth:`discard_later` after the commit.
+        """
+        if self.transactional:
+            ctes = _pdf_row_ctes(rendered, superseded)
+            if session.get_bind().dialect.name == "postgresql":
+                if alongside is not None:
+                    return await session.execute(alongside.add_cte(*ctes))
+                await session.execute(sa.select(sa.literal(1)).add_cte(*ctes))
+                return None
+            await _write_in_transaction(session, rendered, superseded)
+        else:
+            await self._put_files(rendered)
+        return await session.execute(alongside) if alongside is not None else None
+
     async def produce(self, session: AsyncSession, tenant_id: int, template: TemplateSpec,
                       items: Sequence[tuple[Facts, int]]) -> list[BlobInfo]:
-        """Render each ``(facts, pdf_version)`` with ``template`` and store it; results keep the order.
+        rendered = await self.render(tenant_id, template, items)
+        await self.store(session, rendered)
+        return [r.info for r in rendered]
 
-        With the database store the PDFs become part of ``session``'s transaction.
-        """
-        pdfs = await self.pool.render_many(template, [self.certificate_data(facts) for facts, _ in items])
-        keys = [pdf_key(tenant_id, facts.verification_id, version) for facts, version in items]
-        if self.transactional:
-            return await _write_in_transaction(session, list(zip(keys, pdfs, strict=True)))
-        results = await asyncio.gather(*(self._put(key, pdf) for key, pdf in zip(keys, pdfs, strict=True)),
-                                       return_exceptions=True)
+    async def _put_files(self, rendered: Sequence[Rendered]) -> None:
+        results = await asyncio.gather(*(self._put(r.key, r.data) for r in rendered), return_exceptions=True)
         failure = next((r for r in results if isinstance(r, BaseException)), None)
         if failure is not None:
             await self._delete_files([r.key for r in results if isinstance(r, BlobInfo)])
             raise failure
-        return [r for r in results if isinstance(r, BlobInfo)]
 
     async def _put(self, key: str, pdf: bytes) -> BlobInfo:
         async with self._store_slots:
@@ -129,13 +154,10 @@ class Documents:
         if not self.transactional:
             await self._delete_files(keys)
 
-    async def supersede(self, session: AsyncSession, keys: Sequence[str]) -> list[str]:
-        """Old versions replaced in ``session``'s transaction. Database: deleted in it, returns []. Files:
-        returns the keys, for :meth:`discard_later` once the transaction has committed."""
-        if self.transactional:
-            await _delete_in_transaction(session, keys)
-            return []
-        return list(keys)
+    def superseded_later(self, keys: Sequence[str]) -> list[str]:
+        """Of the old versions replaced in a transaction, those still to delete after it commits (files only:
+        database rows were deleted in the transaction by :meth:`store`)."""
+        return [] if self.transactional else list(keys)
 
     def stream(self, key: str) -> AsyncIterator[bytes]:
         return self.blobs.stream(key)
@@ -161,26 +183,54 @@ class Documents:
                 await task
 
 
-async def _write_in_transaction(session: AsyncSession, items: list[tuple[str, bytes]]) -> list[BlobInfo]:
-    """The rows :class:`DatabaseBlobStore` reads, written in the caller's transaction, in two statements.
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered PDF version, not stored yet."""
 
-    Keys are fresh (a new version of a certificate whose row is locked), so there is nothing to replace.
-    """
+    key: str
+    data: bytes
+    sha256: str
+
+    @property
+    def info(self) -> BlobInfo:
+        return BlobInfo(key=self.key, bytes=len(self.data), sha256=self.sha256)
+
+
+def _pdf_rows(rendered: Sequence[Rendered]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ``blobs`` and ``blob_chunks`` rows :class:`DatabaseBlobStore` reads back. Keys are fresh (a new
+    version of a certificate whose row is locked), so there is never anything to replace."""
     now = datetime.now(UTC)
-    infos: list[BlobInfo] = []
     blob_rows: list[dict[str, Any]] = []
     chunk_rows: list[dict[str, Any]] = []
-    for key, data in items:
-        validate_key(key)
-        info = BlobInfo(key=key, bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
-        infos.append(info)
-        blob_rows.append({"key": key, "bytes": info.bytes, "sha256": info.sha256, "content_type": PDF_CONTENT_TYPE,
-                          "created_at": now})
-        chunk_rows.extend({"key": key, "seq": seq, "data": data[start:start + DB_CHUNK_BYTES]}
-                          for seq, start in enumerate(range(0, len(data), DB_CHUNK_BYTES)))
-    await session.execute(sa.insert(_chunks), chunk_rows)
-    await session.execute(sa.insert(_blobs), blob_rows)
-    return infos
+    for pdf in rendered:
+        validate_key(pdf.key)
+        blob_rows.append({"key": pdf.key, "bytes": len(pdf.data), "sha256": pdf.sha256,
+                          "content_type": PDF_CONTENT_TYPE, "created_at": now})
+        chunk_rows.extend({"key": pdf.key, "seq": seq, "data": pdf.data[start:start + DB_CHUNK_BYTES]}
+                          for seq, start in enumerate(range(0, len(pdf.data), DB_CHUNK_BYTES)))
+    return blob_rows, chunk_rows
+
+
+def _pdf_row_ctes(rendered: Sequence[Rendered], superseded: Sequence[str]) -> list[Any]:
+    blob_rows, chunk_rows = _pdf_rows(rendered)
+    ctes: list[Any] = []
+    if superseded:
+        ctes.append(sa.delete(_chunks).where(_chunks.c.key.in_(list(superseded))).cte("superseded_chunks"))
+        ctes.append(sa.delete(_blobs).where(_blobs.c.key.in_(list(superseded))).cte("superseded_blobs"))
+    if rendered:
+        ctes.append(sa.insert(_blobs).values(blob_rows).cte("pdf_blobs"))
+        ctes.append(sa.insert(_chunks).values(chunk_rows).cte("pdf_chunks"))
+    return ctes
+
+
+async def _write_in_transaction(session: AsyncSession, rendered: Sequence[Rendered],
+                                superseded: Sequence[str] = ()) -> None:
+    """The same rows as :func:`_pdf_row_ctes`, statement by statement (SQLite)."""
+    await _delete_in_transaction(session, superseded)
+    if rendered:
+        blob_rows, chunk_rows = _pdf_rows(rendered)
+        await session.execute(sa.insert(_chunks), chunk_rows)
+        await session.execute(sa.insert(_blobs), blob_rows)
 
 
 async def _delete_in_transaction(session: AsyncSession, keys: Sequence[str]) -> None:

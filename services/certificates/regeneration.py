@@ -77,7 +77,6 @@ class Regenerator:
         self.lanes = lanes if db.is_postgres else 1
         self.poll_interval = poll_interval
         self.wake = wake or asyncio.Event()
-        self._templates: dict[tuple[int, int], Any] = {}
         self._regenerated = 0
 
     async def run(self) -> None:
@@ -132,20 +131,12 @@ class Regenerator:
         return 0
 
     async def _template(self, session: AsyncSession, job: _Job) -> Any | None:
+        """The template's current version (its full row cached per version: batches do not reload assets)."""
         version = (await session.execute(sa.select(templates.c.version).where(
             templates.c.tenant_id == job.tenant_id, templates.c.id == job.template_id))).scalar()
         if version is None:
             return None
-        key = (job.template_id, version)
-        cached = self._templates.get(key)
-        if cached is None:
-            cached = (await session.execute(sa.select(templates).where(templates.c.id == job.template_id))).first()
-            if cached is None or cached.version != version:
-                return cached
-            if len(self._templates) > 32:
-                self._templates.clear()
-            self._templates[key] = cached
-        return cached
+        return await self.docs.template_rows.get(session, job.tenant_id, job.template_id, version)
 
     async def _batch(self, job: _Job) -> int:
         started = time.perf_counter()

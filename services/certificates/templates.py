@@ -10,6 +10,7 @@ the regeneration that follows it.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -83,24 +84,51 @@ def list_query(tenant_id: int, after_id: int | None, limit: int) -> sa.Select[An
     return stmt.order_by(templates.c.id.desc()).limit(limit)
 
 
+class TemplateRows:
+    """Full template rows (with their asset bytes) by ``(tenant, id, version)``: every change makes a new
+    version, so an entry never goes stale, and issuing a certificate moves two integers instead of a logo and
+    a background PDF. One per service instance (never shared between databases)."""
+
+    def __init__(self, size: int = 64):
+        self._size = size
+        self._rows: OrderedDict[tuple[int, int, int], Any] = OrderedDict()
+
+    async def get(self, session: AsyncSession, tenant_id: int, template_id: int, version: int) -> Any | None:
+        key = (tenant_id, template_id, version)
+        row = self._rows.get(key)
+        if row is not None:
+            self._rows.move_to_end(key)
+            return row
+        row = (await session.execute(TenantScope(tenant_id).select(templates).where(
+            templates.c.id == template_id))).first()
+        if row is not None and row.version == version:
+            self._rows[key] = row
+            while len(self._rows) > self._size:
+                self._rows.popitem(last=False)
+        return row
+
+
 async def template_for_render(session: AsyncSession, tenant_id: int, template_id: int | None, *,
-                              lock: bool = False) -> Any | None:
+                              lock: bool = False, rows: TemplateRows | None = None) -> Any | None:
     """The template a certificate uses: the one asked for, else the tenant's default, else None (built-in).
 
-    A course may name a template that no longer exists in the tenant (or never did): the certificate is still
-    issued, with the default, and the fallback is logged.
+    One statement finds (and with ``lock`` share-locks) the right template's id and version; the full row comes
+    from ``rows`` when it holds that version. A course may name a template that no longer exists in the tenant
+    (or never did): the certificate is still issued, with the default, and the fallback is logged.
     """
-    scope = TenantScope(tenant_id)
-    row = None
-    if template_id is not None:
-        stmt = scope.select(templates).where(templates.c.id == template_id)
-        row = (await session.execute(stmt.with_for_update(read=True) if lock else stmt)).first()
-        if row is None:
-            log.warning("certificate_template_missing_using_default", template_id=template_id)
-    if row is None:
-        stmt = scope.select(templates).where(templates.c.is_default.is_(True))
-        row = (await session.execute(stmt.with_for_update(read=True) if lock else stmt)).first()
-    return row
+    head = sa.select(templates.c.id, templates.c.version).where(templates.c.tenant_id == tenant_id)
+    if template_id is None:
+        head = head.where(templates.c.is_default.is_(True))
+    else:
+        head = head.where(sa.or_(templates.c.id == template_id, templates.c.is_default.is_(True))).order_by(
+            sa.case((templates.c.id == template_id, 0), else_=1))
+    head = head.limit(1)
+    found = (await session.execute(head.with_for_update(read=True) if lock else head)).first()
+    if template_id is not None and (found is None or found.id != template_id):
+        log.warning("certificate_template_missing_using_default", template_id=template_id)
+    if found is None:
+        return None
+    return await (rows or TemplateRows()).get(session, tenant_id, found.id, found.version)
 
 
 def _asset_columns(name: str, data: bytes | None) -> dict[str, Any]:

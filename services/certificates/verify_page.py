@@ -38,10 +38,11 @@ _environment = Environment(loader=FileSystemLoader(_HERE), autoescape=select_aut
                            enable_async=False)
 _page = _environment.get_template("verify_page.html")
 
+#: status -> (mark, label in the status box, the page's title)
 _STATUS = {
-    "valid": ("✓", "Valid certificate"),
-    "revoked": ("✕", "Revoked"),
-    "expired": ("!", "Expired"),
+    "valid": ("✓", "Valid certificate", "Valid certificate"),
+    "revoked": ("✕", "Revoked", "Revoked certificate"),
+    "expired": ("!", "Expired", "Expired certificate"),
 }
 
 
@@ -59,9 +60,10 @@ def page_context(row: Any, issuer: str, now: datetime) -> dict[str, Any]:
     }[status]
     hours = format_hours(Decimal(row.credit_hours)) if row.credit_hours is not None else ""
     credit = " ".join(part for part in (hours, row.credit_kind or ("hours" if hours else "")) if part)
-    mark, label = _STATUS[status]
+    mark, label, title = _STATUS[status]
     return {
         "cert": row, "issuer": issuer, "status": status, "status_mark": mark, "status_label": label,
+        "page_title": title,
         "status_detail": detail, "credit": credit,
         "issued_on": format_date(issued) if issued else "", "issued_iso": _iso(issued),
         "expires_on": format_date(expires) if expires else "", "expires_iso": _iso(expires),

@@ -149,3 +149,19 @@ async def test_the_admin_search_finds_a_certificate_by_verification_id(service):
     assert status == 403 and body["error"]["code"] == "insufficient_scope"
     status, body = await service.admin("GET", "/certificates?verification_id=nope")
     assert status == 400 and body["error"]["code"] == "invalid_argument"
+
+
+async def test_the_admin_api_reads_revokes_and_regenerates_like_the_public_one(service):
+    cert = await _issue(service)
+    _, got = await service.admin("GET", f"/certificates/{cert['id']}", expect=200)
+    assert got["data"]["verification_id"] == cert["verification_id"]
+    async with service.client.get(f"/admin/v1/certificates/{cert['id']}/pdf",
+                                  headers=service.headers(scopes="admin")) as resp:
+        assert resp.status == 200 and cert["verification_id"] in pdf_text(await resp.read())
+    _, again = await service.admin("POST", f"/certificates/{cert['id']}/regenerate-pdf", expect=200)
+    assert again["data"]["pdf"]["version"] == 2
+    _, revoked = await service.admin("POST", f"/certificates/{cert['id']}/revoke", json={"reason": "Fraud"},
+                                     expect=200)
+    assert revoked["data"]["is_revoked"] is True
+    status, body = await service.admin("GET", "/certificates/424242")
+    assert status == 404 and body["error"]["code"] == "certificate_not_found"

@@ -111,6 +111,9 @@ async def test_a_template_update_regenerates_every_live_certificate_once(test_en
         text = pdf_text(await service.pdf(sample))
         assert "Certificate of Excellence" in text and vids[sample] in text
         await wait_until(lambda: _job_finished(engine), timeout=10, message="the job marked finished")
+        _, progress = await service.admin("GET", f"/cert-templates/{template['id']}/regeneration", expect=200)
+        assert progress["data"] == {"template_id": template["id"], "version": 2, "total": live, "done": live,
+                                    "pending": 0, "finished": True}
         metrics = await (await service.client.get("/metrics")).text()
         assert "learn_certificates_regenerated_total" in metrics
         assert "learn_certificates_regeneration_pending" in metrics

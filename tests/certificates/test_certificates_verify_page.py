@@ -39,6 +39,7 @@ async def test_the_page_shows_recipient_course_issuer_dates_and_a_valid_status(s
                  "2 June 2026", "2 June 2028", "2.5 CEU", cert["verification_id"]):
         assert text in html, text
     assert 'name="viewport" content="width=device-width, initial-scale=1"' in html
+    assert "<title>Valid certificate · Zoë Łukasiewicz-Ångström</title>" in html
 
 
 async def test_a_revoked_certificate_is_shown_as_revoked_without_its_reason(service):
@@ -47,6 +48,7 @@ async def test_a_revoked_certificate_is_shown_as_revoked_without_its_reason(serv
                        json={"reason": "internal investigation 42"}, expect=200)
     status, html, _ = await _page(service, cert["verification_id"])
     assert status == 200 and "Revoked" in html and "status-revoked" in html
+    assert "<title>Revoked certificate · " in html
     assert "Valid certificate" not in html and "internal investigation 42" not in html
 
 
