@@ -134,10 +134,10 @@ async def test_sessions_expire(ui_gateway, monkeypatch: pytest.MonkeyPatch) -> N
     from services.gateway.ui import UI_KEY
 
     ui = ui_gateway.client.server.app[UI_KEY]
-    monkeypatch.setattr(ui.sessions, "ttl", 0.3)
+    monkeypatch.setattr(ui.sessions, "ttl", 2.0)
     await ui_gateway.sign_in()
     assert (await ui_gateway.client.get("/admin", allow_redirects=False)).status == 200
-    await asyncio.sleep(0.4)
+    await asyncio.sleep(2.1)
     resp = await ui_gateway.client.get("/admin", allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"].startswith("/admin/login")
 

@@ -76,6 +76,9 @@ async def login(view: View) -> web.StreamResponse:
         log.warning("admin_ui_sign_in_failed", client=client)
         return _login_page(view, status=401, message="That is not the admin token.")
     ui.limiter.succeeded(client)
+    previous = request.cookies.get(SESSION_COOKIE)
+    if previous:
+        ui.sessions.delete(previous)
     session = ui.sessions.create()  # always a new id: a session id planted before sign-in is worthless
     log.info("admin_ui_signed_in", client=client)
     response = view.redirect(_safe_next(form.get("next")))

@@ -211,7 +211,7 @@
             bar.value = p.total ? p.done : 1;
             text.textContent = p.text;
             box.setAttribute("data-finished", p.finished ? "true" : "false");
-            if (!p.finished) window.setTimeout(tick, 1500);
+            if (!p.finished) window.setTimeout(tick, 2500);
           }, function () { window.setTimeout(tick, 4000); });
       };
       tick();
