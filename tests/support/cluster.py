@@ -334,7 +334,7 @@ class Cluster:
         found = await self.certificates_of(key, course_id=course_id)
         assert sorted(c["enrollment_id"] for c in found) == sorted(enrollment_ids), "missing or duplicated"
         assert len({c["verification_id"] for c in found}) == len(found)
-        gate = asyncio.Semaphore(16)
+        gate = asyncio.Semaphore(4)  # checking, not loading: each download holds database connections
 
         async def pdf_of(cert: dict[str, Any]) -> None:
             async with gate:
