@@ -58,8 +58,11 @@ class Importer:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     async def run(self) -> None:
-        await self.sweep_orphan_uploads()
-        await asyncio.gather(*(self._slot() for _ in range(self.settings.import_concurrency)))
+        with contextlib.suppress(Exception):  # best effort: a database still starting must not stop imports
+            await self.sweep_orphan_uploads()
+        async with asyncio.TaskGroup() as slots:  # one slot failing cancels the others (then all restart)
+            for _ in range(self.settings.import_concurrency):
+                slots.create_task(self._slot())
 
     async def sweep_orphan_uploads(self, min_age_seconds: float = 3600) -> int:
         """Delete upload files no package points to (a crash between writing one and recording it).
@@ -92,7 +95,11 @@ class Importer:
     async def _slot(self) -> None:
         wanted = self.scorm.import_wanted
         while True:
-            row = await self.claim()
+            try:
+                row = await self.claim()
+            except Exception:
+                log.warning("scorm_import_claim_failed", exc_info=True)  # the database is down: wait
+                row = None
             if row is None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wanted.wait(), self.settings.import_poll_interval)
