@@ -24,7 +24,7 @@ from services.certificates.documents import Documents, Facts
 from services.certificates.domain import KnownTenant
 from services.certificates.readmodels import current_names, remember_tenant, tenant_names
 from services.certificates.store import certificates, insert_ignoring_conflicts, tenants, users, verification_url
-from services.certificates.templates import spec_of, template_for_render
+from services.certificates.templates import spec_of, template_for_render, templates_lock
 from shared.blobstore import BlobInfo
 from shared.bus import outbox
 from shared.bus.consumer import PermanentError
@@ -64,13 +64,16 @@ def _check_payload(payload: EnrollmentCompleted) -> None:
         raise PermanentError("enrollment.completed without a course title")
 
 
-def _issue_lookup(tenant_id: int, enrollment_id: int, user_id: int) -> sa.Select[Any]:
+def _issue_lookup(tenant_id: int, enrollment_id: int, user_id: int, postgres: bool) -> sa.Select[Any]:
     """Everything issuing reads before rendering, in one round trip: the tenant as remembered, a certificate
-    the enrollment may already have, and the user's directory name."""
+    the enrollment may already have, the user's directory name; and (PostgreSQL) the shared templates lock, so
+    that the template read next is the latest and stays so until this transaction commits."""
     def scalar(column: Any, *where: Any) -> Any:
         return sa.select(column).where(*where).scalar_subquery()
 
+    lock = [templates_lock(tenant_id).label("templates_locked")] if postgres else []
     return sa.select(
+        *lock,
         scalar(tenants.c.slug, tenants.c.tenant_id == tenant_id).label("tenant_slug"),
         scalar(tenants.c.name, tenants.c.tenant_id == tenant_id).label("tenant_name"),
         scalar(certificates.c.id, certificates.c.tenant_id == tenant_id,
@@ -85,7 +88,9 @@ async def issue_certificate(session: AsyncSession, event: CloudEvent, payload: E
     _check_payload(payload)
     if not event.tenantid or event.tenantid < 1:
         raise PermanentError("unknown tenant: the event carries no tenant id")
-    found = (await session.execute(_issue_lookup(event.tenantid, payload.enrollment_id, payload.user.id))).one()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    found = (await session.execute(
+        _issue_lookup(event.tenantid, payload.enrollment_id, payload.user.id, postgres))).one()
     known = KnownTenant(event.tenantid, found.tenant_slug, found.tenant_name) if found.tenant_slug else None
     try:
         tenant = domain.tenant_from_event(event.tenantid, event.tenant, payload.tenant_name, known)
@@ -99,7 +104,7 @@ async def issue_certificate(session: AsyncSession, event: CloudEvent, payload: E
         return None
 
     template = await template_for_render(session, tenant.tenant_id, payload.course.certificate_template_id,
-                                         lock=True, rows=docs.template_rows)
+                                         rows=docs.template_rows)  # the lookup took the templates lock
     issued_at = payload.completed_at or now  # the day it was earned, even if the message was late
     credit = payload.course.credit
     facts = Facts(

@@ -21,10 +21,8 @@ from shared.bus.envelope import CloudEvent
 from shared.events.directory import UserUpserted
 
 
-async def known_tenant(session: AsyncSession, tenant_id: int, *, lock: bool = False) -> KnownTenant | None:
+async def known_tenant(session: AsyncSession, tenant_id: int) -> KnownTenant | None:
     stmt = sa.select(tenants.c.slug, tenants.c.name).where(tenants.c.tenant_id == tenant_id)
-    if lock:
-        stmt = stmt.with_for_update()
     row = (await session.execute(stmt)).first()
     return None if row is None else KnownTenant(tenant_id, row.slug, row.name)
 

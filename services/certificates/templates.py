@@ -1,10 +1,12 @@
 """Certificate templates: create, update (every change bumps ``version`` and emits ``template.updated``), one
 default per tenant, and which template a certificate renders with.
 
-Template writes of one tenant are serialised on the tenant's row, so "exactly one default" never races (the
-partial unique index ``ux_templates_default`` backs it up). Issuing reads its template ``FOR SHARE``: an update
-waits for in-flight issues to commit, so every certificate is either rendered with the new version or visible to
-the regeneration that follows it.
+Template writes of one tenant are serialised (see below), so "exactly one default" never races (the partial
+unique index ``ux_templates_default`` backs it up). Renders of a tenant's certificates hold a *shared*
+advisory lock on the tenant's templates while they read the template and until they commit; template writes
+take it *exclusively*. So an update waits for in-flight issues to commit, and every certificate is either
+rendered with the new version or visible to the regeneration that follows it. (A shared advisory lock costs
+nothing on the template's row; ``FOR SHARE`` on the row made concurrent issues of one template queue on it.)
 """
 
 from __future__ import annotations
@@ -108,14 +110,31 @@ class TemplateRows:
         return row
 
 
+_LOCK_CLASS = 0x63657274  # 'cert': the first key of the two-key advisory lock space; the tenant is the second
+
+
+def templates_lock(tenant_id: int, *, exclusive: bool = False) -> Any:
+    """``SELECT pg_advisory_xact_lock[_shared]('cert', tenant)``: see the module's docstring."""
+    function = sa.func.pg_advisory_xact_lock if exclusive else sa.func.pg_advisory_xact_lock_shared
+    return function(sa.literal(_LOCK_CLASS, sa.Integer), sa.literal(tenant_id % 2**31, sa.Integer))
+
+
+async def hold_templates(session: AsyncSession, tenant_id: int, *, exclusive: bool = False) -> None:
+    if session.get_bind().dialect.name == "postgresql":  # SQLite: the transaction already holds the write lock
+        await session.execute(sa.select(templates_lock(tenant_id, exclusive=exclusive)))
+
+
 async def template_for_render(session: AsyncSession, tenant_id: int, template_id: int | None, *,
                               lock: bool = False, rows: TemplateRows | None = None) -> Any | None:
     """The template a certificate uses: the one asked for, else the tenant's default, else None (built-in).
 
-    One statement finds (and with ``lock`` share-locks) the right template's id and version; the full row comes
-    from ``rows`` when it holds that version. A course may name a template that no longer exists in the tenant
-    (or never did): the certificate is still issued, with the default, and the fallback is logged.
+    With ``lock``, first takes the shared templates lock (callers that took it already pass False). One
+    statement then finds the right template's id and version; the full row comes from ``rows`` when it holds
+    that version. A course may name a template that no longer exists in the tenant (or never did): the
+    certificate is still issued, with the default, and the fallback is logged.
     """
+    if lock:
+        await hold_templates(session, tenant_id)
     head = sa.select(templates.c.id, templates.c.version).where(templates.c.tenant_id == tenant_id)
     if template_id is None:
         head = head.where(templates.c.is_default.is_(True))
@@ -123,7 +142,7 @@ async def template_for_render(session: AsyncSession, tenant_id: int, template_id
         head = head.where(sa.or_(templates.c.id == template_id, templates.c.is_default.is_(True))).order_by(
             sa.case((templates.c.id == template_id, 0), else_=1))
     head = head.limit(1)
-    found = (await session.execute(head.with_for_update(read=True) if lock else head)).first()
+    found = (await session.execute(head)).first()
     if template_id is not None and (found is None or found.id != template_id):
         log.warning("certificate_template_missing_using_default", template_id=template_id)
     if found is None:
@@ -152,10 +171,8 @@ def _event(author: Author, event_type: str, row: Any) -> Any:
 
 
 async def _lock_tenant_templates(session: AsyncSession, tenant_id: int) -> None:
-    # The tenants row exists: every admin request remembers its tenant before writing.
-    from services.certificates.readmodels import known_tenant
-
-    await known_tenant(session, tenant_id, lock=True)
+    """One template writer per tenant at a time, after every in-flight render of the tenant committed."""
+    await hold_templates(session, tenant_id, exclusive=True)
 
 
 async def _take_default(session: AsyncSession, author: Author, keep_id: int | None, now: datetime) -> None:
