@@ -297,9 +297,28 @@ async def read_json(request: web.Request, model: type[M]) -> M:
     return validate_payload(payload, model)
 
 
+def _check_text(value: Any, path: str) -> None:
+    """Reject text no database or client can store faithfully: NUL characters and unpaired surrogates."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ApiError.invalid(f"'{path}' must not contain NUL characters.")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError.invalid(f"'{path}' is not valid Unicode text (unpaired surrogate).") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, path)
+            _check_text(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_text(item, f"{path}[{index}]")
+
+
 def validate_payload(payload: Any, model: type[M]) -> M:
     if not isinstance(payload, dict):
         raise ApiError.invalid("The body must be a JSON object.")
+    _check_text(payload, "")
     for name, field in model.model_fields.items():
         key = field.alias or name
         if field.is_required():

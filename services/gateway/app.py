@@ -168,9 +168,9 @@ def _routes(app: web.Application, gateway: Gateway, api: AdminApi, proxy: AdminP
                             headers={"Cache-Control": "public, max-age=300"})
 
     r.add_get("/api/v1/learn/openapi.json", openapi)
-    r.add_route("*", "/api/v1/learn/{tail:.*}", gateway.public_api)
-    r.add_route("*", "/verify/{tail:.*}", gateway.pass_through)
-    r.add_route("*", "/learn/{tail:.*}", gateway.pass_through)
+    r.add_route("*", r"/api/v1/learn/{tail:[\s\S]*}", gateway.public_api)
+    r.add_route("*", r"/verify/{tail:[\s\S]*}", gateway.pass_through)
+    r.add_route("*", r"/learn/{tail:[\s\S]*}", gateway.pass_through)
 
     tenants = f"{ADMIN}/tenants"
     own = [
@@ -193,8 +193,8 @@ def _routes(app: web.Application, gateway: Gateway, api: AdminApi, proxy: AdminP
     for method, path, handler in own:
         r.add_route(method, path, gateway.admin(path, handler))
     forward = gateway.admin(tenants + "/{slug}/{rest}", proxy.forward)
-    r.add_route("*", tenants + "/{slug}/{rest:.+}", forward)
-    r.add_route("*", ADMIN + "/{tail:.*}", gateway.admin(ADMIN, _admin_not_found))
+    r.add_route("*", tenants + r"/{slug}/{rest:[\s\S]+}", forward)
+    r.add_route("*", ADMIN + r"/{tail:[\s\S]*}", gateway.admin(ADMIN, _admin_not_found))
 
 
 async def _admin_not_found(_request: web.Request) -> web.Response:

@@ -95,6 +95,9 @@ SCHEMAS: dict[str, Any] = {
         "total_time_seconds": {"type": "number"}, "created_at": _ts, "updated_at": _ts,
     }, ["id", "enrollment_id", "activity_id", "status"]),
     "LaunchCreate": _obj({"activity_id": _id}, ["activity_id"], closed=True),
+    "RuntimeCommit": _obj({"cmi": {"type": "object", "additionalProperties": {"type": "string"},
+                                   "description": "SCORM 1.2 or 2004 element names and string values"}},
+                          ["cmi"], closed=True),
     "Launch": _obj({"launch_url": {"type": "string"}, "runtime_token": {"type": "string"}, "expires_at": _ts,
                     "attempt_id": _id}, ["launch_url", "runtime_token", "expires_at", "attempt_id"]),
     "Certificate": _obj({
@@ -135,6 +138,7 @@ _ERRORS = {
     "404": "not_found (no such route) or <resource>_not_found.",
     "405": "method_not_allowed.",
     "413": "payload_too_large.",
+    "415": "unsupported_media_type: a JSON endpoint was sent something else.",
     "429": "rate_limited: see Retry-After and RateLimit.",
     "503": "service_unavailable: a backing service is down (504 when it is too slow).",
 }
@@ -180,9 +184,11 @@ def _parameters(route: Route) -> list[dict[str, Any]]:
     return params
 
 
-def _error(text: str) -> dict[str, Any]:
-    return {"description": text,
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+def _error(text: str, html: bool = False) -> dict[str, Any]:
+    content: dict[str, Any] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    if html:  # pages answer their own errors (a missing certificate) as HTML; the gateway's stay JSON
+        content["text/html"] = {"schema": {"type": "string"}}
+    return {"description": text, "content": content}
 
 
 def _operation(route: Route) -> dict[str, Any]:
@@ -192,9 +198,17 @@ def _operation(route: Route) -> dict[str, Any]:
         "summary": route.summary,
         "tags": [route.upstream],
         "parameters": _parameters(route),
-        "responses": {status: success, **{code: _error(text) for code, text in _ERRORS.items()}},
+        "responses": {status: success, **{code: _error(text, route.response == "html")
+                                          for code, text in _ERRORS.items()}},
         "x-upstream": route.upstream,
     }
+    if route.method == "POST" and route.path.endswith(("/enrollments", "/cohorts/grant")):
+        # Idempotent creates: 201 when something was created, 200 when the existing resource is returned.
+        again = dict(success)
+        again["description"] = "Nothing new: the existing resource (an idempotent repeat)."
+        op["responses"] = {"200": again, **op["responses"]}
+        if status == "200":
+            op["responses"]["201"] = dict(success, description="Created.")
     if route.scope is None:
         op["security"] = []
         op["description"] = "No API key: the service checks the token or id in the path."

@@ -93,12 +93,14 @@ PUBLIC_ROUTES: tuple[Route, ...] = (
 
 # Reached without an API key and forwarded as they are: the service resolves the tenant from the vid / token.
 PASS_THROUGH_ROUTES: tuple[Route, ...] = (
-    Route("GET", "/verify/{vid}", None, "certificates", "Public certificate verification page.", response="raw"),
+    Route("GET", "/verify/{vid}", None, "certificates", "Public certificate verification page.", response="html"),
     Route("GET", "/learn/player/{token}", None, "scorm", "Learner player page.", response="html"),
     Route("GET", "/learn/content/{token}/{path+}", None, "scorm", "Files of the launched SCO.",
           response="binary"),
-    Route("POST", "/learn/runtime/{token}/commit", None, "scorm", "Commit SCORM CMI data.", response="raw"),
-    Route("POST", "/learn/runtime/{token}/finish", None, "scorm", "End the runtime session.", response="raw"),
+    Route("POST", "/learn/runtime/{token}/commit", None, "scorm", "Commit SCORM CMI data.", response="raw",
+          body="RuntimeCommit"),
+    Route("POST", "/learn/runtime/{token}/finish", None, "scorm", "End the runtime session.", response="raw",
+          body="RuntimeCommit"),
     Route("GET", "/learn/static/{path+}", None, "scorm", "Player assets.", response="binary"),
 )
 

@@ -24,7 +24,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from services.gateway.routes import API_PREFIX, PUBLIC_ROUTES
+from services.gateway.routes import API_PREFIX, PUBLIC_ROUTES, RouteTable
 from tests.support.cluster import Cluster
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -263,7 +263,10 @@ async def test_fuzzing_with_a_wrong_scope_key_is_refused_by_scope(shared_cluster
                                      GenerationMode.POSITIVE, POSITIVE_CHECKS)
     assert not report.failures, report.summary()
     for method, path, status, body in api_answers(report):
-        if path != API_PREFIX + "/cohorts/grant":
+        if RouteTable.unsafe_path(path):
+            # dot segments and encoded slashes or backslashes never match a route: no such route, for any key
+            assert status == 404 and body["error"]["code"] == "not_found", (method, path, status, body)
+        elif path != API_PREFIX + "/cohorts/grant":
             assert status == 403 and body["error"]["code"] == "insufficient_scope", (method, path, status, body)
 
 

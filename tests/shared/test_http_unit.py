@@ -69,6 +69,9 @@ def test_cursor_signed_with_another_secret_is_rejected():
         ({"slug": "a", "title": "b", "tenant_id": 3}, "invalid_argument", "Unknown field 'tenant_id'"),
         ({"slug": "a", "title": "b", "minutes": "lots"}, "invalid_argument", "'minutes'"),
         ([1, 2], "invalid_argument", "JSON object"),
+        ({"slug": "a", "title": "x\u0000y"}, "invalid_argument", "'title' must not contain NUL"),
+        ({"slug": "a", "title": "x\ud927y"}, "invalid_argument", "'title' is not valid Unicode"),
+        ({"slug": "a", "title": "b", "meta": {"k": ["\u0000"]}}, "invalid_argument", "'meta.k[0]'"),
     ],
 )
 def test_payload_validation_names_the_field(payload, code, fragment):
