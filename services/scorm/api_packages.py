@@ -1,12 +1,22 @@
-"""HTTP: SCORM packages. Admin upload, list and get under ``/admin/v1``; public list and get."""
+"""HTTP: SCORM packages. Admin upload, list, get and preview under ``/admin/v1``; public list and get."""
 
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 
-from services.scorm import packages
+from services.scorm import launches, packages
 from services.scorm.context import SCORM_KEY
-from shared.http import ApiError, RequestContext, context_of, next_cursor, ok, page_request, path_id
+from shared.http import (
+    ApiError,
+    RequestContext,
+    context_of,
+    next_cursor,
+    ok,
+    page_request,
+    path_id,
+    read_json,
+)
 from shared.service import CURSOR_KEY, DB_KEY
 
 PUBLIC = "/api/v1/learn/scorm-packages"
@@ -65,9 +75,26 @@ async def admin_get(request: web.Request) -> web.Response:
     return await _get(request, "admin", admin=True)
 
 
+class PreviewCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sco_identifier: str | None = Field(default=None, min_length=1, max_length=4000)
+
+
+async def admin_preview(request: web.Request) -> web.Response:
+    """A launch of one SCO for the admin to try (the admin UI's Preview): browse mode, no attempt."""
+    ctx = context_of(request)
+    require_scope(ctx, "admin")
+    package_id = path_id(request, "id", "scorm_package")
+    body = await read_json(request, PreviewCreate)
+    data = await launches.preview(request.app[DB_KEY], request.app[SCORM_KEY], ctx, package_id,
+                                  body.sco_identifier)
+    return ok(request, data, status=201)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get(PUBLIC, public_list)
     app.router.add_get(PUBLIC + "/{id}", public_get)
     app.router.add_post(ADMIN, upload)
     app.router.add_get(ADMIN, admin_list)
     app.router.add_get(ADMIN + "/{id}", admin_get)
+    app.router.add_post(ADMIN + "/{id}/preview", admin_preview)

@@ -160,18 +160,23 @@ async def _target(session: AsyncSession, scope: TenantScope, activity: Any) -> L
         raise ApiError.invalid("The activity has no SCORM package to launch.")
     package = (await session.execute(
         scope.select(scorm_packages).where(scorm_packages.c.id == activity.scorm_package_id))).first()
-    if package is None or package.status != "ready":
-        state = "does not exist" if package is None else f"is {package.status}, not ready"
-        raise ApiError.invalid(f"The activity's SCORM package {activity.scorm_package_id} {state}.")
+    if package is None:
+        raise ApiError.invalid(f"The activity's SCORM package {activity.scorm_package_id} does not exist.")
+    return await _sco_target(session, scope, package, activity.sco_identifier, activity.passing_score_scaled)
+
+
+async def _sco_target(session: AsyncSession, scope: TenantScope, package: Any, wanted: str | None,
+                      passing: float | None) -> LaunchTarget:
+    """The SCO ``wanted`` (None: the first) of a ready package; ``passing`` is the course author's score."""
+    if package.status != "ready":
+        raise ApiError.invalid(f"The SCORM package {package.id} is {package.status}, not ready.")
     scos = (await session.execute(scope.select(scorm_scos).where(scorm_scos.c.package_id == package.id)
                                   .order_by(scorm_scos.c.position))).all()
-    wanted = activity.sco_identifier
     sco = next((s for s in scos if wanted is None or s.identifier == wanted), None)
     if sco is None:
-        raise ApiError.invalid(f"The activity's SCORM package {package.id} has no SCO "
+        raise ApiError.invalid(f"The SCORM package {package.id} has no SCO "
                                + (f"{wanted!r}." if wanted else "to launch."))
     standard = "1.2" if package.scorm_version == "1.2" else "2004"
-    passing = activity.passing_score_scaled
     mastery = sco.mastery_score
     if standard == "1.2" and passing is not None:
         mastery = round(passing * 100, 2)  # the course author's passing score wins over the manifest's
@@ -182,6 +187,34 @@ async def _target(session: AsyncSession, scope: TenantScope, activity: Any) -> L
         completion_threshold=sco.completion_threshold, objective_ids=list(sco.objective_ids or []),
         launch_data=sco.launch_data,
     )
+
+
+async def preview(db: Database, scorm: ScormContext, ctx: RequestContext, package_id: int,
+                  sco_identifier: str | None) -> dict[str, Any]:
+    """An admin trying a SCO: a launch in browse mode with no enrollment behind it and no events."""
+    scope = TenantScope(ctx.tenant_id)
+    stamp = now()
+    expires_at = stamp.replace(microsecond=0) + timedelta(seconds=scorm.settings.token_ttl)
+    async with db.transaction() as session:
+        package = (await session.execute(
+            scope.select(scorm_packages).where(scorm_packages.c.id == package_id))).first()
+        if package is None:
+            raise ApiError.not_found("scorm_package")
+        target = await _sco_target(session, scope, package, sco_identifier, None)
+        row = (await session.execute(scope.insert(
+            runtime_sessions, tenant_slug=ctx.tenant_slug, enrollment_id=0, activity_id=0,
+            user_id=ctx.owner_id or 0, course_id=0, mode="browse", preview=True, **_target_values(target),
+            **_resumed_values(None), sequence=0, reported_session_seconds=0.0, status="not_attempted",
+            started_at=stamp, finished_at=None, expires_at=expires_at, request_id=ctx.request_id,
+            updated_at=stamp,
+        ).returning(runtime_sessions.c.id))).one()
+    token = scorm.tokens.issue(row.id, ctx.tenant_id, expires_at)
+    log.info("sco_previewed", package_id=package_id, sco_identifier=target.sco_identifier)
+    return {
+        "launch_url": f"{scorm.settings.common.public_url.rstrip('/')}/learn/player/{token}",
+        "runtime_token": token,
+        "expires_at": expires_at,
+    }
 
 
 def _decimal(value: float | None) -> Decimal | None:

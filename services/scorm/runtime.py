@@ -109,8 +109,10 @@ async def commit(db: Database, scorm: ScormContext, token: str, cmi: dict[str, A
             cmi=snapshot, sequence=sequence, status=fields.status, updated_at=stamp, finished_at=ended_at,
             reported_session_seconds=max(row.reported_session_seconds, reported or 0.0),
         ))
-        await outbox.add(session, runtime_event(row, sequence=sequence, status=fields.status, fields=fields,
-                                                delta=delta, ended_at=ended_at, request_id=request_id))
+        if not row.preview:  # a preview has no enrollment: nothing to tell
+            await outbox.add(session, runtime_event(row, sequence=sequence, status=fields.status,
+                                                    fields=fields, delta=delta, ended_at=ended_at,
+                                                    request_id=request_id))
     log.info("runtime_committed", attempt_id=row.id, sequence=sequence, status=fields.status, finished=finish,
              session_time_delta=round(delta, 2))
     return Committed(row.id, sequence, fields.status, finish)

@@ -125,6 +125,8 @@ runtime_sessions = sa.Table(
     sa.Column("objective_ids", sa.JSON, nullable=False),
     sa.Column("launch_data", sa.Text, nullable=True),
     sa.Column("mode", sa.String(8), nullable=False),
+    #: an admin's preview of a SCO: no enrollment behind it, so its commits send no events
+    sa.Column("preview", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("cmi", sa.JSON, nullable=False),
     sa.Column("sequence", sa.Integer, nullable=False),
     sa.Column("reported_session_seconds", sa.Float, nullable=False),

@@ -397,3 +397,40 @@ async def test_a_finished_launch_does_not_play_again(scorm: ScormService) -> Non
     await scorm.runtime("finish", launch["runtime_token"], {"cmi": {}})
     status, _, body = await get(scorm, f"/learn/player/{launch['runtime_token']}")
     assert status == 400 and "launch the activity again" in json.loads(body)["error"]["message"]
+
+
+# --- previews (the admin UI's "Preview" of a SCO) -------------------------------------------------------
+
+
+async def preview(scorm: ScormService, package_id: int, body: dict, expect: int = 201, **tenant) -> dict:
+    _, answer = await scorm.call("POST", f"/admin/v1/scorm-packages/{package_id}/preview", json=body,
+                                 expect=expect, headers=scorm.headers(scopes="admin", **tenant))
+    return answer
+
+
+async def test_an_admin_previews_a_sco_in_browse_mode_without_an_attempt(scorm: ScormService) -> None:
+    package = await scorm.ready_package("golf_scorm12_multisco_runtime_minimum.zip")
+    launch = (await preview(scorm, package["id"], {"sco_identifier": "playing_par_item"}))["data"]
+    assert set(launch) == {"launch_url", "runtime_token", "expires_at"}
+    _, _, html = await get(scorm, f"/learn/player/{launch['runtime_token']}")
+    state = state_of(html)
+    assert (state["launch_url"], state["cmi"]["cmi.core.lesson_mode"], state["cmi"]["cmi.core.credit"]) == (
+        "Playing/Par.html", "browse", "no-credit")
+    answer = await scorm.runtime("finish", launch["runtime_token"],
+                                 {"cmi": {"cmi.core.lesson_status": "passed"}})
+    assert answer["data"]["status"] == "passed"
+    # A real launch afterwards: its events arrive, the preview's never do.
+    real, _ = await scorm.launched(GOLF_12)
+    await scorm.attempt_events(real["attempt_id"], 1)
+    preview_id = int(launch["runtime_token"].split(".")[1])
+    assert [e for e in scorm.events.of_type("runtime.committed") if e.data["attempt_id"] == preview_id] == []
+
+
+async def test_a_preview_needs_a_ready_package_of_the_tenant_and_a_known_sco(scorm: ScormService) -> None:
+    package = await scorm.ready_package(GOLF_12)
+    assert (await preview(scorm, 0, {}, expect=404))["error"]["code"] == "scorm_package_not_found"
+    other = await preview(scorm, package["id"], {}, expect=404, tenant_id=OTHER_TENANT_ID,
+                          tenant=OTHER_TENANT)
+    assert other["error"]["code"] == "scorm_package_not_found"
+    missing = await preview(scorm, package["id"], {"sco_identifier": "nope"}, expect=400)
+    assert "no SCO 'nope'" in missing["error"]["message"]
