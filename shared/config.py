@@ -42,6 +42,8 @@ class CommonSettings(BaseSettings):
     relay_poll_interval: float = Field(default=1.0, gt=0)
     run_migrations_on_start: bool = True
     json_body_limit: int = 1024 * 1024
+    db_pool_size: int = Field(default=5, ge=1, le=200,
+                              description="connections per service process (the same again as overflow)")
 
     @property
     def embedded(self) -> bool:

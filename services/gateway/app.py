@@ -96,7 +96,7 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
         url = settings.database_url
         if common.run_migrations_on_start:
             await migrate(url, MIGRATIONS)
-        db = Database(url, pool_size=20)
+        db = Database(url, pool_size=settings.common.db_pool_size)
         app[DB_KEY] = db
         gateway.keys = KeyDirectory(db, pepper, secret, ttl=settings.key_cache_ttl)
         gateway.usage = UsageRecorder(db, settings.last_used_resolution)
