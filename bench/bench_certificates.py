@@ -205,7 +205,7 @@ async def _service_runs(issue_n: int, regenerate_n: int, render: dict[str, float
 
         # Raw renders through the service's own pool (every core), same template, same run.
         pool = app[RUNTIME_KEY].documents.pool
-        worker_pids = list(getattr(pool._executor, "_processes", {}) or {})
+        worker_pids = pool.pids
         template_spec = bench_template()
         certs = [bench_certificate() for _ in range(issue_n)]
         await pool.render_many(template_spec, certs[: cores * 4])  # warm the workers' template caches

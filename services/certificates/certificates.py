@@ -17,14 +17,15 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.certificates import domain
 from services.certificates.documents import Documents, Facts
 from services.certificates.domain import KnownTenant
 from services.certificates.readmodels import current_names, remember_tenant, tenant_names
-from services.certificates.store import certificates, insert_ignoring_conflicts, tenants, users, verification_url
-from services.certificates.templates import spec_of, template_for_render, templates_lock
+from services.certificates.store import certificates, tenants, users, verification_url
+from services.certificates.templates import lock_key, spec_of, template_for_render, templates_lock
 from shared.blobstore import BlobInfo
 from shared.bus import outbox
 from shared.bus.consumer import PermanentError
@@ -64,22 +65,40 @@ def _check_payload(payload: EnrollmentCompleted) -> None:
         raise PermanentError("enrollment.completed without a course title")
 
 
-def _issue_lookup(tenant_id: int, enrollment_id: int, user_id: int, postgres: bool) -> sa.Select[Any]:
+def _issue_lookup(postgres: bool) -> sa.Select[Any]:
     """Everything issuing reads before rendering, in one round trip: the tenant as remembered, a certificate
     the enrollment may already have, the user's directory name; and (PostgreSQL) the shared templates lock, so
-    that the template read next is the latest and stays so until this transaction commits."""
+    that the template read next is the latest and stays so until this transaction commits. Prebuilt: binds
+    ``tenant_id``, ``enrollment_id``, ``user_id`` (and ``lock_tenant``)."""
+    tenant = sa.bindparam("tenant_id", type_=sa.BigInteger)
+
     def scalar(column: Any, *where: Any) -> Any:
         return sa.select(column).where(*where).scalar_subquery()
 
-    lock = [templates_lock(tenant_id).label("templates_locked")] if postgres else []
+    lock = [templates_lock().label("templates_locked")] if postgres else []
     return sa.select(
         *lock,
-        scalar(tenants.c.slug, tenants.c.tenant_id == tenant_id).label("tenant_slug"),
-        scalar(tenants.c.name, tenants.c.tenant_id == tenant_id).label("tenant_name"),
-        scalar(certificates.c.id, certificates.c.tenant_id == tenant_id,
-               certificates.c.enrollment_id == enrollment_id).label("existing"),
-        scalar(users.c.name, users.c.tenant_id == tenant_id, users.c.user_id == user_id).label("user_name"),
+        scalar(tenants.c.slug, tenants.c.tenant_id == tenant).label("tenant_slug"),
+        scalar(tenants.c.name, tenants.c.tenant_id == tenant).label("tenant_name"),
+        scalar(certificates.c.id, certificates.c.tenant_id == tenant,
+               certificates.c.enrollment_id == sa.bindparam("enrollment_id", type_=sa.BigInteger)).label("existing"),
+        scalar(users.c.name, users.c.tenant_id == tenant,
+               users.c.user_id == sa.bindparam("user_id", type_=sa.BigInteger)).label("user_name"),
     )
+
+
+_LOOKUP = {postgres: _issue_lookup(postgres) for postgres in (True, False)}
+
+
+def _issue_insert(dialect: Any) -> Any:
+    """The certificate's insert, prebuilt (binds ``c_<column>``); a concurrent twin makes it insert nothing."""
+    columns = [c for c in certificates.c if c.name not in ("id", "revoked_at", "revoked_reason")]
+    return (dialect.insert(certificates)
+            .values({c.name: sa.bindparam(f"c_{c.name}", type_=c.type) for c in columns})
+            .on_conflict_do_nothing().returning(certificates.c.id))
+
+
+_INSERT = {"postgresql": _issue_insert(postgresql), "sqlite": _issue_insert(sqlite)}
 
 
 async def issue_certificate(session: AsyncSession, event: CloudEvent, payload: EnrollmentCompleted,
@@ -89,8 +108,9 @@ async def issue_certificate(session: AsyncSession, event: CloudEvent, payload: E
     if not event.tenantid or event.tenantid < 1:
         raise PermanentError("unknown tenant: the event carries no tenant id")
     postgres = session.get_bind().dialect.name == "postgresql"
-    found = (await session.execute(
-        _issue_lookup(event.tenantid, payload.enrollment_id, payload.user.id, postgres))).one()
+    found = (await session.execute(_LOOKUP[postgres], {
+        "tenant_id": event.tenantid, "enrollment_id": payload.enrollment_id, "user_id": payload.user.id,
+        "lock_tenant": lock_key(event.tenantid)})).one()
     known = KnownTenant(event.tenantid, found.tenant_slug, found.tenant_name) if found.tenant_slug else None
     try:
         tenant = domain.tenant_from_event(event.tenantid, event.tenant, payload.tenant_name, known)
@@ -118,7 +138,7 @@ async def issue_certificate(session: AsyncSession, event: CloudEvent, payload: E
     )
     template_id = template.id if template is not None else None
     (pdf,) = await docs.render(tenant.tenant_id, spec_of(template, tenant.name), [(facts, 1)])
-    insert = insert_ignoring_conflicts(session, certificates, {
+    values = {
         "tenant_id": tenant.tenant_id, "enrollment_id": payload.enrollment_id, "user_id": payload.user.id,
         "course_id": payload.course.id, "course_version": payload.course.version, "template_id": template_id,
         "verification_id": facts.verification_id, "recipient_name": facts.recipient_name,
@@ -126,9 +146,11 @@ async def issue_certificate(session: AsyncSession, event: CloudEvent, payload: E
         "issued_at": facts.issued_at, "expires_at": facts.expires_at,
         **_pdf_columns(pdf.info, 1, template.version if template is not None else 1, now),
         "created_at": now, "updated_at": now,
-    }).returning(certificates.c.id)
+    }
+    insert = _INSERT[session.get_bind().dialect.name]
     try:
-        certificate_id = (await docs.store(session, [pdf], alongside=insert)).scalar()
+        certificate_id = (await docs.store(session, [pdf], alongside=insert,
+                                           params={f"c_{k}": v for k, v in values.items()})).scalar()
     except BaseException:
         await docs.abandon([pdf.key])
         raise

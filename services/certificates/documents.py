@@ -106,25 +106,25 @@ class Documents:
                 for (facts, version), pdf in zip(items, pdfs, strict=True)]
 
     async def store(self, session: AsyncSession, rendered: Sequence[Rendered], *, superseded: Sequence[str] = (),
-                    alongside: Any = None) -> Any:
+                    alongside: Any = None, params: dict[str, Any] | None = None) -> Any:
         """Store ``rendered`` (and drop ``superseded`` versions) for ``session``'s transaction, then run the
-        ``alongside`` INSERT/UPDATE, whose result is returned.
+        ``alongside`` INSERT/UPDATE (with ``params``), whose result is returned.
 
         Database store on PostgreSQL: everything is one statement, the PDF rows riding as data-modifying CTEs
         of ``alongside`` (round trips are what a certificate costs beyond its render). Files: written now,
         superseded ones left for :meth:`discard_later` after the commit.
         """
         if self.transactional:
-            ctes = _pdf_row_ctes(rendered, superseded)
             if session.get_bind().dialect.name == "postgresql":
+                all_params = {**_pdf_row_params(rendered, superseded), **(params or {})}
                 if alongside is not None:
-                    return await session.execute(alongside.add_cte(*ctes))
-                await session.execute(sa.select(sa.literal(1)).add_cte(*ctes))
+                    return await session.execute(_with_pdf_rows(alongside), all_params)
+                await session.execute(_PDF_ROWS_ONLY, all_params)
                 return None
             await _write_in_transaction(session, rendered, superseded)
         else:
             await self._put_files(rendered)
-        return await session.execute(alongside) if alongside is not None else None
+        return await session.execute(alongside, params or {}) if alongside is not None else None
 
     async def produce(self, session: AsyncSession, tenant_id: int, template: TemplateSpec,
                       items: Sequence[tuple[Facts, int]]) -> list[BlobInfo]:
@@ -212,38 +212,60 @@ def _pdf_rows(rendered: Sequence[Rendered]) -> tuple[list[dict[str, Any]], list[
     return blob_rows, chunk_rows
 
 
-def _array(name: str, values: list[Any], item: Any) -> Any:
-    return sa.bindparam(name, value=values, type_=postgresql.ARRAY(item))
+def _array(name: str, item: Any) -> Any:
+    return sa.bindparam(name, type_=postgresql.ARRAY(item))
 
 
-def _pdf_row_ctes(rendered: Sequence[Rendered], superseded: Sequence[str]) -> list[Any]:
+def _pdf_row_ctes() -> list[Any]:
     """PostgreSQL: the PDF rows to add and the superseded versions' rows to delete, as data-modifying CTEs.
 
-    Rows travel as arrays (``INSERT ... SELECT unnest(...)``), so the statement has the same shape for one PDF
-    or a batch and stays in SQLAlchemy's compiled cache (multi-row VALUES are compiled anew each time, which
-    costs about as much as a render).
+    Rows travel as arrays (``INSERT ... SELECT unnest(...)``), so the statement is built once, has the same
+    shape for one PDF or a batch, and stays in SQLAlchemy's compiled cache (multi-row VALUES are compiled anew
+    each time, which costs about as much as a render). Bind with :func:`_pdf_row_params`.
     """
-    blob_rows, chunk_rows = _pdf_rows(rendered)
-    old = list(superseded)
     unnest = sa.func.unnest
     return [
-        sa.delete(_chunks).where(_chunks.c.key == sa.any_(_array("old_keys", old, sa.String))).cte("old_chunks"),
-        sa.delete(_blobs).where(_blobs.c.key == sa.any_(_array("old_keys", old, sa.String))).cte("old_blobs"),
+        sa.delete(_chunks).where(_chunks.c.key == sa.any_(_array("old_keys", sa.String))).cte("old_chunks"),
+        sa.delete(_blobs).where(_blobs.c.key == sa.any_(_array("old_keys", sa.String))).cte("old_blobs"),
         sa.insert(_blobs).from_select(
             ["key", "bytes", "sha256", "content_type", "created_at"],
-            sa.select(unnest(_array("blob_keys", [r["key"] for r in blob_rows], sa.String)),
-                      unnest(_array("blob_sizes", [r["bytes"] for r in blob_rows], sa.BigInteger)),
-                      unnest(_array("blob_hashes", [r["sha256"] for r in blob_rows], sa.String)),
-                      sa.bindparam("blob_type", PDF_CONTENT_TYPE, type_=sa.String),
-                      sa.bindparam("blob_created", datetime.now(UTC), type_=sa.DateTime(timezone=True))),
+            sa.select(unnest(_array("blob_keys", sa.String)), unnest(_array("blob_sizes", sa.BigInteger)),
+                      unnest(_array("blob_hashes", sa.String)), sa.bindparam("blob_type", type_=sa.String),
+                      sa.bindparam("blob_created", type_=sa.DateTime(timezone=True))),
         ).cte("new_blobs"),
         sa.insert(_chunks).from_select(
             ["key", "seq", "data"],
-            sa.select(unnest(_array("chunk_keys", [r["key"] for r in chunk_rows], sa.String)),
-                      unnest(_array("chunk_seqs", [r["seq"] for r in chunk_rows], sa.Integer)),
-                      unnest(_array("chunk_data", [r["data"] for r in chunk_rows], sa.LargeBinary))),
+            sa.select(unnest(_array("chunk_keys", sa.String)), unnest(_array("chunk_seqs", sa.Integer)),
+                      unnest(_array("chunk_data", sa.LargeBinary))),
         ).cte("new_chunks"),
     ]
+
+
+_PDF_ROW_CTES = _pdf_row_ctes()
+_PDF_ROWS_ONLY = sa.select(sa.literal(1)).add_cte(*_PDF_ROW_CTES)
+_combined: dict[int, tuple[Any, Any]] = {}
+
+
+def _with_pdf_rows(statement: Any) -> Any:
+    """``statement`` with the PDF row CTEs, built once per (prebuilt) statement so its cache key is memoized."""
+    held = _combined.get(id(statement))
+    if held is None or held[0] is not statement:
+        held = (statement, statement.add_cte(*_PDF_ROW_CTES))
+        if len(_combined) < 64:
+            _combined[id(statement)] = held
+    return held[1]
+
+
+def _pdf_row_params(rendered: Sequence[Rendered], superseded: Sequence[str]) -> dict[str, Any]:
+    blob_rows, chunk_rows = _pdf_rows(rendered)
+    return {
+        "old_keys": list(superseded),
+        "blob_keys": [r["key"] for r in blob_rows], "blob_sizes": [r["bytes"] for r in blob_rows],
+        "blob_hashes": [r["sha256"] for r in blob_rows], "blob_type": PDF_CONTENT_TYPE,
+        "blob_created": datetime.now(UTC),
+        "chunk_keys": [r["key"] for r in chunk_rows], "chunk_seqs": [r["seq"] for r in chunk_rows],
+        "chunk_data": [r["data"] for r in chunk_rows],
+    }
 
 
 async def _write_in_transaction(session: AsyncSession, rendered: Sequence[Rendered],

@@ -1,14 +1,22 @@
-"""PDF rendering off the event loop: a pool of worker processes, one renderer each.
+"""PDF rendering off the event loop: worker processes, one renderer each, fed through pipes.
 
 Rendering is CPU-bound pure Python, so threads would share one core: processes use them all. Workers start from
-a forkserver that has already imported reportlab and the fonts, so a pool starts in a fraction of a second and a
-worker never inherits the service's threads, sockets or event loop.
+a forkserver that has already imported reportlab and the fonts, so they start in a fraction of a second and
+never inherit the service's threads, sockets or event loop.
 
-Requests are batched on the way to the workers: at most one batch per worker is in flight, and whatever queued
-meanwhile (same template) leaves as the next batch, split evenly over the workers. An idle pool renders a lone
-certificate at once; a busy one pays the hand-over to a process (pickling the template, waking the worker,
-sending results back) once per batch instead of once per certificate. Each worker prepares a template's logo
-and background once per template version and keeps them.
+Each worker has its own duplex pipe, watched by the event loop (``add_reader``): a batch goes out as one
+write and its PDFs come back as one message, with no executor threads, wake-up pipes or thread hand-offs in
+between. What crosses the process boundary per certificate is what a certificate costs beyond its render, so:
+
+- requests are batched: at most one batch per worker in flight; whatever queued meanwhile (same template)
+  leaves as the next batch, an even share of the queue, at most :data:`MAX_BATCH`. An idle pool renders a lone
+  certificate at once;
+- a stored template (``id > 0``: its content is fixed per version) is sent to a worker once per
+  ``(id, version, issuer)``; later batches name it. The worker also prepares its logo and background once.
+
+A worker that dies (OOM killer, a crash in a C extension) is replaced; the callers of its batch get
+:class:`RenderFailed` (a consumer then retries its message, a regeneration lane its batch). Workers exit when
+the service closes their pipe or dies.
 """
 
 from __future__ import annotations
@@ -16,11 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
-from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+import pickle
+import signal
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import Any
 
 import structlog
 
@@ -29,24 +40,45 @@ from services.certificates.pdf import CertificateData, CertificateRenderer, Temp
 log = structlog.get_logger("certificates.rendering")
 
 MAX_BATCH = 16
-_renderer: CertificateRenderer | None = None
+_TEMPLATES_PER_WORKER = 32
 
 
-def _worker_renderer() -> CertificateRenderer:
-    global _renderer
-    if _renderer is None:
-        _renderer = CertificateRenderer()
-    return _renderer
+class RenderFailed(RuntimeError):
+    """A render did not complete (the template could not be rendered, or the worker died)."""
 
 
-def _render_batch(template: TemplateSpec, certs: Sequence[CertificateData]) -> list[bytes]:
-    renderer = _worker_renderer()
-    return [renderer.render(template, cert) for cert in certs]
+# --- the worker process ------------------------------------------------------------------------------------
 
 
-def _warm_up() -> int:
-    _worker_renderer()
-    return 0
+def _serve(conn: Connection) -> None:
+    """A worker's life: read a batch, render it, send the PDFs back; until the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the service, which then closes our pipe
+    renderer = CertificateRenderer()
+    templates: OrderedDict[Any, TemplateSpec] = OrderedDict()
+    conn.send_bytes(b"ready")
+    while True:
+        try:
+            message = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        token, template, certs = pickle.loads(message)  # noqa: S301 - from our own process, through our own pipe
+        try:
+            if template is None:
+                template = templates[token]
+            elif token is not None:
+                templates[token] = template
+                while len(templates) > _TEMPLATES_PER_WORKER:
+                    templates.popitem(last=False)
+            reply: tuple[list[bytes] | None, str | None] = ([renderer.render(template, c) for c in certs], None)
+        except Exception as exc:  # a bug or an unrenderable input: report it, keep serving
+            reply = (None, f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
+        except (BrokenPipeError, OSError):
+            return
+
+
+# --- the service side --------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -56,30 +88,64 @@ class _Request:
     result: asyncio.Future[bytes]
 
 
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    batch: list[_Request] | None = None
+    known: OrderedDict[Any, None] = field(default_factory=OrderedDict)
+
+
+def _token(template: TemplateSpec) -> Any:
+    """How a worker recognises a template it already has; None: send it every time (built-in, previews)."""
+    return (template.id, template.version, template.issuer_name) if template.id > 0 else None
+
+
 class RenderPool:
     """``await pool.render(template, cert)`` / ``await pool.render_many(template, certs)`` in worker processes."""
 
     def __init__(self, workers: int):
         self.workers = workers
-        self._executor = self._new_executor()
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(["services.certificates.rendering"])
+        self._pool: list[_Worker] = []
         self._queue: deque[_Request] = deque()
-        self._in_flight = 0
+        self._closing = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _new_executor(self) -> ProcessPoolExecutor:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["services.certificates.rendering"])
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+    @property
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._pool if w.process.pid is not None]
 
     async def start(self) -> None:
-        """Spawn every worker now (and load fonts there), so that the first certificate is not slow."""
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self._executor, _warm_up) for _ in range(self.workers)))
+        """Start every worker and wait until each has loaded its fonts, so the first certificate is not slow."""
+        self._loop = asyncio.get_running_loop()
+        workers = await asyncio.gather(*(asyncio.to_thread(self._spawn) for _ in range(self.workers)))
+        for worker in workers:
+            self._watch(worker)
+
+    def _spawn(self) -> _Worker:
+        ours, theirs = self._context.Pipe(duplex=True)
+        process = self._context.Process(target=_serve, args=(theirs,), name="certificate-renderer", daemon=True)
+        process.start()
+        theirs.close()
+        if ours.recv_bytes() != b"ready":  # blocks until fonts are loaded; EOFError if the worker died
+            raise RenderFailed("a render worker did not start")
+        return _Worker(process, ours)
+
+    def _watch(self, worker: _Worker) -> None:
+        assert self._loop is not None
+        self._pool.append(worker)
+        self._loop.add_reader(worker.conn.fileno(), self._on_reply, worker)
+        self._dispatch()
 
     async def render(self, template: TemplateSpec, cert: CertificateData) -> bytes:
         return (await self.render_many(template, [cert]))[0]
 
     async def render_many(self, template: TemplateSpec, certs: Sequence[CertificateData]) -> list[bytes]:
         """Render ``certs`` (spread over every worker); the result keeps their order."""
+        if self._closing:
+            raise RenderFailed("the render pool is closed")
         loop = asyncio.get_running_loop()
         requests = [_Request(template, cert, loop.create_future()) for cert in certs]
         self._queue.extend(requests)
@@ -87,23 +153,18 @@ class RenderPool:
         try:
             return list(await asyncio.gather(*(r.result for r in requests)))
         except BaseException:
-            for request in requests:  # cancelled or failed: take back what has not left yet
+            for request in requests:  # cancelled or failed: what has not left yet never will
                 request.result.cancel()
             raise
 
     def _dispatch(self) -> None:
-        while self._in_flight < self.workers and self._queue:
+        for worker in self._pool:
+            if worker.batch is not None:
+                continue
             batch = self._next_batch()
             if not batch:
-                continue
-            self._in_flight += 1
-            try:
-                future = self._executor.submit(_render_batch, batch[0].template, [r.cert for r in batch])
-            except BaseException as exc:  # a broken pool refuses work at once
-                self._in_flight -= 1
-                self._fail(batch, exc)
-                continue
-            future.add_done_callback(self._completion(batch, asyncio.get_running_loop()))
+                return
+            self._send(worker, batch)
 
     def _next_batch(self) -> list[_Request]:
         """Up to an even share of the queued requests that use the first one's template."""
@@ -112,33 +173,80 @@ class RenderPool:
         if not self._queue:
             return []
         template = self._queue[0].template
-        same = [r for r in self._queue if r.template is template or r.template == template]
-        size = min(MAX_BATCH, -(-len(same) // self.workers))
-        batch = [r for r in same if not r.result.done()][:size]
+        same = [r for r in self._queue if not r.result.done() and (r.template is template or r.template == template)]
+        batch = same[: min(MAX_BATCH, -(-len(same) // self.workers))]
         chosen = {id(r) for r in batch}
         self._queue = deque(r for r in self._queue if id(r) not in chosen and not r.result.done())
         return batch
 
-    def _completion(self, batch: list[_Request],
-                    loop: asyncio.AbstractEventLoop) -> Callable[[Future[list[bytes]]], None]:
-        def done(future: Future[list[bytes]]) -> None:  # runs in the executor's thread
-            with contextlib.suppress(RuntimeError):  # the loop closed first: nobody is waiting any more
-                loop.call_soon_threadsafe(self._finish, batch, future)
+    def _send(self, worker: _Worker, batch: list[_Request]) -> None:
+        template = batch[0].template
+        token = _token(template)
+        known = token is not None and token in worker.known
+        try:
+            message = pickle.dumps((token, None if known else template, [r.cert for r in batch]),
+                                   protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # never leave a caller waiting for a batch that cannot leave
+            self._fail(batch, RenderFailed(f"cannot send the batch to a worker: {exc!r}"))
+            return
+        worker.batch = batch
+        try:
+            # The worker is idle, blocked reading its pipe: the write completes at once.
+            worker.conn.send_bytes(message)
+        except OSError:
+            self._lost(worker)
+            return
+        if token is not None:
+            worker.known[token] = None
+            worker.known.move_to_end(token)
+            while len(worker.known) > _TEMPLATES_PER_WORKER:
+                worker.known.popitem(last=False)
 
-        return done
-
-    def _finish(self, batch: list[_Request], future: Future[list[bytes]]) -> None:
-        self._in_flight -= 1
-        exc = future.exception() if not future.cancelled() else asyncio.CancelledError()
-        if exc is not None:
-            if isinstance(exc, BrokenProcessPool):
-                self._replace_broken_pool()
-            self._fail(batch, exc)
+    def _on_reply(self, worker: _Worker) -> None:
+        try:
+            message = worker.conn.recv_bytes()
+        except (EOFError, OSError):
+            self._lost(worker)
+            return
+        batch, worker.batch = worker.batch or [], None
+        pdfs, error = pickle.loads(message)  # noqa: S301 - from our own worker, through our own pipe
+        if not batch:
+            log.warning("render_reply_without_batch", pid=worker.process.pid)
+        elif error is not None:
+            log.error("certificate_render_failed", error=error, certificates=len(batch))
+            self._fail(batch, RenderFailed(error))
         else:
-            for request, pdf in zip(batch, future.result(), strict=True):
+            for request, pdf in zip(batch, pdfs, strict=True):
                 if not request.result.done():
                     request.result.set_result(pdf)
         self._dispatch()
+
+    def _lost(self, worker: _Worker) -> None:
+        """A worker died: fail its batch, forget it, start another."""
+        assert self._loop is not None
+        with contextlib.suppress(Exception):
+            self._loop.remove_reader(worker.conn.fileno())
+        with contextlib.suppress(Exception):
+            worker.conn.close()
+        if worker in self._pool:
+            self._pool.remove(worker)
+        self._fail(worker.batch or [], RenderFailed("the render worker died"))
+        worker.batch = None
+        if self._closing:
+            return
+        log.error("render_worker_died", pid=worker.process.pid, exitcode=worker.process.exitcode)
+        replacement = self._loop.create_task(asyncio.to_thread(self._spawn))
+        replacement.add_done_callback(self._replaced)
+
+    def _replaced(self, task: asyncio.Task[_Worker]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            log.error("render_worker_restart_failed", error=repr(task.exception()) if not task.cancelled() else "")
+            return
+        worker = task.result()
+        if self._closing:
+            worker.conn.close()
+            return
+        self._watch(worker)
 
     @staticmethod
     def _fail(batch: list[_Request], exc: BaseException) -> None:
@@ -146,14 +254,25 @@ class RenderPool:
             if not request.result.done():
                 request.result.set_exception(exc)
 
-    def _replace_broken_pool(self) -> None:
-        # A worker died (OOM killer, a crash in a C extension): new workers; the callers see the error and retry.
-        log.error("render_pool_broken", workers=self.workers)
-        old, self._executor = self._executor, self._new_executor()
-        old.shutdown(wait=False, cancel_futures=True)
-
     async def close(self) -> None:
+        self._closing = True
         for request in self._queue:
             request.result.cancel()
         self._queue.clear()
-        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
+        for worker in list(self._pool):
+            if self._loop is not None:
+                with contextlib.suppress(Exception):
+                    self._loop.remove_reader(worker.conn.fileno())
+            self._fail(worker.batch or [], RenderFailed("the render pool is closed"))
+            worker.conn.close()  # the worker reads EOF and exits
+        processes = [w.process for w in self._pool]
+        self._pool.clear()
+        await asyncio.to_thread(_reap, processes)
+
+
+def _reap(processes: list[BaseProcess]) -> None:
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=5)

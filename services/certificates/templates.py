@@ -113,15 +113,40 @@ class TemplateRows:
 _LOCK_CLASS = 0x63657274  # 'cert': the first key of the two-key advisory lock space; the tenant is the second
 
 
-def templates_lock(tenant_id: int, *, exclusive: bool = False) -> Any:
-    """``SELECT pg_advisory_xact_lock[_shared]('cert', tenant)``: see the module's docstring."""
+def templates_lock(*, exclusive: bool = False) -> Any:
+    """``pg_advisory_xact_lock[_shared]('cert', :lock_tenant)``: see the module's docstring. Bind
+    ``lock_tenant`` with :func:`lock_key`."""
     function = sa.func.pg_advisory_xact_lock if exclusive else sa.func.pg_advisory_xact_lock_shared
-    return function(sa.literal(_LOCK_CLASS, sa.Integer), sa.literal(tenant_id % 2**31, sa.Integer))
+    return function(sa.literal(_LOCK_CLASS, sa.Integer), sa.bindparam("lock_tenant", type_=sa.Integer))
+
+
+def lock_key(tenant_id: int) -> int:
+    return tenant_id % 2**31
+
+
+_HOLD = {exclusive: sa.select(templates_lock(exclusive=exclusive)) for exclusive in (False, True)}
 
 
 async def hold_templates(session: AsyncSession, tenant_id: int, *, exclusive: bool = False) -> None:
     if session.get_bind().dialect.name == "postgresql":  # SQLite: the transaction already holds the write lock
-        await session.execute(sa.select(templates_lock(tenant_id, exclusive=exclusive)))
+        await session.execute(_HOLD[exclusive], {"lock_tenant": lock_key(tenant_id)})
+
+
+# Prebuilt (hot path: once per certificate issued): which template, and its version.
+_TEMPLATE = sa.bindparam("template_id", type_=sa.BigInteger)
+_HEAD_NAMED = (
+    sa.select(templates.c.id, templates.c.version)
+    .where(templates.c.tenant_id == sa.bindparam("tenant_id", type_=sa.BigInteger),
+           sa.or_(templates.c.id == _TEMPLATE, templates.c.is_default.is_(True)))
+    .order_by(sa.case((templates.c.id == _TEMPLATE, 0), else_=1))
+    .limit(1)
+)
+_HEAD_DEFAULT = (
+    sa.select(templates.c.id, templates.c.version)
+    .where(templates.c.tenant_id == sa.bindparam("tenant_id", type_=sa.BigInteger),
+           templates.c.is_default.is_(True))
+    .limit(1)
+)
 
 
 async def template_for_render(session: AsyncSession, tenant_id: int, template_id: int | None, *,
@@ -135,14 +160,10 @@ async def template_for_render(session: AsyncSession, tenant_id: int, template_id
     """
     if lock:
         await hold_templates(session, tenant_id)
-    head = sa.select(templates.c.id, templates.c.version).where(templates.c.tenant_id == tenant_id)
     if template_id is None:
-        head = head.where(templates.c.is_default.is_(True))
+        found = (await session.execute(_HEAD_DEFAULT, {"tenant_id": tenant_id})).first()
     else:
-        head = head.where(sa.or_(templates.c.id == template_id, templates.c.is_default.is_(True))).order_by(
-            sa.case((templates.c.id == template_id, 0), else_=1))
-    head = head.limit(1)
-    found = (await session.execute(head)).first()
+        found = (await session.execute(_HEAD_NAMED, {"tenant_id": tenant_id, "template_id": template_id})).first()
     if template_id is not None and (found is None or found.id != template_id):
         log.warning("certificate_template_missing_using_default", template_id=template_id)
     if found is None:
