@@ -1,6 +1,7 @@
 """Admin UI fixtures.
 
-- ``ui_gateway``: the real gateway in this process (PostgreSQL + RabbitMQ), for the HTTP-level safety tests of the
+- ``ui_gateway``: the real gateway in this process (PostgreSQL + RabbitMQ; one per module, a fresh client, cookies
+  and sign-in limiter per test), for the HTTP-level safety tests of the
   pages that need only the directory (sign-in, tenants, API keys).
 - ``ui_cluster`` + ``browser``: the whole system (every service its own process) and headless Chromium, shared by
   the browser journeys of a test session (starting them takes most of a minute).
@@ -14,13 +15,17 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, Page, async_playwright
 
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
+from services.gateway.ui import UI_KEY
+from services.gateway.ui.security import SESSION_COOKIE, SignInLimiter
+from services.gateway.ui.views import Ui
 from tests.support import infra
 from tests.support.cluster import Cluster, running_cluster
 from tests.support.env import TestEnv
@@ -36,8 +41,18 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 @dataclass
 class UiGateway:
-    client: TestClient
+    """One test's browser-like client (its own cookies) of the module's gateway."""
+
+    server: TestServer
+    client: aiohttp.ClientSession
     admin_token: str
+
+    @property
+    def ui(self) -> Ui:
+        return self.server.app[UI_KEY]
+
+    def session_id(self) -> str:
+        return self.client.cookie_jar.filter_cookies(self.server.make_url("/admin"))[SESSION_COOKIE].value
 
     async def sign_in(self) -> str:
         """Sign in through the form; returns the session's CSRF token."""
@@ -61,15 +76,38 @@ class UiGateway:
                                          headers={"Authorization": f"Bearer {self.admin_token}"}, **kw)
         return resp.status, await resp.json()
 
+    async def tenant(self, prefix: str = "acme", name: str | None = None) -> str:
+        slug = f"{prefix}-{secrets.token_hex(3)}"
+        status, body = await self.admin("POST", "/tenants", json={"slug": slug, "name": name or "Acme", "plan": "pro"})
+        assert status == 201, body
+        return slug
 
-@pytest.fixture
-async def ui_gateway(test_env: TestEnv, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[UiGateway]:
-    for name, value in {"SESSION_TTL": "3600", "SIGN_IN_MAX_FAILURES": "3", "SIGN_IN_WINDOW": "600"}.items():
-        monkeypatch.setenv(f"LEARN_GATEWAY_UI_{name}", value)
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def ui_server(postgres_url: str, amqp_url: str, tmp_path_factory: pytest.TempPathFactory
+                    ) -> AsyncIterator[tuple[TestServer, str]]:
+    """One gateway per test module (each test gets its own client, sign-in limiter and cookies)."""
+    env = TestEnv(postgres_url=postgres_url, amqp_url=amqp_url, data_dir=tmp_path_factory.mktemp("ui-gateway"))
     token = secrets.token_urlsafe(24)
-    settings = GatewaySettings(common=test_env.common(), admin_token=token, access_log=False)
-    async with TestClient(TestServer(create_app(settings))) as client:
-        yield UiGateway(client, token)
+    settings = GatewaySettings(common=env.common(), admin_token=token, access_log=False)
+    server = TestServer(create_app(settings))
+    await server.start_server()
+    try:
+        yield server, token
+    finally:
+        await server.close()
+        await env.cleanup()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def ui_gateway(ui_server: tuple[TestServer, str]) -> AsyncIterator[UiGateway]:
+    server, token = ui_server
+    ui = server.app[UI_KEY]
+    ui.limiter = SignInLimiter(max_failures=3, window=600)
+    ui.sessions.ttl = 3600
+    async with aiohttp.ClientSession(base_url=server.make_url("/"), cookie_jar=aiohttp.CookieJar(unsafe=True)
+                                     ) as client:
+        yield UiGateway(server, client, token)
 
 
 # --- the whole system and a browser -----------------------------------------------------------------------

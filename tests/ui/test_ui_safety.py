@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 
 import pytest
 
 from services.gateway.ui.security import CSP, LOGIN_COOKIE, SESSION_COOKIE
 
-PAGES = ("/admin", "/admin/api-keys?tenant=acme", "/admin/logout", "/admin/no-such-page")
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 async def test_pages_ask_for_sign_in_and_come_back_after_it(ui_gateway) -> None:
@@ -100,7 +101,7 @@ async def test_a_post_without_a_csrf_token_is_refused_and_changes_nothing(ui_gat
     assert resp.status == 403
     assert "did not come from this site" in await resp.text()
     status, _ = await ui_gateway.admin("GET", "/tenants/forged")
-    assert status == 404
+    assert status == 404  # (no test creates it)
 
 
 async def test_a_post_with_a_wrong_csrf_token_is_refused(ui_gateway) -> None:
@@ -112,17 +113,17 @@ async def test_a_post_with_a_wrong_csrf_token_is_refused(ui_gateway) -> None:
 
 async def test_a_post_with_the_sessions_csrf_token_goes_through(ui_gateway) -> None:
     csrf = await ui_gateway.sign_in()
+    slug = f"made-{secrets.token_hex(3)}"
     resp = await ui_gateway.client.post("/admin/tenants", allow_redirects=False,
-                                        data={"csrf_token": csrf, "slug": "acme", "name": "Acme", "plan": "pro"})
+                                        data={"csrf_token": csrf, "slug": slug, "name": "Made", "plan": "pro"})
     assert resp.status == 303
-    status, body = await ui_gateway.admin("GET", "/tenants/acme")
-    assert status == 200 and body["data"]["name"] == "Acme"
+    status, body = await ui_gateway.admin("GET", f"/tenants/{slug}")
+    assert status == 200 and body["data"]["name"] == "Made"
 
 
 async def test_sign_out_ends_the_session_on_the_server(ui_gateway) -> None:
     csrf = await ui_gateway.sign_in()
-    session_id = ui_gateway.client.session.cookie_jar.filter_cookies(ui_gateway.client.make_url("/admin"))[
-        SESSION_COOKIE].value
+    session_id = ui_gateway.session_id()
     resp = await ui_gateway.client.post("/admin/logout", data={"csrf_token": csrf}, allow_redirects=False)
     assert resp.status == 303 and resp.headers["Location"] == "/admin/login?signed_out=1"
     # Replaying the old cookie does not work: the session is gone, not just the cookie.
@@ -130,11 +131,8 @@ async def test_sign_out_ends_the_session_on_the_server(ui_gateway) -> None:
     assert resp.status == 303 and resp.headers["Location"].startswith("/admin/login")
 
 
-async def test_sessions_expire(ui_gateway, monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.gateway.ui import UI_KEY
-
-    ui = ui_gateway.client.server.app[UI_KEY]
-    monkeypatch.setattr(ui.sessions, "ttl", 2.0)
+async def test_sessions_expire(ui_gateway) -> None:
+    ui_gateway.ui.sessions.ttl = 2.0
     await ui_gateway.sign_in()
     assert (await ui_gateway.client.get("/admin", allow_redirects=False)).status == 200
     await asyncio.sleep(2.1)
@@ -145,10 +143,11 @@ async def test_sessions_expire(ui_gateway, monkeypatch: pytest.MonkeyPatch) -> N
 async def test_every_page_sends_the_content_security_policy_and_friends(ui_gateway) -> None:
     await ui_gateway.client.get("/admin/login")
     await ui_gateway.sign_in()
-    await ui_gateway.admin("POST", "/tenants", json={"slug": "acme", "name": "Acme", "plan": "pro"})
+    slug = await ui_gateway.tenant()
     static = re.search(r'href="(/admin/static/admin\.css\?v=\w+)"',
                        await (await ui_gateway.client.get("/admin")).text()).group(1)  # type: ignore[union-attr]
-    for path in (*PAGES, "/admin/login", static):
+    for path in ("/admin", f"/admin/api-keys?tenant={slug}", "/admin/logout", "/admin/no-such-page", "/admin/login",
+                 static):
         resp = await ui_gateway.client.get(path, allow_redirects=False)
         assert resp.headers["Content-Security-Policy"] == CSP, path
         assert resp.headers["X-Content-Type-Options"] == "nosniff", path
@@ -158,8 +157,8 @@ async def test_every_page_sends_the_content_security_policy_and_friends(ui_gatew
 
 async def test_pages_have_no_inline_script_or_style(ui_gateway) -> None:
     await ui_gateway.sign_in()
-    await ui_gateway.admin("POST", "/tenants", json={"slug": "acme", "name": "Acme", "plan": "pro"})
-    for path in ("/admin", "/admin/api-keys?tenant=acme", "/admin/login"):
+    slug = await ui_gateway.tenant()
+    for path in ("/admin", f"/admin/api-keys?tenant={slug}", "/admin/login"):
         html = await (await ui_gateway.client.get(path)).text()
         assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == [], path
         assert " style=" not in html and "<style" not in html and " on" + "click=" not in html, path
@@ -168,8 +167,8 @@ async def test_pages_have_no_inline_script_or_style(ui_gateway) -> None:
 async def test_hostile_tenant_names_are_shown_as_text(ui_gateway) -> None:
     await ui_gateway.sign_in()
     hostile = '<script>alert("x")</script><img src=x onerror=alert(1)>'
-    await ui_gateway.admin("POST", "/tenants", json={"slug": "evil", "name": hostile, "plan": "pro"})
-    html = await (await ui_gateway.client.get("/admin/api-keys?tenant=evil")).text()
+    slug = await ui_gateway.tenant("evil", hostile)
+    html = await (await ui_gateway.client.get(f"/admin/api-keys?tenant={slug}")).text()
     assert hostile not in html
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&lt;img src=x onerror=alert(1)&gt;" in html
 
@@ -184,12 +183,12 @@ async def test_the_admin_api_still_answers_in_json_beside_the_ui(ui_gateway) -> 
 
 async def test_the_plain_key_is_shown_once_and_never_cached(ui_gateway) -> None:
     csrf = await ui_gateway.sign_in()
-    await ui_gateway.admin("POST", "/tenants", json={"slug": "acme", "name": "Acme", "plan": "pro"})
-    resp = await ui_gateway.client.post("/admin/api-keys?tenant=acme", data={
+    slug = await ui_gateway.tenant()
+    resp = await ui_gateway.client.post(f"/admin/api-keys?tenant={slug}", data={
         "csrf_token": csrf, "name": "shop", "scopes": "learn:read", "mode": "live"})
     html = await resp.text()
     assert resp.status == 200 and resp.headers["Cache-Control"] == "no-store"
     plain = re.search(r'value="(mc_live_[A-Za-z0-9_-]{40,})"', html).group(1)  # type: ignore[union-attr]
     assert "You will not see it again" in html
-    listing = await (await ui_gateway.client.get("/admin/api-keys?tenant=acme")).text()
+    listing = await (await ui_gateway.client.get(f"/admin/api-keys?tenant={slug}")).text()
     assert plain not in listing and plain[:12] in listing
