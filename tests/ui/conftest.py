@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ from services.gateway.ui import UI_KEY
 from services.gateway.ui.security import SESSION_COOKIE, SignInLimiter
 from services.gateway.ui.views import Ui
 from tests.support import infra
-from tests.support.cluster import Cluster, running_cluster
+from tests.support.cluster import SERVICES, Cluster, running_cluster
 from tests.support.env import TestEnv
 from tests.ui.ui_support import DESKTOP
 
@@ -113,6 +114,25 @@ async def ui_gateway(ui_server: tuple[TestServer, str]) -> AsyncIterator[UiGatew
 # --- the whole system and a browser -----------------------------------------------------------------------
 
 
+LAST_CLUSTER_TEST = pytest.StashKey[bool]()
+_clusters: list[Cluster] = []
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    users = [item for item in items if "ui_cluster" in getattr(item, "fixturenames", ())]
+    if users:
+        users[-1].stash[LAST_CLUSTER_TEST] = True
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Stop the cluster's processes after the last test that uses it, not at the end of the whole session: the
+    tests that run later should not share PostgreSQL's connections with five idle services."""
+    if item.stash.get(LAST_CLUSTER_TEST, False):
+        for cluster in _clusters:
+            for name in reversed(SERVICES):
+                cluster.kill(name, signal.SIGTERM)
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def ui_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
     try:
@@ -124,7 +144,9 @@ async def ui_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     env.data_dir.mkdir()
     try:
         async with running_cluster(env, root / "cluster") as cluster:
+            _clusters.append(cluster)
             yield cluster
+            _clusters.remove(cluster)
     finally:
         await env.cleanup()
 
