@@ -61,6 +61,7 @@ QUEUES: tuple[QueueSpec, ...] = (
         ("enrollment.created", "enrollment.cancelled", "enrollment.expired", "enrollment.completed"),
     ),
     QueueSpec("scorm", "courses", ("course.published", "course.unpublished", "course.archived")),
+    QueueSpec("scorm", "users", ("user.upserted",)),
 )
 
 
