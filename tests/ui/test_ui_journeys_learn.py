@@ -264,6 +264,24 @@ async def test_journey_5_editing_a_template_changes_its_live_preview(ui_cluster:
     await shoot(page, "05-template-saved")
 
 
+async def test_journey_5_the_template_preview_works_without_javascript(ui_cluster: Cluster,
+                                                                       browser: Browser) -> None:
+    slug, _ = await tenant(ui_cluster, "plain")
+    context = await browser.new_context(viewport=DESKTOP, java_script_enabled=False)
+    try:
+        page = await context.new_page()
+        await sign_in(page, ui_cluster, f"/admin/learn/cert-templates/new?tenant={slug}")
+        await page.get_by_label("Title", exact=True).fill("Certificate of Attendance")
+        await page.get_by_role("button", name="Preview").click()
+        preview = page.get_by_role("img", name="Preview of a sample certificate with this design")
+        await expect(preview).to_have_attribute("src", re.compile("^data:image/png;base64,"), timeout=30_000)
+        await expect(page.get_by_label("Title", exact=True)).to_have_value("Certificate of Attendance")  # kept
+        status, body = await ui_cluster.admin("GET", f"/tenants/{slug}/cert-templates")
+        assert status == 200 and body["data"] == []  # a preview saves nothing
+    finally:
+        await context.close()
+
+
 async def test_journey_5_saving_a_template_shows_its_certificates_regenerating(ui_cluster: Cluster,
                                                                               page: Page) -> None:
     slug, key = await tenant(ui_cluster, "regen")
