@@ -21,6 +21,7 @@ from services.certificates.readmodels import apply_user_upserted
 from services.certificates.regeneration import record_regeneration, regeneration_worker
 from services.certificates.rendering import RenderPool
 from shared.blobstore import BlobStore, DatabaseBlobStore, FilesystemBlobStore
+from shared.bus.amqp import AmqpBus
 from shared.bus.consumer import Subscription
 from shared.bus.envelope import CloudEvent
 from shared.bus.topology import queue
@@ -63,7 +64,8 @@ def blob_store_for(settings: CertificatesSettings, app: web.Application) -> Blob
     return FilesystemBlobStore(settings.common.data_dir / "certificates-blobs")
 
 
-def _runtime_ctx(settings: CertificatesSettings) -> Callable[[web.Application], AsyncIterator[None]]:
+def _runtime_ctx(settings: CertificatesSettings,
+                 own_bus: AmqpBus | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         pool = RenderPool(settings.render_workers)
         try:
@@ -77,8 +79,26 @@ def _runtime_ctx(settings: CertificatesSettings) -> Callable[[web.Application], 
         finally:
             app[RUNTIME_KEY].stop()
             await pool.close()
+            if own_bus is not None:  # runs after the bus context stopped consuming (cleanups run in reverse)
+                await own_bus.close()
 
     return ctx
+
+
+def _own_bus(settings: CertificatesSettings) -> AmqpBus | None:
+    """The broker connection, with small consumer batches.
+
+    The shared consumer runs a batch's handlers one after another in one transaction; an issue waits for its
+    render, so a batch of 32 would render 32 certificates in turn while the other workers idle. Batches of a
+    few, many at once, keep every render worker busy.
+    """
+    common = settings.common
+    if not common.amqp_url:
+        return None
+    return AmqpBus(common.amqp_url, service="certificates", namespace=common.amqp_namespace,
+                   prefetch=max(common.amqp_prefetch, settings.consumer_batch_size * settings.consumer_concurrency),
+                   delivery_limit=common.amqp_delivery_limit, concurrency=settings.consumer_concurrency,
+                   batch_size=settings.consumer_batch_size)
 
 
 def create_app(settings: CertificatesSettings | None = None, *, bus: Any = None) -> web.Application:
@@ -86,8 +106,9 @@ def create_app(settings: CertificatesSettings | None = None, *, bus: Any = None)
     background: list[BackgroundTask] = [regeneration_worker] if settings.regeneration_enabled else []
     spec = ServiceSpec(name="certificates", migrations_dir=MIGRATIONS, setup_routes=setup_routes,
                        subscriptions=subscriptions, background=background, client_max_size=ADMIN_BODY_LIMIT)
-    app = create_service_app(settings, spec, bus=bus)
+    own_bus = _own_bus(settings) if bus is None else None
+    app = create_service_app(settings, spec, bus=bus if bus is not None else own_bus)
     app[RUNTIME_KEY] = Runtime()
     # After the database opens and before the bus starts consumers and background jobs, which need it.
-    app.cleanup_ctx.insert(1, _runtime_ctx(settings))
+    app.cleanup_ctx.insert(1, _runtime_ctx(settings, own_bus))
     return app

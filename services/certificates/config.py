@@ -30,6 +30,10 @@ class CertificatesSettings(ServiceSettings):
     regeneration_lanes: int = Field(default=0, ge=0, le=64,
                                     description="concurrent batch loops; 0 = render_workers + 1")
     regeneration_poll_interval: float = Field(default=1.0, gt=0)
+    consumer_batch_size: int = Field(
+        default=4, ge=1, le=64,
+        description="deliveries per consumer transaction; small: a transaction renders its certificates in turn")
+    consumer_concurrency: int = Field(default=16, ge=1, le=128, description="consumer transactions at once")
 
     @property
     def lanes(self) -> int:

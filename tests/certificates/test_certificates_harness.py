@@ -200,10 +200,10 @@ class CertificatesService:
 
 
 async def start_app(env: TestEnv, **settings: Any) -> TestClient:
-    values: dict[str, Any] = {"render_workers": 2, "regeneration_poll_interval": 0.2}
+    values: dict[str, Any] = {"render_workers": 2, "regeneration_poll_interval": 0.2, "consumer_concurrency": 4}
     values.update(settings)
-    # Eight consumer workers per queue (not 64): each holds a database connection while its PDF renders, and
-    # the test PostgreSQL is shared by everything running at the same time.
+    # Four consumer transactions per queue at once (not 16): each holds a database connection while its PDF
+    # renders, and the test PostgreSQL is shared by everything running at the same time.
     app = create_app(CertificatesSettings(common=env.common(amqp_prefetch=8), **values))
     client = TestClient(TestServer(app))
     await client.start_server()

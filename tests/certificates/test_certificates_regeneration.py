@@ -204,7 +204,7 @@ async def test_killed_half_way_and_restarted_still_regenerates_each_certificate_
             await service.ready()
             await wait_until(lambda: _equals(regenerated_count(engine, template_id), live), timeout=120,
                              interval=0.5, message=f"{live} regenerated certificates")
-            await events.wait_for("certificate.pdf_regenerated", count=live, timeout=60)
+            await events.wait_for("certificate.pdf_regenerated", count=live, timeout=120)
             await asyncio.sleep(1.0)
             assert_regenerated_once_each(await state(engine, template_id), vids, events)
         finally:
