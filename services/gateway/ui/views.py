@@ -218,7 +218,10 @@ class View:
             self.parts = await self.request.multipart()
             first = await self.parts.next()
             if isinstance(first, aiohttp.BodyPartReader) and first.name == CSRF_FIELD:
-                given = (await first.read(decode=True))[:256].decode(errors="replace")
+                token = bytearray()
+                while len(token) <= 256 and (chunk := await first.read_chunk(256)):
+                    token += chunk
+                given = token.decode(errors="replace") if len(token) <= 256 else None
         return tokens_match(self.session.csrf_token, given)
 
     async def pick_tenant(self) -> web.StreamResponse | None:
