@@ -329,6 +329,9 @@ async def test_journey_6_a_certificate_is_found_and_revoked(ui_cluster: Cluster,
     page_image = page.get_by_role("img", name=re.compile("The certificate's PDF, first page"))
     await expect(page_image).to_have_js_property("complete", True)
     assert await page_image.evaluate("img => img.naturalWidth") > 100  # the PDF, rendered
+    await page.get_by_role("button", name="Regenerate the PDF").click()
+    await expect(page.get_by_role("status")).to_have_text(
+        f"The PDF was rebuilt (version {certificate['pdf']['version'] + 1}).")
     await page.get_by_role("button", name="Revoke the certificate").click()  # no reason: the browser asks
     await expect(page.get_by_label("Reason")).to_have_js_property("validity.valueMissing", True)
     await page.get_by_label("Reason").fill("Issued in error")
