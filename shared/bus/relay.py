@@ -131,8 +131,11 @@ class OutboxRelay:
                     self._last_metrics = now
                     with contextlib.suppress(Exception):
                         await self.update_metrics()
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that races
+                # with the wake-up, and the relay would then never stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+                    async with asyncio.timeout(self.poll_interval):
+                        await self._wake.wait()
         finally:
             unregister_local_relay(url, self._wake.set)
             if listener is not None:
