@@ -8,7 +8,8 @@ launch the built-in page, which speaks SCORM 2004 to the same runtime.
 
 One launch is one attempt: ``attempt_id`` is the session id, and ``runtime.committed`` with ``sequence`` 0 and
 status ``not_attempted`` makes the attempt exist at once. When the previous launch of the same activity was
-suspended (``exit`` = ``suspend``) or left without finishing, the new one resumes from its data.
+suspended (``exit`` = ``suspend``) or left without finishing, the new one resumes from its data. The learner's
+directory name (``user.upserted``) is read once, at launch, and kept with the session.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scorm.context import ScormContext
+from services.scorm.readmodels import learner_name
 from services.scorm.store import (
     as_utc,
     course_activities,
@@ -104,9 +106,11 @@ async def launch(db: Database, scorm: ScormContext, ctx: RequestContext, enrollm
             runtime_sessions.c.enrollment_id == enrollment_id, runtime_sessions.c.activity_id == activity_id,
         ).order_by(runtime_sessions.c.id.desc()).limit(1))).first()
         resumed = resumes(previous, target)
+        name = await learner_name(session, ctx.tenant_id, enrollment.user_id)
         row = (await session.execute(scope.insert(
             runtime_sessions, tenant_slug=ctx.tenant_slug, enrollment_id=enrollment_id,
-            activity_id=activity_id, user_id=enrollment.user_id, course_id=enrollment.course_id, mode=mode,
+            activity_id=activity_id, user_id=enrollment.user_id, learner_name=name,
+            course_id=enrollment.course_id, mode=mode,
             **_target_values(target), **_resumed_values(previous if resumed else None),
             sequence=0, reported_session_seconds=0.0, status="not_attempted", started_at=stamp,
             finished_at=None, expires_at=expires_at, request_id=ctx.request_id, updated_at=stamp,
@@ -203,7 +207,8 @@ async def preview(db: Database, scorm: ScormContext, ctx: RequestContext, packag
         target = await _sco_target(session, scope, package, sco_identifier, None)
         row = (await session.execute(scope.insert(
             runtime_sessions, tenant_slug=ctx.tenant_slug, enrollment_id=0, activity_id=0,
-            user_id=ctx.owner_id or 0, course_id=0, mode="browse", preview=True, **_target_values(target),
+            user_id=ctx.owner_id or 0, learner_name="",  # an admin, not a learner of the directory
+            course_id=0, mode="browse", preview=True, **_target_values(target),
             **_resumed_values(None), sequence=0, reported_session_seconds=0.0, status="not_attempted",
             started_at=stamp, finished_at=None, expires_at=expires_at, request_id=ctx.request_id,
             updated_at=stamp,

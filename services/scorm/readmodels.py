@@ -4,13 +4,15 @@
   repeated event never takes an enrollment back);
 - ``course.published`` → every activity of that version (a published tree never changes, so it is kept once,
   whatever order versions arrive in: a learner keeps launching the version they enrolled in);
-- ``course.published/unpublished/archived`` → the course's status, by ``revision``.
+- ``course.published/unpublished/archived`` → the course's status, by ``revision``;
+- ``user.upserted`` → the learner's name a launch hands the SCO, by ``revision``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,10 +23,12 @@ from services.scorm.store import (
     insert_ignoring_conflicts,
     now,
     upsert,
+    users,
 )
 from shared.bus.consumer import PermanentError
 from shared.bus.envelope import CloudEvent
 from shared.events.catalog import CoursePublished, CourseSnapshot
+from shared.events.directory import UserUpserted
 from shared.events.enrollment import EnrollmentSnapshot
 
 log = structlog.get_logger("scorm.readmodels")
@@ -79,3 +83,21 @@ async def apply_course_event(session: AsyncSession, event: CloudEvent, payload: 
     ))
     log.info("course_recorded", course_id=payload.course_id, status=payload.status,
              version=payload.version_number)
+
+
+async def apply_user_upserted(session: AsyncSession, event: CloudEvent, payload: UserUpserted) -> None:
+    """The newest revision of a user's name wins: a late or repeated event never brings an old name back."""
+    tenant_id = _tenant(event)
+    values = {"name": payload.name, "revision": payload.revision, "updated_at": payload.updated_at}
+    await session.execute(upsert(
+        session, users, {"tenant_id": tenant_id, "user_id": payload.user_id, **values},
+        ["tenant_id", "user_id"], values, where=users.c.revision < payload.revision,
+    ))
+    log.info("user_recorded", user_id=payload.user_id, revision=payload.revision)
+
+
+async def learner_name(session: AsyncSession, tenant_id: int, user_id: int) -> str:
+    """The directory name a launch hands the SCO; "" for a user no ``user.upserted`` told us about."""
+    name = (await session.execute(sa.select(users.c.name).where(
+        users.c.tenant_id == tenant_id, users.c.user_id == user_id))).scalar()
+    return (name or "").strip()

@@ -50,7 +50,7 @@ def page_state(row: Any, token: str) -> dict[str, object]:
     cmi = initial_cmi(
         row.standard,
         learner_id=str(row.user_id),
-        learner_name="",  # the scorm service holds no directory (docs/scorm.md)
+        learner_name=row.learner_name,  # the full directory name, as of the launch (docs/scorm.md)
         suspend_data=None,
         location=None,
         mastery_score=row.mastery_score,

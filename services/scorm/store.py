@@ -2,7 +2,8 @@
 
 - ``scorm_packages`` / ``scorm_scos``: uploaded packages (their import state) and the SCO list of ready ones;
 - ``blobs`` / ``blob_chunks``: package files when the blob store is the database (shared.blobstore);
-- ``enrollments``, ``courses``, ``course_activities``: read models from ``enrollment.*`` and ``course.*``;
+- ``enrollments``, ``courses``, ``course_activities``, ``users``: read models from ``enrollment.*``, ``course.*``
+  and ``user.upserted``;
 - ``runtime_sessions``: one row per launch (= attempt): what was launched and its CMI state.
 """
 
@@ -104,6 +105,16 @@ course_activities = sa.Table(
     sa.Column("passing_score_scaled", sa.Float, nullable=True),
 )
 
+#: the directory's names (``user.upserted``), for the learner name a launch hands the SCO; no email: unused here
+users = sa.Table(
+    "users", metadata,
+    sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("revision", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
 runtime_sessions = sa.Table(
     "runtime_sessions", metadata,
     sa.Column("id", BigId, primary_key=True, autoincrement=True),
@@ -125,6 +136,8 @@ runtime_sessions = sa.Table(
     sa.Column("objective_ids", sa.JSON, nullable=False),
     sa.Column("launch_data", sa.Text, nullable=True),
     sa.Column("mode", sa.String(8), nullable=False),
+    #: the learner's directory name when the launch started ("" when unknown); fixed for the whole launch
+    sa.Column("learner_name", sa.Text, nullable=False, server_default=""),
     #: an admin's preview of a SCO: no enrollment behind it, so its commits send no events
     sa.Column("preview", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("cmi", sa.JSON, nullable=False),
