@@ -90,7 +90,7 @@ def _own_bus(settings: CertificatesSettings) -> AmqpBus | None:
 
     The shared consumer runs a batch's handlers one after another in one transaction; an issue waits for its
     render, so a batch of 32 would render 32 certificates in turn while the other workers idle. Batches of a
-    few, many at once, keep every render worker busy.
+    few, several at once, keep every render worker busy.
     """
     common = settings.common
     if not common.amqp_url:

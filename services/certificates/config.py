@@ -33,7 +33,10 @@ class CertificatesSettings(ServiceSettings):
     consumer_batch_size: int = Field(
         default=4, ge=1, le=64,
         description="deliveries per consumer transaction; small: a transaction renders its certificates in turn")
-    consumer_concurrency: int = Field(default=16, ge=1, le=128, description="consumer transactions at once")
+    consumer_concurrency: int = Field(
+        default=6, ge=1, le=128,
+        description="consumer transactions at once; each holds a database connection while it renders, so keep "
+                    "it plus the regeneration lanes within 2 × LEARN_DB_POOL_SIZE with room for HTTP")
 
     @property
     def lanes(self) -> int:
