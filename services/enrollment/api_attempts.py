@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from aiohttp import web
 
 from services.enrollment.api_support import require_scope
-from services.enrollment.store import attempt_resource, attempts
-from shared.db import TenantScope
+from services.enrollment.store import attempt_resource, attempts, keyset_page, reading
 from shared.http import ApiError, context_of, int_param, next_cursor, ok, page_request, path_id
 from shared.service import CURSOR_KEY, DB_KEY
+
+_ATTEMPT = sa.select(attempts).where(attempts.c.tenant_id == sa.bindparam("tenant_id"),
+                                     attempts.c.id == sa.bindparam("id"))
 
 
 async def list_attempts(request: web.Request) -> web.Response:
@@ -18,14 +21,7 @@ async def list_attempts(request: web.Request) -> web.Response:
                "activity_id": int_param(request, "activity_id")}
     codec = request.app[CURSOR_KEY]
     page = page_request(request, codec, "attempts", ctx.tenant_id, filters)
-    stmt = TenantScope(ctx.tenant_id).select(attempts)
-    for name, value in filters.items():
-        if value is not None:
-            stmt = stmt.where(attempts.c[name] == value)
-    if page.after_id is not None:
-        stmt = stmt.where(attempts.c.id < page.after_id)
-    async with request.app[DB_KEY].transaction() as session:
-        rows = list((await session.execute(stmt.order_by(attempts.c.id.desc()).limit(page.limit + 1))).all())
+    rows = await keyset_page(request.app[DB_KEY], attempts, ctx.tenant_id, filters, page.after_id, page.limit + 1)
     cursor = next_cursor(codec, rows, page, "attempts", ctx.tenant_id, filters, id_of=lambda r: r.id)
     return ok(request, [attempt_resource(r) for r in rows], next_cursor=cursor)
 
@@ -34,10 +30,8 @@ async def get_attempt(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "learn:read")
     attempt_id = path_id(request, "id", "attempt")
-    async with request.app[DB_KEY].transaction() as session:
-        row = (await session.execute(
-            TenantScope(ctx.tenant_id).select(attempts).where(attempts.c.id == attempt_id)
-        )).first()
+    async with reading(request.app[DB_KEY]) as conn:
+        row = (await conn.execute(_ATTEMPT, {"tenant_id": ctx.tenant_id, "id": attempt_id})).first()
     if row is None:
         raise ApiError.not_found("attempt")
     return ok(request, attempt_resource(row))

@@ -9,9 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.enrollment import cohorts as use_cases
 from services.enrollment.api_support import PositiveId, future_expiry, note_tenant, require_scope
+from services.enrollment.caches import CACHES_KEY
 from services.enrollment.enrollments import Caller
-from services.enrollment.store import cohort_resource, cohorts
-from shared.db import TenantScope, utcnow
+from services.enrollment.store import cohort_resource, cohorts, keyset_page, reading
+from shared.db import utcnow
 from shared.http import ApiError, context_of, next_cursor, ok, page_request, path_id, read_json
 from shared.service import CURSOR_KEY, DB_KEY
 
@@ -55,7 +56,7 @@ async def create_cohort(request: web.Request) -> web.Response:
     body = await read_json(request, CreateCohort)
     now = utcnow()
     async with request.app[DB_KEY].transaction() as session:
-        await note_tenant(session, ctx, now)
+        await note_tenant(session, request.app[CACHES_KEY], ctx, now)
         row = await use_cases.create_cohort(session, ctx.tenant_id, body.name.strip(), body.course_ids, now)
     return ok(request, cohort_resource(row), status=201)
 
@@ -65,11 +66,7 @@ async def list_cohorts(request: web.Request) -> web.Response:
     require_scope(ctx, "admin")
     codec = request.app[CURSOR_KEY]
     page = page_request(request, codec, "cohorts", ctx.tenant_id, {})
-    stmt = TenantScope(ctx.tenant_id).select(cohorts)
-    if page.after_id is not None:
-        stmt = stmt.where(cohorts.c.id < page.after_id)
-    async with request.app[DB_KEY].transaction() as session:
-        rows = list((await session.execute(stmt.order_by(cohorts.c.id.desc()).limit(page.limit + 1))).all())
+    rows = await keyset_page(request.app[DB_KEY], cohorts, ctx.tenant_id, {}, page.after_id, page.limit + 1)
     cursor = next_cursor(codec, rows, page, "cohorts", ctx.tenant_id, {}, id_of=lambda r: r.id)
     return ok(request, [cohort_resource(r) for r in rows], next_cursor=cursor)
 
@@ -78,8 +75,8 @@ async def get_cohort(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "admin")
     cohort_id = path_id(request, "id", "cohort")
-    async with request.app[DB_KEY].transaction() as session:
-        row = await use_cases.get_cohort(session, ctx.tenant_id, cohort_id)
+    async with reading(request.app[DB_KEY]) as conn:
+        row = await use_cases.get_cohort(conn, ctx.tenant_id, cohort_id)
     return ok(request, cohort_resource(row))
 
 
@@ -106,8 +103,9 @@ async def grant_cohort(request: web.Request) -> web.Response:
     now = utcnow()
     expires_at = future_expiry(body.expires_at, now)
     async with request.app[DB_KEY].transaction() as session:
-        await note_tenant(session, ctx, now)
-        result, changed = await use_cases.grant(session, Caller.of(ctx), user_id=body.user_id,
+        caches = request.app[CACHES_KEY]
+        await note_tenant(session, caches, ctx, now)
+        result, changed = await use_cases.grant(session, caches, Caller.of(ctx), user_id=body.user_id,
                                                 cohort_id=body.cohort_id, expires_at=expires_at, now=now)
     return ok(request, result, status=201 if changed else 200)
 

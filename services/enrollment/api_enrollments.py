@@ -6,13 +6,22 @@ import hashlib
 import json
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from services.enrollment import enrollments as use_cases
 from services.enrollment.api_support import PositiveId, future_expiry, note_tenant, require_scope
-from services.enrollment.store import enrollment_resource, enrollments, idempotency_keys, insert_if_absent
-from shared.db import TenantScope, utcnow
+from services.enrollment.caches import CACHES_KEY
+from services.enrollment.store import (
+    enrollment_resource,
+    enrollments,
+    idempotency_keys,
+    insert_if_absent,
+    keyset_page,
+    reading,
+)
+from shared.db import utcnow
 from shared.http import (
     ApiError,
     context_of,
@@ -52,14 +61,14 @@ async def create_enrollment(request: web.Request) -> web.Response:
     body_hash = _body_hash(await request.read())
     now = utcnow()
     expires_at = future_expiry(body.expires_at, now)
-    db = request.app[DB_KEY]
+    db, caches = request.app[DB_KEY], request.app[CACHES_KEY]
     try:
         async with db.transaction() as session:
             if key is not None and (stored := await _stored(session, ctx.tenant_id, key)) is not None:
                 return _replay(request, stored, body_hash)
-            await note_tenant(session, ctx, now)
+            await note_tenant(session, caches, ctx, now)
             row, created = await use_cases.enroll(
-                session, use_cases.Caller.of(ctx), user_id=body.user_id, course_id=body.course_id,
+                session, caches, use_cases.Caller.of(ctx), user_id=body.user_id, course_id=body.course_id,
                 source=body.source, expires_at=expires_at, now=now)
             data = enrollment_resource(row)
             status = 201 if created else 200
@@ -84,10 +93,12 @@ def _body_hash(raw: bytes) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+_STORED = sa.select(idempotency_keys).where(idempotency_keys.c.tenant_id == sa.bindparam("tenant_id"),
+                                            idempotency_keys.c.key == sa.bindparam("key"))
+
+
 async def _stored(session: Any, tenant_id: int, key: str) -> Any | None:
-    return (await session.execute(
-        TenantScope(tenant_id).select(idempotency_keys).where(idempotency_keys.c.key == key)
-    )).first()
+    return (await session.execute(_STORED, {"tenant_id": tenant_id, "key": key})).first()
 
 
 def _replay(request: web.Request, stored: Any, body_hash: str) -> web.Response:
@@ -104,15 +115,8 @@ async def list_enrollments(request: web.Request) -> web.Response:
     filters = {"course_id": int_param(request, "course_id"), "user_id": int_param(request, "user_id")}
     codec = request.app[CURSOR_KEY]
     page = page_request(request, codec, "enrollments", ctx.tenant_id, filters)
-    stmt = TenantScope(ctx.tenant_id).select(enrollments)
-    for name, value in filters.items():
-        if value is not None:
-            stmt = stmt.where(enrollments.c[name] == value)
-    if page.after_id is not None:
-        stmt = stmt.where(enrollments.c.id < page.after_id)
-    stmt = stmt.order_by(enrollments.c.id.desc()).limit(page.limit + 1)
-    async with request.app[DB_KEY].transaction() as session:
-        rows = list((await session.execute(stmt)).all())
+    rows = await keyset_page(request.app[DB_KEY], enrollments, ctx.tenant_id, filters, page.after_id,
+                             page.limit + 1)
     cursor = next_cursor(codec, rows, page, "enrollments", ctx.tenant_id, filters, id_of=lambda r: r.id)
     return ok(request, [enrollment_resource(r) for r in rows], next_cursor=cursor)
 
@@ -121,8 +125,8 @@ async def get_enrollment(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "learn:read")
     enrollment_id = path_id(request, "id", "enrollment")
-    async with request.app[DB_KEY].transaction() as session:
-        row = await use_cases.get_enrollment(session, ctx.tenant_id, enrollment_id)
+    async with reading(request.app[DB_KEY]) as conn:
+        row = await use_cases.get_enrollment(conn, ctx.tenant_id, enrollment_id)
     return ok(request, enrollment_resource(row))
 
 
@@ -132,7 +136,7 @@ async def cancel_enrollment(request: web.Request) -> web.Response:
     enrollment_id = path_id(request, "id", "enrollment")
     now = utcnow()
     async with request.app[DB_KEY].transaction() as session:
-        await note_tenant(session, ctx, now)
+        await note_tenant(session, request.app[CACHES_KEY], ctx, now)
         row = await use_cases.cancel(session, use_cases.Caller.of(ctx), enrollment_id, now)
     return ok(request, enrollment_resource(row))
 

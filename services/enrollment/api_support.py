@@ -9,7 +9,8 @@ from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.enrollment import domain
-from services.enrollment.store import remember_tenant
+from services.enrollment.caches import Caches
+from services.enrollment.readmodels import remember_tenant
 from shared.http import ApiError, RequestContext
 
 #: a positive integer id, strictly typed ("12" and true are not ids), that fits a BIGINT
@@ -35,6 +36,6 @@ def future_expiry(value: str | None, now: datetime) -> datetime | None:
     return expires_at
 
 
-async def note_tenant(session: AsyncSession, ctx: RequestContext, now: datetime) -> None:
+async def note_tenant(session: AsyncSession, caches: Caches, ctx: RequestContext, now: datetime) -> None:
     """Remember the tenant's slug and display name as the gateway forwards them (events and certificates)."""
-    await remember_tenant(session, ctx.tenant_id, ctx.tenant_slug, ctx.tenant_name, now)
+    await remember_tenant(session, caches, ctx.tenant_id, ctx.tenant_slug, ctx.tenant_name, now)

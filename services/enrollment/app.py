@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ from aiohttp import web
 
 from services.enrollment import api_attempts, api_cohorts, api_enrollments
 from services.enrollment.attempts import apply_runtime_commit
+from services.enrollment.caches import CACHES_KEY, Caches
 from services.enrollment.config import EnrollmentSettings
 from services.enrollment.readmodels import apply_course_event, apply_user_upserted
 from services.enrollment.sweeper import expiry_sweeper
@@ -26,10 +28,11 @@ def setup_routes(app: web.Application) -> None:
 
 
 def subscriptions(app: web.Application) -> list[Subscription]:
+    caches = app[CACHES_KEY]
     return [
-        Subscription(queue("enrollment", "courses"), apply_course_event),
+        Subscription(queue("enrollment", "courses"), functools.partial(apply_course_event, caches=caches)),
         Subscription(queue("enrollment", "users"), apply_user_upserted),
-        Subscription(queue("enrollment", "runtime"), apply_runtime_commit),
+        Subscription(queue("enrollment", "runtime"), functools.partial(apply_runtime_commit, caches=caches)),
     ]
 
 
@@ -37,4 +40,6 @@ def create_app(settings: EnrollmentSettings | None = None, *, bus: Any = None) -
     settings = settings or EnrollmentSettings()
     spec = ServiceSpec(name="enrollment", migrations_dir=MIGRATIONS, setup_routes=setup_routes,
                        subscriptions=subscriptions, background=[expiry_sweeper] if settings.sweeper_enabled else [])
-    return create_service_app(settings, spec, bus=bus)
+    app = create_service_app(settings, spec, bus=bus)
+    app[CACHES_KEY] = Caches()  # one per app: each app has its own database
+    return app

@@ -7,13 +7,14 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from services.enrollment.caches import Caches
 from services.enrollment.enrollments import (
     SERVICE,
     Caller,
     enroll_in_published_course,
-    find_course,
+    enrollment_facts,
     require_user,
 )
 from services.enrollment.store import as_utc, cohort_members, cohorts, enrollment_resource, insert_if_absent
@@ -36,8 +37,8 @@ async def create_cohort(session: AsyncSession, tenant_id: int, name: str, course
     )).one()
 
 
-async def get_cohort(session: AsyncSession, tenant_id: int, cohort_id: int) -> Any:
-    row = (await session.execute(TenantScope(tenant_id).select(cohorts).where(cohorts.c.id == cohort_id))).first()
+async def get_cohort(db: AsyncSession | AsyncConnection, tenant_id: int, cohort_id: int) -> Any:
+    row = (await db.execute(TenantScope(tenant_id).select(cohorts).where(cohorts.c.id == cohort_id))).first()
     if row is None:
         raise ApiError.not_found("cohort")
     return row
@@ -54,7 +55,7 @@ async def update_cohort(session: AsyncSession, tenant_id: int, cohort_id: int, c
     )).one()
 
 
-async def grant(session: AsyncSession, caller: Caller, *, user_id: int, cohort_id: int,
+async def grant(session: AsyncSession, caches: Caches, caller: Caller, *, user_id: int, cohort_id: int,
                 expires_at: datetime | None, now: datetime) -> tuple[dict[str, Any], bool]:
     """Membership plus one enrollment (source ``cohort``) per published course of the cohort.
 
@@ -71,13 +72,13 @@ async def grant(session: AsyncSession, caller: Caller, *, user_id: int, cohort_i
     )).scalar_one()
     granted: list[Any] = []
     created_any = False
-    # Ascending course ids: overlapping grants running at once lock the learner's enrollments in one order.
-    for course_id in sorted(cohort.course_ids):
-        course = await find_course(session, caller.tenant_id, int(course_id))
-        if course is None or course.status != "published":
+    # Ascending course ids: overlapping grants running at once touch the learner's enrollments in one order.
+    for course_id in sorted(int(c) for c in cohort.course_ids):
+        facts = await enrollment_facts(session, caller.tenant_id, user_id, course_id)
+        if facts is None or facts.course_status != "published":
             continue
         row, created = await enroll_in_published_course(
-            session, caller, user_id=user_id, course_id=course.course_id, source=COHORT_SOURCE,
+            session, caches, caller, facts, user_id=user_id, course_id=course_id, source=COHORT_SOURCE,
             expires_at=expires_at, now=now)
         granted.append(row)
         created_any = created_any or created

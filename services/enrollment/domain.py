@@ -69,6 +69,18 @@ def activity_done(activity: Activity, results: Iterable[AttemptResult]) -> bool:
     return bool(scores) and max(scores) >= activity.passing_score_scaled
 
 
+def counts_differently(before: AttemptResult | None, after: AttemptResult) -> bool:
+    """Whether an attempt's change can move a learner's progress: completion only looks at whether an attempt is
+    done and at its best score, so a change to neither (e.g. another ``incomplete`` commit) moves nothing.
+    ``before`` is None for a new attempt, which counts like one not done and without a score."""
+    def weight(result: AttemptResult | None) -> tuple[bool, Decimal | None]:
+        if result is None:
+            return False, None
+        return result.status in DONE_STATUSES, result.best_score_scaled
+
+    return weight(before) != weight(after)
+
+
 def counted_activities(rule: CompletionRule, activities: Sequence[Activity]) -> list[Activity]:
     """The activities a rule looks at. With ``all_required`` and nothing marked required, every activity is
     required: otherwise the course would complete on the first commit of anything, even an incomplete one."""

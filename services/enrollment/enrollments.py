@@ -9,22 +9,24 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.enrollment import domain
-from services.enrollment.readmodels import published_version
+from services.enrollment.caches import Caches
 from services.enrollment.store import (
     LIVE_ENROLLMENT,
     as_utc,
+    course_versions,
     courses,
+    dialect_name,
     directory_users,
     enrollments,
-    insert_ignoring_conflicts,
+    ignoring_conflicts,
     tenants,
 )
 from shared.bus import outbox
 from shared.bus.envelope import CloudEvent, new_event
-from shared.db import Database, TenantScope
+from shared.db import Database
 from shared.events.enrollment import EnrollmentCancelled, EnrollmentCreated, EnrollmentExpired, EnrollmentSnapshot
 from shared.http import ApiError, RequestContext
 
@@ -67,85 +69,119 @@ def enrollment_event(event_type: str, payload: EnrollmentSnapshot, caller: Calle
                      subject=f"enrollment/{payload.enrollment_id}", request_id=caller.request_id)
 
 
-async def live_enrollment(session: AsyncSession, tenant_id: int, user_id: int, course_id: int) -> Any | None:
-    scope = TenantScope(tenant_id)
-    return (await session.execute(
-        scope.select(enrollments).where(enrollments.c.user_id == user_id, enrollments.c.course_id == course_id,
-                                        LIVE_ENROLLMENT).with_for_update()
-    )).first()
+# Everything enrolling decides on, in one round trip: the course's status and highest published version, whether
+# the user is in the directory, and the learner's live enrollment (columns named as in ``enrollments``, all NULL
+# when there is none). No row: the course is unknown in this tenant. No lock on the enrollment: returning it is a
+# read, and every change below re-checks in the statement that makes it (guarded expiry, the unique index).
+_ENROLL_FACTS = (
+    sa.select(
+        courses.c.status.label("course_status"),
+        sa.select(sa.func.max(course_versions.c.version_number))
+        .where(course_versions.c.tenant_id == courses.c.tenant_id,
+               course_versions.c.course_id == courses.c.course_id)
+        .scalar_subquery().label("latest_version"),
+        sa.exists().where(directory_users.c.tenant_id == courses.c.tenant_id,
+                          directory_users.c.user_id == sa.bindparam("user_id")).label("user_known"),
+        *enrollments.c,
+    )
+    .select_from(courses.outerjoin(enrollments, sa.and_(
+        enrollments.c.tenant_id == courses.c.tenant_id, enrollments.c.course_id == courses.c.course_id,
+        enrollments.c.user_id == sa.bindparam("user_id"), LIVE_ENROLLMENT)))
+    .where(courses.c.tenant_id == sa.bindparam("tenant_id"), courses.c.course_id == sa.bindparam("course_id"))
+)
+_LIVE_ENROLLMENT = sa.select(enrollments).where(
+    enrollments.c.tenant_id == sa.bindparam("tenant_id"), enrollments.c.user_id == sa.bindparam("user_id"),
+    enrollments.c.course_id == sa.bindparam("course_id"), LIVE_ENROLLMENT)
+_ENROLLMENT = sa.select(enrollments).where(enrollments.c.tenant_id == sa.bindparam("tenant_id"),
+                                           enrollments.c.id == sa.bindparam("id"))
+_ENROLLMENT_LOCKED = _ENROLLMENT.with_for_update()
+_USER_KNOWN = sa.select(directory_users.c.user_id).where(directory_users.c.tenant_id == sa.bindparam("tenant_id"),
+                                                         directory_users.c.user_id == sa.bindparam("user_id"))
 
 
-async def require_user(session: AsyncSession, tenant_id: int, user_id: int) -> Any:
-    user = (await session.execute(
-        TenantScope(tenant_id).select(directory_users).where(directory_users.c.user_id == user_id)
-    )).first()
-    if user is None:
-        raise ApiError.invalid(f"User {user_id} is not in this tenant's directory; upsert the user first.")
-    return user
+async def enrollment_facts(session: AsyncSession, tenant_id: int, user_id: int, course_id: int) -> Any | None:
+    """The course, the user and the learner's live enrollment as enrolling sees them (``_ENROLL_FACTS``)."""
+    return (await session.execute(_ENROLL_FACTS, {"tenant_id": tenant_id, "user_id": user_id,
+                                                  "course_id": course_id})).first()
 
 
-async def find_course(session: AsyncSession, tenant_id: int, course_id: int) -> Any | None:
-    return (await session.execute(
-        TenantScope(tenant_id).select(courses).where(courses.c.course_id == course_id)
-    )).first()
+def live_of(facts: Any, now: datetime) -> Any | None:
+    """The learner's live enrollment among ``facts`` unless it is overdue (then a new one takes its place)."""
+    if facts.id is None or domain.is_overdue(facts.status, as_utc(facts.expires_at), now):
+        return None
+    return facts
 
 
-async def enroll(session: AsyncSession, caller: Caller, *, user_id: int, course_id: int, source: str,
-                 expires_at: datetime | None, now: datetime) -> tuple[Any, bool]:
+async def require_user(session: AsyncSession, tenant_id: int, user_id: int) -> None:
+    known = (await session.execute(_USER_KNOWN, {"tenant_id": tenant_id, "user_id": user_id})).first()
+    if known is None:
+        raise ApiError.invalid(_unknown_user(user_id))
+
+
+def _unknown_user(user_id: int) -> str:
+    return f"User {user_id} is not in this tenant's directory; upsert the user first."
+
+
+async def enroll(session: AsyncSession, caches: Caches, caller: Caller, *, user_id: int, course_id: int,
+                 source: str, expires_at: datetime | None, now: datetime) -> tuple[Any, bool]:
     """Enroll a user in a published course. Returns (enrollment row, created?): an active or completed enrollment
     for the same user and course is returned as it is."""
-    course = await find_course(session, caller.tenant_id, course_id)
-    if course is None:
+    facts = await enrollment_facts(session, caller.tenant_id, user_id, course_id)
+    if facts is None:
         raise ApiError.not_found("course")
-    existing = await live_enrollment(session, caller.tenant_id, user_id, course_id)
-    if existing is not None and not domain.is_overdue(existing.status, as_utc(existing.expires_at), now):
+    existing = live_of(facts, now)
+    if existing is not None:
         # Idempotent even after the course was unpublished or archived: a retried purchase gets its enrollment.
         return existing, False
-    if course.status != "published":
-        raise ApiError.invalid(f"Course {course_id} is {course.status}; only published courses take enrollments.")
-    await require_user(session, caller.tenant_id, user_id)
-    return await enroll_in_published_course(session, caller, user_id=user_id, course_id=course_id,
+    if facts.course_status != "published":
+        raise ApiError.invalid(f"Course {course_id} is {facts.course_status}; only published courses take "
+                               "enrollments.")
+    if not facts.user_known:
+        raise ApiError.invalid(_unknown_user(user_id))
+    return await enroll_in_published_course(session, caches, caller, facts, user_id=user_id, course_id=course_id,
                                             source=source, expires_at=expires_at, now=now)
 
 
-async def enroll_in_published_course(session: AsyncSession, caller: Caller, *, user_id: int, course_id: int,
-                                     source: str, expires_at: datetime | None, now: datetime) -> tuple[Any, bool]:
-    existing = await live_enrollment(session, caller.tenant_id, user_id, course_id)
+async def enroll_in_published_course(session: AsyncSession, caches: Caches, caller: Caller, facts: Any, *,
+                                     user_id: int, course_id: int, source: str, expires_at: datetime | None,
+                                     now: datetime) -> tuple[Any, bool]:
+    """Create the enrollment ``facts`` (from :func:`enrollment_facts`) call for, or return the live one."""
+    existing = live_of(facts, now)
     if existing is not None:
-        if not domain.is_overdue(existing.status, as_utc(existing.expires_at), now):
-            return existing, False
+        return existing, False
+    if facts.id is not None:
         # Past its end but not swept yet: expire it now so the new enrollment can take its place.
-        await expire(session, [existing.id], now)
-    version = await published_version(session, caller.tenant_id, course_id)
+        await expire(session, [facts.id], now)
+    version = None if facts.latest_version is None else await caches.version(
+        session, caller.tenant_id, course_id, facts.latest_version)
     if version is None:  # the course says published but its tree has not arrived yet
         raise ApiError.invalid(f"Course {course_id} is not published yet; retry shortly.")
-    rule = domain.completion_rule(version.completion_rule)
-    progress = domain.evaluate(rule, domain.activities_of(version.modules), [])
+    progress = version.progress([])
     values = {
         "tenant_id": caller.tenant_id, "user_id": user_id, "course_id": course_id,
         "course_version": version.version_number, "status": domain.EnrollmentStatus.ACTIVE, "source": source,
-        "enrolled_at": now, "expires_at": expires_at, "required_total": progress.required_total,
-        "required_done": 0, "revision": 1, "updated_at": now,
+        "enrolled_at": now, "expires_at": expires_at, "completed_at": None, "cancelled_at": None,
+        "required_total": progress.required_total, "required_done": 0, "revision": 1, "updated_at": now,
     }
     # Two concurrent enrollments of one learner collapse onto one row (the unique index on live enrollments).
-    inserted = (await session.execute(
-        insert_ignoring_conflicts(session, enrollments, values).returning(enrollments.c.id)
-    )).first()
-    if inserted is None:
-        winner = await live_enrollment(session, caller.tenant_id, user_id, course_id)
+    row = (await session.execute(ignoring_conflicts(dialect_name(session), enrollments, returning=True),
+                                 values)).first()
+    if row is None:
+        winner = (await session.execute(_LIVE_ENROLLMENT, {"tenant_id": caller.tenant_id, "user_id": user_id,
+                                                           "course_id": course_id})).first()
         if winner is None:  # pragma: no cover - the conflicting row vanished (cancelled) in between
             raise ApiError(503, "service_unavailable", "Concurrent change; retry.", {"Retry-After": "1"})
         return winner, False
-    row = (await session.execute(sa.select(enrollments).where(enrollments.c.id == inserted.id))).one()
     await outbox.add(session, enrollment_event("enrollment.created", EnrollmentCreated(**snapshot_fields(row)),
                                                caller))
     log.info("enrollment_created", enrollment_id=row.id, user_id=user_id, course_id=course_id, source=source)
     return row, True
 
 
-async def get_enrollment(session: AsyncSession, tenant_id: int, enrollment_id: int, *, lock: bool = False) -> Any:
-    stmt = TenantScope(tenant_id).select(enrollments).where(enrollments.c.id == enrollment_id)
-    row = (await session.execute(stmt.with_for_update() if lock else stmt)).first()
+async def get_enrollment(db: AsyncSession | AsyncConnection, tenant_id: int, enrollment_id: int, *,
+                         lock: bool = False) -> Any:
+    params = {"tenant_id": tenant_id, "id": enrollment_id}
+    row = (await db.execute(_ENROLLMENT_LOCKED if lock else _ENROLLMENT, params)).first()
     if row is None:
         raise ApiError.not_found("enrollment")
     return row

@@ -7,18 +7,21 @@ it after the course is republished (see docs/enrollment.md).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.enrollment.caches import Caches
 from services.enrollment.store import (
     course_versions,
     courses,
+    dialect_name,
     directory_users,
-    insert_ignoring_conflicts,
-    remember_tenant,
+    ignoring_conflicts,
+    tenants,
     upsert,
 )
 from shared.bus.envelope import CloudEvent
@@ -43,10 +46,11 @@ def _course_values(snapshot: CourseSnapshot) -> dict[str, Any]:
     }
 
 
-async def apply_course_event(session: AsyncSession, event: CloudEvent, payload: CourseSnapshot) -> None:
+async def apply_course_event(session: AsyncSession, event: CloudEvent, payload: CourseSnapshot, *,
+                             caches: Caches) -> None:
     """``course.created/updated/published/unpublished/archived``: newest revision wins."""
     tenant_id = event.tenantid
-    await remember_tenant(session, tenant_id, event.tenant, None, utcnow())
+    await remember_tenant(session, caches, tenant_id, event.tenant, None, utcnow())
     if isinstance(payload, CoursePublished):
         await _keep_published_version(session, tenant_id, payload)
     values = _course_values(payload)
@@ -72,7 +76,7 @@ async def _keep_published_version(session: AsyncSession, tenant_id: int, payload
         "revision": payload.revision,
     }
     # A version number identifies one published tree; a repeat of the same publish is a no-op.
-    await session.execute(insert_ignoring_conflicts(session, course_versions, values))
+    await session.execute(ignoring_conflicts(dialect_name(session), course_versions), values)
 
 
 async def apply_user_upserted(session: AsyncSession, event: CloudEvent, payload: UserUpserted) -> None:
@@ -83,18 +87,24 @@ async def apply_user_upserted(session: AsyncSession, event: CloudEvent, payload:
     await session.execute(stmt)
 
 
-async def published_version(session: AsyncSession, tenant_id: int, course_id: int) -> Any | None:
-    """The version new enrollments join: the highest published version we hold."""
-    return (await session.execute(
-        sa.select(course_versions)
-        .where(course_versions.c.tenant_id == tenant_id, course_versions.c.course_id == course_id)
-        .order_by(course_versions.c.version_number.desc()).limit(1)
-    )).first()
+_TENANT = sa.select(tenants.c.slug, tenants.c.name).where(tenants.c.tenant_id == sa.bindparam("tenant_id"))
 
 
-async def course_version(session: AsyncSession, tenant_id: int, course_id: int, version: int) -> Any | None:
-    return (await session.execute(
-        sa.select(course_versions).where(course_versions.c.tenant_id == tenant_id,
-                                         course_versions.c.course_id == course_id,
-                                         course_versions.c.version_number == version)
-    )).first()
+async def remember_tenant(session: AsyncSession, caches: Caches, tenant_id: int, slug: str, name: str | None,
+                          now: datetime) -> None:
+    """Keep the slug (routing keys of events the sweeper sends) and the display name (certificates).
+
+    Read first and write only on a change, so that concurrent requests of one tenant do not queue on its row; a
+    pair the row was recently seen holding skips even the read (``Caches``).
+    """
+    if caches.tenant_confirmed(tenant_id, slug, name):
+        return
+    known = (await session.execute(_TENANT, {"tenant_id": tenant_id})).first()
+    if known is not None and known.slug == slug and (name is None or known.name == name):
+        caches.confirm_tenant(tenant_id, known.slug, known.name)
+        return
+    update: dict[str, Any] = {"slug": slug, "updated_at": now}
+    if name is not None:
+        update["name"] = name
+    await session.execute(upsert(session, tenants, {"tenant_id": tenant_id, "slug": slug, "name": name,
+                                                    "updated_at": now}, ["tenant_id"], update))

@@ -8,14 +8,18 @@ runtime commit once), ``idempotency_keys``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast, overload
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from shared.db import Database
 
 metadata = sa.MetaData()
 
@@ -100,6 +104,9 @@ sa.Index(
     postgresql_where=LIVE_ENROLLMENT, sqlite_where=LIVE_ENROLLMENT,
 )
 sa.Index("ix_enrollments_tenant_id", enrollments.c.tenant_id, enrollments.c.id)
+# Filtered lists (a course's learners, a learner's courses) walk these instead of the whole tenant.
+sa.Index("ix_enrollments_course", enrollments.c.tenant_id, enrollments.c.course_id, enrollments.c.id)
+sa.Index("ix_enrollments_user", enrollments.c.tenant_id, enrollments.c.user_id, enrollments.c.id)
 sa.Index("ix_enrollments_due", enrollments.c.expires_at, postgresql_where=enrollments.c.status == "active",
          sqlite_where=enrollments.c.status == "active")
 
@@ -187,18 +194,26 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _dialect(session: AsyncSession) -> Any:
-    return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+def dialect_name(db: AsyncSession | AsyncConnection) -> str:
+    return (db.get_bind() if isinstance(db, AsyncSession) else db).dialect.name
 
 
-def insert_ignoring_conflicts(session: AsyncSession, table: sa.Table, values: Mapping[str, Any]) -> Any:
-    """``INSERT ... ON CONFLICT DO NOTHING`` for PostgreSQL and SQLite."""
-    return _dialect(session).insert(table).values(**values).on_conflict_do_nothing()
+def _dialect(db: AsyncSession | AsyncConnection) -> Any:
+    return postgresql if dialect_name(db) == "postgresql" else sqlite
+
+
+@functools.cache
+def ignoring_conflicts(dialect: str, table: sa.Table, returning: bool = False) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING [RETURNING *]``, built once per dialect; execute it with the row as
+    parameters (statements built per call cost more CPU than the database spends running them)."""
+    stmt = (postgresql if dialect == "postgresql" else sqlite).insert(table).on_conflict_do_nothing()
+    return stmt.returning(*table.c) if returning else stmt
 
 
 async def insert_if_absent(session: AsyncSession, table: sa.Table, values: Mapping[str, Any]) -> bool:
     """Insert the row unless its key exists (waiting for a concurrent inserter to finish); True if it was new."""
-    result = cast(sa.CursorResult[Any], await session.execute(insert_ignoring_conflicts(session, table, values)))
+    result = cast(sa.CursorResult[Any], await session.execute(
+        ignoring_conflicts(dialect_name(session), table), dict(values)))
     return result.rowcount == 1
 
 
@@ -207,6 +222,37 @@ def upsert(session: AsyncSession, table: sa.Table, values: Mapping[str, Any], ke
     """``INSERT ... ON CONFLICT (keys) DO UPDATE SET update [WHERE where]`` (``where`` sees the existing row)."""
     stmt = _dialect(session).insert(table).values(**values)
     return stmt.on_conflict_do_update(index_elements=keys, set_=dict(update), where=where)
+
+
+@asynccontextmanager
+async def reading(db: Database) -> AsyncIterator[AsyncConnection]:
+    """A connection in autocommit for a request that runs one read: no BEGIN and COMMIT round trips, and the
+    pooled connection goes back as soon as the statement is answered."""
+    async with db.engine.connect() as conn:
+        yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+@functools.cache
+def page_query(table: sa.Table, filters: tuple[str, ...], after: bool) -> sa.Select[Any]:
+    """A keyset page of a tenant's rows, id descending, built once per combination of filters. Parameters:
+    ``tenant_id``, each filter by name, ``after_id`` (with ``after``) and ``limit``."""
+    stmt = sa.select(table).where(table.c.tenant_id == sa.bindparam("tenant_id"))
+    for name in filters:
+        stmt = stmt.where(table.c[name] == sa.bindparam(name))
+    if after:
+        stmt = stmt.where(table.c.id < sa.bindparam("after_id"))
+    return stmt.order_by(table.c.id.desc()).limit(sa.bindparam("limit", type_=sa.Integer))
+
+
+async def keyset_page(db: Database, table: sa.Table, tenant_id: int, filters: Mapping[str, int | None],
+                      after_id: int | None, limit: int) -> list[Any]:
+    """Up to ``limit`` rows of ``table`` for ``next_cursor`` (which trims the extra one)."""
+    given = {name: value for name, value in filters.items() if value is not None}
+    params: dict[str, Any] = {"tenant_id": tenant_id, "limit": limit, **given}
+    if after_id is not None:
+        params["after_id"] = after_id
+    async with reading(db) as conn:
+        return list((await conn.execute(page_query(table, tuple(given), after_id is not None), params)).all())
 
 
 def _number(value: Decimal | None) -> Decimal | None:
@@ -257,20 +303,3 @@ def cohort_resource(row: Any) -> dict[str, Any]:
         "created_at": as_utc(row.created_at),
         "updated_at": as_utc(row.updated_at),
     }
-
-
-async def remember_tenant(session: AsyncSession, tenant_id: int, slug: str, name: str | None, now: datetime) -> None:
-    """Keep the slug (routing keys of events the sweeper sends) and the display name (certificates).
-
-    Read first and write only on a change, so that concurrent requests of one tenant do not queue on its row.
-    """
-    known = (await session.execute(
-        sa.select(tenants.c.slug, tenants.c.name).where(tenants.c.tenant_id == tenant_id)
-    )).first()
-    if known is not None and known.slug == slug and (name is None or known.name == name):
-        return
-    update: dict[str, Any] = {"slug": slug, "updated_at": now}
-    if name is not None:
-        update["name"] = name
-    await session.execute(upsert(session, tenants, {"tenant_id": tenant_id, "slug": slug, "name": name,
-                                                    "updated_at": now}, ["tenant_id"], update))
