@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from services.enrollment.caches import CACHES_KEY, Caches
 from services.enrollment.config import EnrollmentSettings
 from services.enrollment.readmodels import apply_course_event, apply_user_upserted
 from services.enrollment.sweeper import expiry_sweeper
+from shared.bus.amqp import AmqpBus
 from shared.bus.consumer import Subscription
 from shared.bus.topology import queue
 from shared.service import ServiceSpec, create_service_app
@@ -36,10 +38,32 @@ def subscriptions(app: web.Application) -> list[Subscription]:
     ]
 
 
+def _own_bus(settings: EnrollmentSettings) -> AmqpBus | None:
+    """The broker connection with this service's consumer concurrency and batch size (docs/enrollment.md)."""
+    common = settings.common
+    if not common.amqp_url:
+        return None
+    return AmqpBus(common.amqp_url, service="enrollment", namespace=common.amqp_namespace,
+                   prefetch=max(common.amqp_prefetch, settings.consumer_batch_size * settings.consumer_concurrency),
+                   delivery_limit=common.amqp_delivery_limit, concurrency=settings.consumer_concurrency,
+                   batch_size=settings.consumer_batch_size)
+
+
+def _closing(bus: AmqpBus) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(_app: web.Application) -> AsyncIterator[None]:
+        yield
+        await bus.close()  # after the bus context stopped consuming (cleanups run in reverse)
+
+    return ctx
+
+
 def create_app(settings: EnrollmentSettings | None = None, *, bus: Any = None) -> web.Application:
     settings = settings or EnrollmentSettings()
     spec = ServiceSpec(name="enrollment", migrations_dir=MIGRATIONS, setup_routes=setup_routes,
                        subscriptions=subscriptions, background=[expiry_sweeper] if settings.sweeper_enabled else [])
-    app = create_service_app(settings, spec, bus=bus)
+    own_bus = _own_bus(settings) if bus is None else None
+    app = create_service_app(settings, spec, bus=bus if bus is not None else own_bus)
     app[CACHES_KEY] = Caches()  # one per app: each app has its own database
+    if own_bus is not None:
+        app.cleanup_ctx.insert(1, _closing(own_bus))
     return app

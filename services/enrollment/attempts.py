@@ -1,8 +1,9 @@
-"""Attempts, written from ``runtime.committed``, and the completion decision that follows every attempt change.
+"""Attempts, written from ``runtime.committed``, and the completion decision that follows attempt changes.
 
-Locks are always taken in the same order (enrollment, then attempt), so concurrent commits for one learner
+The enrollment row is locked before its attempts are written or read, so concurrent commits for one learner
 serialise: each evaluates the completion rule against every other commit already committed, and only the first
-one to find the rule satisfied completes the enrollment.
+one to find the rule satisfied completes the enrollment. The rule is evaluated whenever a commit may have moved the
+learner's progress (``domain.progress_may_move``); the others (another ``incomplete``, say) write the attempt only.
 """
 
 from __future__ import annotations
@@ -45,30 +46,63 @@ from shared.events.scorm import RuntimeCommitted
 log = structlog.get_logger("enrollment.attempts")
 
 
-def _max(a: Decimal | None, b: Decimal | None) -> Decimal | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return max(a, b)
+def _p(name: str, column: sa.Column[Any]) -> sa.BindParameter[Any]:
+    """A parameter typed like ``column`` (SET cannot reuse a column's own name for a parameter)."""
+    return sa.bindparam(name, type_=column.type)
+
+
+_a = attempts.c
+_SEQUENCE = _p("new_sequence", _a.last_sequence)
+_SCORE = _p("new_score_scaled", _a.score_scaled)
+_STARTED = _p("new_started_at", _a.time_started_at)
+_ENDED = _p("new_ended_at", _a.time_ended_at)
+_LATER = _a.last_sequence < _SEQUENCE  # status fields: the latest commit wins, whatever the order
+
+
+def _if_later(value: Any, column: sa.Column[Any]) -> sa.Case[Any]:
+    return sa.case((_LATER, value), else_=column)
 
 
 # Statements built once (building and hashing them per event cost more CPU than running them).
 _LOCK_ENROLLMENT = sa.select(enrollments).where(
     enrollments.c.id == sa.bindparam("enrollment_id"), enrollments.c.tenant_id == sa.bindparam("tenant_id"),
 ).with_for_update()
-_LOCK_ATTEMPT = sa.select(attempts).where(attempts.c.id == sa.bindparam("attempt_id")).with_for_update()
 # The shared consumer applies several events in one transaction. Waiting for a row lock while holding the rows of
 # the batch's earlier events is how two batches deadlock (each holds a learner the other needs; PostgreSQL breaks
-# it only after deadlock_timeout, a second): after the first event, locks are taken NOWAIT. A taken lock fails the
-# batch, and the consumer applies its events again one per transaction, where waiting is safe.
-_LOCKS = {True: (_LOCK_ENROLLMENT, _LOCK_ATTEMPT),
-          False: (_LOCK_ENROLLMENT.with_for_update(nowait=True), _LOCK_ATTEMPT.with_for_update(nowait=True))}
+# it only after deadlock_timeout, a second): after the first event the enrollment is locked NOWAIT. A taken lock
+# fails the batch, and the consumer applies its events again one per transaction, where waiting is safe. Every
+# other row an event writes belongs to its enrollment, so holding the enrollment no one else holds them.
+_LOCK_ENROLLMENT_NOWAIT = _LOCK_ENROLLMENT.with_for_update(nowait=True)
 _APPLIED_IN_TRANSACTION = "enrollment.runtime_commits"
-# SET takes the columns the parameters name.
-_UPDATE_ATTEMPT = sa.update(attempts).where(attempts.c.id == sa.bindparam("attempt_id")).returning(*attempts.c)
-_RESULTS = sa.select(attempts.c.activity_id, attempts.c.status, attempts.c.best_score_scaled).where(
-    attempts.c.enrollment_id == sa.bindparam("enrollment_id"))
+# One commit applied to an existing attempt of this enrollment and activity, in one statement (every SET
+# expression reads the row as it was before the statement).
+_APPLY_COMMIT = (
+    sa.update(attempts)
+    .where(_a.id == sa.bindparam("attempt_id"), _a.tenant_id == sa.bindparam("attempt_tenant_id"),
+           _a.enrollment_id == sa.bindparam("attempt_enrollment_id"),
+           _a.activity_id == sa.bindparam("attempt_activity_id"))
+    .values(
+        total_time_seconds=_a.total_time_seconds + _p("delta", _a.total_time_seconds),
+        best_score_scaled=sa.case(
+            (sa.and_(_SCORE.is_not(None), sa.or_(_a.best_score_scaled.is_(None), _a.best_score_scaled < _SCORE)),
+             _SCORE),
+            else_=_a.best_score_scaled),
+        time_started_at=sa.case(
+            (sa.or_(_a.time_started_at.is_(None), _a.time_started_at > _STARTED), _STARTED),
+            else_=_a.time_started_at),
+        status=_if_later(_p("new_status", _a.status), _a.status),
+        score_raw=_if_later(_p("new_score_raw", _a.score_raw), _a.score_raw),
+        score_scaled=_if_later(_SCORE, _a.score_scaled),
+        passed=_if_later(_p("new_passed", _a.passed), _a.passed),
+        time_ended_at=sa.case((sa.and_(_LATER, _ENDED.is_not(None)), _ENDED), else_=_a.time_ended_at),
+        last_sequence=_if_later(_SEQUENCE, _a.last_sequence),
+        revision=_a.revision + 1,
+        updated_at=_p("now", _a.updated_at),
+    )
+    .returning(*attempts.c)
+)
+_RESULTS = sa.select(_a.activity_id, _a.status, _a.best_score_scaled).where(
+    _a.enrollment_id == sa.bindparam("enrollment_id"))
 _PROGRESS = sa.update(enrollments).where(enrollments.c.id == sa.bindparam("enrollment_id"))
 _COMPLETE = (
     sa.update(enrollments)
@@ -94,9 +128,8 @@ async def apply_runtime_commit(session: AsyncSession, event: CloudEvent, payload
     tenant_id = event.tenantid
     earlier = session.info.get(_APPLIED_IN_TRANSACTION, 0)
     session.info[_APPLIED_IN_TRANSACTION] = earlier + 1
-    lock_enrollment, lock_attempt = _LOCKS[earlier == 0]
-    enrollment = (await session.execute(lock_enrollment, {"enrollment_id": payload.enrollment_id,
-                                                          "tenant_id": tenant_id})).first()
+    enrollment = (await session.execute(_LOCK_ENROLLMENT if earlier == 0 else _LOCK_ENROLLMENT_NOWAIT, {
+        "enrollment_id": payload.enrollment_id, "tenant_id": tenant_id})).first()
     if enrollment is None:
         raise PermanentError(f"runtime commit for unknown enrollment {payload.enrollment_id}")
     if (enrollment.user_id, enrollment.course_id) != (payload.user_id, payload.course_id):
@@ -112,15 +145,17 @@ async def apply_runtime_commit(session: AsyncSession, event: CloudEvent, payload
         return
 
     now = utcnow()
-    before, attempt = await _write_attempt(session, lock_attempt, tenant_id, payload, now)
+    attempt = await _write_attempt(session, tenant_id, payload, now)
     caller = Caller(tenant_id, event.tenant, event.requestid)
     staged = [new_event(
         "attempt.updated", _attempt_updated(attempt), service=SERVICE, tenant=caller.tenant_slug,
         tenant_id=tenant_id, subject=f"attempt/{attempt.id}", request_id=caller.request_id)]
-    if domain.counts_differently(before, _result(attempt)) or progress_says_complete(enrollment):
+    stored = domain.Progress(required_total=enrollment.required_total, required_done=enrollment.required_done)
+    status_set = attempt.last_sequence == payload.sequence  # (attempt, sequence) is applied once
+    if domain.progress_may_move(stored, status_set=attempt.status if status_set else None,
+                                score=payload.score_scaled, best=attempt.best_score_scaled):
         staged += await evaluate_completion(session, caches, caller, enrollment,
                                             completed_at=as_utc(event.time) or now)
-    # Otherwise the learner's progress cannot have moved: it was evaluated after every attempt change so far.
     await outbox.add(session, *staged)
 
 
@@ -129,60 +164,30 @@ def _result(row: Any) -> domain.AttemptResult:
                                 best_score_scaled=row.best_score_scaled)
 
 
-def progress_says_complete(enrollment: Any) -> bool:
-    """Stored progress already satisfies the rule (e.g. a version without activities): evaluate whatever came."""
-    return bool(enrollment.required_done >= enrollment.required_total)
-
-
-def attempt_after(current: Any | None, payload: RuntimeCommitted, now: datetime) -> dict[str, Any]:
-    """The attempt's changed columns once ``payload`` is applied to ``current`` (None: the launch's first commit,
-    applied to a fresh ``not_attempted`` attempt)."""
+async def _write_attempt(session: AsyncSession, tenant_id: int, payload: RuntimeCommitted, now: datetime) -> Any:
+    """Apply the commit to its attempt (the launch's first commit starts it); returns the attempt after."""
     started = as_utc(payload.time_started_at)
-    if current is None:
-        total, best, first_started, revision, last_sequence = Decimal(0), None, started, 0, -1
-    else:
-        total, best = Decimal(current.total_time_seconds), current.best_score_scaled
-        first_started = min(as_utc(current.time_started_at) or started, started)
-        revision, last_sequence = current.revision, current.last_sequence
-    values: dict[str, Any] = {
-        "total_time_seconds": total + payload.session_time_delta_seconds,
-        "best_score_scaled": _max(best, payload.score_scaled),
-        "time_started_at": first_started,
-        "revision": revision + 1,
-        "updated_at": now,
-    }
-    if payload.sequence > last_sequence:  # status fields: the latest commit wins, whatever the order
-        values.update(status=payload.status, score_raw=payload.score_raw, score_scaled=payload.score_scaled,
-                      passed=payload.passed, last_sequence=payload.sequence)
-        if payload.time_ended_at is not None:
-            values["time_ended_at"] = as_utc(payload.time_ended_at)
-    return values
-
-
-async def _write_attempt(session: AsyncSession, lock: Any, tenant_id: int, payload: RuntimeCommitted,
-                         now: datetime) -> tuple[domain.AttemptResult | None, Any]:
-    """Apply the commit to its attempt; returns (its result before, the row after)."""
-    current = (await session.execute(lock, {"attempt_id": payload.attempt_id})).first()
-    if current is None:
-        new = {
-            "id": payload.attempt_id, "tenant_id": tenant_id, "enrollment_id": payload.enrollment_id,
-            "activity_id": payload.activity_id, "user_id": payload.user_id, "course_id": payload.course_id,
-            "status": "not_attempted", "score_raw": None, "score_scaled": None, "passed": None,
-            "time_ended_at": None, "created_at": now, **attempt_after(None, payload, now),
-        }
-        row = (await session.execute(ignoring_conflicts(dialect_name(session), attempts, returning=True),
-                                     new)).first()
-        if row is not None:
-            return None, row
-        # Inserted meanwhile under another enrollment's lock: it cannot be this enrollment's (checked below).
-        current = (await session.execute(lock, {"attempt_id": payload.attempt_id})).one()
-    if (current.tenant_id, current.enrollment_id, current.activity_id) != (
-        tenant_id, payload.enrollment_id, payload.activity_id
-    ):
+    ended = as_utc(payload.time_ended_at)
+    row = (await session.execute(_APPLY_COMMIT, {
+        "attempt_id": payload.attempt_id, "attempt_tenant_id": tenant_id,
+        "attempt_enrollment_id": payload.enrollment_id, "attempt_activity_id": payload.activity_id,
+        "delta": payload.session_time_delta_seconds, "new_score_scaled": payload.score_scaled,
+        "new_started_at": started, "new_status": payload.status, "new_score_raw": payload.score_raw,
+        "new_passed": payload.passed, "new_ended_at": ended, "new_sequence": payload.sequence, "now": now,
+    })).first()
+    if row is not None:
+        return row
+    row = (await session.execute(ignoring_conflicts(dialect_name(session), attempts, returning=True), {
+        "id": payload.attempt_id, "tenant_id": tenant_id, "enrollment_id": payload.enrollment_id,
+        "activity_id": payload.activity_id, "user_id": payload.user_id, "course_id": payload.course_id,
+        "status": payload.status, "score_raw": payload.score_raw, "score_scaled": payload.score_scaled,
+        "best_score_scaled": payload.score_scaled, "passed": payload.passed, "time_started_at": started,
+        "time_ended_at": ended, "total_time_seconds": Decimal(0) + payload.session_time_delta_seconds,
+        "last_sequence": payload.sequence, "revision": 1, "created_at": now, "updated_at": now,
+    })).first()
+    if row is None:  # the id exists, but not as this enrollment's attempt at this activity
         raise PermanentError(f"attempt {payload.attempt_id} belongs to another enrollment or activity")
-    row = (await session.execute(_UPDATE_ATTEMPT, {"attempt_id": current.id,
-                                                   **attempt_after(current, payload, now)})).one()
-    return _result(current), row
+    return row
 
 
 def _attempt_updated(row: Any) -> AttemptUpdated:

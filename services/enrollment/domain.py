@@ -69,16 +69,25 @@ def activity_done(activity: Activity, results: Iterable[AttemptResult]) -> bool:
     return bool(scores) and max(scores) >= activity.passing_score_scaled
 
 
-def counts_differently(before: AttemptResult | None, after: AttemptResult) -> bool:
-    """Whether an attempt's change can move a learner's progress: completion only looks at whether an attempt is
-    done and at its best score, so a change to neither (e.g. another ``incomplete`` commit) moves nothing.
-    ``before`` is None for a new attempt, which counts like one not done and without a score."""
-    def weight(result: AttemptResult | None) -> tuple[bool, Decimal | None]:
-        if result is None:
-            return False, None
-        return result.status in DONE_STATUSES, result.best_score_scaled
+def progress_may_move(stored: Progress, *, status_set: str | None, score: Decimal | None,
+                       best: Decimal | None) -> bool:
+    """Whether one commit to an attempt may have changed a learner's progress, judged from what is known without
+    reading the other attempts: ``stored`` (the enrollment's progress, evaluated after every change so far),
+    ``status_set`` (the status this commit gave the attempt, None when an older commit left the status alone),
+    ``score`` (the commit's ``score_scaled``) and ``best`` (the attempt's best score after the commit).
 
-    return weight(before) != weight(after)
+    Completion looks at whether an attempt is done and at its best score. A commit that set a done status, or
+    whose score became the best, may move progress; so may one that set a status not done when something counts
+    already (this attempt may have been the done one). Progress that already satisfies the rule (a version with
+    nothing to do) is evaluated on every commit. Anything else (``incomplete`` after ``incomplete``) cannot.
+    """
+    if stored.complete:
+        return True
+    if score is not None and best == score:
+        return True
+    if status_set is None:
+        return False
+    return status_set in DONE_STATUSES or stored.required_done > 0
 
 
 def counted_activities(rule: CompletionRule, activities: Sequence[Activity]) -> list[Activity]:

@@ -201,3 +201,45 @@ async def test_an_already_enrolled_learner_is_not_moved_to_a_new_version_by_enro
     await service.until_course(course, version=2)
     again = await service.enroll(user, course)
     assert again["id"] == first["id"] and again["course_version"] == 1
+
+
+# --- progress follows the attempts (the rule is evaluated only when a commit may move it) ----------------------
+
+
+async def test_the_latest_commit_of_an_attempt_decides_whether_it_counts(service, ids, events):
+    course, user = next(ids), next(ids)
+    await service.given_course_and_user(course, user, [activity(1), activity(2)])
+    enrollment = await service.enroll(user, course)
+    attempt_id = next(ids)
+    for sequence, status, done in [(1, "completed", 1), (2, "incomplete", 0), (3, "incomplete", 0), (4, "passed", 1)]:
+        await service.publish(service.runtime_committed(enrollment, 1, attempt_id=attempt_id, sequence=sequence,
+                                                        status=status))
+        await events.wait_for("attempt.updated", count=sequence)
+        assert (await service.enrollment(enrollment["id"]))["progress"] == {"required_total": 2,
+                                                                            "required_done": done}, sequence
+
+
+async def test_a_passing_score_counts_from_the_best_commit_of_an_attempt(service, ids, events):
+    course, user = next(ids), next(ids)
+    await service.given_course_and_user(course, user, [activity(1, passing="0.8"), activity(2)])
+    enrollment = await service.enroll(user, course)
+    attempt_id = next(ids)
+    # completed below the passing score; then the score is reached by an incomplete commit; then completed again
+    for sequence, status, score, done in [(1, "completed", "0.5", 0), (2, "incomplete", "0.9", 0),
+                                          (3, "completed", None, 1), (4, "completed", "0.6", 1)]:
+        await service.publish(service.runtime_committed(enrollment, 1, attempt_id=attempt_id, sequence=sequence,
+                                                        status=status, score_scaled=score))
+        await events.wait_for("attempt.updated", count=sequence)
+        assert (await service.enrollment(enrollment["id"]))["progress"]["required_done"] == done, sequence
+    await service.publish(service.runtime_committed(enrollment, 2, status="completed"))
+    await events.wait_for("enrollment.completed")
+
+
+async def test_a_version_without_activities_completes_on_its_first_commit(service, ids, events):
+    course, user = next(ids), next(ids)
+    await service.given_course_and_user(course, user, [])
+    enrollment = await service.enroll(user, course)
+    assert enrollment["progress"] == {"required_total": 0, "required_done": 0}
+    await service.publish(service.runtime_committed(enrollment, 1, status="incomplete"))
+    completed = (await events.wait_for("enrollment.completed"))[0]
+    assert completed.data["enrollment_id"] == enrollment["id"]

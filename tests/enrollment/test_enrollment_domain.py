@@ -3,6 +3,7 @@ timestamps."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -20,6 +21,7 @@ from services.enrollment.domain import (
     evaluate,
     is_overdue,
     parse_rfc3339,
+    progress_may_move,
 )
 
 ALL_REQUIRED, ALL_ACTIVITIES, ANY_ACTIVITY = (CompletionRule.ALL_REQUIRED, CompletionRule.ALL_ACTIVITIES,
@@ -73,6 +75,62 @@ def test_completion_rule(case, rule, activities, attempts, expected, complete):
     progress = evaluate(rule, activities, attempts)
     assert (progress.required_total, progress.required_done) == expected
     assert progress.complete is complete
+
+
+MAY_MOVE = [
+    # (case, stored progress (total, done), status the commit set or None, its score, best after, may move?)
+    ("incomplete after incomplete, nothing done yet", (2, 0), "incomplete", None, None, False),
+    ("an older commit that left the status alone", (2, 1), None, None, None, False),
+    ("a done status", (2, 0), "completed", None, None, True),
+    ("passed", (2, 1), "passed", None, None, True),
+    ("a status not done while something counts: this attempt may have been it", (2, 1), "incomplete", None, None,
+     True),
+    ("a score that became the best", (2, 0), None, "0.9", "0.9", True),
+    ("a score below the best", (2, 0), "incomplete", "0.4", "0.9", False),
+    ("stored progress already complete (nothing to do)", (0, 0), "incomplete", None, None, True),
+]
+
+
+@pytest.mark.parametrize("case,stored,status_set,score,best,moves", MAY_MOVE, ids=[c[0] for c in MAY_MOVE])
+def test_which_commits_may_move_progress(case, stored, status_set, score, best, moves):
+    score, best = (None if v is None else Decimal(v) for v in (score, best))
+    assert progress_may_move(Progress(*stored), status_set=status_set, score=score, best=best) is moves
+
+
+def test_evaluating_only_when_progress_may_move_gives_the_progress_of_evaluating_after_every_commit():
+    # Random courses and commit streams (out of order, scores up and down): the completion decision and the
+    # stored progress must be the same at every step as when the rule is evaluated after each commit.
+    rng = random.Random(5)
+    statuses = ["not_attempted", "incomplete", "completed", "passed", "failed", "browsed"]
+    for _ in range(1500):
+        activities = [Activity(a, required=rng.random() < 0.6,
+                               passing_score_scaled=rng.choice([None, None, Decimal("0.7")]))
+                      for a in range(1, rng.randint(0, 4) + 1)]
+        rule = rng.choice(list(CompletionRule))
+        commits = []
+        for attempt_id in range(rng.randint(1, 4)):
+            activity_id = rng.randint(1, max(1, len(activities)) + 1)  # now and then one not in the version
+            sequences = list(range(rng.randint(1, 5)))
+            rng.shuffle(sequences)
+            commits += [(attempt_id, activity_id, seq, rng.choice(statuses),
+                         rng.choice([None, Decimal("0.5"), Decimal("0.7"), Decimal("0.9")])) for seq in sequences]
+        rng.shuffle(commits)
+        lazy = eager = evaluate(rule, activities, [])
+        lazy_done = eager_done = None
+        attempts: dict[int, tuple[int, str, int, Decimal | None]] = {}
+        for step, (attempt_id, activity_id, seq, status, score) in enumerate(commits):
+            activity_id, old_status, last, best = attempts.get(attempt_id, (activity_id, "not_attempted", -1, None))
+            status_set = status if seq > last else None
+            best = score if best is None or (score is not None and score > best) else best
+            attempts[attempt_id] = (activity_id, status_set or old_status, max(seq, last), best)
+            results = [AttemptResult(a, st, b) for a, st, _, b in attempts.values()]
+            if eager_done is None:
+                eager = evaluate(rule, activities, results)
+                eager_done = step if eager.complete else None
+            if lazy_done is None and progress_may_move(lazy, status_set=status_set, score=score, best=best):
+                lazy = evaluate(rule, activities, results)
+                lazy_done = step if lazy.complete else None
+            assert (lazy_done, lazy) == (eager_done, eager), (rule, activities, commits[:step + 1])
 
 
 def test_unknown_rule_falls_back_to_all_required():

@@ -61,3 +61,38 @@ async def test_enroll_complete_cancel_and_expire_on_sqlite(tmp_path, test_env):
         assert body["error"]["code"] == "invalid_argument"
     finally:
         await client.close()
+
+
+async def test_commits_to_one_attempt_add_up_on_sqlite(tmp_path, test_env):
+    bus = InProcessBus()
+    common = CommonSettings(data_dir=tmp_path, internal_secret=test_env.internal_secret, relay_poll_interval=0.1)
+    app = create_app(EnrollmentSettings(common=common, sweeper_enabled=False), bus=bus)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        service = EnrollmentService(test_env, client, publisher=None)  # type: ignore[arg-type]
+
+        async def publish(*events: CloudEvent) -> None:
+            await bus.publish_many([OutgoingMessage(e.routing_key, e.to_bytes(), e.id) for e in events])
+
+        service.publish = publish  # type: ignore[method-assign]
+        await wait_until(lambda: bus.queues.get("enrollment.runtime") is not None, message="consumers started")
+        await service.given_course_and_user(1, 2, [activity(10, passing="0.8"), activity(11)])
+        enrollment = await service.enroll(2, 1)
+        attempt = 77
+        # out of order: the latest status wins, times add up, the best score is kept
+        for sequence, status, score, delta in [(2, "completed", "0.9", "5"), (1, "incomplete", "0.4", "7"),
+                                               (3, "failed", "0.6", "1.5")]:
+            await publish(service.runtime_committed(enrollment, 10, attempt_id=attempt, sequence=sequence,
+                                                    status=status, score_scaled=score, delta=delta))
+
+        async def applied() -> dict | None:
+            _, body = await service.call("GET", f"/api/v1/learn/attempts/{attempt}", expect=None)
+            return body.get("data") if body.get("data", {}).get("total_time_seconds") == 13.5 else None
+
+        seen = await wait_until(applied, message="three commits applied")
+        assert (seen["status"], seen["score_scaled"]) == ("failed", 0.6)
+        # activity 10 counted once (completed at 0.9), and the later failed commit took it back
+        assert (await service.enrollment(enrollment["id"]))["progress"] == {"required_total": 2, "required_done": 0}
+    finally:
+        await client.close()
