@@ -14,7 +14,7 @@ class EnrollmentSettings(ServiceSettings):
     sweep_interval: float = Field(default=5.0, gt=0, description="seconds between expiry sweeps")
     sweep_batch_size: int = Field(default=200, ge=1, le=5000)
     consumer_concurrency: int = Field(
-        default=8, ge=1, le=64,
+        default=3, ge=1, le=64,
         description="consumer transactions at once per queue; each holds a database connection, so leave most of "
-                    "2 × LEARN_DB_POOL_SIZE to HTTP requests")
+                    "the pool (2 × LEARN_DB_POOL_SIZE) to HTTP requests")
     consumer_batch_size: int = Field(default=32, ge=1, le=256, description="deliveries per consumer transaction")
