@@ -52,23 +52,30 @@ async def run_all(stop: asyncio.Event) -> None:
 
         bus = InProcessBus(delivery_limit=common.amqp_delivery_limit)
     runners: list[web.AppRunner] = []
-    gateway_port = 0
+    gateway_port = content_port = 0
     try:
         for name, settings_cls, factory in _factories():
             settings = settings_cls(common=common)
             app = factory(settings, bus=bus)
+            if name == "gateway":
+                from services.gateway.__main__ import start_gateway
+
+                # Two listeners: the API/admin origin and the content origin (SCORM packages' JavaScript).
+                runners.extend(await start_gateway(settings, app))
+                gateway_port, content_port = settings.port, settings.content_port
+                log.info("service_started", name=name, port=settings.port, content_port=content_port)
+                continue
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             await web.TCPSite(runner, common.host, settings.port).start()
             runners.append(runner)
-            if name == "gateway":
-                gateway_port = settings.port
             log.info("service_started", name=name, port=settings.port)
         mode = "embedded (SQLite + in-process bus)" if common.embedded else "PostgreSQL + RabbitMQ"
         host = "localhost" if common.host in ("127.0.0.1", "0.0.0.0") else common.host  # noqa: S104
         sys.stderr.write(
             f"\nmobieusLearn is running ({mode}).\n"
             f"  Gateway:    http://{host}:{gateway_port}\n"
+            f"  Content:    {common.content_url}  (SCORM player and packages; port {content_port})\n"
             f"  Readiness:  http://{host}:{gateway_port}/readyz\n"
             f"  Data dir:   {common.data_dir.resolve()}\n"
             "Press Ctrl-C to stop.\n\n"

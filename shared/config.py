@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICE_NAMES = ("gateway", "catalog", "enrollment", "certificates", "scorm")
@@ -33,7 +33,13 @@ class CommonSettings(BaseSettings):
     amqp_prefetch: int = Field(default=64, ge=1)
     data_dir: Path = Path(".data")
     internal_secret: str | None = None
-    public_url: str = "http://localhost:8080"
+    public_url: str = Field(default="http://localhost:8080",
+                            description="the API and admin origin (verification URLs, the admin UI)")
+    content_url: str = Field(
+        default="http://localhost:8085",
+        description="the content origin: the SCORM player, package files and runtime endpoints (never the "
+                    "public_url's origin); may hold '{tenant}' for one origin per tenant",
+    )
     base_domain: str = "localhost"
     log_level: str = "info"
     log_json: bool = True
@@ -44,6 +50,33 @@ class CommonSettings(BaseSettings):
     json_body_limit: int = 1024 * 1024
     db_pool_size: int = Field(default=5, ge=1, le=200,
                               description="connections per service process (the same again as overflow)")
+
+    @model_validator(mode="after")
+    def _content_origin_of_its_own(self) -> CommonSettings:
+        # Package JavaScript runs on the content origin: it must never be the origin that holds authority.
+        try:
+            content, public = origin_of(self.content_url.replace("{tenant}", "tenant")), origin_of(self.public_url)
+        except ValueError as exc:
+            raise ValueError(f"LEARN_CONTENT_URL / LEARN_PUBLIC_URL: {exc}") from None
+        if "{tenant}" in self.content_url and "{tenant}" not in urlsplit(self.content_url).netloc:
+            raise ValueError("LEARN_CONTENT_URL: '{tenant}' may only appear in the host name")
+        if content == public:
+            raise ValueError(f"LEARN_CONTENT_URL ({self.content_url}) must be another origin than "
+                             f"LEARN_PUBLIC_URL ({self.public_url}): package JavaScript runs on it")
+        return self
+
+    def content_url_for(self, tenant_slug: str) -> str:
+        """The content origin's base URL for ``tenant_slug`` (``{tenant}`` in LEARN_CONTENT_URL is replaced)."""
+        return self.content_url.replace("{tenant}", tenant_slug).rstrip("/")
+
+    @property
+    def public_origin(self) -> str:
+        return origin_of(self.public_url)
+
+    @property
+    def content_origin_source(self) -> str:
+        """The content origin as a CSP source: ``{tenant}`` becomes the ``*`` host wildcard."""
+        return origin_of(self.content_url.replace("{tenant}", "*"))
 
     @property
     def embedded(self) -> bool:
@@ -88,6 +121,14 @@ def _file_secret(path: Path) -> str:
         finally:
             tmp.unlink(missing_ok=True)
         return path.read_text().strip()
+
+
+def origin_of(url: str) -> str:
+    """``scheme://host[:port]`` of a URL (what a browser compares, and what a CSP source names)."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        raise ValueError(f"not an absolute URL: {url!r}")
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def to_async_url(url: str) -> str:

@@ -170,7 +170,8 @@ def _routes(app: web.Application, gateway: Gateway, api: AdminApi, proxy: AdminP
     r.add_get("/api/v1/learn/openapi.json", openapi)
     r.add_route("*", r"/api/v1/learn/{tail:[\s\S]*}", gateway.public_api)
     r.add_route("*", r"/verify/{tail:[\s\S]*}", gateway.pass_through)
-    r.add_route("*", r"/learn/{tail:[\s\S]*}", gateway.pass_through)
+    # The player, package files and runtime live on the content origin only (services/gateway/content.py).
+    r.add_route("*", r"/learn/{tail:[\s\S]*}", _content_elsewhere)
 
     tenants = f"{ADMIN}/tenants"
     own = [
@@ -195,6 +196,11 @@ def _routes(app: web.Application, gateway: Gateway, api: AdminApi, proxy: AdminP
     forward = gateway.admin(tenants + "/{slug}/{rest}", proxy.forward)
     r.add_route("*", tenants + r"/{slug}/{rest:[\s\S]+}", forward)
     r.add_route("*", ADMIN + r"/{tail:[\s\S]*}", gateway.admin(ADMIN, _admin_not_found))
+
+
+async def _content_elsewhere(_request: web.Request) -> web.Response:
+    raise ApiError(404, "not_found", "No such route here: learner content is served on the content origin "
+                                     "(LEARN_CONTENT_URL).")
 
 
 async def _admin_not_found(_request: web.Request) -> web.Response:

@@ -14,6 +14,8 @@ class GatewaySettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="LEARN_GATEWAY_", extra="ignore", populate_by_name=True)
     service_name = "gateway"
     port: int = 8080
+    content_port: int = Field(default=8085, ge=0, le=65535,
+                              description="the content origin's listener (LEARN_CONTENT_URL); 0: none")
     catalog_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['catalog']}"
     enrollment_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['enrollment']}"
     certificates_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['certificates']}"

@@ -18,7 +18,7 @@ from aiohttp import web
 from services.gateway import domain
 from services.gateway.keys import KeyDirectory, Principal, RateLimiter, UsageRecorder
 from services.gateway.proxy import Upstreams
-from services.gateway.routes import API_TABLE, PASS_THROUGH_TABLE, RouteTable
+from services.gateway.routes import API_TABLE, VERIFY_TABLE, RouteTable
 from shared.http import H_INTERNAL, H_REQUEST_ID, REQUEST_ID_KEY, ApiError, error_response
 from shared.metrics import HTTP_DURATION, HTTP_REQUESTS
 
@@ -173,9 +173,10 @@ class Gateway:
     # --- pass-through (no API key) ---------------------------------------------------------------------
 
     async def pass_through(self, request: web.Request) -> web.StreamResponse:
-        return await self._forward_table(request, PASS_THROUGH_TABLE)
+        return await self._forward_table(request, VERIFY_TABLE)
 
-    async def _forward_table(self, request: web.Request, table: RouteTable) -> web.StreamResponse:
+    async def _forward_table(self, request: web.Request, table: RouteTable,
+                             extra: dict[str, str] | None = None) -> web.StreamResponse:
         started = time.perf_counter()
         rid = new_request_id()
         route_label = "unmatched"
@@ -188,7 +189,7 @@ class Gateway:
                 raise ApiError(405, "method_not_allowed", "Method not allowed on this route.",
                                {"Allow": match.allow})
             route_label = route.path
-            headers = {H_INTERNAL: self.internal_secret, H_REQUEST_ID: rid}
+            headers = {H_INTERNAL: self.internal_secret, H_REQUEST_ID: rid, **(extra or {})}
             response = await self.upstreams.forward(request, route.upstream, request.raw_path, headers,
                                                     self.json_body_limit, {H_REQUEST_ID: rid})
         except ApiError as exc:

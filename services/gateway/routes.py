@@ -92,17 +92,23 @@ PUBLIC_ROUTES: tuple[Route, ...] = (
 )
 
 # Reached without an API key and forwarded as they are: the service resolves the tenant from the vid / token.
-PASS_THROUGH_ROUTES: tuple[Route, ...] = (
+# The verification page is served on the API origin (LEARN_PUBLIC_URL) ...
+VERIFY_ROUTES: tuple[Route, ...] = (
     Route("GET", "/verify/{vid}", None, "certificates", "Public certificate verification page.", response="html"),
-    Route("GET", "/learn/player/{token}", None, "scorm", "Learner player page.", response="html"),
-    Route("GET", "/learn/content/{token}/{path+}", None, "scorm", "Files of the launched SCO.",
-          response="binary"),
-    Route("POST", "/learn/runtime/{token}/commit", None, "scorm", "Commit SCORM CMI data.", response="raw",
-          body="RuntimeCommit"),
-    Route("POST", "/learn/runtime/{token}/finish", None, "scorm", "End the runtime session.", response="raw",
-          body="RuntimeCommit"),
-    Route("GET", "/learn/static/{path+}", None, "scorm", "Player assets.", response="binary"),
 )
+# ... the learner's player, package files and runtime on the content origin (LEARN_CONTENT_URL) and only there:
+# package JavaScript runs on that origin, which holds no authority (docs/security.md).
+CONTENT_ROUTES: tuple[Route, ...] = (
+    Route("GET", "/learn/player/{token}", None, "scorm", "Learner player page (content origin).", response="html"),
+    Route("GET", "/learn/content/{token}/{path+}", None, "scorm", "Files of the launched SCO (content origin).",
+          response="binary"),
+    Route("POST", "/learn/runtime/{token}/commit", None, "scorm", "Commit SCORM CMI data (content origin).",
+          response="raw", body="RuntimeCommit"),
+    Route("POST", "/learn/runtime/{token}/finish", None, "scorm", "End the runtime session (content origin).",
+          response="raw", body="RuntimeCommit"),
+    Route("GET", "/learn/static/{path+}", None, "scorm", "Player assets (content origin).", response="binary"),
+)
+PASS_THROUGH_ROUTES: tuple[Route, ...] = VERIFY_ROUTES + CONTENT_ROUTES
 
 # Admin writes and reads owned by a service: the first segment after /admin/api/v1/tenants/{slug}/ decides.
 ADMIN_PREFIXES: dict[str, str] = {
@@ -206,4 +212,5 @@ def _safe(seg: str) -> bool:
 
 
 API_TABLE = RouteTable(PUBLIC_ROUTES)
-PASS_THROUGH_TABLE = RouteTable(PASS_THROUGH_ROUTES)
+VERIFY_TABLE = RouteTable(VERIFY_ROUTES)
+CONTENT_TABLE = RouteTable(CONTENT_ROUTES)

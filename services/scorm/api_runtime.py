@@ -1,9 +1,12 @@
 """HTTP: launches (public API) and the learner runtime (token in the path, no tenant headers).
 
 The runtime paths reach the service with the internal credential only: everything (tenant, launch, package)
-comes from the signed token. Pages and files carry their own headers: the player and the built-in
-activity page run under ``Content-Security-Policy: default-src 'self'``, and nothing that holds a token
-in its URL leaks it in a ``Referer`` to another site.
+comes from the signed token. They are served on the content origin (LEARN_CONTENT_URL, docs/security.md).
+Pages and files carry their own headers: the player and the built-in activity page run under
+``Content-Security-Policy: default-src 'self'``; pages and package files may be framed only by the content
+origin and the admin origin (``frame-ancestors``); nothing that holds a token in its URL leaks it in a
+``Referer`` to another site. With one content origin per tenant, the gateway names the tenant of the request's
+host (``X-Learn-Content-Tenant``) and a token of another tenant is refused.
 """
 
 from __future__ import annotations
@@ -62,12 +65,37 @@ async def create_launch(request: web.Request) -> web.Response:
     return ok(request, data, status=201)
 
 
+H_CONTENT_TENANT = "X-Learn-Content-Tenant"
+
+
+def _framing(request: web.Request) -> str:
+    return f"frame-ancestors 'self' {request.app[SCORM_KEY].settings.common.public_origin}"
+
+
+def page_headers(request: web.Request) -> dict[str, str]:
+    return {**PAGE_HEADERS, "Content-Security-Policy": f"{PAGE_HEADERS['Content-Security-Policy']}; "
+                                                       f"{_framing(request)}"}
+
+
+def content_headers(request: web.Request) -> dict[str, str]:
+    return {**CONTENT_HEADERS, "Content-Security-Policy": _framing(request)}
+
+
+async def _launch_of(request: web.Request, token: str) -> Any:
+    """The launch behind ``token``, on its own tenant's content origin (a 404 on another tenant's)."""
+    row = await runtime.session_of(request.app[DB_KEY], request.app[SCORM_KEY], token)
+    host_tenant = request.headers.get(H_CONTENT_TENANT)
+    if host_tenant is not None and host_tenant != row.tenant_slug:
+        raise ApiError(404, "not_found", "This launch belongs to another tenant's content origin.")
+    return row
+
+
 async def player(request: web.Request) -> web.Response:
     token = request.match_info["token"]
-    row = await runtime.session_of(request.app[DB_KEY], request.app[SCORM_KEY], token)
+    row = await _launch_of(request, token)
     html = request.app[SCORM_KEY].templates.get_template("player.html").render(
         state=runtime.page_state(row, token))
-    return web.Response(text=html, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
+    return web.Response(text=html, content_type="text/html", charset="utf-8", headers=page_headers(request))
 
 
 def content_path(raw: str) -> str:
@@ -90,14 +118,13 @@ def content_type_of(path: str) -> str:
 async def content(request: web.Request) -> web.StreamResponse:
     scorm = request.app[SCORM_KEY]
     db = request.app[DB_KEY]
-    token = request.match_info["token"]
-    row = await runtime.session_of(db, scorm, token)
+    row = await _launch_of(request, request.match_info["token"])
     path = content_path(request.match_info["path"])
     if row.package_id is None:
         if path != launches.BUILTIN_PAGE:
             raise ApiError(404, "not_found", "No such file in this launch.")
         html = scorm.templates.get_template("activity.html").render(title=row.title, kind=row.kind)
-        return web.Response(text=html, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
+        return web.Response(text=html, content_type="text/html", charset="utf-8", headers=page_headers(request))
     # The key is always under this launch's own package: no path can name another package's files.
     chunks = scorm.blob_store(db).stream(f"{package_prefix(row.tenant_id, row.package_id)}/{path}")
     try:
@@ -106,7 +133,7 @@ async def content(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, "not_found", "No such file in this package.") from None
     except StopAsyncIteration:
         first = b""
-    response = web.StreamResponse(headers={**CONTENT_HEADERS, "Content-Type": content_type_of(path)})
+    response = web.StreamResponse(headers={**content_headers(request), "Content-Type": content_type_of(path)})
     try:
         await response.prepare(request)
         await response.write(first)

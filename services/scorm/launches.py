@@ -120,7 +120,7 @@ async def launch(db: Database, scorm: ScormContext, ctx: RequestContext, enrollm
     log.info("activity_launched", attempt_id=row.id, enrollment_id=enrollment_id, activity_id=activity_id,
              kind=target.kind, standard=target.standard, mode=mode, resumed=resumed)
     return {
-        "launch_url": f"{scorm.settings.common.public_url.rstrip('/')}/learn/player/{token}",
+        "launch_url": f"{scorm.settings.common.content_url_for(ctx.tenant_slug)}/learn/player/{token}",
         "runtime_token": token,
         "expires_at": expires_at,
         "attempt_id": row.id,
@@ -216,7 +216,7 @@ async def preview(db: Database, scorm: ScormContext, ctx: RequestContext, packag
     token = scorm.tokens.issue(row.id, ctx.tenant_id, expires_at)
     log.info("sco_previewed", package_id=package_id, sco_identifier=target.sco_identifier)
     return {
-        "launch_url": f"{scorm.settings.common.public_url.rstrip('/')}/learn/player/{token}",
+        "launch_url": f"{scorm.settings.common.content_url_for(ctx.tenant_slug)}/learn/player/{token}",
         "runtime_token": token,
         "expires_at": expires_at,
     }

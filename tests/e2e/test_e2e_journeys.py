@@ -65,11 +65,15 @@ async def test_scorm_course_to_verified_then_revoked_certificate(shared_cluster:
     enrollment = await c.enroll(key, 7, course["id"], source="journey")
     assert enrollment["progress"] == {"required_total": 2, "required_done": 0}
     launch = await c.launch(key, enrollment["id"], golf["id"])
-    assert launch["launch_url"].endswith(f"/learn/player/{launch['runtime_token']}")
-    status, page = await c.request("GET", f"/learn/player/{launch['runtime_token']}")
+    # the player and the package are on the content origin, and only there
+    assert launch["launch_url"] == f"{c.content_url}/learn/player/{launch['runtime_token']}"
+    status, page = await c.request("GET", f"/learn/player/{launch['runtime_token']}", origin=c.content_url)
     assert status == 200 and b"learn-runtime-state" in page
-    status, content = await c.request("GET", f"/learn/content/{launch['runtime_token']}/{sco['launch_url']}")
+    status, content = await c.request("GET", f"/learn/content/{launch['runtime_token']}/{sco['launch_url']}",
+                                      origin=c.content_url)
     assert status == 200 and content
+    status, refused = await c.request("GET", f"/learn/player/{launch['runtime_token']}")
+    assert status == 404 and refused["error"]["code"] == "not_found"
     cmi = {"cmi.core.lesson_status": "incomplete", "cmi.core.lesson_location": "page2",
            "cmi.core.session_time": "00:02:00"}
     assert (await c.runtime(launch["runtime_token"], "commit", cmi))["status"] == "incomplete"
@@ -317,7 +321,7 @@ async def test_external_subscriber_sees_the_journey_as_valid_cloudevents(
     assert status == 200
     launch = await c.launch(key, enrollment["id"], reading["id"])
     status, committed = await c.request("POST", f"/learn/runtime/{launch['runtime_token']}/commit",
-                                        json={"cmi": {"cmi.completion_status": "completed"}})
+                                        json={"cmi": {"cmi.completion_status": "completed"}}, origin=c.content_url)
     assert status == 200, committed
     await c.wait_status(key, enrollment["id"], "completed")
     (cert,) = await c.eventually(lambda: c.certificates_of(key, user_id=41), message="the certificate")

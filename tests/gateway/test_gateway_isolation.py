@@ -78,17 +78,3 @@ async def test_pass_through_routes_carry_the_credential_but_no_tenant(gw):
     assert headers["X-Request-Id"] == resp.headers["X-Request-Id"]
     assert not any(h.startswith("X-Learn-Tenant") for h in headers)
     assert (await resp.json())["data"]["service"] == "certificates"
-
-
-async def test_learner_runtime_routes_go_to_scorm_as_they_are(gw):
-    cases = [("GET", "/learn/player/tok123"), ("GET", "/learn/content/tok123/res/index.html?x=1"),
-             ("POST", "/learn/runtime/tok123/commit"), ("POST", "/learn/runtime/tok123/finish"),
-             ("GET", "/learn/static/player.js")]
-    for method, path in cases:
-        resp = await gw.client.request(method, path, json={"cmi": {}} if method == "POST" else None)
-        assert resp.status == 200, path
-        seen = (await resp.json())["data"]
-        assert (seen["service"], seen["method"], seen["path_qs"]) == ("scorm", method, path)
-    assert (await gw.client.get("/learn/nowhere/x")).status == 404
-    resp = await gw.client.post("/learn/player/tok123")
-    assert resp.status == 405

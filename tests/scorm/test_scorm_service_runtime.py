@@ -39,8 +39,9 @@ def state_of(html: bytes) -> dict:
 async def test_a_launch_answers_the_player_url_token_expiry_and_attempt(scorm: ScormService) -> None:
     launch, _ = await scorm.launched(GOLF_12)
     assert set(launch) == {"launch_url", "runtime_token", "expires_at", "attempt_id"}
-    public_url = scorm.app[SCORM_KEY].settings.common.public_url.rstrip("/")
-    assert launch["launch_url"] == f"{public_url}/learn/player/{launch['runtime_token']}"
+    common = scorm.app[SCORM_KEY].settings.common
+    assert launch["launch_url"] == f"{common.content_url}/learn/player/{launch['runtime_token']}"  # content origin
+    assert not launch["launch_url"].startswith(common.public_origin)
     expires_at = datetime.fromisoformat(launch["expires_at"].replace("Z", "+00:00"))
     assert timedelta(hours=3, minutes=59) < expires_at - datetime.now(UTC) <= timedelta(hours=4)
     assert isinstance(launch["attempt_id"], int) and launch["attempt_id"] > 0
@@ -153,7 +154,9 @@ async def test_the_player_page_carries_the_launch_state_under_a_strict_csp(scorm
     launch, _ = await scorm.launched(GOLF_12, user_id=77)
     status, headers, html = await get(scorm, f"/learn/player/{launch['runtime_token']}")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
-    assert headers["Content-Security-Policy"] == "default-src 'self'"
+    # framed by nothing but its own (content) origin and the admin origin that previews it
+    admin_origin = scorm.app[SCORM_KEY].settings.common.public_origin
+    assert headers["Content-Security-Policy"] == f"default-src 'self'; frame-ancestors 'self' {admin_origin}"
     assert headers["Cache-Control"] == "no-store"
     assert headers["Referrer-Policy"] == "no-referrer"
     state = state_of(html)
@@ -213,7 +216,8 @@ async def test_a_non_scorm_activity_plays_the_built_in_page(scorm: ScormService)
                                                                         "Read the rules")
     status, headers, page = await get(scorm, f"/learn/content/{launch['runtime_token']}/_learn/activity.html")
     assert status == 200 and b"Mark as complete" in page and b"/learn/static/activity.js" in page
-    assert headers["Content-Security-Policy"] == "default-src 'self'"
+    admin_origin = scorm.app[SCORM_KEY].settings.common.public_origin
+    assert headers["Content-Security-Policy"] == f"default-src 'self'; frame-ancestors 'self' {admin_origin}"
 
 
 # --- tokens ----------------------------------------------------------------------------------------------

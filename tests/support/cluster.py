@@ -77,6 +77,7 @@ class Cluster:
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     services: dict[str, ServiceProcess] = field(default_factory=dict)
     http: aiohttp.ClientSession | None = None
+    content_port: int = field(default_factory=free_port)
 
     def __post_init__(self) -> None:
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
@@ -87,12 +88,19 @@ class Cluster:
     def gateway_url(self) -> str:
         return self.services["gateway"].url
 
+    @property
+    def content_url(self) -> str:
+        """The content origin (player, package files, runtime): the gateway's second listener."""
+        return f"http://127.0.0.1:{self.content_port}"
+
     def environ(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LEARN_")}
         env.update(self.env.environ())
         env.update({
             "LEARN_ADMIN_TOKEN": self.admin_token,
             "LEARN_PUBLIC_URL": self.gateway_url,
+            "LEARN_CONTENT_URL": self.content_url,
+            "LEARN_GATEWAY_CONTENT_PORT": str(self.content_port),
             "LEARN_LOG_LEVEL": os.environ.get("LEARN_E2E_LOG_LEVEL", "info"),
             "LEARN_SCORM_FIXTURES_DIR": str(REPO.parent / "shared" / "fixtures" / "scorm"),
         })
@@ -173,12 +181,14 @@ class Cluster:
     # --- clients ------------------------------------------------------------------------------------------
 
     async def request(self, method: str, path: str, *, token: str | None = None, json: Any = None,
-                      data: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+                      data: Any = None, headers: dict[str, str] | None = None, origin: str | None = None
+                      ) -> tuple[int, Any]:
+        """``origin``: another base URL than the gateway's API origin (``self.content_url``)."""
         assert self.http is not None
         all_headers = dict(headers or {})
         if token:
             all_headers["Authorization"] = f"Bearer {token}"
-        async with self.http.request(method, self.gateway_url + path, json=json, data=data,
+        async with self.http.request(method, (origin or self.gateway_url) + path, json=json, data=data,
                                      headers=all_headers) as resp:
             ctype = resp.headers.get("Content-Type", "")
             body: Any = await resp.json() if "json" in ctype else await resp.read()
@@ -282,7 +292,8 @@ class Cluster:
 
     async def runtime(self, token: str, action: str, cmi: dict[str, str]) -> dict[str, Any]:
         """POST the learner runtime's ``commit`` or ``finish`` as the player would."""
-        status, body = await self.request("POST", f"/learn/runtime/{token}/{action}", json={"cmi": cmi})
+        status, body = await self.request("POST", f"/learn/runtime/{token}/{action}", json={"cmi": cmi},
+                                          origin=self.content_url)
         assert status == 200, body
         return dict(body["data"])
 

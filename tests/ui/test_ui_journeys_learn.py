@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, Request, expect
 
-from services.gateway.ui.security import CSP
+from services.gateway.ui.security import CSP, with_content_origin
 from tests.support.cluster import Cluster
 from tests.ui.ui_support import DESKTOP, FIXTURES, shoot, sign_in, unique_slug
 
@@ -55,7 +55,8 @@ async def test_journey_3_an_uploaded_package_becomes_ready_with_its_sco(ui_clust
         async with page.context.expect_page() as opened:
             await sco.get_by_role("button", name=re.compile("Preview")).click()
         player = await opened.value
-        await expect(player).to_have_url(re.compile(r"/learn/player/"))
+        # On the content origin, never the admin UI's (the package's JavaScript runs there).
+        await expect(player).to_have_url(re.compile("^" + re.escape(ui_cluster.content_url) + "/learn/player/"))
         await player.close()
     await expect(page.locator("dl.facts")).to_contain_text("1.2")
     await shoot(page, "03-scorm-package-ready")
@@ -128,7 +129,7 @@ async def test_every_page_of_a_journey_carries_the_csp(ui_cluster: Cluster, page
                  "/admin/learn/certificates", "/admin/learn/cohorts"):
         await page.goto(ui_cluster.gateway_url + f"{path}?tenant={slug}")
     assert len(headers) >= 8
-    assert set(headers.values()) == {CSP}, headers
+    assert set(headers.values()) == {CSP, with_content_origin(CSP, ui_cluster.content_url)}, headers
 
 
 async def test_journey_4_a_course_is_built_with_the_sco_and_published(ui_cluster: Cluster, page: Page) -> None:

@@ -8,7 +8,7 @@ import secrets
 
 import pytest
 
-from services.gateway.ui.security import CSP, LOGIN_COOKIE, SESSION_COOKIE
+from services.gateway.ui.security import CSP, LOGIN_COOKIE, SESSION_COOKIE, with_content_origin
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -146,10 +146,15 @@ async def test_every_page_sends_the_content_security_policy_and_friends(ui_gatew
     slug = await ui_gateway.tenant()
     static = re.search(r'href="(/admin/static/admin\.css\?v=\w+)"',
                        await (await ui_gateway.client.get("/admin")).text()).group(1)  # type: ignore[union-attr]
+    pages = with_content_origin(CSP, ui_gateway.ui.content_origin)
+    assert "form-action 'self' http://localhost:8085;" in pages  # a SCORM preview opens on the content origin
     for path in ("/admin", f"/admin/api-keys?tenant={slug}", "/admin/logout", "/admin/no-such-page", "/admin/login",
                  static):
         resp = await ui_gateway.client.get(path, allow_redirects=False)
-        assert resp.headers["Content-Security-Policy"] == CSP, path
+        assert resp.headers["Content-Security-Policy"] == (CSP if path == static else pages), path
+        assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"], path
+        assert resp.headers["X-Frame-Options"] == "DENY", path
+        assert resp.headers["Cross-Origin-Opener-Policy"] == "same-origin", path
         assert resp.headers["X-Content-Type-Options"] == "nosniff", path
         assert resp.headers["Referrer-Policy"] == "same-origin", path
     assert "script-src 'self';" in CSP and "'unsafe-inline'" not in CSP

@@ -31,7 +31,8 @@ UI_KEY = web.AppKey("admin_ui", Ui)
 
 def setup_admin_ui(app: web.Application, settings: GatewaySettings, ui_settings: UiSettings | None = None) -> Ui:
     """Mount the UI's routes on the gateway ``app`` (none collides with ``/admin/api/v1``)."""
-    ui = Ui(ui_settings or UiSettings(), settings.resolved_admin_token(), settings.max_upload_bytes)
+    ui = Ui(ui_settings or UiSettings(), settings.resolved_admin_token(), settings.max_upload_bytes,
+            settings.common.content_url)
     app[UI_KEY] = ui
     router = app.router
     router.add_get("/admin/static/{name}", _static(ui))

@@ -151,15 +151,19 @@ async def upload_multipart(view: View) -> web.StreamResponse:
 
 
 async def preview(view: View) -> web.StreamResponse:
-    """Open the player on one SCO (the SCORM service issues a short-lived preview launch)."""
+    """Open the player on one SCO (the SCORM service issues a short-lived preview launch) on the content origin:
+    the package's JavaScript never runs on this origin (docs/security.md)."""
     package_id = _id(view)
     sco = (await view.form()).get("sco_identifier") or None
     launch = (await view.api.post(view.tenant_api_path(f"scorm-packages/{package_id}/preview"),
                                   {"sco_identifier": sco} if sco else {})).data
     launch_url = str(launch.get("launch_url") or "")
-    if not launch_url.startswith("/learn/player/") and "/learn/player/" not in launch_url:
-        return view.error_page(502, "The SCORM service gave no player address for the preview.")
-    return view.redirect(launch_url[launch_url.index("/learn/player/"):])
+    content_base = (view.ui.content_url or "").replace("{tenant}", view.slug).rstrip("/")
+    if not content_base or not launch_url.startswith(content_base + "/learn/player/"):
+        log.warning("admin_ui_preview_off_origin", tenant=view.slug, package_id=package_id)
+        return view.error_page(502, "The SCORM service gave no player address on the content origin for the "
+                                    "preview.")
+    return view.redirect(launch_url)
 
 
 def setup(ui: Ui, router: web.UrlDispatcher) -> None:

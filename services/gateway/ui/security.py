@@ -31,6 +31,8 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
+    # A tab the UI opens on the content origin (a SCORM preview) gets no handle on the UI's window.
+    "Cross-Origin-Opener-Policy": "same-origin",
 }
 
 
@@ -174,10 +176,24 @@ def clear_cookie(request: web.Request, response: web.StreamResponse, name: str) 
     response.del_cookie(name, path=COOKIE_PATH, httponly=True, samesite="Strict", secure=is_https(request))
 
 
-def secure_headers(response: web.StreamResponse, *, frameable: bool = False) -> None:
+def secure_headers(response: web.StreamResponse, *, frameable: bool = False, content_origin: str | None = None
+                   ) -> None:
+    """The UI's headers; ``content_origin`` (a CSP source): the one other origin a form may lead to, the content
+    origin a SCORM preview opens on (form-action applies to the redirect after the form)."""
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
     if frameable:
         response.headers["Content-Security-Policy"] = FRAMEABLE_CSP
         response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    if content_origin and response.headers["Content-Security-Policy"] in (CSP, FRAMEABLE_CSP):
+        response.headers["Content-Security-Policy"] = with_content_origin(
+            response.headers["Content-Security-Policy"], content_origin)
+
+
+def with_content_origin(policy: str, content_origin: str | None) -> str:
+    """``policy`` letting a form lead to ``content_origin`` (and nothing else: it still frames and loads nothing
+    from there)."""
+    if not content_origin:
+        return policy
+    return policy.replace("form-action 'self'", f"form-action 'self' {content_origin}")
     response.headers.setdefault("Cache-Control", "no-store")

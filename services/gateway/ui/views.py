@@ -36,6 +36,7 @@ from services.gateway.ui.security import (
     secure_headers,
     tokens_match,
 )
+from shared.config import origin_of
 
 log = structlog.get_logger("gateway.ui")
 
@@ -90,8 +91,11 @@ def _bytes(value: int | None) -> str:
 
 
 class Ui:
-    def __init__(self, settings: UiSettings, admin_token: str, upload_limit: int):
+    def __init__(self, settings: UiSettings, admin_token: str, upload_limit: int, content_url: str | None = None):
         self.settings = settings
+        # LEARN_CONTENT_URL (SCORM previews open there) and the same as a CSP source ({tenant}: a wildcard).
+        self.content_url = content_url
+        self.content_origin = origin_of(content_url.replace("{tenant}", "*")) if content_url else None
         self.upload_limit = upload_limit
         self.admin_token = admin_token
         self.sessions = SessionStore(settings.session_ttl, settings.max_sessions)
@@ -138,7 +142,7 @@ class Ui:
                 log.exception("admin_ui_error", path=request.path, method=request.method)
                 response = view.error_page(500, "Something went wrong on our side; it has been logged.",
                                            json_errors)
-            secure_headers(response, frameable=view.frameable)
+            secure_headers(response, frameable=view.frameable, content_origin=self.content_origin)
             return response
 
         return guarded
