@@ -27,13 +27,14 @@ def free_ports(n: int) -> list[int]:
 
 
 async def test_embedded_default_serves_readyz_through_the_gateway(tmp_path):
-    gateway, catalog, enrollment, certificates, scorm = free_ports(5)
+    gateway, catalog, enrollment, certificates, scorm, content = free_ports(6)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEARN_")}
     env.update({
         "LEARN_DATA_DIR": str(tmp_path / "data"),
         "LEARN_GATEWAY_PORT": str(gateway), "LEARN_CATALOG_PORT": str(catalog),
         "LEARN_ENROLLMENT_PORT": str(enrollment), "LEARN_CERTIFICATES_PORT": str(certificates),
-        "LEARN_SCORM_PORT": str(scorm),
+        "LEARN_SCORM_PORT": str(scorm), "LEARN_GATEWAY_CONTENT_PORT": str(content),
+        "LEARN_CONTENT_URL": f"http://localhost:{content}",
         "LEARN_GATEWAY_CATALOG_URL": f"http://127.0.0.1:{catalog}",
         "LEARN_GATEWAY_ENROLLMENT_URL": f"http://127.0.0.1:{enrollment}",
         "LEARN_GATEWAY_CERTIFICATES_URL": f"http://127.0.0.1:{certificates}",
@@ -55,6 +56,16 @@ async def test_embedded_default_serves_readyz_through_the_gateway(tmp_path):
                     return None
 
             body = await wait_until(ready, timeout=60, interval=0.3, message="gateway /readyz = 200")
+            # The content origin is a listener of its own: learner paths there and only there.
+            async with http.get(f"http://127.0.0.1:{content}/healthz") as resp:
+                assert resp.status == 200 and (await resp.json())["origin"] == "content"
+            for base, path in ((content, "/admin/login"), (content, "/api/v1/learn/courses"),
+                               (gateway, "/learn/static/player.js")):
+                async with http.get(f"http://127.0.0.1:{base}{path}") as resp:
+                    assert resp.status == 404, (base, path)
+                    assert (await resp.json())["error"]["code"] == "not_found"
+            async with http.get(f"http://127.0.0.1:{content}/learn/static/player.js") as resp:
+                assert resp.status == 200 and resp.headers["X-Content-Type-Options"] == "nosniff"
         assert body["status"] == "ready"
         data_files = sorted(p.name for p in (tmp_path / "data").glob("*.sqlite3"))
         assert data_files == [f"learn_{s}.sqlite3" for s in
@@ -68,3 +79,4 @@ async def test_embedded_default_serves_readyz_through_the_gateway(tmp_path):
             raise AssertionError("Ctrl-C did not stop the system within 20 s") from None
     assert proc.returncode == 0, output
     assert f"http://localhost:{gateway}" in output
+    assert f"Content:    http://localhost:{content}" in output
