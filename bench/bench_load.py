@@ -128,7 +128,7 @@ async def drive(c: Cluster, w: Workload, seconds: float, clients: int) -> Outcom
                 commits[learner.token] += 1
                 status, body = await c.request("POST", f"/learn/runtime/{learner.token}/commit", json={"cmi": {
                     "cmi.completion_status": "incomplete", "cmi.location": f"page-{commits[learner.token]}",
-                    "cmi.session_time": "PT5S"}})
+                    "cmi.session_time": "PT5S"}}, origin=c.content_url)
             finally:
                 players.put_nowait(learner)
         elif op == "complete":
@@ -136,7 +136,8 @@ async def drive(c: Cluster, w: Workload, seconds: float, clients: int) -> Outcom
                 return await step("commit")
             learner = w.to_complete.pop()
             status, body = await c.request("POST", f"/learn/runtime/{learner.token}/commit",
-                                           json={"cmi": {"cmi.completion_status": "completed"}})
+                                           json={"cmi": {"cmi.completion_status": "completed"}},
+                                           origin=c.content_url)
         elif op == "verify (API)":
             status, body = await c.api(w.key, "GET", f"/certificates/verify/{random.choice(w.verification_ids)}")
         else:

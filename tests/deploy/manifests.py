@@ -16,6 +16,7 @@ DEPLOY = REPO / "deploy"
 SERVICES = ("gateway", "catalog", "enrollment", "certificates", "scorm")
 INTERNAL_SERVICES = SERVICES[1:]
 PORTS = {"gateway": 8080, "catalog": 8081, "enrollment": 8082, "certificates": 8083, "scorm": 8084}
+CONTENT_PORT = 8085  # the gateway's second listener: the content origin
 OVERLAYS = ("dev", "prod")
 K8S_SCHEMA_VERSION = "1.30.0"
 

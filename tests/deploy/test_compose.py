@@ -90,7 +90,18 @@ def test_the_migration_runs_once_for_every_service() -> None:
 
 def test_only_the_gateway_and_the_rabbitmq_management_ui_are_published() -> None:
     published = {name: published_ports(spec) for name, spec in COMPOSE["services"].items() if spec.get("ports")}
-    assert published == {"gateway": [8080], "rabbitmq": [15672]}
+    assert published == {"gateway": [8080, 8085], "rabbitmq": [15672]}  # 8085: the content origin
+
+
+def test_the_content_origin_is_the_gateways_second_port_and_another_origin() -> None:
+    environment = service("gateway")["environment"]
+    assert environment["LEARN_GATEWAY_CONTENT_PORT"] == "8085"
+    content = environment["LEARN_CONTENT_URL"].split(":-", 1)[1].rstrip("}")
+    public = environment["LEARN_PUBLIC_URL"].split(":-", 1)[1].rstrip("}")
+    assert (content, public) == ("http://localhost:8085", "http://localhost:8080")
+    # Every service sees the same content URL (scorm composes launch URLs with it).
+    assert all(service(name)["environment"]["LEARN_CONTENT_URL"] == environment["LEARN_CONTENT_URL"]
+               for name in SERVICES)
 
 
 def test_every_learn_container_uses_the_one_image_read_only_and_without_capabilities() -> None:
@@ -140,7 +151,7 @@ def test_every_learn_variable_set_is_one_the_services_read(where: str) -> None:
     known = {f"LEARN_{field.upper()}" for field in CommonSettings.model_fields}
     known |= {f"LEARN_{name.upper()}_{suffix}" for name in SERVICES for suffix in ("PORT", "DATABASE_URL")}
     known |= {f"LEARN_GATEWAY_{name.upper()}_URL" for name in INTERNAL_SERVICES}
-    known |= {"LEARN_ADMIN_TOKEN", "LEARN_API_KEY_PEPPER"}
+    known |= {"LEARN_ADMIN_TOKEN", "LEARN_API_KEY_PEPPER", "LEARN_GATEWAY_CONTENT_PORT"}
     if where == "compose":
         text = (DEPLOY / "compose.yaml").read_text()
     else:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.deploy.manifests import (
+    CONTENT_PORT,
     DEPLOY,
     INTERNAL_SERVICES,
     K8S_SCHEMA_VERSION,
@@ -120,11 +121,15 @@ def test_each_service_runs_its_own_module_on_its_own_port(rendered: dict[str, li
     for service in SERVICES:
         container = named(rendered[overlay], "Deployment", service)["spec"]["template"]["spec"]["containers"][0]
         assert container["args"] == [f"services.{service}", "serve"]
-        assert container["ports"] == [{"name": "http", "containerPort": PORTS[service], "protocol": "TCP"}]
+        ports = [{"name": "http", "containerPort": PORTS[service], "protocol": "TCP"}]
+        if service == "gateway":  # and the content origin's listener
+            ports.append({"name": "content", "containerPort": CONTENT_PORT, "protocol": "TCP"})
+        assert container["ports"] == ports
     config = of_kind(rendered[overlay], "ConfigMap")[0]["data"]
     assert config["LEARN_HOST"] == "0.0.0.0"  # the settings default (loopback) is unreachable in a pod
     for service in SERVICES:
         assert config[f"LEARN_{service.upper()}_PORT"] == str(PORTS[service])
+    assert config["LEARN_GATEWAY_CONTENT_PORT"] == str(CONTENT_PORT)
     for service in INTERNAL_SERVICES:
         assert config[f"LEARN_GATEWAY_{service.upper()}_URL"] == f"http://{service}:{PORTS[service]}"
 
@@ -318,14 +323,49 @@ def test_the_ingress_routes_the_apex_and_every_tenant_host_to_the_gateway_public
     assert ingress["spec"]["tls"][0]["hosts"] == hosts
     for rule in ingress["spec"]["rules"]:
         paths = sorted(path["path"] for path in rule["http"]["paths"])
-        assert paths == ["/admin/", "/api/", "/learn/", "/verify/"]  # never /metrics, /healthz, /readyz
+        # never /metrics, /healthz, /readyz; never /learn/ (the content origin's, below)
+        assert paths == ["/admin/", "/api/", "/verify/"]
         assert {path["backend"]["service"]["name"] for path in rule["http"]["paths"]} == {"gateway"}
+        assert {path["backend"]["service"]["port"]["name"] for path in rule["http"]["paths"]} == {"http"}
     assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "512m"
+
+
+def test_the_content_origin_has_a_host_of_its_own_on_another_site_routed_to_the_content_port(
+    rendered: dict[str, list[Manifest]], overlay: str
+) -> None:
+    ingress = named(rendered[overlay], "Ingress", "gateway-content")
+    config = of_kind(rendered[overlay], "ConfigMap")[0]["data"]
+    content_host = config["LEARN_CONTENT_URL"].removeprefix("https://")
+    assert config["LEARN_CONTENT_URL"] == f"https://{content_host}" and "/" not in content_host
+    # Another registrable domain than the API/admin hosts: not one of their names, not under their wildcard.
+    api_hosts = [rule["host"] for rule in named(rendered[overlay], "Ingress", "gateway")["spec"]["rules"]]
+    assert content_host.split(".")[-2:] != config["LEARN_BASE_DOMAIN"].split(".")[-2:]
+    assert all(not content_host.endswith(host.lstrip("*")) for host in api_hosts)
+    assert [rule["host"] for rule in ingress["spec"]["rules"]] == [content_host]
+    assert ingress["spec"]["tls"][0]["hosts"] == [content_host]
+    (rule,) = ingress["spec"]["rules"]
+    assert [(p["path"], p["backend"]["service"]["name"], p["backend"]["service"]["port"]["name"])
+            for p in rule["http"]["paths"]] == [("/learn/", "gateway", "content")]
+    service = named(rendered[overlay], "Service", "gateway")
+    assert {"name": "content", "port": CONTENT_PORT, "targetPort": "content", "protocol": "TCP"} \
+        in service["spec"]["ports"]
+
+
+def test_the_ingress_controller_reaches_both_gateway_ports(rendered: dict[str, list[Manifest]], overlay: str) -> None:
+    gateway = _pod_labels(rendered[overlay])["gateway"]
+    from_controller = [rule for rule in _ingress_rules_for(rendered[overlay], gateway)
+                       if any(peer.get("namespaceSelector", {}).get("matchLabels", {})
+                              .get("kubernetes.io/metadata.name") == "ingress-nginx" for peer in rule["from"])]
+    ports = {port["port"] for rule in from_controller for port in rule["ports"]}
+    assert ports == {PORTS["gateway"], CONTENT_PORT}
 
 
 def test_only_the_gateway_is_exposed(rendered: dict[str, list[Manifest]], overlay: str) -> None:
     assert {s["spec"]["type"] for s in of_kind(rendered[overlay], "Service")} == {"ClusterIP"}
-    assert [i["metadata"]["name"] for i in of_kind(rendered[overlay], "Ingress")] == ["gateway"]
+    assert [i["metadata"]["name"] for i in of_kind(rendered[overlay], "Ingress")] == ["gateway", "gateway-content"]
+    for ingress in of_kind(rendered[overlay], "Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            assert {p["backend"]["service"]["name"] for p in rule["http"]["paths"]} == {"gateway"}
 
 
 def test_prod_runs_more_replicas_with_stricter_resources_than_dev(rendered: dict[str, list[Manifest]]) -> None:
