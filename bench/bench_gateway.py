@@ -177,7 +177,7 @@ def _run(stack: Stack) -> dict[str, Any]:
     backend = stack.start([PYTHON, "-m", "services.catalog", "serve", "--port", str(backend_port)])
     workers = int(os.environ.get("BENCH_GATEWAY_WORKERS", "2"))
     gateway = stack.start([PYTHON, "-m", "services.gateway", "serve", "--port", str(gateway_port),
-                           "--workers", str(workers)],
+                           "--content-port", "0", "--workers", str(workers)],  # the API only: no content listener
                           {"LEARN_GATEWAY_CATALOG_URL": f"http://127.0.0.1:{backend_port}"})
     wait_http(f"http://127.0.0.1:{backend_port}/healthz")
     wait_http(f"http://127.0.0.1:{gateway_port}/healthz")

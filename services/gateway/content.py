@@ -10,8 +10,8 @@ Every response of this origin:
 
 - sets no cookie (a ``Set-Cookie`` from upstream is dropped: nothing on this origin may carry a credential);
 - carries ``X-Content-Type-Options: nosniff``;
-- may be framed only by the content origin itself and by the admin origin that previews it
-  (``frame-ancestors``, when the service gave no policy of its own).
+- may be framed only by the content origin itself and by the admin origin that previews it (``frame-ancestors``,
+  added to the service's policy when it has none).
 
 Requests reach the scorm service with the internal credential and the client's safe headers only (never a
 ``Cookie`` or ``Authorization``): the runtime token in the path is the only credential the runtime accepts.

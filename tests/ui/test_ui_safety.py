@@ -157,6 +157,8 @@ async def test_every_page_sends_the_content_security_policy_and_friends(ui_gatew
         assert resp.headers["Cross-Origin-Opener-Policy"] == "same-origin", path
         assert resp.headers["X-Content-Type-Options"] == "nosniff", path
         assert resp.headers["Referrer-Policy"] == "same-origin", path
+        if path != static:
+            assert resp.headers["Cache-Control"] == "no-store", path
     assert "script-src 'self';" in CSP and "'unsafe-inline'" not in CSP
 
 

@@ -188,6 +188,7 @@ def secure_headers(response: web.StreamResponse, *, frameable: bool = False, con
     if content_origin and response.headers["Content-Security-Policy"] in (CSP, FRAMEABLE_CSP):
         response.headers["Content-Security-Policy"] = with_content_origin(
             response.headers["Content-Security-Policy"], content_origin)
+    response.headers.setdefault("Cache-Control", "no-store")
 
 
 def with_content_origin(policy: str, content_origin: str | None) -> str:
@@ -196,4 +197,3 @@ def with_content_origin(policy: str, content_origin: str | None) -> str:
     if not content_origin:
         return policy
     return policy.replace("form-action 'self'", f"form-action 'self' {content_origin}")
-    response.headers.setdefault("Cache-Control", "no-store")
