@@ -44,6 +44,9 @@ class CommonSettings(BaseSettings):
     json_body_limit: int = 1024 * 1024
     db_pool_size: int = Field(default=5, ge=1, le=200,
                               description="connections per service process (the same again as overflow)")
+    consistency_wait: float = Field(default=5.0, ge=0, le=60,
+                                    description="longest a request waits for an earlier write's events "
+                                                "(read-your-writes, ADR 0007); then 503 not_yet_consistent")
 
     @property
     def embedded(self) -> bool:

@@ -25,6 +25,7 @@ from shared.bus.inprocess import InProcessBus
 from shared.bus.relay import OutboxRelay
 from shared.bus.topology import QueueSpec
 from shared.config import ServiceSettings
+from shared.consistency import consistency_middleware
 from shared.db import Database, migrate, migrations_applied
 from shared.http import (
     SERVICE_NAME_KEY,
@@ -101,6 +102,8 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
             service_context_middleware,
             error_middleware,
             internal_auth_middleware(secret),
+            consistency_middleware(spec.name, lambda app: app[DB_KEY].engine,
+                                   lambda app: app[SETTINGS_KEY].common.consistency_wait),
         ],
         client_max_size=spec.client_max_size,
     )

@@ -16,9 +16,11 @@ import structlog
 from aiohttp import web
 
 from services.gateway import domain
+from services.gateway.consistency import CausalTracker
 from services.gateway.keys import KeyDirectory, Principal, RateLimiter, UsageRecorder
 from services.gateway.proxy import Upstreams
 from services.gateway.routes import API_TABLE, PASS_THROUGH_TABLE, RouteTable
+from shared.consistency import H_TOKEN, start_recording
 from shared.http import H_INTERNAL, H_REQUEST_ID, REQUEST_ID_KEY, ApiError, error_response
 from shared.metrics import HTTP_DURATION, HTTP_REQUESTS
 
@@ -91,6 +93,7 @@ class Gateway:
         self.base_domain = base_domain
         self.json_body_limit = json_body_limit
         self.observer = observer
+        self.causal = CausalTracker(internal_secret)
         # Set when the app starts (they need the database and the event loop).
         self.keys: KeyDirectory
         self.usage: UsageRecorder
@@ -131,9 +134,10 @@ class Gateway:
             headers = dict(principal.headers)
             headers[H_REQUEST_ID] = rid
             limit_headers[H_REQUEST_ID] = rid
+            causal = self.causal.begin(principal.slug, route.upstream, headers, request.headers.get(H_TOKEN))
             send = self.upstreams.forward_small if route.response in ("object", "list") else self.upstreams.forward
             response = await send(request, route.upstream, request.raw_path, headers, self.json_body_limit,
-                                  limit_headers)
+                                  limit_headers, causal)
         except ApiError as exc:
             response = error_response(rid, exc.status, exc.code, exc.message, exc.headers)
         except Exception:
@@ -189,8 +193,10 @@ class Gateway:
                                {"Allow": match.allow})
             route_label = route.path
             headers = {H_INTERNAL: self.internal_secret, H_REQUEST_ID: rid}
+            # No tenant known here (the service resolves it from the token or vid); writes still report theirs.
+            causal = self.causal.begin(None, route.upstream, headers)
             response = await self.upstreams.forward(request, route.upstream, request.raw_path, headers,
-                                                    self.json_body_limit, {H_REQUEST_ID: rid})
+                                                    self.json_body_limit, {H_REQUEST_ID: rid}, causal)
         except ApiError as exc:
             response = error_response(rid, exc.status, exc.code, exc.message, exc.headers)
         except Exception:
@@ -214,8 +220,15 @@ class Gateway:
                 if token is None or not hmac.compare_digest(token.encode(), self.admin_token):
                     raise ApiError(401, "invalid_api_key",
                                    "The admin API needs the admin token: 'Authorization: Bearer ...'.", _BEARER)
+                recorded = start_recording()  # the directory's own events (user.upserted ...), once committed
                 response = await handler(request)
                 response.headers.setdefault(H_REQUEST_ID, rid)
+                if recorded and not response.prepared:
+                    tenant = recorded[0][0]
+                    self.causal.record(tenant, [(t, e) for _, t, e in recorded])
+                    token = self.causal.token(tenant)
+                    if token:
+                        response.headers[H_TOKEN] = token
             except ApiError as exc:
                 response = error_response(rid, exc.status, exc.code, exc.message, exc.headers)
             except web.HTTPException as exc:

@@ -104,11 +104,15 @@ class Cluster:
         return env
 
     def spawn(self, name: str) -> None:
+        self.spawn_as(name, name)
+
+    def spawn_as(self, name: str, module: str) -> None:
+        """Start process ``name`` running ``services.<module>`` (a second gateway replica, say)."""
         svc = self.services[name]
         log = svc.log_path.open("ab")
         # Its own process group: a kill takes its helpers (e.g. the PDF render workers) with it, as when a
         # container dies, and nothing outlives the test.
-        svc.proc = subprocess.Popen([sys.executable, "-m", f"services.{name}", "serve"], cwd=REPO,
+        svc.proc = subprocess.Popen([sys.executable, "-m", f"services.{module}", "serve"], cwd=REPO,
                                     env=self.environ(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 
@@ -157,7 +161,7 @@ class Cluster:
 
     async def stop(self) -> None:
         # Gateway first (no new requests), then every service at once: they shut down in parallel.
-        for name in reversed(SERVICES):
+        for name in [n for n in self.services if n not in SERVICES] + list(reversed(SERVICES)):
             proc = self.services[name].proc
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
