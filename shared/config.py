@@ -46,7 +46,7 @@ class CommonSettings(BaseSettings):
                               description="connections per service process (the same again as overflow)")
     consistency_wait: float = Field(default=5.0, ge=0, le=60,
                                     description="longest a request waits for an earlier write's events "
-                                                "(read-your-writes, ADR 0007); then 503 not_yet_consistent")
+                                                "(read-your-writes, ADR 0010); then 503 not_yet_consistent")
 
     @property
     def embedded(self) -> bool:

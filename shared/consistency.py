@@ -1,4 +1,4 @@
-"""Read-your-writes across services (ADR 0007): causal tokens carried by the gateway.
+"""Read-your-writes across services (ADR 0010): causal tokens carried by the gateway.
 
 The mechanism, end to end:
 

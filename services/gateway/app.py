@@ -66,7 +66,8 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
     app[SERVICE_NAME_KEY] = "gateway"
     app[SETTINGS_KEY] = settings
     gateway = Gateway(internal_secret=secret, admin_token=admin_token, base_domain=common.base_domain,
-                      json_body_limit=common.json_body_limit, observer=Observer(settings.access_log))
+                      json_body_limit=common.json_body_limit, observer=Observer(settings.access_log),
+                      consistency=settings.consistency, consistency_window=settings.consistency_window)
     gateway.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     gateway.upstreams = Upstreams(settings.upstreams(), connect_timeout=settings.upstream_connect_timeout,
                                   read_timeout=settings.upstream_read_timeout, pool_size=settings.upstream_pool_size)

@@ -40,6 +40,9 @@ class GatewaySettings(ServiceSettings):
     upstream_pool_size: int = Field(default=256, ge=1, description="pooled connections per service")
     access_log: bool = Field(default=True, description="one structlog line per request")
     workers: int = Field(default=1, ge=1, description="processes sharing the port (SO_REUSEPORT)")
+    consistency: bool = Field(default=True, description="read-your-writes across services (ADR 0010)")
+    consistency_window: float = Field(default=30.0, gt=0, le=3600,
+                                      description="how long a write's events are waited for at most")
 
     def upstreams(self) -> dict[str, str]:
         return {

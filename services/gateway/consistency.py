@@ -1,4 +1,4 @@
-"""The gateway's half of read-your-writes (ADR 0007, shared/consistency.py).
+"""The gateway's half of read-your-writes (ADR 0010, shared/consistency.py).
 
 Per tenant, the gateway remembers the events of recent writes that some service's queue still has to apply, and
 which queues those are (shared.bus.topology). A request to service S carries, in ``X-Learn-After``, the ids that
@@ -42,7 +42,8 @@ class _Pending:
 
 
 class CausalTracker:
-    def __init__(self, secret: str, *, window: float = 30.0, max_per_tenant: int = 1024):
+    def __init__(self, secret: str, *, window: float = 30.0, max_per_tenant: int = 1024, enabled: bool = True):
+        self.enabled = enabled
         self._key = hashlib.sha256(b"learn-consistency-token:" + secret.encode()).digest()
         self.window = window
         self.max_per_tenant = max_per_tenant
@@ -51,7 +52,7 @@ class CausalTracker:
     # --- what writes committed --------------------------------------------------------------------------
 
     def record(self, tenant: str, events: list[tuple[str, str]], expires_at: float | None = None) -> None:
-        if not events:
+        if not events or not self.enabled:
             return
         expires = expires_at if expires_at is not None else time.time() + self.window
         pending = self._tenants.setdefault(tenant, OrderedDict())

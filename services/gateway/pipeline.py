@@ -87,13 +87,13 @@ class Gateway:
     """Everything the hot path needs, resolved once at start-up."""
 
     def __init__(self, *, internal_secret: str, admin_token: str, base_domain: str, json_body_limit: int,
-                 observer: Observer):
+                 observer: Observer, consistency: bool = True, consistency_window: float = 30.0):
         self.internal_secret = internal_secret
         self.admin_token = admin_token.encode()
         self.base_domain = base_domain
         self.json_body_limit = json_body_limit
         self.observer = observer
-        self.causal = CausalTracker(internal_secret)
+        self.causal = CausalTracker(internal_secret, window=consistency_window, enabled=consistency)
         # Set when the app starts (they need the database and the event loop).
         self.keys: KeyDirectory
         self.usage: UsageRecorder

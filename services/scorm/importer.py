@@ -261,7 +261,7 @@ class Importer:
 def outcome_event_id(tenant_id: int, package_id: int, event_type: str) -> str:
     """The id of a package's one ``ready`` or ``failed`` event, derivable from the package alone.
 
-    A read of the package can then name the event that made its status (read-your-writes, ADR 0007): a client
+    A read of the package can then name the event that made its status (read-your-writes, ADR 0010): a client
     that saw ``ready`` here finds the catalog aware of it on its next request.
     """
     return str(uuid.uuid5(_OUTCOME_NAMESPACE, f"{tenant_id}/{package_id}/{event_type}"))

@@ -1,4 +1,4 @@
-"""Read-your-writes through the gateway (issue 14, ADR 0007): a 2xx write holds on the very next request.
+"""Read-your-writes through the gateway (issue 14, ADR 0010): a 2xx write holds on the very next request.
 
 Each sequence from the issue runs 200 times, each time with no pause between the write and the request that
 depends on it, on the real topology and on the embedded default. Eight lanes run at once: a busy tenant is the

@@ -1,5 +1,5 @@
 """Two gateway replicas behind one address: a client that echoes ``Consistency-Token`` reads its writes on
-whichever replica answers (ADR 0007)."""
+whichever replica answers (ADR 0010)."""
 
 from __future__ import annotations
 

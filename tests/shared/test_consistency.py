@@ -1,4 +1,4 @@
-"""Read-your-writes plumbing (ADR 0007): the bounded wait in a service, and the gateway's tracker and token."""
+"""Read-your-writes plumbing (ADR 0010): the bounded wait in a service, and the gateway's tracker and token."""
 
 from __future__ import annotations
 
