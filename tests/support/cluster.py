@@ -94,7 +94,6 @@ class Cluster:
             "LEARN_ADMIN_TOKEN": self.admin_token,
             "LEARN_PUBLIC_URL": self.gateway_url,
             "LEARN_LOG_LEVEL": os.environ.get("LEARN_E2E_LOG_LEVEL", "info"),
-            "LEARN_SCORM_FIXTURES_DIR": str(REPO.parent / "shared" / "fixtures" / "scorm"),
         })
         for name, svc in self.services.items():
             env[f"LEARN_{name.upper()}_PORT"] = str(svc.port)
