@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import hypothesis
@@ -26,10 +25,10 @@ from schemathesis.checks import (
 
 from services.gateway.routes import API_PREFIX, PUBLIC_ROUTES, RouteTable
 from tests.support.cluster import Cluster
+from tests.support.scorm_packages import FIXTURES
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "scorm"
 MISSING_ID = 987_654_321
 ALL_SCOPES = ("learn:read", "learn:write", "learn:cohorts:grant")
 

@@ -94,7 +94,6 @@ class Cluster:
             "LEARN_ADMIN_TOKEN": self.admin_token,
             "LEARN_PUBLIC_URL": self.gateway_url,
             "LEARN_LOG_LEVEL": os.environ.get("LEARN_E2E_LOG_LEVEL", "info"),
-            "LEARN_SCORM_FIXTURES_DIR": str(REPO.parent / "shared" / "fixtures" / "scorm"),
         })
         for name, svc in self.services.items():
             env[f"LEARN_{name.upper()}_PORT"] = str(svc.port)
@@ -241,11 +240,13 @@ class Cluster:
             course = body["data"]
         return course, created
 
-    async def upload_scorm(self, slug: str, zip_path: Path, title: str | None = None) -> dict[str, Any]:
-        """Upload a package through the admin API and wait until its import ends (``ready`` or ``failed``)."""
+    async def upload_scorm(self, slug: str, zip_path: Path | bytes, title: str | None = None) -> dict[str, Any]:
+        """Upload a package (a zip file, or a built package's bytes) through the admin API and wait until its
+        import ends (``ready`` or ``failed``)."""
         query = f"?title={title}" if title else ""
+        data = zip_path if isinstance(zip_path, bytes) else zip_path.read_bytes()
         status, body = await self.request("POST", f"/admin/api/v1/tenants/{slug}/scorm-packages{query}",
-                                          token=self.admin_token, data=zip_path.read_bytes(),
+                                          token=self.admin_token, data=data,
                                           headers={"Content-Type": "application/zip"})
         assert status in (200, 201, 202), body
         package_id = body["data"]["id"]
