@@ -20,7 +20,7 @@ _configured = False
 # Credentials that travel in URLs and must never reach a log line: the learner's runtime token (it is the path
 # segment after /learn/player|content|runtime/, on any origin) and API keys. Verification ids are public.
 _SECRET_IN_TEXT = re.compile(
-    r"(?P<keep>/learn/(?:player|content|runtime)/)[^/?#\s\"']+"
+    r"(?P<keep>/learn/(?:player|content|runtime)/)(?!\{)[^/?#\s\"']+"
     r"|\br[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+\.[A-Za-z0-9_-]{16,}"
     r"|\bmc_(?:live|test)_[A-Za-z0-9_-]{8,}"
 )
