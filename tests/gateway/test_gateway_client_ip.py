@@ -24,7 +24,7 @@ def _request(peer: str, forwarded: list[str] | None = None) -> Any:
     headers = [("X-Forwarded-For", value) for value in (forwarded or [])]
     transport = type("T", (), {"get_extra_info": lambda self, name, default=None:
                                (peer, 1234) if name == "peername" else default})()
-    return make_mocked_request("GET", "/", headers=headers, transport=transport)  # type: ignore[arg-type]
+    return make_mocked_request("GET", "/", headers=headers, transport=transport)
 
 
 @pytest.mark.parametrize(("peer", "forwarded", "expected"), [

@@ -43,7 +43,7 @@ from tests.support.infra import wait_until
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 ADMIN_TOKEN = "hostile-admin-token"
-SERVICES = {
+SERVICES: dict[str, tuple[Any, Any]] = {
     "catalog": (CatalogSettings, catalog_app),
     "enrollment": (EnrollmentSettings, enrollment_app),
     "certificates": (CertificatesSettings, certificates_app),
@@ -84,7 +84,9 @@ async def system(postgres_url: str, amqp_url: str, tmp_path_factory: pytest.Temp
     env = TestEnv(postgres_url=postgres_url, amqp_url=amqp_url, data_dir=tmp_path_factory.mktemp("hostile"))
     async with AsyncExitStack() as stack:
         stack.push_async_callback(env.cleanup)
-        servers, apps, urls = {}, {}, {}
+        servers: dict[str, TestServer] = {}
+        apps: dict[str, web.Application] = {}
+        urls: dict[str, Any] = {}
         for name, (settings_cls, factory) in SERVICES.items():
             app = factory(settings_cls(common=env.common()))
             server = TestServer(app)
