@@ -350,3 +350,47 @@ async def test_the_reviews_hostile_inputs_never_answer_5xx_on_any_route(shared_c
     assert not failures, failures[:20]
     logs = "\n".join(svc.log_path.read_text(errors="replace") for svc in c.services.values())
     assert "RecursionError" not in logs and "unhandled_error" not in logs
+
+
+async def _raw_exchange(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.slow
+async def test_no_log_line_of_any_process_carries_a_runtime_token(shared_cluster: Cluster, world: World) -> None:
+    """Requests carrying a runtime token, well-formed and not (aiohttp's parser used to log the raw request line
+    or header, token included, at error level), to the gateway and straight to every service: then every log
+    file of the cluster is searched for the token's secret part."""
+    c = shared_cluster
+    mac = secrets.token_urlsafe(16)[:22].replace("-", "A").replace("_", "B")
+    token = f"r1.987654.1.1999999999.{mac}"
+    for path in (f"/learn/player/{token}", f"/learn/content/{token}/index.html", f"/learn/static/{token}"):
+        status, _ = await c.request("GET", path)
+        assert status < 500, path
+    for action in ("commit", "finish"):
+        status, _ = await c.request("POST", f"/learn/runtime/{token}/{action}", data=DEEP_JSON,
+                                    headers={"Content-Type": "application/json"})
+        assert status < 500
+    malformed = [
+        f"GET /learn/player/{token}?{'A' * 9000} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        f"GET /learn/player/{token}\x01 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        f"GET /healthz HTTP/1.1\r\nHost: localhost\r\nReferer: /learn/player/{token}\x01\r\n\r\n",
+        f"GET /learn/runtime/{token}/commit HTTP/1.1 X\r\nHost: localhost\r\n\r\n",
+    ]
+    for svc in c.services.values():
+        for raw in malformed:
+            answer = await _raw_exchange(svc.port, raw.encode())
+            assert answer.startswith(b"HTTP/1.") and b"application/json" in answer, (svc.name, answer[:300])
+            assert mac.encode() not in answer, (svc.name, answer[:300])
+    # Each process writes its line before it answers (stderr is line-buffered), so the logs are complete here.
+    for svc in c.services.values():
+        text = svc.log_path.read_text(errors="replace")
+        assert mac not in text, (svc.name, [line[:300] for line in text.splitlines() if mac in line][:3])
+    gateway_log = c.services["gateway"].log_path.read_text(errors="replace")
+    assert "bad_http_request" in gateway_log  # the refusals were logged, without the token
