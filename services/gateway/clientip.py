@@ -31,15 +31,8 @@ class TrustedProxies:
         return cls((setting or "").replace(",", " ").split())
 
     def trusted(self, address: str | None) -> bool:
-        if not self.networks or not address:
-            return False
-        try:
-            ip = ipaddress.ip_address(address.strip().removeprefix("[").split("]")[0].split("%")[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in network for network in self.networks)
+        ip = _parse(address) if self.networks else None
+        return ip is not None and any(ip in network for network in self.networks)
 
     def client_ip(self, request: web.BaseRequest) -> str:
         """The client's address (cached on the request); ``"unknown"`` when the transport has none."""
@@ -70,15 +63,27 @@ def client_ip(request: web.BaseRequest) -> str:
     return proxies.client_ip(request)
 
 
+def _parse(address: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as proxies write it: ``203.0.113.7``, ``203.0.113.7:51234``, ``[2001:db8::1]:443``,
+    ``2001:db8::1``, ``fe80::1%eth0``; an IPv4-mapped IPv6 address as its IPv4 address."""
+    text = (address or "").strip()
+    if text.startswith("["):
+        text = text[1:].split("]", 1)[0]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    try:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
 def _normalised(hop: str) -> str:
     """A valid address as it prints; anything else (a forged or garbled hop) as one fixed bucket."""
-    text = hop.strip()
-    if text.count(":") == 1:  # "203.0.113.7:51234": an IPv4 address with the proxy's note of the port
-        text = text.split(":")[0]
-    try:
-        return str(ipaddress.ip_address(text.strip("[]")))
-    except ValueError:
-        return "invalid-forwarded-for"
+    ip = _parse(hop)
+    return str(ip) if ip is not None else "invalid-forwarded-for"
 
 
 class FailureLimiter:
