@@ -32,6 +32,7 @@ from shared.http import (
     CursorCodec,
     Handler,
     error_middleware,
+    install_protocol_error_envelope,
     internal_auth_middleware,
     service_context_middleware,
 )
@@ -95,6 +96,7 @@ def _metrics_middleware(service: str) -> Middleware:
 def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus | None = None) -> web.Application:
     common = settings.common
     configure_logging(spec.name, common.log_level, common.log_json)
+    install_protocol_error_envelope()
     secret = common.resolved_internal_secret()
     app = web.Application(
         middlewares=[

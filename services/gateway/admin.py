@@ -35,6 +35,7 @@ from shared.http import (
     next_cursor,
     ok,
     page_request,
+    positive_int,
     read_json,
     request_id_of,
 )
@@ -171,9 +172,10 @@ def _insert_for(session: Any) -> Any:
 
 
 def _positive(raw: str, resource: str) -> int:
-    if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
+    value = positive_int(raw)
+    if value is None:
         raise ApiError.not_found(resource)
-    return int(raw)
+    return value
 
 
 class AdminApi:

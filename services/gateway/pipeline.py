@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 
 from services.gateway import domain
+from services.gateway.clientip import FailureLimiter, TrustedProxies
 from services.gateway.consistency import CausalTracker
 from services.gateway.keys import KeyDirectory, Principal, RateLimiter, UsageRecorder
 from services.gateway.proxy import Upstreams
@@ -87,8 +88,11 @@ class Gateway:
     """Everything the hot path needs, resolved once at start-up."""
 
     def __init__(self, *, internal_secret: str, admin_token: str, base_domain: str, json_body_limit: int,
-                 observer: Observer, consistency: bool = True, consistency_window: float = 30.0):
+                 observer: Observer, consistency: bool = True, consistency_window: float = 30.0,
+                 proxies: TrustedProxies | None = None, admin_failures: FailureLimiter | None = None):
         self.internal_secret = internal_secret
+        self.proxies = proxies or TrustedProxies()
+        self.admin_failures = admin_failures or FailureLimiter(10, 300.0)
         self.admin_token = admin_token.encode()
         self.base_domain = base_domain
         self.json_body_limit = json_body_limit
@@ -207,6 +211,26 @@ class Gateway:
 
     # --- the admin API's guard -------------------------------------------------------------------------
 
+    def _check_admin_token(self, request: web.Request) -> None:
+        """The admin token, with wrong ones limited per client IP: after ``admin_failures.max_failures`` wrong
+        tokens in the window, that address gets 429 with ``Retry-After`` (even with the right token) until the
+        window passes. A request without a token guesses nothing and is not counted."""
+        client = self.proxies.client_ip(request)
+        now = time.monotonic()
+        wait = self.admin_failures.retry_after(client, now)
+        if wait is not None:
+            retry = str(int(wait) + 1)
+            log.warning("admin_token_failures_limited", client=client)
+            raise ApiError(429, "rate_limited", f"Too many wrong admin tokens from this address; retry in {retry} s.",
+                           {"Retry-After": retry})
+        token = domain.bearer_token(request.headers.get("Authorization"))
+        if token is None or not hmac.compare_digest(token.encode(), self.admin_token):
+            if token:
+                self.admin_failures.failed(client, now)
+                log.warning("admin_token_wrong", client=client)
+            raise ApiError(401, "invalid_api_key",
+                           "The admin API needs the admin token: 'Authorization: Bearer ...'.", _BEARER)
+
     def admin(self, route: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
               ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """Wrap an admin handler: request id, admin token, error envelope, metrics and log line."""
@@ -216,10 +240,7 @@ class Gateway:
             rid = new_request_id()
             request[REQUEST_ID_KEY] = rid
             try:
-                token = domain.bearer_token(request.headers.get("Authorization"))
-                if token is None or not hmac.compare_digest(token.encode(), self.admin_token):
-                    raise ApiError(401, "invalid_api_key",
-                                   "The admin API needs the admin token: 'Authorization: Bearer ...'.", _BEARER)
+                self._check_admin_token(request)
                 recorded = start_recording()  # the directory's own events (user.upserted ...), once committed
                 response = await handler(request)
                 response.headers.setdefault(H_REQUEST_ID, rid)

@@ -16,6 +16,7 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from services.gateway.clientip import client_ip
 from services.gateway.consistency import CausalExchange
 from services.gateway.lean import LeanPool, UpstreamError
 from shared.consistency import H_EVENTS, H_EVENTS_TENANT
@@ -108,8 +109,7 @@ class Upstreams:
             value = request.headers.get(name)
             if value is not None:
                 headers[name] = value
-        if request.remote:
-            headers["X-Forwarded-For"] = request.remote
+        headers["X-Forwarded-For"] = client_ip(request)
         body: bytes | AsyncIterator[bytes] | None = None
         limited: _LimitedBody | None = None
         if request.body_exists:
@@ -155,8 +155,7 @@ class Upstreams:
             value = request.headers.get(name)
             if value is not None:
                 headers[name] = value
-        if request.remote:
-            headers["X-Forwarded-For"] = request.remote
+        headers["X-Forwarded-For"] = client_ip(request)
         body = await request.content.readexactly(length) if length else None
         try:
             status, raw_headers, payload = await pool.request(request.method, path_qs, headers, body)
