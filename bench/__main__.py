@@ -30,6 +30,7 @@ SECTIONS: list[tuple[str, str, str]] = [
     ("bench_catalog", "Course list latency at 1k and 100k courses", "issue 4"),
     ("bench_scorm_import", "SCORM import throughput and peak memory", "issue 7"),
     ("bench_load", "Mixed load through the gateway (50 clients)", "issue 9"),
+    ("bench_consistency", "Read-your-writes: added latency with and without a wait", "issue 14"),
 ]
 
 

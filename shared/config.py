@@ -50,6 +50,9 @@ class CommonSettings(BaseSettings):
     json_body_limit: int = 1024 * 1024
     db_pool_size: int = Field(default=5, ge=1, le=200,
                               description="connections per service process (the same again as overflow)")
+    consistency_wait: float = Field(default=5.0, ge=0, le=60,
+                                    description="longest a request waits for an earlier write's events "
+                                                "(read-your-writes, ADR 0010); then 503 not_yet_consistent")
 
     @model_validator(mode="after")
     def _content_origin_of_its_own(self) -> CommonSettings:
@@ -91,8 +94,10 @@ class CommonSettings(BaseSettings):
         if self.postgres_url:
             parts = urlsplit(self.postgres_url)
             return to_async_url(urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, "")))
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        return f"sqlite+aiosqlite:///{(self.data_dir / (name + '.sqlite3')).resolve()}"
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = (self.data_dir / (name + ".sqlite3")).resolve()
+        private_sqlite_file(path)
+        return f"sqlite+aiosqlite:///{path}"
 
     def resolved_internal_secret(self) -> str:
         """The gateway-to-service credential.
@@ -105,8 +110,25 @@ class CommonSettings(BaseSettings):
         return _file_secret(self.data_dir / "internal_secret")
 
 
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def private_sqlite_file(path: Path) -> None:
+    """Create the SQLite file ``path`` readable and writable by its owner only (0600, like the secret files), or
+    tighten an existing one. SQLite gives the ``-wal``, ``-shm`` and ``-journal`` files it creates the database
+    file's mode; existing ones are tightened here too."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(fd)
+    for candidate in (path, *(path.with_name(path.name + suffix) for suffix in SQLITE_SIDE_FILES)):
+        try:
+            if candidate.stat().st_mode & 0o077:
+                candidate.chmod(0o600)
+        except FileNotFoundError:
+            pass
+
+
 def _file_secret(path: Path) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         return path.read_text().strip()
     except FileNotFoundError:

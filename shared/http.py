@@ -188,6 +188,44 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(request_id_of(request), 500, "internal", "Internal error.")
 
 
+def _protocol_error(self: Any, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
+                    message: str | None = None) -> web.StreamResponse:
+    """aiohttp's answer to a request it could not parse or handle (bad request line, duplicate Host, a line over
+    8190 bytes, a handler that escaped every middleware), in the error envelope. Unlike aiohttp's own
+    ``text/plain`` page it never echoes the input, and a client's malformed request is a warning with the error's
+    class only (the message holds the raw bytes: a token in the path would reach the log)."""
+    from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
+
+    if request.writer.output_size > 0:
+        raise ConnectionError("Response is sent already, cannot send another response with the error message")
+    rid = new_request_id()
+    if status >= 500 and not isinstance(exc, HttpProcessingError):
+        log.error("unhandled_protocol_error", request_id=rid, status=status, error=type(exc).__name__,
+                  exc_info=exc)
+        code, text = ("service_unavailable", "The request took too long; retry shortly.") if status == 504 else (
+            "internal", "Internal error.")
+    else:
+        log.warning("bad_http_request", request_id=rid, status=status,
+                    error=type(exc).__name__ if exc is not None else None)
+        code, text = _HTTP_EXCEPTION_CODES.get(status, ("invalid_argument", ""))
+        if status == 400 or not text:
+            text = ("The request line or a header is over the size limit." if isinstance(exc, LineTooLong)
+                    else "The request is not well-formed HTTP (request line or headers).")
+    response = error_response(rid, status, code, text)
+    response.force_close()
+    return response
+
+
+def install_protocol_error_envelope() -> None:
+    """Make every aiohttp server in this process answer protocol errors with :func:`_protocol_error`.
+
+    aiohttp has no hook for the answer to a request its parser refused (it never reaches a middleware), so the
+    method of its connection handler is replaced; idempotent."""
+    from aiohttp import web_protocol
+
+    web_protocol.RequestHandler.handle_error = _protocol_error  # type: ignore[method-assign]
+
+
 @web.middleware
 async def service_context_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Adopt the gateway's request id (trusted: the internal credential was checked) and bind log context."""
@@ -259,9 +297,9 @@ def context_of(request: web.Request) -> RequestContext:
         tenant_slug=slug,
         tenant_name=_unquote(headers.get(H_TENANT_NAME, slug)),
         request_id=request_id_of(request),
-        key_id=int(key_id) if key_id and key_id.isdigit() else None,
+        key_id=positive_int(key_id),
         scopes=frozenset(s for s in headers.get(H_SCOPES, "").split(" ") if s),
-        owner_id=int(owner) if owner and owner.isdigit() else None,
+        owner_id=positive_int(owner),
         owner_name=_unquote(headers[H_OWNER_NAME]) if H_OWNER_NAME in headers else None,
     )
     request[CONTEXT_KEY] = ctx
@@ -287,32 +325,57 @@ async def read_json(request: web.Request, model: type[M]) -> M:
     if ctype and not ctype.split(";")[0].strip().lower().endswith(("/json", "+json")):
         raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
     raw = await request.read()
+    return validate_payload(parse_json_body(raw), model)
+
+
+#: arrays and objects nest at most this deep in a request body (no body of the API needs more than 4)
+MAX_JSON_DEPTH = 32
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """The one JSON reader of request bodies: blank is ``{}``; malformed or over-nested is 400, never a 500.
+
+    ``json.loads`` recurses in C and raises ``RecursionError`` (not a ``JSONDecodeError``) at about 1000 levels;
+    anything shallower that still passes :data:`MAX_JSON_DEPTH` is refused by the walk in :func:`_check_text`.
+    """
     if not raw.strip():
-        payload: Any = {}
-    else:
-        try:
-            payload = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ApiError.invalid(f"The body is not valid JSON: {exc}.") from None
-    return validate_payload(payload, model)
+        return {}
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError.invalid(f"The body is not valid JSON: {exc}.") from None
+    except RecursionError:
+        raise _too_deep() from None
 
 
-def _check_text(value: Any, path: str) -> None:
-    """Reject text no database or client can store faithfully: NUL characters and unpaired surrogates."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ApiError.invalid(f"'{path}' must not contain NUL characters.")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ApiError.invalid(f"'{path}' is not valid Unicode text (unpaired surrogate).") from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_text(key, path)
-            _check_text(item, f"{path}.{key}" if path else str(key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_text(item, f"{path}[{index}]")
+def _too_deep() -> ApiError:
+    return ApiError.invalid(f"The body nests arrays or objects more than {MAX_JSON_DEPTH} levels deep.")
+
+
+def _check_text(root: Any, root_path: str) -> None:
+    """Reject text no database or client can store faithfully (NUL characters, unpaired surrogates) and
+    documents nested deeper than :data:`MAX_JSON_DEPTH`. Iterative: a deep document cannot exhaust the stack."""
+    stack: list[tuple[Any, str, int]] = [(root, root_path, 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ApiError.invalid(f"'{path}' must not contain NUL characters.")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ApiError.invalid(f"'{path}' is not valid Unicode text (unpaired surrogate).") from None
+        elif isinstance(value, dict):
+            if depth >= MAX_JSON_DEPTH:
+                raise _too_deep()
+            for key, item in reversed(value.items()):
+                stack.append((item, f"{path}.{key}" if path else str(key), depth + 1))
+                stack.append((key, path, depth + 1))
+        elif isinstance(value, list):
+            if depth >= MAX_JSON_DEPTH:
+                raise _too_deep()
+            for index in range(len(value) - 1, -1, -1):
+                stack.append((value[index], f"{path}[{index}]", depth + 1))
 
 
 def validate_payload(payload: Any, model: type[M]) -> M:
@@ -345,21 +408,38 @@ def describe_validation_error(exc: ValidationError) -> str:
 # --- query parameters and keyset cursors ------------------------------------------------------------------
 
 
+_ASCII_DIGITS = frozenset("0123456789")
+
+
+def positive_int(raw: str | None) -> int | None:
+    """``raw`` as a positive integer when it is 1 to 18 ASCII digits (no sign, no space), else None.
+
+    The one parser of integers from paths, query strings and forms: ``str.isdigit`` and ``int`` also take
+    superscripts (``²``, which ``int`` then refuses) and other scripts' digits (``١`` is 1), and ``\\d`` in a
+    ``str`` pattern matches those too, so neither is used on request data.
+    """
+    if not raw or len(raw) > 18 or not _ASCII_DIGITS.issuperset(raw):
+        return None
+    value = int(raw)
+    return value if value >= 1 else None
+
+
 def int_param(request: web.Request, name: str) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return None
-    if not raw.isdigit() or int(raw) < 1 or len(raw) > 18:
-        raise ApiError.invalid(f"'{name}' must be a positive integer.")
-    return int(raw)
+    value = positive_int(raw)
+    if value is None:
+        raise ApiError.invalid(f"'{name}' must be a positive integer (ASCII digits).")
+    return value
 
 
 def path_id(request: web.Request, name: str, resource: str) -> int:
-    """A positive integer id from the path; anything else answers like a missing row."""
-    raw = request.match_info.get(name, "")
-    if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
+    """A positive integer id from the path; anything else (other scripts' digits too) answers like a missing row."""
+    value = positive_int(request.match_info.get(name))
+    if value is None:
         raise ApiError.not_found(resource)
-    return int(raw)
+    return value
 
 
 @dataclass(frozen=True)
@@ -409,9 +489,10 @@ def page_request(
     raw_limit = request.query.get("limit")
     limit = 50
     if raw_limit is not None:
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+        parsed = positive_int(raw_limit)
+        if parsed is None or parsed > 100:
             raise ApiError.invalid("'limit' must be an integer from 1 to 100.")
-        limit = int(raw_limit)
+        limit = parsed
     cursor = request.query.get("cursor")
     after = codec.decode(cursor, list_name, tenant_id, filters) if cursor else None
     return PageRequest(limit=limit, after_id=after)

@@ -3,14 +3,49 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 from structlog.contextvars import bind_contextvars, bound_contextvars, clear_contextvars
 
-__all__ = ["bind_contextvars", "bound_contextvars", "clear_contextvars", "configure_logging", "get_logger"]
+__all__ = ["bind_contextvars", "bound_contextvars", "clear_contextvars", "configure_logging", "get_logger",
+           "redact", "redact_secrets"]
 
 _configured = False
+
+
+# Credentials that travel in URLs and must never reach a log line: the learner's runtime token (it is the path
+# segment after /learn/player|content|runtime/, on any origin) and API keys. Verification ids are public.
+_SECRET_IN_TEXT = re.compile(
+    r"(?P<keep>/learn/(?:player|content|runtime)/)(?!\{)[^/?#\s\"']+"
+    r"|\br[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+\.[A-Za-z0-9_-]{16,}"
+    r"|\bmc_(?:live|test)_[A-Za-z0-9_-]{8,}"
+)
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    """``text`` with every runtime token and API key replaced by ``[redacted]``."""
+    return _SECRET_IN_TEXT.sub(lambda m: (m.group("keep") or "") + REDACTED, text)
+
+
+def _redact_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, BaseException):
+        return redact(repr(value))
+    return value
+
+
+def redact_secrets(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor, after exception formatting: no field of any line (paths, URLs in ``repr`` of client
+    errors, tracebacks, stdlib records) carries a runtime token or an API key."""
+    for key, value in event_dict.items():
+        event_dict[key] = _redact_value(value)
+    return event_dict
 
 
 def configure_logging(service: str, level: str = "info", json: bool = True) -> None:
@@ -31,6 +66,7 @@ def configure_logging(service: str, level: str = "info", json: bool = True) -> N
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
+            redact_secrets,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
@@ -43,6 +79,8 @@ def configure_logging(service: str, level: str = "info", json: bool = True) -> N
         structlog.stdlib.ProcessorFormatter(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                redact_secrets,
                 renderer,
             ],
             foreign_pre_chain=[

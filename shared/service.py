@@ -25,12 +25,14 @@ from shared.bus.inprocess import InProcessBus
 from shared.bus.relay import OutboxRelay
 from shared.bus.topology import QueueSpec
 from shared.config import ServiceSettings
+from shared.consistency import consistency_middleware
 from shared.db import Database, migrate, migrations_applied
 from shared.http import (
     SERVICE_NAME_KEY,
     CursorCodec,
     Handler,
     error_middleware,
+    install_protocol_error_envelope,
     internal_auth_middleware,
     service_context_middleware,
 )
@@ -94,6 +96,7 @@ def _metrics_middleware(service: str) -> Middleware:
 def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus | None = None) -> web.Application:
     common = settings.common
     configure_logging(spec.name, common.log_level, common.log_json)
+    install_protocol_error_envelope()
     secret = common.resolved_internal_secret()
     app = web.Application(
         middlewares=[
@@ -101,6 +104,8 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
             service_context_middleware,
             error_middleware,
             internal_auth_middleware(secret),
+            consistency_middleware(spec.name, lambda app: app[DB_KEY].engine,
+                                   lambda app: app[SETTINGS_KEY].common.consistency_wait),
         ],
         client_max_size=spec.client_max_size,
     )

@@ -159,8 +159,8 @@ def is_overdue(status: str, expires_at: datetime | None, now: datetime) -> bool:
 # --- timestamps ------------------------------------------------------------------------------------------------
 
 _RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)  # [0-9], not \d: in a str pattern \d matches every script's digits
 
 
 def parse_rfc3339(value: str) -> datetime:
@@ -170,7 +170,7 @@ def parse_rfc3339(value: str) -> datetime:
     text = value.replace("z", "Z").replace("t", "T")
     main, _, rest = text.partition(".")
     if rest:  # Python accepts at most microseconds
-        digits = re.match(r"\d+", rest)
+        digits = re.match(r"[0-9]+", rest)
         assert digits is not None
         text = f"{main}.{digits.group()[:6].ljust(6, '0')}{rest[len(digits.group()):]}"
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)

@@ -20,6 +20,7 @@ from services.gateway.routes import ADMIN_PREFIXES, UPLOAD_PREFIXES, RouteTable
 from services.gateway.store import api_keys, tenants, users
 from shared.bus import outbox
 from shared.bus.envelope import new_event
+from shared.consistency import H_TOKEN
 from shared.db import Database, is_unique_violation
 from shared.events.directory import ApiKeyRevoked, UserUpserted
 from shared.http import (
@@ -34,6 +35,7 @@ from shared.http import (
     next_cursor,
     ok,
     page_request,
+    positive_int,
     read_json,
     request_id_of,
 )
@@ -170,9 +172,10 @@ def _insert_for(session: Any) -> Any:
 
 
 def _positive(raw: str, resource: str) -> int:
-    if not raw.isdigit() or len(raw) > 18 or int(raw) < 1:
+    value = positive_int(raw)
+    if value is None:
         raise ApiError.not_found(resource)
-    return int(raw)
+    return value
 
 
 class AdminApi:
@@ -406,4 +409,6 @@ class AdminProxy:
         query = request.rel_url.raw_query_string
         path_qs = "/admin/v1/" + rest + (f"?{query}" if query else "")
         limit = self.upload_limit if prefix in UPLOAD_PREFIXES else self.json_limit
-        return await self.gateway.upstreams.forward(request, upstream, path_qs, headers, limit, {H_REQUEST_ID: rid})
+        causal = self.gateway.causal.begin(tenant.slug, upstream, headers, request.headers.get(H_TOKEN))
+        return await self.gateway.upstreams.forward(request, upstream, path_qs, headers, limit, {H_REQUEST_ID: rid},
+                                                    causal)

@@ -15,7 +15,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import aio_pika
 import aiohttp
@@ -24,6 +24,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.gateway.admin import ADMIN, AdminApi, AdminProxy
+from services.gateway.clientip import TRUSTED_PROXIES_KEY, FailureLimiter, TrustedProxies
 from services.gateway.config import GatewaySettings
 from services.gateway.dlq import AmqpDeadLetters, DeadLetters, InProcessDeadLetters, spec_of
 from services.gateway.keys import KeyDirectory, RateLimiter, UsageRecorder
@@ -37,7 +38,16 @@ from shared.bus.inprocess import InProcessBus
 from shared.bus.relay import OutboxRelay
 from shared.bus.topology import EVENTS_EXCHANGE
 from shared.db import Database, migrate, migrations_applied
-from shared.http import SERVICE_NAME_KEY, ApiError, CursorCodec, error_middleware, ok, request_id_of
+from shared.http import (
+    SERVICE_NAME_KEY,
+    ApiError,
+    CursorCodec,
+    error_middleware,
+    install_protocol_error_envelope,
+    ok,
+    positive_int,
+    request_id_of,
+)
 from shared.logging import configure_logging
 from shared.service import Bus
 
@@ -58,6 +68,7 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
     settings = settings or GatewaySettings()
     common = settings.common
     configure_logging("gateway", common.log_level, common.log_json)
+    install_protocol_error_envelope()
     secret = common.resolved_internal_secret()
     admin_token = settings.resolved_admin_token()
     pepper = settings.resolved_pepper()
@@ -65,8 +76,13 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
     app = web.Application(middlewares=[error_middleware], client_max_size=common.json_body_limit + 1024)
     app[SERVICE_NAME_KEY] = "gateway"
     app[SETTINGS_KEY] = settings
+    proxies = TrustedProxies.parse(settings.trusted_proxies)
+    app[TRUSTED_PROXIES_KEY] = proxies
     gateway = Gateway(internal_secret=secret, admin_token=admin_token, base_domain=common.base_domain,
-                      json_body_limit=common.json_body_limit, observer=Observer(settings.access_log))
+                      json_body_limit=common.json_body_limit, observer=Observer(settings.access_log),
+                      consistency=settings.consistency, consistency_window=settings.consistency_window,
+                      proxies=proxies,
+                      admin_failures=FailureLimiter(settings.admin_auth_max_failures, settings.admin_auth_window))
     gateway.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     gateway.upstreams = Upstreams(settings.upstreams(), connect_timeout=settings.upstream_connect_timeout,
                                   read_timeout=settings.upstream_read_timeout, pool_size=settings.upstream_pool_size)
@@ -87,10 +103,7 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
         if settings.admin_token or admin_token in _announced:
             return
         _announced.add(admin_token)  # once per process, not once per app
-        log.warning("admin_token_generated", admin_token=admin_token,
-                    file=token_file)
-        sys.stderr.write(f"\nmobieusLearn admin token (LEARN_ADMIN_TOKEN): {admin_token}\n\n")
-        sys.stderr.flush()
+        announce_admin_token(admin_token, token_file)
 
     async def database_ctx(app: web.Application) -> AsyncIterator[None]:
         url = settings.database_url
@@ -154,6 +167,21 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
     app.cleanup_ctx.append(bus_ctx)
     app.cleanup_ctx.append(upstreams_ctx)
     return app
+
+
+def announce_admin_token(admin_token: str, token_file: str, terminal: TextIO | None = None) -> None:
+    """Say where the generated admin token is; show the token itself only on an interactive terminal.
+
+    Never in the JSON log, and never on a stream that is not a terminal (a container's stderr is collected into
+    the log pipeline): there the operator reads it from the file (``learnctl`` does so by itself)."""
+    log.warning("admin_token_generated", file=token_file)
+    stream = terminal or sys.stderr
+    if stream.isatty():
+        stream.write(f"\nmobieusLearn admin token (LEARN_ADMIN_TOKEN): {admin_token}\n"
+                     f"  (also in {token_file}; it is not written to the log)\n\n")
+    else:
+        stream.write(f"\nmobieusLearn generated an admin token (LEARN_ADMIN_TOKEN) into {token_file}\n\n")
+    stream.flush()
 
 
 def _routes(app: web.Application, gateway: Gateway, api: AdminApi, proxy: AdminProxy) -> None:
@@ -262,9 +290,10 @@ def _limit(request: web.Request, default: int, most: int) -> int:
     raw = request.query.get("limit")
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
+    value = positive_int(raw)
+    if value is None or value > most:
         raise ApiError.invalid(f"'limit' must be an integer from 1 to {most}.")
-    return int(raw)
+    return value
 
 
 async def _dlq_summary(request: web.Request) -> web.Response:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.gateway.clientip import TrustedProxies
 from shared.config import DEFAULT_PORTS, ServiceSettings, _file_secret
 
 
@@ -41,7 +42,23 @@ class GatewaySettings(ServiceSettings):
     upstream_read_timeout: float = Field(default=30.0, gt=0, description="no byte from the service for this long")
     upstream_pool_size: int = Field(default=256, ge=1, description="pooled connections per service")
     access_log: bool = Field(default=True, description="one structlog line per request")
+    trusted_proxies: str = Field(
+        default="", validation_alias=AliasChoices("LEARN_TRUSTED_PROXIES", "trusted_proxies"),
+        description="CIDRs of proxies whose X-Forwarded-For is believed (comma or space separated); default none",
+    )
+    admin_auth_max_failures: int = Field(default=10, ge=1,
+                                         description="wrong admin tokens per client IP per window before 429")
+    admin_auth_window: float = Field(default=300.0, gt=0, description="seconds admin-token failures are counted")
     workers: int = Field(default=1, ge=1, description="processes sharing the port (SO_REUSEPORT)")
+    consistency: bool = Field(default=True, description="read-your-writes across services (ADR 0010)")
+    consistency_window: float = Field(default=30.0, gt=0, le=3600,
+                                      description="how long a write's events are waited for at most")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        TrustedProxies.parse(value)  # a bad CIDR stops the start, naming it
+        return value
 
     def upstreams(self) -> dict[str, str]:
         return {

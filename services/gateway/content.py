@@ -34,7 +34,13 @@ from services.gateway.config import GatewaySettings
 from services.gateway.pipeline import NOT_FOUND, Gateway, Observer, new_request_id
 from services.gateway.proxy import Upstreams
 from services.gateway.routes import CONTENT_TABLE
-from shared.http import SERVICE_NAME_KEY, ApiError, error_middleware, error_response
+from shared.http import (
+    SERVICE_NAME_KEY,
+    ApiError,
+    error_middleware,
+    error_response,
+    install_protocol_error_envelope,
+)
 
 H_CONTENT_TENANT = "X-Learn-Content-Tenant"
 CONTENT_GATEWAY_KEY = web.AppKey("content_gateway", Gateway)
@@ -57,6 +63,7 @@ def host_pattern(content_url: str) -> re.Pattern[str] | None:
 
 def create_content_app(settings: GatewaySettings) -> web.Application:
     common = settings.common
+    install_protocol_error_envelope()  # aiohttp's own parser refusals answer the envelope here too
     app = web.Application(middlewares=[error_middleware], client_max_size=common.json_body_limit + 1024)
     app[SERVICE_NAME_KEY] = "gateway"
     gateway = Gateway(internal_secret=common.resolved_internal_secret(), admin_token="",

@@ -16,9 +16,12 @@ import structlog
 from aiohttp import web
 
 from services.gateway import domain
+from services.gateway.clientip import FailureLimiter, TrustedProxies
+from services.gateway.consistency import CausalTracker
 from services.gateway.keys import KeyDirectory, Principal, RateLimiter, UsageRecorder
 from services.gateway.proxy import Upstreams
 from services.gateway.routes import API_TABLE, VERIFY_TABLE, RouteTable
+from shared.consistency import H_TOKEN, start_recording
 from shared.http import H_INTERNAL, H_REQUEST_ID, REQUEST_ID_KEY, ApiError, error_response
 from shared.metrics import HTTP_DURATION, HTTP_REQUESTS
 
@@ -85,12 +88,16 @@ class Gateway:
     """Everything the hot path needs, resolved once at start-up."""
 
     def __init__(self, *, internal_secret: str, admin_token: str, base_domain: str, json_body_limit: int,
-                 observer: Observer):
+                 observer: Observer, consistency: bool = True, consistency_window: float = 30.0,
+                 proxies: TrustedProxies | None = None, admin_failures: FailureLimiter | None = None):
         self.internal_secret = internal_secret
+        self.proxies = proxies or TrustedProxies()
+        self.admin_failures = admin_failures or FailureLimiter(10, 300.0)
         self.admin_token = admin_token.encode()
         self.base_domain = base_domain
         self.json_body_limit = json_body_limit
         self.observer = observer
+        self.causal = CausalTracker(internal_secret, window=consistency_window, enabled=consistency)
         # Set when the app starts (they need the database and the event loop).
         self.keys: KeyDirectory
         self.usage: UsageRecorder
@@ -131,9 +138,10 @@ class Gateway:
             headers = dict(principal.headers)
             headers[H_REQUEST_ID] = rid
             limit_headers[H_REQUEST_ID] = rid
+            causal = self.causal.begin(principal.slug, route.upstream, headers, request.headers.get(H_TOKEN))
             send = self.upstreams.forward_small if route.response in ("object", "list") else self.upstreams.forward
             response = await send(request, route.upstream, request.raw_path, headers, self.json_body_limit,
-                                  limit_headers)
+                                  limit_headers, causal)
         except ApiError as exc:
             response = error_response(rid, exc.status, exc.code, exc.message, exc.headers)
         except Exception:
@@ -190,8 +198,10 @@ class Gateway:
                                {"Allow": match.allow})
             route_label = route.path
             headers = {H_INTERNAL: self.internal_secret, H_REQUEST_ID: rid, **(extra or {})}
+            # No tenant known here (the service resolves it from the token or vid); writes still report theirs.
+            causal = self.causal.begin(None, route.upstream, headers)
             response = await self.upstreams.forward(request, route.upstream, request.raw_path, headers,
-                                                    self.json_body_limit, {H_REQUEST_ID: rid})
+                                                    self.json_body_limit, {H_REQUEST_ID: rid}, causal)
         except ApiError as exc:
             response = error_response(rid, exc.status, exc.code, exc.message, exc.headers)
         except Exception:
@@ -202,6 +212,26 @@ class Gateway:
 
     # --- the admin API's guard -------------------------------------------------------------------------
 
+    def _check_admin_token(self, request: web.Request) -> None:
+        """The admin token, with wrong ones limited per client IP: after ``admin_failures.max_failures`` wrong
+        tokens in the window, that address gets 429 with ``Retry-After`` (even with the right token) until the
+        window passes. A request without a token guesses nothing and is not counted."""
+        client = self.proxies.client_ip(request)
+        now = time.monotonic()
+        wait = self.admin_failures.retry_after(client, now)
+        if wait is not None:
+            retry = str(int(wait) + 1)
+            log.warning("admin_token_failures_limited", client=client)
+            raise ApiError(429, "rate_limited", f"Too many wrong admin tokens from this address; retry in {retry} s.",
+                           {"Retry-After": retry})
+        token = domain.bearer_token(request.headers.get("Authorization"))
+        if token is None or not hmac.compare_digest(token.encode(), self.admin_token):
+            if token:
+                self.admin_failures.failed(client, now)
+                log.warning("admin_token_wrong", client=client)
+            raise ApiError(401, "invalid_api_key",
+                           "The admin API needs the admin token: 'Authorization: Bearer ...'.", _BEARER)
+
     def admin(self, route: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
               ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """Wrap an admin handler: request id, admin token, error envelope, metrics and log line."""
@@ -211,12 +241,16 @@ class Gateway:
             rid = new_request_id()
             request[REQUEST_ID_KEY] = rid
             try:
-                token = domain.bearer_token(request.headers.get("Authorization"))
-                if token is None or not hmac.compare_digest(token.encode(), self.admin_token):
-                    raise ApiError(401, "invalid_api_key",
-                                   "The admin API needs the admin token: 'Authorization: Bearer ...'.", _BEARER)
+                self._check_admin_token(request)
+                recorded = start_recording()  # the directory's own events (user.upserted ...), once committed
                 response = await handler(request)
                 response.headers.setdefault(H_REQUEST_ID, rid)
+                if recorded and not response.prepared:
+                    tenant = recorded[0][0]
+                    self.causal.record(tenant, [(t, e) for _, t, e in recorded])
+                    token = self.causal.token(tenant)
+                    if token:
+                        response.headers[H_TOKEN] = token
             except ApiError as exc:
                 response = error_response(rid, exc.status, exc.code, exc.message, exc.headers)
             except web.HTTPException as exc:

@@ -16,7 +16,10 @@ from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from services.gateway.clientip import client_ip
+from services.gateway.consistency import CausalExchange
 from services.gateway.lean import LeanPool, UpstreamError
+from shared.consistency import H_EVENTS, H_EVENTS_TENANT
 from shared.http import H_REQUEST_ID, ApiError
 
 log = structlog.get_logger("gateway.proxy")
@@ -28,8 +31,9 @@ FORWARDED_REQUEST_HEADERS = (
 )
 _HOP_BY_HOP = frozenset(h.lower() for h in (
     "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",
-    "Transfer-Encoding", "Upgrade", "Content-Length", "Date", "Server", H_REQUEST_ID,
+    "Transfer-Encoding", "Upgrade", "Content-Length", "Date", "Server", H_REQUEST_ID, H_EVENTS, H_EVENTS_TENANT,
 ))
+_EVENTS, _EVENTS_TENANT = H_EVENTS.lower(), H_EVENTS_TENANT.lower()
 BUFFER_LIMIT = 256 * 1024  # bodies up to this size are read whole; larger ones are streamed
 CHUNK = 64 * 1024
 
@@ -97,15 +101,15 @@ class Upstreams:
         return self._session
 
     async def forward(self, request: web.Request, upstream: str, path_qs: str, headers: dict[str, str],
-                      body_limit: int, response_headers: dict[str, str]) -> web.StreamResponse:
+                      body_limit: int, response_headers: dict[str, str],
+                      causal: CausalExchange | None = None) -> web.StreamResponse:
         """Send ``request`` to ``upstream`` at ``path_qs`` with ``headers`` (identity already set); the answer
         carries ``response_headers`` too."""
         for name in FORWARDED_REQUEST_HEADERS:
             value = request.headers.get(name)
             if value is not None:
                 headers[name] = value
-        if request.remote:
-            headers["X-Forwarded-For"] = request.remote
+        headers["X-Forwarded-For"] = client_ip(request)
         body: bytes | AsyncIterator[bytes] | None = None
         limited: _LimitedBody | None = None
         if request.body_exists:
@@ -121,6 +125,10 @@ class Upstreams:
         try:
             async with self.session.request(request.method, url, headers=headers, data=body,
                                             allow_redirects=False) as upstream_response:
+                if causal is not None:
+                    response_headers = {**response_headers, **causal.finish(
+                        upstream_response.status, upstream_response.headers.get(H_EVENTS),
+                        upstream_response.headers.get(H_EVENTS_TENANT))}
                 return await self._relay(request, upstream_response, response_headers)
         except (TimeoutError, aiohttp.ClientError, ConnectionAbortedError, OSError) as exc:
             if limited is not None and limited.exceeded:
@@ -135,19 +143,19 @@ class Upstreams:
             raise unavailable(502, f"The {upstream} service gave an invalid answer; retry shortly.") from None
 
     async def forward_small(self, request: web.Request, upstream: str, path_qs: str, headers: dict[str, str],
-                            body_limit: int, response_headers: dict[str, str]) -> web.StreamResponse:
+                            body_limit: int, response_headers: dict[str, str],
+                            causal: CausalExchange | None = None) -> web.StreamResponse:
         """The hot path: a request with at most a small body whose answer is a JSON document (lean client)."""
         pool = self.lean.get(upstream)
         length = request.content_length
         chunked = request.body_exists and length is None
         if pool is None or chunked or (length is not None and length > BUFFER_LIMIT):
-            return await self.forward(request, upstream, path_qs, headers, body_limit, response_headers)
+            return await self.forward(request, upstream, path_qs, headers, body_limit, response_headers, causal)
         for name in FORWARDED_REQUEST_HEADERS:
             value = request.headers.get(name)
             if value is not None:
                 headers[name] = value
-        if request.remote:
-            headers["X-Forwarded-For"] = request.remote
+        headers["X-Forwarded-For"] = client_ip(request)
         body = await request.content.readexactly(length) if length else None
         try:
             status, raw_headers, payload = await pool.request(request.method, path_qs, headers, body)
@@ -156,10 +164,18 @@ class Upstreams:
             what = {503: "is unavailable", 504: "did not answer in time"}.get(exc.status, "gave an invalid answer")
             raise unavailable(exc.status, f"The {upstream} service {what}; retry shortly.") from None
         out: CIMultiDict[str] = CIMultiDict()
+        events = events_tenant = None
         for name, value in raw_headers:
-            if name.lower() not in _HOP_BY_HOP:
+            lower = name.lower()
+            if lower not in _HOP_BY_HOP:
                 out.add(name, value)
+            elif lower == _EVENTS:
+                events = value
+            elif lower == _EVENTS_TENANT:
+                events_tenant = value
         out.update(response_headers)
+        if causal is not None:
+            out.update(causal.finish(status, events, events_tenant))
         return web.Response(status=status, body=payload, headers=out)
 
     async def _relay(self, request: web.Request, upstream: aiohttp.ClientResponse,

@@ -7,6 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.scorm import launches, packages
 from services.scorm.context import SCORM_KEY
+from services.scorm.importer import outcome_event_id
+from shared.consistency import observed
 from shared.http import (
     ApiError,
     RequestContext,
@@ -56,6 +58,10 @@ async def _get(request: web.Request, scope: str, admin: bool) -> web.Response:
     require_scope(ctx, scope)
     package_id = path_id(request, "id", "scorm_package")
     row, scos = await packages.get_package(request.app[DB_KEY], ctx, package_id)
+    if row.status in ("ready", "failed"):
+        # The client has seen the import's outcome: the event that announced it must hold on its next request.
+        event_type = f"scorm_package.{row.status}"
+        observed(ctx.tenant_slug, event_type, outcome_event_id(ctx.tenant_id, package_id, event_type))
     return ok(request, packages.package_resource(row, scos, admin=admin))
 
 

@@ -255,7 +255,19 @@ class Importer:
     def _event(row: Any, event_type: str, payload: Any) -> Any:
         return new_event(event_type, payload, service="scorm", tenant=row.tenant_slug,
                          tenant_id=row.tenant_id, subject=f"scorm_package/{row.id}",
-                         request_id=row.request_id)
+                         request_id=row.request_id, event_id=outcome_event_id(row.tenant_id, row.id, event_type))
+
+
+def outcome_event_id(tenant_id: int, package_id: int, event_type: str) -> str:
+    """The id of a package's one ``ready`` or ``failed`` event, derivable from the package alone.
+
+    A read of the package can then name the event that made its status (read-your-writes, ADR 0010): a client
+    that saw ``ready`` here finds the catalog aware of it on its next request.
+    """
+    return str(uuid.uuid5(_OUTCOME_NAMESPACE, f"{tenant_id}/{package_id}/{event_type}"))
+
+
+_OUTCOME_NAMESPACE = uuid.UUID("5b0f5f2e-3f7a-4d7e-9a55-7c1f3f0b1e21")
 
 
 def _launch_data_of(upload: Path) -> dict[str, ItemLaunchData]:

@@ -25,6 +25,7 @@ from structlog.contextvars import bound_contextvars
 from shared.bus.envelope import CloudEvent
 from shared.bus.tables import inbox
 from shared.bus.topology import QueueSpec
+from shared.consistency import APPLIED
 from shared.db import Database, is_unique_violation
 from shared.http import _is_unavailable
 from shared.metrics import CONSUMER_MESSAGES
@@ -162,6 +163,8 @@ class ConsumerRunner:
                                        event_type=event.event_type):
                     await self.subscription.handler(session, event, payload)
                 outcomes[index] = Outcome.HANDLED
+        # Committed (or already in the inbox): requests waiting for these events may go on (shared/consistency.py).
+        APPLIED.mark(consumer, (e.id for _, e, _ in decoded))
         log.debug("event_batch_handled", queue=self.subscription.queue.name, size=len(decoded))
 
     async def _handle(self, event: CloudEvent, payload: Any, delivery_count: int) -> Outcome:
@@ -178,9 +181,11 @@ class ConsumerRunner:
                             raise _AlreadyHandled from None
                         raise
                     await self.subscription.handler(session, event, payload)
+                APPLIED.mark(self.subscription.consumer_name, (event.id,))
                 log.debug("event_handled", queue=self.subscription.queue.name)
                 return Outcome.HANDLED
             except _AlreadyHandled:
+                APPLIED.mark(self.subscription.consumer_name, (event.id,))
                 log.info("event_duplicate_skipped", queue=self.subscription.queue.name)
                 return Outcome.DUPLICATE
             except PermanentError as exc:

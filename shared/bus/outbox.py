@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.bus.envelope import CloudEvent
 from shared.bus.tables import outbox
+from shared.consistency import recording
 
 NOTIFY_CHANNEL = "learn_outbox"
 
@@ -39,6 +40,15 @@ async def add(session: AsyncSession, *events: CloudEvent) -> None:
         sa.insert(outbox),
         [{"event_id": ev.id, "routing_key": ev.routing_key, "body": ev.to_bytes()} for ev in events],
     )
+    recorded = recording()
+    if recorded is not None:
+        # The request that writes these events tells the gateway once they are committed (shared/consistency.py).
+        committed = [(ev.tenant, ev.event_type, ev.id) for ev in events]
+
+        def note_committed(_session: object) -> None:
+            recorded.extend(committed)
+
+        event.listen(session.sync_session, "after_commit", note_committed, once=True)
     bind = session.bind
     if bind is not None and not session.info.get("local_wake"):
         engine = bind if isinstance(bind, AsyncEngine) else bind.engine

@@ -23,10 +23,10 @@ import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
 from tests.support.cluster import Cluster
+from tests.support.scorm_packages import FIXTURES
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "scorm"
 READING = {"title": "Read the rules", "kind": "reading", "required": True}
 
 

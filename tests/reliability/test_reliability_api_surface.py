@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import hypothesis
@@ -24,12 +23,12 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from services.gateway.routes import API_PREFIX, PUBLIC_ROUTES, RouteTable
+from services.gateway.routes import API_PREFIX, PASS_THROUGH_ROUTES, PUBLIC_ROUTES, RouteTable
 from tests.support.cluster import Cluster
+from tests.support.scorm_packages import FIXTURES
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "scorm"
 MISSING_ID = 987_654_321
 ALL_SCOPES = ("learn:read", "learn:write", "learn:cohorts:grant")
 
@@ -280,3 +279,122 @@ async def test_fuzzing_with_another_tenants_key_on_this_tenants_host_is_unauthor
     assert not report.failures, report.summary()
     for method, path, status, body in api_answers(report):
         assert status == 401 and body["error"]["code"] == "invalid_api_key", (method, path, status, body)
+
+
+# --- the security review's hostile inputs, on every route of the real topology (issue 15) ---------------------
+
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+DEEP_JSON = b"[" * 5000 + b"]" * 5000
+NOT_ASCII_INTEGERS = ("%C2%B2", "%D9%A1", "%EF%BC%91")  # ², ١, １: str.isdigit() is true for each
+
+
+def hostile_requests(world: World) -> list[tuple[str, str, str, bytes | None]]:
+    """(method, path, whose credential, body) for every route of the gateway: the public table, the pass-through
+    routes and the admin API, with ids in other scripts' digits, bodies nested 5,000 deep and limits and integer
+    filters that are not ASCII digits."""
+    owner = world.owner
+    admin_base = f"/admin/api/v1/tenants/{owner.slug}"
+    cases: list[tuple[str, str, str, bytes | None]] = []
+    routes = [(r.method, r.path, "key") for r in PUBLIC_ROUTES]
+    routes += [(r.method, r.path, "none") for r in PASS_THROUGH_ROUTES]
+    routes += [(m, admin_base + p, "admin") for m, p in (
+        ("GET", "/api-keys/{id}"), ("POST", "/api-keys/{id}/revoke"), ("GET", "/users/{id}"), ("PUT", "/users/{id}"),
+        ("GET", "/courses/{id}"), ("POST", "/courses/{id}"), ("POST", "/courses/{id}/modules"),
+        ("GET", "/modules/{id}"), ("POST", "/modules/{id}"), ("POST", "/modules/{id}/lessons"),
+        ("GET", "/lessons/{id}"), ("POST", "/lessons/{id}/activities"), ("GET", "/activities/{id}"),
+        ("POST", "/activities/{id}"), ("GET", "/cohorts/{id}"), ("POST", "/cohorts/{id}"),
+        ("GET", "/cert-templates/{id}"), ("POST", "/cert-templates/{id}"), ("GET", "/scorm-packages/{id}"),
+        ("POST", "/certificates/{id}/revoke"))]
+    for method, pattern, who in routes:
+        params = [s for s in pattern.split("/") if s.startswith("{")]
+        real = concrete(pattern, owner.ids) if pattern.startswith(API_PREFIX) else None
+        for digits in ("١", "²", "１") if params else ():
+            path = pattern
+            for param in params:
+                path = path.replace(param, "r1.1.1.9999999999.AAAAAAAAAAAAAAAAAAAAAA" if "token" in param
+                                    else "v" * 40 if param == "{vid}" else digits, 1)
+            cases.append((method, path, who, None))
+        if real is not None and "{" in pattern and "{vid}" not in pattern:
+            cases.append((method, real.translate(ARABIC_INDIC).replace(API_PREFIX.translate(ARABIC_INDIC),
+                                                                       API_PREFIX), who, None))
+        if method in ("POST", "PUT"):
+            body_path = concrete(pattern, owner.ids) if pattern.startswith(API_PREFIX) else \
+                pattern.replace("{id}", "1").replace("{token}", "r1.1.1.9999999999.AAAAAAAAAAAAAAAAAAAAAA")
+            cases.append((method, body_path, who, DEEP_JSON))
+    for route in PUBLIC_ROUTES:
+        for name in route.query:
+            if name == "limit" or name.endswith("_id"):
+                for value in NOT_ASCII_INTEGERS:
+                    cases.append(("GET", f"{concrete(route.path, owner.ids)}?{name}={value}", "key", None))
+    for value in NOT_ASCII_INTEGERS:
+        cases.append(("GET", f"/admin/api/v1/tenants?limit={value}", "admin", None))
+        cases.append(("GET", f"{admin_base}/api-keys?limit={value}", "admin", None))
+    return sorted(set(cases), key=repr)
+
+
+@pytest.mark.slow
+async def test_the_reviews_hostile_inputs_never_answer_5xx_on_any_route(shared_cluster: Cluster,
+                                                                       world: World) -> None:
+    c = shared_cluster
+    tokens = {"key": world.owner.key, "admin": c.admin_token, "none": None}
+    failures = []
+    cases = hostile_requests(world)
+    assert len(cases) >= 200, len(cases)
+    for method, path, who, body in cases:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        status, answer = await c.request(method, path, token=tokens[who], data=body, headers=headers,
+                                         origin=c.content_url if path.startswith("/learn/") else None)
+        enveloped = path.startswith(("/api/", "/admin/", "/learn/runtime/"))
+        if status >= 500 or (enveloped and status >= 400 and not (isinstance(answer, dict) and "error" in answer)):
+            failures.append((method, path[:120], status, str(answer)[:200]))
+        elif body is not None and status == 400:
+            assert answer["error"]["code"] == "invalid_argument", (method, path, answer)
+    assert not failures, failures[:20]
+    logs = "\n".join(svc.log_path.read_text(errors="replace") for svc in c.services.values())
+    assert "RecursionError" not in logs and "unhandled_error" not in logs
+
+
+async def _raw_exchange(port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.slow
+async def test_no_log_line_of_any_process_carries_a_runtime_token(shared_cluster: Cluster, world: World) -> None:
+    """Requests carrying a runtime token, well-formed and not (aiohttp's parser used to log the raw request line
+    or header, token included, at error level), to the gateway and straight to every service: then every log
+    file of the cluster is searched for the token's secret part."""
+    c = shared_cluster
+    mac = secrets.token_urlsafe(16)[:22].replace("-", "A").replace("_", "B")
+    token = f"r1.987654.1.1999999999.{mac}"
+    for origin in (c.gateway_url, c.content_url):  # the learner paths are the content origin's; 404 on the other
+        for path in (f"/learn/player/{token}", f"/learn/content/{token}/index.html", f"/learn/static/{token}"):
+            status, _ = await c.request("GET", path, origin=origin)
+            assert status < 500, path
+        for action in ("commit", "finish"):
+            status, _ = await c.request("POST", f"/learn/runtime/{token}/{action}", data=DEEP_JSON,
+                                        headers={"Content-Type": "application/json"}, origin=origin)
+            assert status < 500
+    malformed = [
+        f"GET /learn/player/{token}?{'A' * 9000} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        f"GET /learn/player/{token}\x01 HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        f"GET /healthz HTTP/1.1\r\nHost: localhost\r\nReferer: /learn/player/{token}\x01\r\n\r\n",
+        f"GET /learn/runtime/{token}/commit HTTP/1.1 X\r\nHost: localhost\r\n\r\n",
+    ]
+    listeners = [(svc.name, svc.port) for svc in c.services.values()] + [("content origin", c.content_port)]
+    for name, port in listeners:
+        for raw in malformed:
+            answer = await _raw_exchange(port, raw.encode())
+            assert answer.startswith(b"HTTP/1.") and b"application/json" in answer, (name, answer[:300])
+            assert mac.encode() not in answer, (name, answer[:300])
+    # Each process writes its line before it answers (stderr is line-buffered), so the logs are complete here.
+    for svc in c.services.values():
+        text = svc.log_path.read_text(errors="replace")
+        assert mac not in text, (svc.name, [line[:300] for line in text.splitlines() if mac in line][:3])
+    gateway_log = c.services["gateway"].log_path.read_text(errors="replace")
+    assert "bad_http_request" in gateway_log  # the refusals were logged, without the token

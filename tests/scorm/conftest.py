@@ -1,9 +1,8 @@
-"""Fixtures for the SCORM import tests: the shared fixture packages and blob stores on real backends."""
+"""Fixtures for the SCORM import tests: the repository's fixture packages and blob stores on real backends."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,22 +13,13 @@ from sqlalchemy.engine import make_url
 
 from shared.blobstore import BlobStore, DatabaseBlobStore, FilesystemBlobStore
 from shared.db import Database, drop_database, ensure_database
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.scorm_packages import FIXTURES
 
 
 @pytest.fixture(scope="session")
 def scorm_fixtures_dir() -> Path:
-    """The real SCORM packages described in SOURCES.md (never copied into the repository)."""
-    default = REPO_ROOT / ".." / "shared" / "fixtures" / "scorm"
-    directory = Path(os.environ.get("LEARN_SCORM_FIXTURES_DIR", str(default))).resolve()
-    if not (directory / "SOURCES.md").is_file():
-        pytest.fail(
-            f"SCORM fixtures not found in {directory}; set LEARN_SCORM_FIXTURES_DIR to the folder "
-            "that holds SOURCES.md",
-            pytrace=False,
-        )
-    return directory
+    """The real SCORM packages of the repository, ``tests/fixtures/scorm`` (its SOURCES.md says what each is)."""
+    return FIXTURES
 
 
 @pytest.fixture

@@ -1,13 +1,21 @@
-"""parse_manifest: the real packages of SOURCES.md, then each rule on a small hand-written manifest."""
+"""parse_manifest: the real packages of tests/fixtures/scorm/SOURCES.md, a built package with real exports'
+quirks, then each rule on a small hand-written manifest."""
 
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from services.scorm.manifest import Manifest, ManifestError, join_parameters, parse_manifest
+from tests.support.scorm_packages import (
+    NESTED_QUIRKS_MANIFEST,
+    NESTED_QUIRKS_SCOS,
+    debug_manifest,
+    nested_quirks_package,
+)
 
 
 def manifest_of(fixtures: Path, name: str) -> Manifest:
@@ -29,7 +37,6 @@ MAIN_PACKAGES = [
     # zip, version, SCOs, items, title
     ("golf_scorm12_singlesco.zip", "1.2", 1, 1, "Golf Explained - CP Single SCO"),
     ("golf_scorm12_multisco_runtime_minimum.zip", "1.2", 18, 22, "Golf Explained - Minimum Run-time Calls"),
-    ("moodle_complexscorm_scorm12_nested.zip", "1.2", 7, 8, "The organization"),
     ("golf_scorm2004_2nd_singlesco.zip", "2004-2nd", 1, 1, "Golf Explained - CP Single SCO"),
     ("golf_scorm2004_3rd_onefilepersco_assets_only.zip", "2004-3rd", 0, 22, "Golf Explained - CP One File Per SCO"),
     ("golf_scorm2004_3rd_runtime_advanced.zip", "2004-3rd", 1, 1, "Golf Explained - Run-time Advanced Calls"),
@@ -80,31 +87,67 @@ def test_multisco_quiz_parameters_are_joined_to_the_shared_template(scorm_fixtur
     assert manifest.assets == ["common_files"]
 
 
-def test_unresolvable_default_organization_falls_back_to_the_first_with_a_warning(scorm_fixtures_dir: Path) -> None:
-    manifest = manifest_of(scorm_fixtures_dir, "moodle_complexscorm_scorm12_nested.zip")
+# --- the built package with real exports' quirks (tests/support/scorm_packages.py) -------------------------------
 
-    assert manifest.organization_identifier == "mm-SCORMDEbugger555f231e21b982c25d16"
+
+def quirks() -> Manifest:
+    with zipfile.ZipFile(io.BytesIO(nested_quirks_package())) as archive:
+        return parse_manifest(archive.read("imsmanifest.xml"))
+
+
+def test_quirks_package_version_counts_and_title() -> None:
+    manifest = quirks()
+
+    assert (manifest.scorm_version, len(manifest.scos), len(manifest.items)) == ("1.2", 7, 8)
+    assert manifest.title == "Nested quirks"
+    assert [(s.identifier, s.title, s.parent_identifier) for s in manifest.scos] == [
+        (identifier, title, parent) for identifier, (title, parent) in NESTED_QUIRKS_SCOS.items()]
+
+
+def test_unresolvable_default_organization_falls_back_to_the_first_with_a_warning() -> None:
+    manifest = quirks()
+
+    assert b'<organizations default="quirks_org">' in NESTED_QUIRKS_MANIFEST
+    assert manifest.organization_identifier == "mm-quirks_org"
     assert any("organizations/@default" in warning for warning in manifest.warnings)
 
 
-def test_nested_items_three_levels_deep_record_their_parents(scorm_fixtures_dir: Path) -> None:
-    manifest = manifest_of(scorm_fixtures_dir, "moodle_complexscorm_scorm12_nested.zip")
-    prefix = "mm-ITEM-SCORMDEbugger555f231e21b982c25"
+def test_nested_items_three_levels_deep_record_their_parents() -> None:
+    manifest = quirks()
 
-    sub_sub = sco(manifest, f"{prefix}s06")
-    assert (sub_sub.title, sub_sub.parent_identifier) == ("Sub-Sub-SCO", f"{prefix}s05")
-    assert sco(manifest, f"{prefix}s05").parent_identifier == f"{prefix}s04"
-    assert sco(manifest, f"{prefix}s04").parent_identifier is None
+    sub_sub = sco(manifest, "sco_grandchild")
+    assert (sub_sub.title, sub_sub.parent_identifier, sub_sub.position) == ("Sub-sub-SCO", "sco_child", 5)
+    assert sco(manifest, "sco_child").parent_identifier == "sco_parent"
+    assert sco(manifest, "sco_parent").parent_identifier is None
     assert {s.launch_url for s in manifest.scos} == {"index.html"}
+    assert {s.resource_identifier for s in manifest.scos} == {"res_sco"}  # seven items, one resource
 
 
-def test_an_item_on_an_asset_is_an_item_but_not_a_sco(scorm_fixtures_dir: Path) -> None:
-    manifest = manifest_of(scorm_fixtures_dir, "moodle_complexscorm_scorm12_nested.zip")
+def test_an_invisible_item_and_one_with_an_aicc_prerequisite_are_still_scos() -> None:
+    manifest = quirks()
 
-    asset_item = item(manifest, "mm-ITEM-SCORMDEbugger555f231e21b982c25s03")
-    assert (asset_item.is_sco, asset_item.launch_url) == (False, "index.html")
-    assert manifest.assets == ["RES-SCORMDEbugger555f231e21b982c25d19"]
+    assert sco(manifest, "sco_hidden").title == "Invisible SCO"
+    assert sco(manifest, "sco_prerequisite").position == 7
+
+
+def test_an_item_on_an_asset_is_an_item_but_not_a_sco() -> None:
+    manifest = quirks()
+
+    asset_item = item(manifest, "asset_third")
+    assert (asset_item.is_sco, asset_item.launch_url) == (False, "index.html")  # the SCO's href, as an asset
+    assert manifest.assets == ["res_asset"]
     assert "imslrm.xml" in manifest.referenced_files  # the metadata location, absent from the zip
+
+
+@pytest.mark.parametrize("standard", ["1.2", "2004"])
+def test_the_debug_sco_manifests_give_one_sco_with_its_parameters(standard: str) -> None:
+    manifest = parse_manifest(debug_manifest(standard, "?standard=2004&status=passed&suspend=a%26b"))
+
+    assert manifest.scorm_version == {"1.2": "1.2", "2004": "2004-4th"}[standard]
+    (only,) = manifest.scos
+    assert (only.identifier, only.launch_url) == ("debug_item", "index.html?standard=2004&status=passed&suspend=a%26b")
+    assert manifest.referenced_files == ["index.html", "debug_sco.js"]
+    assert manifest.warnings == []
 
 
 def test_cam_1_3_schemaversion_is_2004_second_edition(scorm_fixtures_dir: Path) -> None:

@@ -9,9 +9,10 @@ API, the commits, and the ``runtime.committed`` events on the broker. Screenshot
 
 ``golf_scorm12_singlesco.zip`` is a content-packaging sample: its launch page says "Not implemented yet" and
 calls no API, so its test checks what can be checked (the player finds the page and offers ``window.API``).
-SCOs that report status and score: the SCORM 1.2 debugger in ``moodle_complexscorm_scorm12_nested.zip`` (the
-test sets the status and score with its own controls) and Golf "Run-time Advanced Calls" (SCORM 2004: the test
-reads every page and answers the quiz).
+SCOs that report status and score: our debug SCO built as a SCORM 1.2 package (``tests/support/scorm_packages.py``;
+its launch URL tells it what to report) and Golf "Run-time Advanced Calls" (SCORM 2004: the test reads every page
+and answers the quiz). ``test_scorm_debug_sco_browser.py`` plays the debug SCO through the whole system and reads
+the attempt back through the public API.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from playwright.async_api import Browser, FrameLocator, Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
 from tests.scorm.test_scorm_service_harness import ScormService, scorm_fixture  # noqa: F401
+from tests.support.scorm_packages import debug_package
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -134,26 +136,21 @@ async def test_golf_12_single_sco_plays_in_the_player_with_the_12_api(browser: B
     assert launched.data["status"] == "not_attempted"
 
 
-async def _choose(frame: FrameLocator, menu: str, option: str) -> None:
-    """Pick an option of a jQuery UI selectmenu the way a person does."""
-    await frame.locator(f"#{menu}-button").click()
-    await frame.locator(f"#{menu}-menu li", has_text=re.compile(f"^{re.escape(option)}$")).click()
-
-
 async def test_a_12_sco_sets_status_and_score_that_reach_the_attempt(browser: Browser, gateway: str,
                                                                      scorm: ScormService) -> None:
-    launch, _ = await scorm.launched("moodle_complexscorm_scorm12_nested.zip")
-    page, _ = await open_player(browser, gateway, launch)
-    debugger = page.frame_locator("#learn-content")
-    await debugger.locator('a[href="#common-operations"]').click()
-    await _choose(debugger, "set-lesson-status", "passed")
-    await _choose(debugger, "set-score", "8")
-    await debugger.locator("#commit-common").click()
+    package = debug_package("1.2", status="passed", score=0.8, location="p2", suspend="x=1", finish=0)
+    launch, _ = await scorm.launched(package)
+    page, dialogs = await open_player(browser, gateway, launch)
+    sco = page.frame_locator("#learn-content")
+    await sco.locator("body[data-state=done]").wait_for()
+    assert await sco.locator("#debug-status").inner_text() == "Done (SCORM 1.2, still running)."
     await page.locator("#learn-status[data-status=saved]").wait_for()
-    await page.screenshot(path=screenshot_path("scorm12-debugger-committed"))
+    await page.screenshot(path=screenshot_path("scorm12-debug-sco-committed"))
     committed = await final_commit(scorm, launch["attempt_id"], finished=False)
     assert (committed["standard"], committed["status"], committed["passed"]) == ("1.2", "passed", True)
-    assert (committed["score_raw"], committed["score_scaled"]) == (8, 0.8)
+    assert (committed["score_raw"], committed["score_scaled"]) == (80, 0.8)
+    assert committed["finished"] is False and dialogs == []
+    assert await page.evaluate("window.learnPlayer.snapshot()['cmi.suspend_data']") == "x=1"
     await leave(page)
 
 

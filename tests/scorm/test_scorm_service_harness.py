@@ -84,8 +84,10 @@ class ScormService:
         headers = {**self.headers(tenant_id, tenant, scopes="admin"), "Content-Type": "application/zip"}
         return await self.call("POST", path, data=zip_bytes, headers=headers, expect=expect)
 
-    async def upload_fixture(self, name: str, **kwargs: Any) -> dict[str, Any]:
-        _, body = await self.upload((self.fixtures / name).read_bytes(), **kwargs)
+    async def upload_fixture(self, package: str | bytes, **kwargs: Any) -> dict[str, Any]:
+        """Upload a fixture package by its name under ``tests/fixtures/scorm``, or a built package's bytes."""
+        zip_bytes = package if isinstance(package, bytes) else (self.fixtures / package).read_bytes()
+        _, body = await self.upload(zip_bytes, **kwargs)
         return body["data"]
 
     async def until_imported(self, package_id: int, *, tenant_id: int = TENANT_ID,
@@ -97,9 +99,9 @@ class ScormService:
 
         return await wait_until(done, timeout=60, interval=0.1, message=f"package {package_id} imported")
 
-    async def ready_package(self, name: str, **kwargs: Any) -> dict[str, Any]:
+    async def ready_package(self, package: str | bytes, **kwargs: Any) -> dict[str, Any]:
         tenant = {k: v for k, v in kwargs.items() if k in ("tenant_id", "tenant")}
-        package = await self.until_imported((await self.upload_fixture(name, **kwargs))["id"], **tenant)
+        package = await self.until_imported((await self.upload_fixture(package, **kwargs))["id"], **tenant)
         assert package["status"] == "ready", package
         return package
 
@@ -176,7 +178,7 @@ class ScormService:
         return await self.call("POST", f"/api/v1/learn/enrollments/{enrollment_id}/launches",
                                json={"activity_id": activity_id}, expect=expect, **header_args)
 
-    async def launched(self, package_name: str | None = None, *, kind: str = "scorm", user_id: int = 42,
+    async def launched(self, package_name: str | bytes | None = None, *, kind: str = "scorm", user_id: int = 42,
                        **activity: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         """A ready package (or none), a course with one activity on it, an active enrollment and a launch."""
         course_id, enrollment_id, activity_id = next_id(), next_id(), next_id()

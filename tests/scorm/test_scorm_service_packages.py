@@ -1,6 +1,6 @@
 """SCORM packages through the service: upload, background import, the SCO list, events and the package API.
 
-Every fixture package of ../shared/fixtures/scorm (SOURCES.md) goes through the admin upload endpoint. The
+Every fixture package of tests/fixtures/scorm (SOURCES.md) goes through the admin upload endpoint. The
 expected SCOs were read from each imsmanifest.xml by hand (parents are the enclosing items; positions are the
 items' pre-order positions in the organization).
 """
@@ -27,6 +27,7 @@ from tests.scorm.test_scorm_service_harness import (  # noqa: F401
     scorm_fixture,
     settings_for,
 )
+from tests.support.scorm_packages import NESTED_QUIRKS_SCOS, debug_package, nested_quirks_package
 
 #: zip -> (version, title, SCO count, {identifier: (title, launch_url, parent_identifier)} for some SCOs)
 MAIN_PACKAGES = {
@@ -36,10 +37,6 @@ MAIN_PACKAGES = {
         "playing_playing_item": ("How to Play", "Playing/Playing.html", "playing_item"),
         "havingfun_quiz_item": ("Having Fun Quiz", "shared/assessmenttemplate.html?questions=HavingFun",
                                 "havingfun_item")}),
-    "moodle_complexscorm_scorm12_nested.zip": ("1.2", "The organization", 7, {
-        "mm-ITEM-SCORMDEbugger555f231e21b982c25s01": ("The first content (one SCO)", "index.html", None),
-        "mm-ITEM-SCORMDEbugger555f231e21b982c25s06": (
-            "Sub-Sub-SCO", "index.html", "mm-ITEM-SCORMDEbugger555f231e21b982c25s05")}),
     "golf_scorm2004_2nd_singlesco.zip": ("2004-2nd", "Golf Explained - CP Single SCO", 1, {
         "item_1": ("Golf Explained", "shared/launchpage.html", None)}),
     "golf_scorm2004_3rd_onefilepersco_assets_only.zip": (
@@ -112,10 +109,27 @@ async def test_a_fixture_package_imports_with_its_version_title_and_scos(scorm: 
     assert positions == sorted(positions) and len(set(positions)) == count
 
 
-@pytest.mark.parametrize("name", ["moodle_complexscorm_scorm12_nested.zip",
-                                  "adl_cts_cm07d_scorm2004_4th_nested_xmlbase.zip"])
+async def test_the_built_quirks_package_imports_with_its_nested_scos(scorm: ScormService) -> None:
+    package = await scorm.ready_package(nested_quirks_package())
+    assert (package["scorm_version"], package["title"]) == ("1.2", "Nested quirks")
+    assert package["organization_identifier"] == "mm-quirks_org"
+    assert [(s["identifier"], s["title"], s["launch_url"], s["parent_identifier"]) for s in package["scos"]] == [
+        (identifier, title, "index.html", parent) for identifier, (title, parent) in NESTED_QUIRKS_SCOS.items()]
+    assert any("imslrm.xml" in warning for warning in package["warnings"])
+
+
+@pytest.mark.parametrize("standard", ["1.2", "2004"])
+async def test_the_built_debug_sco_imports_with_its_scenario_in_the_launch_url(scorm: ScormService,
+                                                                              standard: str) -> None:
+    package = await scorm.ready_package(debug_package(standard, status="passed", score=0.5, suspend="a&b"))
+    (sco,) = package["scos"]
+    assert package["scorm_version"] == {"1.2": "1.2", "2004": "2004-4th"}[standard]
+    assert sco["launch_url"] == f"index.html?standard={standard}&status=passed&score=0.5&suspend=a%26b"
+
+
+@pytest.mark.parametrize("name", ["built:nested_quirks.zip", "adl_cts_cm07d_scorm2004_4th_nested_xmlbase.zip"])
 async def test_scorm_package_ready_carries_the_sco_list(scorm: ScormService, name: str) -> None:
-    package = await scorm.ready_package(name)
+    package = await scorm.ready_package(nested_quirks_package() if name.startswith("built:") else name)
     event = await scorm.package_event(package["id"], "scorm_package.ready")
     assert event.routing_key == "acme.scorm_package.ready"
     assert event.subject == f"scorm_package/{package['id']}"

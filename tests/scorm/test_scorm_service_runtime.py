@@ -17,6 +17,7 @@ from tests.scorm.test_scorm_service_harness import (  # noqa: F401
     next_id,
     scorm_fixture,
 )
+from tests.support.scorm_packages import debug_package
 
 GOLF_12 = "golf_scorm12_singlesco.zip"
 GOLF_2004_ADVANCED = "golf_scorm2004_3rd_runtime_advanced.zip"
@@ -203,9 +204,9 @@ async def test_content_outside_the_package_is_not_found(scorm: ScormService, pat
 
 async def test_another_packages_files_cannot_be_reached_with_this_token(scorm: ScormService) -> None:
     launch, _ = await scorm.launched(GOLF_12)
-    other, _ = await scorm.launched("moodle_complexscorm_scorm12_nested.zip")
-    assert (await get(scorm, f"/learn/content/{other['runtime_token']}/debugger.js"))[0] == 200
-    assert (await get(scorm, f"/learn/content/{launch['runtime_token']}/debugger.js"))[0] == 404
+    other, _ = await scorm.launched(debug_package("1.2"))
+    assert (await get(scorm, f"/learn/content/{other['runtime_token']}/debug_sco.js"))[0] == 200
+    assert (await get(scorm, f"/learn/content/{launch['runtime_token']}/debug_sco.js"))[0] == 404
 
 
 async def test_a_non_scorm_activity_plays_the_built_in_page(scorm: ScormService) -> None:

@@ -20,6 +20,7 @@ import pytest
 
 from services.scorm.package_import import ImportLimits, PackageRejected, check_package, import_package
 from shared.blobstore import DatabaseBlobStore, FilesystemBlobStore
+from tests.support.scorm_packages import MAC_JUNK, extra_packages, nested_quirks_package
 
 MANIFEST = b"""<?xml version="1.0"?>
 <manifest identifier="m1" xmlns="http://www.imsproject.org/xsd/imscp_rootv1p1p2"
@@ -178,7 +179,6 @@ async def refuse(zip_path: Path, destination: Destination, limits: ImportLimits 
 MAIN_PACKAGES = {
     "golf_scorm12_singlesco.zip": ("1.2", 1),
     "golf_scorm12_multisco_runtime_minimum.zip": ("1.2", 18),
-    "moodle_complexscorm_scorm12_nested.zip": ("1.2", 7),
     "golf_scorm2004_2nd_singlesco.zip": ("2004-2nd", 1),
     "golf_scorm2004_3rd_onefilepersco_assets_only.zip": ("2004-3rd", 0),
     "golf_scorm2004_3rd_runtime_advanced.zip": ("2004-3rd", 1),
@@ -187,15 +187,28 @@ MAIN_PACKAGES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(MAIN_PACKAGES))
+@pytest.fixture
+def quirks_zip(tmp_path: Path) -> Path:
+    """The built SCORM 1.2 package with real exports' quirks (tests/support/scorm_packages.py)."""
+    path = tmp_path / "nested_quirks.zip"
+    path.write_bytes(nested_quirks_package())
+    return path
+
+
+@pytest.mark.parametrize("name", [*sorted(MAIN_PACKAGES), "built:nested_quirks.zip"])
 async def test_main_package_imports_every_file_byte_for_byte(
-    scorm_fixtures_dir: Path, destination: Destination, name: str
+    scorm_fixtures_dir: Path, destination: Destination, name: str, tmp_path: Path
 ) -> None:
-    zip_path = scorm_fixtures_dir / name
+    if name == "built:nested_quirks.zip":
+        zip_path = tmp_path / "nested_quirks.zip"
+        zip_path.write_bytes(nested_quirks_package())
+        version, sco_count = "1.2", 7
+    else:
+        zip_path = scorm_fixtures_dir / name
+        version, sco_count = MAIN_PACKAGES[name]
 
     result = await import_package(zip_path, destination.store, "scorm/1")
 
-    version, sco_count = MAIN_PACKAGES[name]
     assert (result.manifest.scorm_version, len(result.manifest.scos)) == (version, sco_count)
     with zipfile.ZipFile(zip_path) as archive:
         expected = {
@@ -217,12 +230,14 @@ async def test_every_sco_launch_file_is_stored(scorm_fixtures_dir: Path, destina
         assert launch_file in result.files
 
 
-async def test_mac_junk_is_skipped(scorm_fixtures_dir: Path, destination: Destination) -> None:
-    result = await import_package(
-        scorm_fixtures_dir / "moodle_complexscorm_scorm12_nested.zip", destination.store, "scorm/1"
-    )
+async def test_mac_junk_is_skipped(quirks_zip: Path, destination: Destination) -> None:
+    with zipfile.ZipFile(quirks_zip) as archive:
+        assert set(MAC_JUNK) <= set(archive.namelist())
+
+    result = await import_package(quirks_zip, destination.store, "scorm/1")
 
     assert not any("__MACOSX" in path or path.endswith(".DS_Store") for path in result.files)
+    assert sorted(result.files) == ["debug_sco.js", "images/logo.png", "imsmanifest.xml", "index.html"]
     assert not (destination.root / "scorm" / "1" / "__MACOSX").exists()
 
 
@@ -230,14 +245,16 @@ async def test_mac_junk_is_skipped(scorm_fixtures_dir: Path, destination: Destin
     ("name", "missing"),
     [
         ("adl_cts_cm07d_scorm2004_4th_nested_xmlbase.zip", "common/LMSTest.jar"),
-        ("moodle_complexscorm_scorm12_nested.zip", "imslrm.xml"),
+        ("built:nested_quirks.zip", "imslrm.xml"),
         ("edge/emp_scorm2004_no_schemaversion.zip", "index.html"),
     ],
 )
 async def test_a_referenced_file_that_is_absent_is_a_warning(
-    scorm_fixtures_dir: Path, destination: Destination, name: str, missing: str
+    scorm_fixtures_dir: Path, quirks_zip: Path, destination: Destination, name: str, missing: str
 ) -> None:
-    result = await import_package(scorm_fixtures_dir / name, destination.store, "scorm/1")
+    zip_path = quirks_zip if name == "built:nested_quirks.zip" else scorm_fixtures_dir / name
+
+    result = await import_package(zip_path, destination.store, "scorm/1")
 
     assert any(repr(missing) in warning and "not in the zip" in warning for warning in result.warnings)
 
@@ -292,6 +309,27 @@ async def test_import_into_postgres_stores_the_same_bytes(
     assert await postgres_blob_store.get("scorm/7/shared/assessmenttemplate.html") == launch_page
     assert (await postgres_blob_store.stat("scorm/7/imsmanifest.xml")) is not None
     assert len(result.files) == 44
+
+
+def every_package() -> list[Path]:
+    from tests.support.scorm_packages import FIXTURES
+
+    return sorted(FIXTURES.rglob("*.zip")) + extra_packages()
+
+
+@pytest.mark.parametrize("zip_path", every_package(), ids=lambda path: path.name)
+async def test_every_package_imports_or_is_refused_with_a_reason(zip_path: Path, destination: Destination) -> None:
+    """The repository's packages, plus any in the optional extra folder LEARN_SCORM_FIXTURES_DIR: each one
+    imports with at least its manifest stored, or is refused with a reason; no other exception, nothing left over."""
+    try:
+        result = await import_package(zip_path, destination.store, "scorm/1")
+    except PackageRejected as refused:
+        assert str(refused).strip()
+        assert [p for p in destination.root.rglob("*") if p.is_file()] == []
+    else:
+        assert "imsmanifest.xml" in result.files
+        for sco in result.manifest.scos:
+            assert sco.launch_url and not sco.launch_url.startswith(("/", ".."))
 
 
 # --- hostile names and entry types ---------------------------------------------------------------------------------

@@ -10,10 +10,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel, ConfigDict
 
 from shared.http import (
+    MAX_JSON_DEPTH,
     ApiError,
     CursorCodec,
     error_middleware,
     ok,
+    parse_json_body,
+    positive_int,
     read_json,
     service_context_middleware,
     validate_payload,
@@ -155,3 +158,32 @@ async def test_unknown_route_is_not_found_and_wrong_method_is_405():
         assert (resp.status, (await resp.json())["error"]["code"]) == (405, "method_not_allowed")
     finally:
         await client.close()
+
+
+# --- hostile input (issue 15) ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("1", 1), ("42", 42), ("007", 7), ("9" * 18, int("9" * 18)),
+    ("0", None), ("", None), (None, None), ("9" * 19, None), ("-1", None), ("+1", None), (" 1", None),
+    ("1 ", None), ("1_000", None), ("²", None), ("١", None), ("١٢", None), ("１", None), ("1²", None), ("1.0", None),
+])
+def test_positive_int_takes_1_to_18_ascii_digits_only(raw, expected):
+    assert positive_int(raw) == expected
+
+
+@pytest.mark.parametrize("raw", [b"[" * 5000 + b"]" * 5000, b'{"a":' * 3000 + b"1" + b"}" * 3000,
+                                 b'{"a":' + b"[" * 200 + b"]" * 200 + b"}"])
+def test_deep_bodies_are_invalid_argument_not_a_recursion_error(raw):
+    with pytest.raises(ApiError) as err:
+        validate_payload(parse_json_body(raw), Body)
+    assert (err.value.status, err.value.code) == (400, "invalid_argument")
+    assert f"more than {MAX_JSON_DEPTH} levels" in err.value.message
+
+
+def test_a_body_at_the_depth_limit_reaches_validation():
+    payload = parse_json_body(b'{"slug":"a","title":"b","x":' + b"[" * (MAX_JSON_DEPTH - 1)
+                              + b"]" * (MAX_JSON_DEPTH - 1) + b"}")
+    with pytest.raises(ApiError) as err:
+        validate_payload(payload, Body)
+    assert err.value.message == "Unknown field 'x'."

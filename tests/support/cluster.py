@@ -102,7 +102,6 @@ class Cluster:
             "LEARN_CONTENT_URL": self.content_url,
             "LEARN_GATEWAY_CONTENT_PORT": str(self.content_port),
             "LEARN_LOG_LEVEL": os.environ.get("LEARN_E2E_LOG_LEVEL", "info"),
-            "LEARN_SCORM_FIXTURES_DIR": str(REPO.parent / "shared" / "fixtures" / "scorm"),
         })
         for name, svc in self.services.items():
             env[f"LEARN_{name.upper()}_PORT"] = str(svc.port)
@@ -112,11 +111,15 @@ class Cluster:
         return env
 
     def spawn(self, name: str) -> None:
+        self.spawn_as(name, name)
+
+    def spawn_as(self, name: str, module: str) -> None:
+        """Start process ``name`` running ``services.<module>`` (a second gateway replica, say)."""
         svc = self.services[name]
         log = svc.log_path.open("ab")
         # Its own process group: a kill takes its helpers (e.g. the PDF render workers) with it, as when a
         # container dies, and nothing outlives the test.
-        svc.proc = subprocess.Popen([sys.executable, "-m", f"services.{name}", "serve"], cwd=REPO,
+        svc.proc = subprocess.Popen([sys.executable, "-m", f"services.{module}", "serve"], cwd=REPO,
                                     env=self.environ(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 
@@ -165,7 +168,7 @@ class Cluster:
 
     async def stop(self) -> None:
         # Gateway first (no new requests), then every service at once: they shut down in parallel.
-        for name in reversed(SERVICES):
+        for name in [n for n in self.services if n not in SERVICES] + list(reversed(SERVICES)):
             proc = self.services[name].proc
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -247,11 +250,13 @@ class Cluster:
             course = body["data"]
         return course, created
 
-    async def upload_scorm(self, slug: str, zip_path: Path, title: str | None = None) -> dict[str, Any]:
-        """Upload a package through the admin API and wait until its import ends (``ready`` or ``failed``)."""
+    async def upload_scorm(self, slug: str, zip_path: Path | bytes, title: str | None = None) -> dict[str, Any]:
+        """Upload a package (a zip file, or a built package's bytes) through the admin API and wait until its
+        import ends (``ready`` or ``failed``)."""
         query = f"?title={title}" if title else ""
+        data = zip_path if isinstance(zip_path, bytes) else zip_path.read_bytes()
         status, body = await self.request("POST", f"/admin/api/v1/tenants/{slug}/scorm-packages{query}",
-                                          token=self.admin_token, data=zip_path.read_bytes(),
+                                          token=self.admin_token, data=data,
                                           headers={"Content-Type": "application/zip"})
         assert status in (200, 201, 202), body
         package_id = body["data"]["id"]

@@ -6,7 +6,8 @@ import pytest
 from playwright.async_api import Page, expect
 
 from tests.support.cluster import Cluster
-from tests.ui.ui_support import FIXTURES, sign_in, unique_slug
+from tests.support.scorm_packages import FIXTURES
+from tests.ui.ui_support import sign_in, unique_slug
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 

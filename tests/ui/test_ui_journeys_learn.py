@@ -14,7 +14,8 @@ from playwright.async_api import Browser, Page, Request, expect
 
 from services.gateway.ui.security import CSP, with_content_origin
 from tests.support.cluster import Cluster
-from tests.ui.ui_support import DESKTOP, FIXTURES, shoot, sign_in, unique_slug
+from tests.support.scorm_packages import FIXTURES
+from tests.ui.ui_support import DESKTOP, shoot, sign_in, unique_slug
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
 

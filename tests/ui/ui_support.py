@@ -13,7 +13,6 @@ from tests.support.cluster import REPO, Cluster
 SHOTS = REPO / "test-output" / "ui"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
-FIXTURES = REPO.parent / "shared" / "fixtures" / "scorm"
 
 
 async def shoot(page: Page, name: str) -> list[Path]:

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from typing import Any
 
+from shared.http import positive_int
+
 
 class FormError(ValueError):
     """A value the operator typed cannot be sent; the message says which field and why."""
@@ -31,10 +33,12 @@ def integer(form: Mapping[str, str], name: str, label: str, *, minimum: int | No
     value = text(form, name)
     if value is None:
         return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise FormError(f"{label} must be a whole number.") from None
+    digits = value.removeprefix("-")
+    number = positive_int(digits) if digits != "0" else 0
+    if number is None:  # ASCII digits only: int() would also read other scripts' digits, signs and spaces
+        raise FormError(f"{label} must be a whole number.")
+    if value.startswith("-"):
+        number = -number
     if minimum is not None and number < minimum:
         raise FormError(f"{label} must be at least {minimum}.")
     return number
@@ -46,6 +50,8 @@ def number(form: Mapping[str, str], name: str, label: str) -> int | float | None
     if value is None:
         return None
     try:
+        if not value.isascii():  # float() would read other scripts' digits
+            raise ValueError(value)
         parsed = float(value)
     except ValueError:
         raise FormError(f"{label} must be a number.") from None
@@ -76,9 +82,10 @@ def sco_choice(value: str | None) -> tuple[int, str] | None:
     if value is None or not value.strip():
         return None
     package, sep, identifier = value.partition("|")
-    if not sep or not package.isdigit() or not identifier:
+    package_id = positive_int(package)
+    if not sep or package_id is None or not identifier:
         raise FormError("Choose a SCO from the list.")
-    return int(package), identifier
+    return package_id, identifier
 
 
 def changed(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from services.gateway.ui import forms
 from services.gateway.ui.client import AdminApiError
 from services.gateway.ui.pages_courses import refusal
 from services.gateway.ui.views import Problem, Ui, View
+from shared.http import positive_int
 
 log = structlog.get_logger("gateway.ui")
 
@@ -44,10 +45,10 @@ async def first_page_png(tool: str, pdf: bytes, gate: asyncio.Semaphore) -> byte
 
 
 def _id(view: View) -> int:
-    raw = view.request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
+    value = positive_int(view.request.match_info["id"])
+    if value is None:
         raise web.HTTPNotFound(reason="There is no such page.")
-    return int(raw)
+    return value
 
 
 async def search(view: View) -> web.StreamResponse:
@@ -133,8 +134,8 @@ async def regenerate(view: View) -> web.StreamResponse:
 def setup(ui: Ui, router: web.UrlDispatcher) -> None:
     base = "/admin/learn/certificates"
     router.add_get(base, ui.page(search, tenant=True))
-    router.add_get(base + "/{id:\\d+}", ui.page(certificate_index, tenant=True))
-    router.add_get(base + "/{id:\\d+}/pdf", ui.page(pdf, tenant=True))
-    router.add_get(base + "/{id:\\d+}/page.png", ui.page(page_image, tenant=True))
-    router.add_post(base + "/{id:\\d+}/revoke", ui.page(revoke, tenant=True))
-    router.add_post(base + "/{id:\\d+}/regenerate", ui.page(regenerate, tenant=True))
+    router.add_get(base + "/{id:[0-9]+}", ui.page(certificate_index, tenant=True))
+    router.add_get(base + "/{id:[0-9]+}/pdf", ui.page(pdf, tenant=True))
+    router.add_get(base + "/{id:[0-9]+}/page.png", ui.page(page_image, tenant=True))
+    router.add_post(base + "/{id:[0-9]+}/revoke", ui.page(revoke, tenant=True))
+    router.add_post(base + "/{id:[0-9]+}/regenerate", ui.page(regenerate, tenant=True))

@@ -10,13 +10,14 @@ from services.gateway.ui import forms
 from services.gateway.ui.client import AdminApiError
 from services.gateway.ui.pages_courses import refusal
 from services.gateway.ui.views import Problem, Ui, View
+from shared.http import positive_int
 
 
 def _id(view: View) -> int:
-    raw = view.request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
+    value = positive_int(view.request.match_info["id"])
+    if value is None:
         raise web.HTTPNotFound(reason="There is no such page.")
-    return int(raw)
+    return value
 
 
 async def _courses(view: View) -> list[dict[str, Any]]:
@@ -24,7 +25,7 @@ async def _courses(view: View) -> list[dict[str, Any]]:
 
 
 def _chosen(form: Any) -> list[int]:
-    ids = [int(v) for v in form.getall("course_ids", []) if v.isdigit() and len(v) < 19]
+    ids = [i for i in (positive_int(v) for v in form.getall("course_ids", [])) if i is not None]
     if not ids:
         raise forms.FormError("Tick at least one course.")
     return list(dict.fromkeys(ids))
@@ -82,5 +83,5 @@ def setup(ui: Ui, router: web.UrlDispatcher) -> None:
     base = "/admin/learn/cohorts"
     router.add_get(base, ui.page(cohorts_index, tenant=True))
     router.add_post(base, ui.page(create_cohort, tenant=True))
-    router.add_get(base + "/{id:\\d+}", ui.page(cohort_index, tenant=True))
-    router.add_post(base + "/{id:\\d+}", ui.page(update_cohort, tenant=True))
+    router.add_get(base + "/{id:[0-9]+}", ui.page(cohort_index, tenant=True))
+    router.add_post(base + "/{id:[0-9]+}", ui.page(update_cohort, tenant=True))

@@ -12,6 +12,7 @@ from aiohttp import web
 from services.gateway.ui import forms
 from services.gateway.ui.client import AdminApiError
 from services.gateway.ui.views import Problem, Ui, View
+from shared.http import positive_int
 
 COMPLETION_RULES = [("all_required", "All required activities"), ("all_activities", "Every activity"),
                     ("any_activity", "Any one activity")]
@@ -31,10 +32,10 @@ def refusal(exc: Exception) -> str:
 
 
 def _id(view: View, name: str) -> int:
-    raw = view.request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
+    value = positive_int(view.request.match_info[name])
+    if value is None:
         raise web.HTTPNotFound(reason="There is no such page.")
-    return int(raw)
+    return value
 
 
 # --- the list ---------------------------------------------------------------------------------------------
@@ -103,7 +104,7 @@ def _course_fields(form: Any) -> dict[str, Any]:
         "credit_kind": forms.text(form, "credit_kind"),
         "credit_expires_after_months": forms.integer(form, "credit_expires_after_months",
                                                      "Credit expires after (months)", minimum=1),
-        "certificate_template_id": int(template) if template and template.isdigit() else None,
+        "certificate_template_id": positive_int(template),
     }
 
 

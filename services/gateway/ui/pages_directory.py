@@ -8,6 +8,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from services.gateway.clientip import client_ip
 from services.gateway.domain import PLANS, SCOPES, plan_allows_api
 from services.gateway.ui import forms
 from services.gateway.ui.client import AdminApiError, tenant_path
@@ -19,8 +20,10 @@ from services.gateway.ui.security import (
     tokens_match,
 )
 from services.gateway.ui.views import Problem, Ui, View
+from shared.http import positive_int
 
 log = structlog.get_logger("gateway.ui")
+ADMIN_ACCOUNT = "admin"  # the UI has one account: whoever holds the admin token
 
 SCOPE_HELP = {
     "learn:read": "List and read courses, enrollments, attempts, certificates, templates and SCORM packages.",
@@ -59,20 +62,25 @@ def _login_page(view: View, *, message: str | None = None, status: int = 200) ->
 
 async def login(view: View) -> web.StreamResponse:
     ui, request = view.ui, view.request
-    client = request.remote or "unknown"
+    client = client_ip(request)  # behind a trusted proxy, the address it forwarded for
     now = time.monotonic()
-    wait = ui.limiter.retry_after(client, now)
-    if wait is not None:
-        log.warning("admin_ui_sign_in_limited", client=client)
-        response = _login_page(view, status=429, message=(
-            f"Too many failed sign-ins from your address. Try again in {int(wait // 60) + 1} minutes."))
-        response.headers["Retry-After"] = str(int(wait) + 1)
-        return response
+    # Per address (a mistyping operator locks out only their own address) and for the one admin account from
+    # every address together (a higher limit that bounds guessing spread over many addresses).
+    for limiter, key, whom in ((ui.limiter, client, "from your address"),
+                               (ui.account_limiter, ADMIN_ACCOUNT, "for the admin account")):
+        wait = limiter.retry_after(key, now)
+        if wait is not None:
+            log.warning("admin_ui_sign_in_limited", client=client, limit=whom)
+            response = _login_page(view, status=429, message=(
+                f"Too many failed sign-ins {whom}. Try again in {int(wait // 60) + 1} minutes."))
+            response.headers["Retry-After"] = str(int(wait) + 1)
+            return response
     form = await view.form()
     if not ui.login_tokens.valid(request.cookies.get(LOGIN_COOKIE), form.get("login_token")):
         return _login_page(view, status=403, message="The sign-in form expired. Try again.")
     if not tokens_match(ui.admin_token, form.get("token", "").strip()):
         ui.limiter.failed(client, now)
+        ui.account_limiter.failed(ADMIN_ACCOUNT, now)
         log.warning("admin_ui_sign_in_failed", client=client)
         return _login_page(view, status=401, message="That is not the admin token.")
     ui.limiter.succeeded(client)
@@ -196,10 +204,10 @@ async def revoke_key(view: View) -> web.StreamResponse:
 
 
 def _id(view: View, name: str = "id") -> int:
-    raw = view.request.match_info[name]
-    if not raw.isdigit() or len(raw) > 18:
+    value = positive_int(view.request.match_info[name])
+    if value is None:
         raise web.HTTPNotFound(reason="There is no such page.")
-    return int(raw)
+    return value
 
 
 def _message(exc: Exception) -> str:

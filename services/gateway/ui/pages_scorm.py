@@ -17,6 +17,7 @@ from aiohttp import web
 from services.gateway.ui.client import AdminApiError
 from services.gateway.ui.pages_courses import refusal
 from services.gateway.ui.views import Problem, Ui, View
+from shared.http import positive_int
 
 log = structlog.get_logger("gateway.ui")
 
@@ -26,10 +27,10 @@ PROBE_TTL = 60.0
 
 
 def _id(view: View) -> int:
-    raw = view.request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
+    value = positive_int(view.request.match_info["id"])
+    if value is None:
         raise web.HTTPNotFound(reason="There is no such page.")
-    return int(raw)
+    return value
 
 
 def sco_tree(scos: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -172,6 +173,6 @@ def setup(ui: Ui, router: web.UrlDispatcher) -> None:
     router.add_get(base + "/new", ui.page(upload_page, tenant=True))
     router.add_post(base + "/new", ui.page(upload_multipart, tenant=True, multipart=True))
     router.add_post(base + "/upload", ui.page(upload_stream, tenant=True, json_errors=True))
-    router.add_get(base + "/{id:\\d+}", ui.page(package_page, tenant=True))
-    router.add_get(base + "/{id:\\d+}/status", ui.page(package_status, tenant=True, json_errors=True))
-    router.add_post(base + "/{id:\\d+}/preview", ui.page(preview, tenant=True))
+    router.add_get(base + "/{id:[0-9]+}", ui.page(package_page, tenant=True))
+    router.add_get(base + "/{id:[0-9]+}/status", ui.page(package_status, tenant=True, json_errors=True))
+    router.add_post(base + "/{id:[0-9]+}/preview", ui.page(preview, tenant=True))

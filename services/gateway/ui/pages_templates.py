@@ -17,6 +17,7 @@ from services.gateway.ui import forms
 from services.gateway.ui.client import AdminApiError
 from services.gateway.ui.pages_courses import refusal
 from services.gateway.ui.views import Problem, Ui, View
+from shared.http import positive_int
 
 TEXT_FIELDS = ("name", "orientation", "page_size", "title_text", "body_text", "primary_color", "accent_color",
                "signatory_name", "signatory_title")
@@ -89,10 +90,10 @@ class TemplateForm:
 
 
 def _id(view: View) -> int:
-    raw = view.request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
+    value = positive_int(view.request.match_info["id"])
+    if value is None:
         raise web.HTTPNotFound(reason="There is no such page.")
-    return int(raw)
+    return value
 
 
 def _update(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
@@ -169,7 +170,7 @@ async def _render_preview(view: View, body: dict[str, Any], template_id: int | N
 async def preview(view: View) -> web.StreamResponse:
     """The script's live preview: the form as multipart (CSRF token in a header), answered with the image."""
     raw = view.request.query.get("template_id", "")
-    template_id = int(raw) if raw.isdigit() and len(raw) < 19 else None
+    template_id = positive_int(raw)
     try:
         body = (await TemplateForm.read(await view.multipart_reader())).payload(preview=True)
         ctype, image = await _render_preview(view, body, template_id)
@@ -204,6 +205,6 @@ def setup(ui: Ui, router: web.UrlDispatcher) -> None:
     router.add_get(base + "/new", ui.page(new_template, tenant=True))
     router.add_post(base + "/new", ui.page(save_template, tenant=True, multipart=True))
     router.add_post(base + "/preview", ui.page(preview, tenant=True, json_errors=True))
-    router.add_get(base + "/{id:\\d+}", ui.page(edit_template, tenant=True))
-    router.add_post(base + "/{id:\\d+}", ui.page(save_template, tenant=True, multipart=True))
-    router.add_get(base + "/{id:\\d+}/regeneration", ui.page(regeneration, tenant=True, json_errors=True))
+    router.add_get(base + "/{id:[0-9]+}", ui.page(edit_template, tenant=True))
+    router.add_post(base + "/{id:[0-9]+}", ui.page(save_template, tenant=True, multipart=True))
+    router.add_get(base + "/{id:[0-9]+}/regeneration", ui.page(regeneration, tenant=True, json_errors=True))

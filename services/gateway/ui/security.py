@@ -10,11 +10,13 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+from services.gateway.clientip import FailureLimiter
 
 SESSION_COOKIE = "learn_admin_session"
 LOGIN_COOKIE = "learn_admin_login"
@@ -105,39 +107,9 @@ class SessionStore:
             del self._sessions[key]
 
 
-class SignInLimiter:
-    """At most ``max_failures`` failed sign-ins per client IP in a sliding ``window`` of seconds."""
-
-    MAX_CLIENTS = 50_000
-
-    def __init__(self, max_failures: int, window: float):
-        self.max_failures = max_failures
-        self.window = window
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def retry_after(self, client: str, now: float) -> float | None:
-        """Seconds until ``client`` may try again, or None when it may try now."""
-        failures = self._recent(client, now)
-        if len(failures) < self.max_failures:
-            return None
-        return max(1.0, failures[0] + self.window - now)
-
-    def failed(self, client: str, now: float) -> None:
-        failures = self._recent(client, now)
-        failures.append(now)
-        self._failures[client] = failures
-        self._failures.move_to_end(client)
-        while len(self._failures) > self.MAX_CLIENTS:
-            self._failures.popitem(last=False)
-
-    def succeeded(self, client: str) -> None:
-        self._failures.pop(client, None)
-
-    def _recent(self, client: str, now: float) -> deque[float]:
-        failures = self._failures.get(client, deque())
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        return failures
+# Failed sign-ins are counted per client IP (see services/gateway/clientip.py for how the IP is found behind
+# trusted proxies) and, with a higher limit, for the admin account as a whole.
+SignInLimiter = FailureLimiter
 
 
 def tokens_match(expected: str, given: str | None) -> bool:

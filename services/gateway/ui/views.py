@@ -23,6 +23,7 @@ from aiohttp import web
 from markupsafe import Markup
 from multidict import MultiDict
 
+from services.gateway.clientip import client_ip
 from services.gateway.ui.client import AdminApi, AdminApiError, AdminClient, tenant_path
 from services.gateway.ui.config import UiSettings
 from services.gateway.ui.security import (
@@ -99,7 +100,8 @@ class Ui:
         self.upload_limit = upload_limit
         self.admin_token = admin_token
         self.sessions = SessionStore(settings.session_ttl, settings.max_sessions)
-        self.limiter = SignInLimiter(settings.sign_in_max_failures, settings.sign_in_window)
+        self.limiter = SignInLimiter(settings.sign_in_max_failures, settings.sign_in_window)  # per client IP
+        self.account_limiter = SignInLimiter(settings.sign_in_max_account_failures, settings.sign_in_window)
         self.login_tokens = LoginTokens(admin_token.encode())
         self.client = AdminClient(admin_token, settings.api_url, settings.api_timeout)
         self.raster_gate = asyncio.Semaphore(2)  # certificate page images (pdftoppm child processes)
@@ -158,7 +160,7 @@ class Ui:
                 return view.redirect("/admin/login?" + urlencode({"next": request.path_qs}))
             view.session = session
             if request.method not in ("GET", "HEAD") and not await view.csrf_ok():
-                log.warning("admin_ui_csrf_refused", path=request.path, client=request.remote)
+                log.warning("admin_ui_csrf_refused", path=request.path, client=client_ip(request))
                 return view.error_page(403, "The form has expired or did not come from this site. "
                                             "Reload the page and try again.", json_errors)
         if tenant:
