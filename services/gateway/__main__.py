@@ -16,7 +16,7 @@ import sys
 
 from aiohttp import web
 
-from services.gateway.app import MIGRATIONS, create_app
+from services.gateway.app import GATEWAY_KEY, MIGRATIONS, create_app
 from services.gateway.config import GatewaySettings
 from services.gateway.content import create_content_app
 from shared.cli import install_uvloop, service_main
@@ -29,9 +29,11 @@ async def start_gateway(settings: GatewaySettings, app: web.Application | None =
     """Start the gateway's two listeners (the content one unless its port is 0); cleanup in reverse order."""
     runners: list[web.AppRunner] = []
     host = settings.common.host
-    apps = [(app or create_app(settings), settings.port)]
+    main = app or create_app(settings)
+    apps = [(main, settings.port)]
     if settings.content_port:
-        apps.append((create_content_app(settings), settings.content_port))
+        # One read-your-writes memory for both listeners: a runtime commit is waited for by the next API read.
+        apps.append((create_content_app(settings, causal=main[GATEWAY_KEY].causal), settings.content_port))
     try:
         for one, port in apps:
             runner = web.AppRunner(one, access_log=None, shutdown_timeout=10)

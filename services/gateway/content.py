@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from services.gateway.config import GatewaySettings
+from services.gateway.consistency import CausalTracker
 from services.gateway.pipeline import NOT_FOUND, Gateway, Observer, new_request_id
 from services.gateway.proxy import Upstreams
 from services.gateway.routes import CONTENT_TABLE
@@ -61,14 +62,19 @@ def host_pattern(content_url: str) -> re.Pattern[str] | None:
     return re.compile(f"{before}([a-z0-9](?:[a-z0-9-]{{0,61}}[a-z0-9])?){after}(?::[0-9]+)?")
 
 
-def create_content_app(settings: GatewaySettings) -> web.Application:
+def create_content_app(settings: GatewaySettings, causal: CausalTracker | None = None) -> web.Application:
+    """The content origin's app; ``causal``: the API listener's read-your-writes memory in the same process (a
+    runtime commit here is then waited for by the next API read, ADR 0010)."""
     common = settings.common
     install_protocol_error_envelope()  # aiohttp's own parser refusals answer the envelope here too
     app = web.Application(middlewares=[error_middleware], client_max_size=common.json_body_limit + 1024)
     app[SERVICE_NAME_KEY] = "gateway"
     gateway = Gateway(internal_secret=common.resolved_internal_secret(), admin_token="",
                       base_domain=common.base_domain, json_body_limit=common.json_body_limit,
-                      observer=Observer(settings.access_log))
+                      observer=Observer(settings.access_log), consistency=settings.consistency,
+                      consistency_window=settings.consistency_window)
+    if causal is not None:
+        gateway.causal = causal
     gateway.upstreams = Upstreams({"scorm": settings.scorm_url}, connect_timeout=settings.upstream_connect_timeout,
                                   read_timeout=settings.upstream_read_timeout, pool_size=settings.upstream_pool_size)
     app[CONTENT_GATEWAY_KEY] = gateway
