@@ -3,7 +3,7 @@
 Every service runs as its own process behind the real gateway (``tests/support/cluster.py``). The test code builds
 the debug SCO (``tests/fixtures/scorm/debug_sco``) as a SCORM 1.2 or 2004 package whose launch URL carries the
 scenario, uploads it through the admin API, puts it in a published course, enrolls a learner and launches it through
-the public API. Chromium opens the launch URL (the gateway's player page); the SCO finds ``window.API`` or
+the public API. Chromium opens the launch URL (the player page, on the gateway's content origin); the SCO finds ``window.API`` or
 ``window.API_1484_11`` in its parent frame and plays the scenario: status, score, location, suspend data, two
 interactions, ``exit`` = ``suspend``, a commit and the finish. Then, through the gateway again:
 
@@ -114,7 +114,7 @@ async def test_the_debug_sco_plays_to_a_passed_attempt_read_back_through_the_api
     ])
     enrollment = await c.enroll(key, 7, course["id"])
     launch = await c.launch(key, enrollment["id"], activity["id"])
-    assert launch["launch_url"].startswith(c.gateway_url + "/learn/player/")
+    assert launch["launch_url"].startswith(c.content_url + "/learn/player/")  # the content origin's player
 
     page, report = await play(browser, launch, f"debug-sco-{standard}-played")
     names = ELEMENTS[standard]
