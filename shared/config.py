@@ -44,6 +44,10 @@ class CommonSettings(BaseSettings):
     json_body_limit: int = 1024 * 1024
     db_pool_size: int = Field(default=5, ge=1, le=200,
                               description="connections per service process (the same again as overflow)")
+    idempotency_ttl: float = Field(default=86400.0, gt=0, description="seconds an Idempotency-Key is remembered")
+    idempotency_lease: float = Field(default=120.0, gt=0,
+                                     description="seconds a key stays in flight if its request's process died")
+    idempotency_sweep_interval: float = Field(default=600.0, gt=0, description="seconds between expiry sweeps")
 
     @property
     def embedded(self) -> bool:

@@ -34,6 +34,7 @@ from shared.http import (
     internal_auth_middleware,
     service_context_middleware,
 )
+from shared.idempotency import Idempotency, idempotency_middleware
 from shared.logging import configure_logging
 from shared.metrics import HTTP_DURATION, HTTP_REQUESTS
 
@@ -68,6 +69,7 @@ SETTINGS_KEY = web.AppKey("settings", ServiceSettings)
 CURSOR_KEY = web.AppKey("cursors", CursorCodec)
 RELAY_KEY = web.AppKey("relay", OutboxRelay)
 SHARED_BUS_KEY = web.AppKey("shared_bus", bool)
+IDEMPOTENCY_KEY = web.AppKey("idempotency", Idempotency)
 
 
 def _metrics_middleware(service: str) -> Middleware:
@@ -95,12 +97,14 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
     common = settings.common
     configure_logging(spec.name, common.log_level, common.log_json)
     secret = common.resolved_internal_secret()
+    idempotency = Idempotency(lambda: app[DB_KEY], ttl=common.idempotency_ttl, lease=common.idempotency_lease)
     app = web.Application(
         middlewares=[
             _metrics_middleware(spec.name),
             service_context_middleware,
             error_middleware,
             internal_auth_middleware(secret),
+            idempotency_middleware(idempotency),
         ],
         client_max_size=spec.client_max_size,
     )
@@ -108,6 +112,7 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
     app[SETTINGS_KEY] = settings
     app[CURSOR_KEY] = CursorCodec(secret)
     app[SHARED_BUS_KEY] = bus is not None
+    app[IDEMPOTENCY_KEY] = idempotency
     if bus is not None:
         app[BUS_KEY] = bus
 
@@ -149,6 +154,8 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
             tasks.append(asyncio.create_task(relay.run(), name=f"{spec.name}-relay"))
         for job in spec.background:
             tasks.append(asyncio.create_task(_supervised(job, app), name=f"{spec.name}-{job.__name__}"))
+        tasks.append(asyncio.create_task(idempotency.sweeper(common.idempotency_sweep_interval),
+                                         name=f"{spec.name}-idempotency-sweeper"))
         yield
         for task in tasks:
             task.cancel()
