@@ -58,10 +58,7 @@ async def harness(request, tmp_path, test_env) -> AsyncIterator[Harness]:
     async with db.engine.begin() as conn:
         await conn.run_sync(idempotency_metadata.create_all)
     idempotency = Idempotency(lambda: db, ttl=3600, lease=60)
-    harness = Harness(client=None, db=db, idempotency=idempotency)  # type: ignore[arg-type]
-
-    class Thing(dict):  # type: ignore[type-arg]
-        pass
+    harness = Harness(client=None, db=db, idempotency=idempotency)
 
     async def create(req: web.Request) -> web.Response:
         from pydantic import BaseModel, ConfigDict
@@ -140,7 +137,7 @@ async def test_an_answer_that_is_not_2xx_releases_the_key(harness, failure):
     harness.fail_with.append(failure)
     status, _, _ = await harness.post("/things", {"name": "a"}, "k4")
     assert status == failure and await harness.rows() == []
-    status, body, headers = await harness.post("/things", {"name": "a"}, "k4")
+    status, _, headers = await harness.post("/things", {"name": "a"}, "k4")
     assert status == 201 and "Idempotent-Replayed" not in headers and harness.runs == ["a"]
 
 
@@ -179,7 +176,8 @@ async def test_expired_keys_are_forgotten_and_swept(harness):
 @pytest.mark.parametrize("key", ["", "k" * 256, "ключ", "tab\there"])
 async def test_a_malformed_key_is_invalid_argument(harness, key):
     status, body, _ = await harness.post("/things", {"name": "a"}, key)
-    assert status == 400 and body["error"]["code"] == "invalid_argument" and "Idempotency-Key" in body["error"]["message"]
+    assert status == 400 and body["error"]["code"] == "invalid_argument"
+    assert "Idempotency-Key" in body["error"]["message"]
     assert harness.runs == []
 
 
