@@ -58,7 +58,7 @@ async def harness(request, tmp_path, test_env) -> AsyncIterator[Harness]:
     async with db.engine.begin() as conn:
         await conn.run_sync(idempotency_metadata.create_all)
     idempotency = Idempotency(lambda: db, ttl=3600, lease=60)
-    harness = Harness(client=None, db=db, idempotency=idempotency)
+    harness = Harness(client=None, db=db, idempotency=idempotency)  # type: ignore[arg-type]
 
     async def create(req: web.Request) -> web.Response:
         from pydantic import BaseModel, ConfigDict
