@@ -217,9 +217,12 @@ class Idempotency:
         body = _with_request_id(bytes(row.body or b""), request_id_of(request), headers.get("Content-Type", ""))
         return web.Response(status=row.status_code, body=body, headers=headers)
 
-    async def complete(self, claim: Claim, response: web.StreamResponse) -> None:
-        """Store a 2xx answer with its key; release the key for anything else."""
+    async def complete(self, claim: Claim, response: web.StreamResponse, request: web.Request | None = None) -> None:
+        """Store a 2xx answer with its key (or what the handler asked to store instead, see
+        :func:`store_instead`); release the key for anything else."""
         body = getattr(response, "body", None) if isinstance(response, web.Response) else None
+        if request is not None and (instead := request.get(_STORED_INSTEAD)) is not None:
+            body = instead
         storable = (200 <= response.status < 300 and isinstance(body, bytes | bytearray)
                     and len(body) <= MAX_STORED_BODY)
         if not storable:
@@ -276,7 +279,7 @@ class Idempotency:
                     await asyncio.shield(self.release(claim))
                 raise
             if (claim := request.get(_CLAIM)) is not None:
-                await self.complete(claim, response)
+                await self.complete(claim, response, request)
             return response
         raw = await request.read()
         digest = hashlib.sha256(canonical_body(raw, request.headers.get("Content-Type", ""))).hexdigest()
@@ -289,7 +292,7 @@ class Idempotency:
         except BaseException:
             await asyncio.shield(self.release(outcome))
             raise
-        await self.complete(outcome, response)
+        await self.complete(outcome, response, request)
         return response
 
     def guard(self, handler: Handler, scope_of: Callable[[web.Request], str]) -> Handler:
@@ -313,6 +316,13 @@ class _Pending:
 _PENDING = web.RequestKey("idempotency_pending", _Pending)
 _CLAIM = web.RequestKey("idempotency_claim", Claim)
 _STREAMED_ATTR = "idempotency_streams_body"
+_STORED_INSTEAD = web.RequestKey("idempotency_stored_instead", bytes)
+
+
+def store_instead(request: web.Request, body: bytes) -> None:
+    """Keep ``body`` with the key instead of the answer's (an answer holding a secret shown once: the replay
+    carries the resource without it)."""
+    request[_STORED_INSTEAD] = body
 
 
 def streams_its_body(handler: Callable[..., Awaitable[web.StreamResponse]]
