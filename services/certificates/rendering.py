@@ -274,8 +274,9 @@ class RenderPool:
             _remember(worker.known, token, None)
 
     def _on_reply(self, worker: _Worker, message: bytes) -> None:
-        batch, worker.batch = worker.batch or [], None
+        # Unpickled first: should that fail, the batch is still the worker's and goes back with it as lost.
         pdfs, error = pickle.loads(message)  # noqa: S301 - from our own worker, through our own pipe
+        batch, worker.batch = worker.batch or [], None
         if not batch:
             log.warning("render_reply_without_batch", pid=worker.process.pid)
         elif error == UNKNOWN_TEMPLATE:
