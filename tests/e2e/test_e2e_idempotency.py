@@ -302,6 +302,16 @@ async def test_enrollment_cohort_launch_and_certificate_writes(system: Cluster) 
     revoked = await check(c, "POST", f"/api/v1/learn/certificates/{cert['id']}/revoke", key, {"reason": "fraud"},
                           other=("POST", f"/api/v1/learn/certificates/{cert['id']}/revoke", {"reason": "other"}))
     assert revoked.body["data"]["is_revoked"] is True and revoked.body["data"]["pdf"]["version"] == 4
+    # The admin API's revoke, on the certificate of the learner the cohort grant enrolled.
+    status, third = await c.api(key, "GET", f"/enrollments?user_id=3&course_id={course['id']}")
+    assert status == 200 and len(third["data"]) == 1, third
+    await c.complete_activity(key, third["data"][0]["id"], activity)
+    await c.wait_status(key, third["data"][0]["id"], "completed", timeout=60)
+    both = await c.eventually(lambda: _certificates(c, key, course["id"], 2), timeout=60, message="2 certificates")
+    (other_cert,) = [x for x in both if x["id"] != cert["id"]]
+    admin_revoked = await check(c, "POST", f"{base}/certificates/{other_cert['id']}/revoke", admin, {"reason": "a"},
+                                other=("POST", f"{base}/certificates/{other_cert['id']}/revoke", {"reason": "b"}))
+    assert admin_revoked.body["data"]["is_revoked"] is True and admin_revoked.body["data"]["revoked_reason"] == "a"
     template = await check(c, "POST", f"{base}/cert-templates", admin, {"name": "Brand"}, expect=(201,))
     await check(c, "POST", f"{base}/cert-templates/{template.body['data']['id']}", admin, {"name": "Brand 2"})
     other_enrollment = await c.enroll(key, 2, course["id"])
@@ -309,9 +319,9 @@ async def test_enrollment_cohort_launch_and_certificate_writes(system: Cluster) 
     assert cancelled.body["data"]["status"] == "cancelled"
 
 
-async def _certificates(c: Cluster, key: str, course_id: int) -> list[dict[str, Any]] | None:
+async def _certificates(c: Cluster, key: str, course_id: int, count: int = 1) -> list[dict[str, Any]] | None:
     found = await c.certificates_of(key, course_id=course_id)
-    return found or None
+    return found if len(found) >= count else None
 
 
 async def test_a_scorm_upload(system: Cluster) -> None:
