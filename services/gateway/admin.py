@@ -32,6 +32,7 @@ from shared.http import (
     H_TENANT_NAME,
     ApiError,
     CursorCodec,
+    dumps,
     next_cursor,
     ok,
     page_request,
@@ -39,6 +40,7 @@ from shared.http import (
     read_json,
     request_id_of,
 )
+from shared.idempotency import store_instead
 
 ADMIN = "/admin/api/v1"
 TENANT_OWN = frozenset({"api-keys", "users"})
@@ -264,6 +266,10 @@ class AdminApi:
                 ).returning(*api_keys.c)
             )).one()
         view = key_view(row, tenant.slug)
+        # An Idempotency-Key replay answers the same key without its secret: the secret is shown once and never
+        # stored in plain text (a client that lost the first answer revokes this key, by its id, and makes another).
+        store_instead(request, dumps({"data": view, "next_cursor": None, "request_id": request_id_of(request)})
+                      .encode())
         view["key"] = plain  # shown once, here only
         return ok(request, view, status=201)
 
