@@ -8,6 +8,7 @@ in its URL leaks it in a ``Referer`` to another site.
 
 from __future__ import annotations
 
+import html
 import mimetypes
 import re
 from typing import Annotated, Any
@@ -62,12 +63,29 @@ async def create_launch(request: web.Request) -> web.Response:
     return ok(request, data, status=201)
 
 
+_ENDED_PAGE = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>"
+               "<body><main><h1>{title}</h1><p>{message}</p></main></body></html>")
+
+
+def ended_page(exc: ApiError) -> web.Response:
+    """The player's answer for a token whose launch has ended: a small page, no launch state."""
+    text = _ENDED_PAGE.format(title="This launch has ended", message=html.escape(exc.message))
+    return web.Response(status=exc.status, text=text, content_type="text/html", charset="utf-8",
+                        headers=PAGE_HEADERS)
+
+
 async def player(request: web.Request) -> web.Response:
     token = request.match_info["token"]
-    row = await runtime.session_of(request.app[DB_KEY], request.app[SCORM_KEY], token)
-    html = request.app[SCORM_KEY].templates.get_template("player.html").render(
-        state=runtime.page_state(row, token))
-    return web.Response(text=html, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
+    scorm = request.app[SCORM_KEY]
+    try:
+        row = await runtime.session_of(request.app[DB_KEY], scorm, token)
+        state = runtime.page_state(row, token, limits=scorm.settings.cmi_limits())
+    except ApiError as exc:
+        if exc.status == 410:  # a genuine token whose launch has ended (401s stay in the JSON envelope)
+            return ended_page(exc)
+        raise
+    html_text = scorm.templates.get_template("player.html").render(state=state)
+    return web.Response(text=html_text, content_type="text/html", charset="utf-8", headers=PAGE_HEADERS)
 
 
 def content_path(raw: str) -> str:
