@@ -30,6 +30,9 @@ STANDARDS = ("1.2", "2004")
 MAX_ELEMENTS = 10_000
 # The longest real element name is under 60 characters ("cmi.interactions.249.correct_responses.9.pattern").
 MAX_NAME_LENGTH = 255
+# The longest real value is under 64,000 characters (2004 suspend_data; a 125-step performance response):
+# anything longer is refused before any pattern looks at it.
+MAX_VALUE_LENGTH = 65_536
 MODES = ("normal", "browse", "review")
 
 # SCORM 2004 4th edition RTE's smallest permitted maximums (SPM) of the collections a SCO writes: an LMS must keep
@@ -365,6 +368,8 @@ def validate_commit(standard: str, cmi: dict[str, str], limits: CmiLimits = DEFA
             raise CmiError(f"{name} is read-only; the learner runtime sets it, not the content")
         if not isinstance(value, str):
             raise CmiError(f"{name} must be a string, got {type(value).__name__}")
+        if len(value) > MAX_VALUE_LENGTH:
+            raise CmiError(f"{name}: longer than {MAX_VALUE_LENGTH} characters")
         problem = rule.check(value) if rule.check else None
         if problem:
             raise CmiError(f"{name}: {problem}")

@@ -21,6 +21,8 @@ answer ``410 launch_ended``.
 
 from __future__ import annotations
 
+import asyncio
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -47,23 +49,31 @@ SUSPENDED = "The organisation of this launch is suspended; the launch has ended.
 
 _s = runtime_sessions.c
 _e = enrollments.c
+# Every column but the snapshot: content requests (one per file) and commits never parse it on the event loop.
+_COLUMNS = [c for c in runtime_sessions.c if c.name != "cmi"]
+# The snapshot as stored text, parsed off the event loop when needed (a snapshot may be close to 1 MiB).
+_CMI_TEXT = sa.cast(_s.cmi, sa.Text).label("cmi_text")
 # The session with what decides whether it is still live: its enrollment (read model) and tenant status.
 _SESSION = (
-    sa.select(runtime_sessions, _e.status.label("enrollment_status"),
+    sa.select(*_COLUMNS, _e.status.label("enrollment_status"),
               _e.expires_at.label("enrollment_expires_at"), tenants.c.status.label("tenant_status"))
     .select_from(runtime_sessions
                  .outerjoin(enrollments, sa.and_(_e.tenant_id == _s.tenant_id, _e.enrollment_id == _s.enrollment_id))
                  .outerjoin(tenants, tenants.c.tenant_id == _s.tenant_id))
     .where(_s.id == sa.bindparam("session_id"), _s.tenant_id == sa.bindparam("tenant_id"))
 )
+_SESSION_WITH_CMI = _SESSION.add_columns(_CMI_TEXT)
+_STANDARD = sa.select(_s.standard).where(_s.id == sa.bindparam("session_id"),
+                                         _s.tenant_id == sa.bindparam("tenant_id"))
 # Claims the next sequence of a live launch and takes its write lock (see the module docstring).
 _CLAIM = (
     sa.update(runtime_sessions)
     .where(_s.id == sa.bindparam("claim_id"), _s.tenant_id == sa.bindparam("claim_tenant_id"),
            _s.finished_at.is_(None))
     .values(sequence=_s.sequence + 1)
-    .returning(*runtime_sessions.c)
+    .returning(*_COLUMNS)
 )
+_STORED_CMI = sa.select(_CMI_TEXT).where(_s.id == sa.bindparam("session_id"))
 _LIVENESS = sa.select(
     sa.select(_e.status).where(_e.tenant_id == sa.bindparam("tenant_id"),
                                _e.enrollment_id == sa.bindparam("enrollment_id")).scalar_subquery().label("status"),
@@ -73,6 +83,11 @@ _LIVENESS = sa.select(
     sa.select(tenants.c.status).where(tenants.c.tenant_id == sa.bindparam("tenant_id"))
     .scalar_subquery().label("tenant_status"),
 )
+
+
+def _parsed(text: str | None) -> dict[str, str]:
+    value = json.loads(text) if text else {}
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def launch_ended(message: str) -> ApiError:
@@ -103,12 +118,14 @@ def ended(*, finished_at: datetime | None, preview: bool, enrollment_status: str
     return None
 
 
-async def session_of(db: Database, scorm: ScormContext, token: str) -> Any:
-    """The live runtime session a genuine, unexpired token names (401 otherwise; 410 once it has ended)."""
+async def session_of(db: Database, scorm: ScormContext, token: str, *, with_cmi: bool = False) -> Any:
+    """The live runtime session a genuine, unexpired token names (401 otherwise; 410 once it has ended).
+
+    ``with_cmi``: also its stored snapshot, as text (``cmi_text``; ``page_state`` parses it)."""
     claims = scorm.tokens.verify(token)
     async with db.transaction() as session:
-        row = (await session.execute(_SESSION, {"session_id": claims.session_id,
-                                                "tenant_id": claims.tenant_id})).first()
+        row = (await session.execute(_SESSION_WITH_CMI if with_cmi else _SESSION,
+                                     {"session_id": claims.session_id, "tenant_id": claims.tenant_id})).first()
     if row is None:
         raise invalid_token()
     bind_contextvars(tenant=row.tenant_slug, attempt_id=row.id)
@@ -120,7 +137,9 @@ async def session_of(db: Database, scorm: ScormContext, token: str) -> Any:
 
 
 def page_state(row: Any, token: str, *, limits: CmiLimits | None = None) -> dict[str, object]:
-    """What player.html hands to player.js: the launch values plus this launch's saved snapshot."""
+    """What player.html hands to player.js: the launch values plus this launch's saved snapshot.
+
+    CPU-bound on a large snapshot: call it off the event loop (``asyncio.to_thread``)."""
     if row.finished_at is not None:
         raise launch_ended(FINISHED)
     cmi = initial_cmi(
@@ -137,7 +156,7 @@ def page_state(row: Any, token: str, *, limits: CmiLimits | None = None) -> dict
         completion_threshold=row.completion_threshold,
         total_time_seconds=row.prior_total_seconds,
         objective_ids=list(row.objective_ids or []),
-        saved=dict(row.cmi or {}),
+        saved=_parsed(row.cmi_text),
     )
     state = player_state(token=token, standard=row.standard, launch_url=row.launch_path, cmi=cmi,
                          title=row.title)
@@ -158,18 +177,33 @@ class Committed:
                 "finished": self.finished}
 
 
-async def commit(db: Database, scorm: ScormContext, token: str, cmi: dict[str, Any] | None, *,
-                 finish: bool, request_id: str) -> Committed:
-    """Store a snapshot (``cmi`` None: keep the stored one, finish only) and send ``runtime.committed``."""
+async def validated(db: Database, scorm: ScormContext, token: str, cmi: dict[str, Any]) -> dict[str, str]:
+    """The commit's snapshot checked against its launch's standard, off the event loop and before the launch's
+    lock is taken (a 10,000-element snapshot takes a good fraction of a second to check)."""
     claims = scorm.tokens.verify(token)
-    limits = scorm.settings.cmi_limits()
-    keys = {"session_id": claims.session_id, "tenant_id": claims.tenant_id}
+    async with db.transaction() as session:
+        standard = (await session.execute(_STANDARD, {"session_id": claims.session_id,
+                                                      "tenant_id": claims.tenant_id})).scalar()
+    if standard is None:
+        raise invalid_token()
+    try:
+        return await asyncio.to_thread(validate_commit, standard, cmi, scorm.settings.cmi_limits())
+    except CmiError as exc:
+        raise ApiError.invalid(str(exc)) from None
+
+
+async def commit(db: Database, scorm: ScormContext, token: str, snapshot: dict[str, str] | None, *,
+                 finish: bool, request_id: str) -> Committed:
+    """Store a snapshot (from ``validated``; None: keep the stored one, finish only) and send
+    ``runtime.committed``."""
+    claims = scorm.tokens.verify(token)
     async with db.transaction() as session:
         # First statement of the transaction: takes the launch's write lock (module docstring).
         row = (await session.execute(_CLAIM, {"claim_id": claims.session_id,
                                               "claim_tenant_id": claims.tenant_id})).first()
         if row is None:
-            existing = (await session.execute(_SESSION, keys)).first()
+            existing = (await session.execute(_SESSION, {"session_id": claims.session_id,
+                                                         "tenant_id": claims.tenant_id})).first()
             if existing is None:
                 raise invalid_token()
             bind_contextvars(tenant=existing.tenant_slug, attempt_id=existing.id)
@@ -185,8 +219,10 @@ async def commit(db: Database, scorm: ScormContext, token: str, cmi: dict[str, A
                        enrollment_expires_at=live.expires_at, tenant_status=live.tenant_status, stamp=stamp)
         if reason is not None:
             raise launch_ended(reason)  # rolls the claimed sequence back
+        if snapshot is None:  # a bare finish: the stored snapshot, as the last commit left it
+            stored = (await session.execute(_STORED_CMI, {"session_id": row.id})).scalar()
+            snapshot = await asyncio.to_thread(_parsed, stored)
         try:
-            snapshot = dict(row.cmi or {}) if cmi is None else validate_commit(row.standard, cmi, limits)
             fields = derive_attempt(row.standard, snapshot, row.mastery_score, row.passing_score_scaled,
                                     completion_threshold=row.completion_threshold)
         except CmiError as exc:
