@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ class EmbeddedSystem(Cluster):
 
 
 @pytest.fixture
-async def embedded(test_env: TestEnv, tmp_path: Path):  # type: ignore[no-untyped-def]
+async def embedded(test_env: TestEnv, tmp_path: Path) -> AsyncIterator[EmbeddedSystem]:
     system = EmbeddedSystem(test_env, tmp_path / "embedded")
     try:
         await system.start()
@@ -120,15 +121,15 @@ async def race_commit_and_finish(system: Cluster, trials: int = TRIALS) -> None:
 
     attempts = await system.eventually(settled, timeout=60, message=f"{trials} attempts ended")
     lost = []
-    for attempt_id, score in expected.items():
+    for attempt_id, wanted in expected.items():
         attempt = attempts[attempt_id]
-        if score is None:
+        if wanted is None:
             ok = attempt["score_scaled"] is None and attempt["status"] == "not_attempted"
         else:
-            ok = attempt["score_scaled"] == pytest.approx(score) and attempt["status"] == "passed" and (
+            ok = attempt["score_scaled"] == pytest.approx(wanted) and attempt["status"] == "passed" and (
                 attempt["total_time_seconds"] == pytest.approx(10))
         if not ok:
-            lost.append((attempt_id, score, attempt))
+            lost.append((attempt_id, wanted, attempt))
     assert lost == [], f"{len(lost)} of {trials} trials lost a commit or a finish: {lost[:3]}"
 
 

@@ -69,7 +69,7 @@ def loop_probe() -> Iterator[Probe]:  # (used inside a running loop)
             await asyncio.sleep(0.005)
             probe.lag_worst = max(probe.lag_worst, time.perf_counter() - started - 0.005)
 
-    asyncio.Handle._run = timed  # type: ignore[method-assign]
+    asyncio.Handle._run = timed  # type: ignore[method-assign,assignment]
     gc.callbacks.append(collecting)
     ticking = asyncio.get_running_loop().create_task(ticker())
     try:
