@@ -64,7 +64,7 @@ async def post(system: Cluster, token: str, action: str, body: Any = None) -> tu
         return resp.status, await resp.json()
 
 
-async def a_learner_with_a_video(system: Cluster) -> tuple[str, int, int]:
+async def a_learner_with_a_video(system: Cluster) -> tuple[str, int, int, str]:
     """A tenant, a learner enrolled in a course whose required reading is never done (so the enrollment stays
     active, every launch in normal mode), and the video activity the trials launch."""
     slug = f"race{next(SLUG_COUNTER)}x{id(system) % 10_000}"
@@ -75,11 +75,11 @@ async def a_learner_with_a_video(system: Cluster) -> tuple[str, int, int]:
         {"title": "Read", "kind": "reading", "required": True},
     ])
     enrollment = await system.enroll(key, 1, course["id"])
-    return key, enrollment["id"], video["id"]
+    return key, enrollment["id"], video["id"], slug
 
 
 async def race_commit_and_finish(system: Cluster, trials: int = TRIALS) -> None:
-    key, enrollment_id, activity_id = await a_learner_with_a_video(system)
+    key, enrollment_id, activity_id, _ = await a_learner_with_a_video(system)
     expected: dict[int, float | None] = {}  # attempt id -> the score it must carry (None: commit refused)
     orders = {"commit_first": 0, "finish_first": 0}
     for trial in range(trials):
@@ -139,3 +139,41 @@ async def test_a_commit_and_a_finish_racing_lose_nothing_on_postgresql(cluster: 
 
 async def test_a_commit_and_a_finish_racing_lose_nothing_on_the_embedded_default(embedded: EmbeddedSystem) -> None:
     await race_commit_and_finish(embedded)
+
+
+async def test_tokens_end_while_the_tenant_is_suspended_and_when_the_enrollment_is_cancelled(cluster: Cluster) -> None:
+    """Through the gateway: the admin API's suspension and the public API's cancel reach the runtime by events
+    (``tenant.updated``, ``enrollment.cancelled``), so the answers change as soon as the scorm service applies
+    them; the test waits for that, then checks every runtime path."""
+    key, enrollment_id, activity_id, slug_name = await a_learner_with_a_video(cluster)
+    launch = await cluster.launch(key, enrollment_id, activity_id)
+    token = launch["runtime_token"]
+    cmi = {"cmi.completion_status": "incomplete"}
+    assert (await post(cluster, token, "commit", {"cmi": cmi}))[0] == 200
+
+    async def commit_answers(expected: int) -> bool:
+        return (await post(cluster, token, "commit", {"cmi": cmi}))[0] == expected
+
+    async def all_ended() -> None:
+        assert cluster.http is not None
+        async with cluster.http.get(f"{cluster.gateway_url}/learn/player/{token}") as resp:
+            page = await resp.text()
+            assert resp.status == 410 and resp.headers["Content-Type"].startswith("text/html"), page
+        async with cluster.http.get(f"{cluster.gateway_url}/learn/content/{token}/_learn/activity.html") as resp:
+            assert resp.status == 410 and (await resp.json())["error"]["code"] == "launch_ended"
+        for action in ("commit", "finish"):
+            status, body = await post(cluster, token, action, {"cmi": cmi})
+            assert (status, body["error"]["code"]) == (410, "launch_ended"), body
+
+    status, body = await cluster.admin("POST", f"/tenants/{slug_name}", json={"status": "suspended"})
+    assert status == 200 and body["data"]["status"] == "suspended", body
+    await cluster.eventually(lambda: commit_answers(410), message="the suspension reached the runtime")
+    await all_ended()
+    status, body = await cluster.admin("POST", f"/tenants/{slug_name}", json={"status": "active"})
+    assert status == 200, body
+    await cluster.eventually(lambda: commit_answers(200), message="the reactivation reached the runtime")
+
+    status, body = await cluster.api(key, "POST", f"/enrollments/{enrollment_id}/cancel")
+    assert status == 200, body
+    await cluster.eventually(lambda: commit_answers(410), message="the cancel reached the runtime")
+    await all_ended()
