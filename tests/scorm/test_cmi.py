@@ -520,10 +520,10 @@ def test_snapshots_over_the_element_cap_are_rejected():
     ("1.2", "cmi.interactions.0.objectives.123456789.id", "cmi.interactions.0.objectives", 100),
 ])
 def test_indexes_at_or_over_the_cap_are_refused_at_once(standard: str, name: str, collection: str, cap: int):
-    started = time.perf_counter()
+    started = time.thread_time()
     with pytest.raises(CmiError, match=rf"{re.escape(collection)}\.[0-9]+: index out of range.*at most {cap} items"):
         validate_commit(standard, {name: "x"})
-    assert time.perf_counter() - started < 0.005  # O(1): the index's size costs nothing
+    assert time.thread_time() - started < 0.02  # O(1): counting up to the index took seconds
 
 
 def test_the_caps_never_go_below_the_scorm_2004_smallest_permitted_maximums():
