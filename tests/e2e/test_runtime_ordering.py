@@ -148,6 +148,14 @@ async def test_a_commit_and_a_finish_racing_lose_nothing_on_the_embedded_default
 
 
 async def test_tokens_end_while_the_tenant_is_suspended_and_when_the_enrollment_is_cancelled(cluster: Cluster) -> None:
+    await tokens_end_with_their_purpose(cluster)
+
+
+async def test_tokens_end_on_the_embedded_default_too(embedded: EmbeddedSystem) -> None:
+    await tokens_end_with_their_purpose(embedded)
+
+
+async def tokens_end_with_their_purpose(cluster: Cluster) -> None:
     """Through the gateway: the admin API's suspension and the public API's cancel reach the runtime by events
     (``tenant.updated``, ``enrollment.cancelled``), so the answers change as soon as the scorm service applies
     them; the test waits for that, then checks every runtime path."""
