@@ -97,7 +97,7 @@ async def tenant_is(scorm: ScormService, status: str, at: datetime) -> None:
         held = await scorm.scalar(sa.select(tenants.c.updated_at).where(tenants.c.tenant_id == TENANT_ID))
         return held is not None and held.replace(tzinfo=UTC) >= at
 
-    await wait_until(recorded, timeout=15, message=f"tenant {status}")
+    await wait_until(recorded, timeout=30, message=f"tenant {status}")
 
 
 async def test_a_suspended_tenants_launches_end_while_it_is_suspended(scorm: ScormService) -> None:
