@@ -77,6 +77,11 @@ async def read_runtime_body(request: web.Request, *, max_elements: int) -> dict[
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise _invalid_json(str(exc)) from None
+    return await parse_runtime_body(text, max_elements=max_elements)
+
+
+async def parse_runtime_body(text: str, *, max_elements: int) -> dict[str, str] | None:
+    """``read_runtime_body`` on a decoded body."""
     if not text.strip():
         return None
     cursor = _Cursor(text)
