@@ -42,6 +42,26 @@ def _factories() -> list[tuple[str, Any, Any]]:
     ]
 
 
+def _point_at(settings: Any, ports: dict[str, int], host: str) -> None:
+    """The gateway forwards to the services this process started, on the ports they were given
+    (``LEARN_<SERVICE>_PORT``), unless ``LEARN_GATEWAY_<SERVICE>_URL`` says otherwise."""
+    address = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - a listening address
+    if ":" in address:
+        address = f"[{address}]"
+    for name, port in ports.items():
+        field = f"{name}_url"
+        if field in type(settings).model_fields and field not in settings.model_fields_set:
+            setattr(settings, field, f"http://{address}:{port}")
+
+
+def _bound_port(runner: web.AppRunner, configured: int) -> int:
+    """The port a service listens on (port 0 asks the system for a free one)."""
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return configured
+
+
 async def run_all(stop: asyncio.Event) -> None:
     common = CommonSettings()
     configure_logging("launcher", common.log_level, common.log_json)
@@ -52,24 +72,30 @@ async def run_all(stop: asyncio.Event) -> None:
 
         bus = InProcessBus(delivery_limit=common.amqp_delivery_limit)
     runners: list[web.AppRunner] = []
+    ports: dict[str, int] = {}
     gateway_port = content_port = 0
     try:
         for name, settings_cls, factory in _factories():
             settings = settings_cls(common=common)
+            if name == "gateway":
+                _point_at(settings, ports, common.host)
             app = factory(settings, bus=bus)
             if name == "gateway":
                 from services.gateway.__main__ import start_gateway
 
                 # Two listeners: the API/admin origin and the content origin (SCORM packages' JavaScript).
-                runners.extend(await start_gateway(settings, app))
-                gateway_port, content_port = settings.port, settings.content_port
-                log.info("service_started", name=name, port=settings.port, content_port=content_port)
+                started = await start_gateway(settings, app)
+                runners.extend(started)
+                gateway_port = _bound_port(started[0], settings.port)
+                content_port = _bound_port(started[1], settings.content_port) if len(started) > 1 else 0
+                log.info("service_started", name=name, port=gateway_port, content_port=content_port)
                 continue
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             await web.TCPSite(runner, common.host, settings.port).start()
             runners.append(runner)
-            log.info("service_started", name=name, port=settings.port)
+            ports[name] = _bound_port(runner, settings.port)
+            log.info("service_started", name=name, port=ports[name])
         mode = "embedded (SQLite + in-process bus)" if common.embedded else "PostgreSQL + RabbitMQ"
         host = "localhost" if common.host in ("127.0.0.1", "0.0.0.0") else common.host  # noqa: S104
         sys.stderr.write(

@@ -53,6 +53,10 @@ class CommonSettings(BaseSettings):
     consistency_wait: float = Field(default=5.0, ge=0, le=60,
                                     description="longest a request waits for an earlier write's events "
                                                 "(read-your-writes, ADR 0010); then 503 not_yet_consistent")
+    idempotency_ttl: float = Field(default=86400.0, gt=0, description="seconds an Idempotency-Key is remembered")
+    idempotency_lease: float = Field(default=120.0, gt=0,
+                                     description="seconds a key stays in flight if its request's process died")
+    idempotency_sweep_interval: float = Field(default=600.0, gt=0, description="seconds between expiry sweeps")
 
     @model_validator(mode="after")
     def _content_origin_of_its_own(self) -> CommonSettings:

@@ -36,6 +36,7 @@ from shared.http import (
     internal_auth_middleware,
     service_context_middleware,
 )
+from shared.idempotency import Idempotency, idempotency_middleware
 from shared.logging import configure_logging
 from shared.metrics import HTTP_DURATION, HTTP_REQUESTS
 
@@ -70,6 +71,7 @@ SETTINGS_KEY = web.AppKey("settings", ServiceSettings)
 CURSOR_KEY = web.AppKey("cursors", CursorCodec)
 RELAY_KEY = web.AppKey("relay", OutboxRelay)
 SHARED_BUS_KEY = web.AppKey("shared_bus", bool)
+IDEMPOTENCY_KEY = web.AppKey("idempotency", Idempotency)
 
 
 def _metrics_middleware(service: str) -> Middleware:
@@ -98,6 +100,7 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
     configure_logging(spec.name, common.log_level, common.log_json)
     install_protocol_error_envelope()
     secret = common.resolved_internal_secret()
+    idempotency = Idempotency(lambda: app[DB_KEY], ttl=common.idempotency_ttl, lease=common.idempotency_lease)
     app = web.Application(
         middlewares=[
             _metrics_middleware(spec.name),
@@ -106,6 +109,7 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
             internal_auth_middleware(secret),
             consistency_middleware(spec.name, lambda app: app[DB_KEY].engine,
                                    lambda app: app[SETTINGS_KEY].common.consistency_wait),
+            idempotency_middleware(idempotency),
         ],
         client_max_size=spec.client_max_size,
     )
@@ -113,6 +117,7 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
     app[SETTINGS_KEY] = settings
     app[CURSOR_KEY] = CursorCodec(secret)
     app[SHARED_BUS_KEY] = bus is not None
+    app[IDEMPOTENCY_KEY] = idempotency
     if bus is not None:
         app[BUS_KEY] = bus
 
@@ -154,6 +159,8 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
             tasks.append(asyncio.create_task(relay.run(), name=f"{spec.name}-relay"))
         for job in spec.background:
             tasks.append(asyncio.create_task(_supervised(job, app), name=f"{spec.name}-{job.__name__}"))
+        tasks.append(asyncio.create_task(idempotency.sweeper(common.idempotency_sweep_interval),
+                                         name=f"{spec.name}-idempotency-sweeper"))
         yield
         for task in tasks:
             task.cancel()

@@ -13,9 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.certificates import certificates as use_cases
 from services.certificates.api_support import ADMIN, API, documents_of, note_tenant, require_scope
-from services.certificates.certificates import Origin
+from services.certificates.certificates import ConcurrentChange, Origin
 from services.certificates.documents import PDF_CONTENT_TYPE
 from services.certificates.domain import is_verification_id
+from services.certificates.rendering import RenderFailed
 from services.certificates.store import certificate_resource
 from shared.http import (
     H_REQUEST_ID,
@@ -104,27 +105,44 @@ async def revoke_certificate(request: web.Request, scope: str = "learn:write") -
     require_scope(ctx, scope)
     certificate_id = path_id(request, "id", "certificate")
     body = await read_json(request, RevokeRequest)
-    docs = documents_of(request)
-    async with request.app[DB_KEY].transaction() as session:
-        await note_tenant(session, ctx)
-        superseded = await use_cases.revoke_certificate(session, docs, _origin(ctx), certificate_id,
-                                                        body.reason.strip())
-        row = await use_cases.get_certificate(session, ctx.tenant_id, certificate_id)
-    docs.discard_later(superseded)
-    return ok(request, _resource(request, row))
+    reason = body.reason.strip()
+    return await _rerendering(request, ctx, certificate_id, partial(use_cases.revoke_certificate, reason=reason))
 
 
 async def regenerate_pdf(request: web.Request, scope: str = "learn:write") -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, scope)
     certificate_id = path_id(request, "id", "certificate")
+    return await _rerendering(request, ctx, certificate_id, use_cases.regenerate_certificate_pdf)
+
+
+async def _rerendering(request: web.Request, ctx: RequestContext, certificate_id: int, work: Any) -> web.Response:
+    """Run a revoke or a regeneration: render and write in one transaction, so it happens whole or not at all.
+
+    A render that fails (its worker died twice, or no worker is running) or a certificate changed by a
+    regeneration batch while it rendered (tried twice) answers ``503 service_unavailable`` with
+    ``Retry-After``: nothing was written, and the same request (with the same ``Idempotency-Key``) can be sent
+    again. Never a 500 for a failure the client can do nothing about but retry.
+    """
     docs = documents_of(request)
-    async with request.app[DB_KEY].transaction() as session:
-        await note_tenant(session, ctx)
-        superseded = await use_cases.regenerate_certificate_pdf(session, docs, _origin(ctx), certificate_id)
-        row = await use_cases.get_certificate(session, ctx.tenant_id, certificate_id)
-    docs.discard_later(superseded)
-    return ok(request, _resource(request, row))
+    for attempt in (1, 2):
+        try:
+            async with request.app[DB_KEY].transaction() as session:
+                await note_tenant(session, ctx)
+                superseded = await work(session, docs, _origin(ctx), certificate_id)
+                row = await use_cases.get_certificate(session, ctx.tenant_id, certificate_id)
+        except RenderFailed as exc:
+            log.warning("certificate_render_unavailable", certificate_id=certificate_id, error=str(exc))
+            raise ApiError(503, "service_unavailable", "The certificate's PDF could not be rendered just now; "
+                           "nothing was changed. Retry shortly.", {"Retry-After": "1"}) from None
+        except ConcurrentChange:
+            if attempt == 2:
+                raise ApiError(503, "service_unavailable", "The certificate was being re-rendered by a template "
+                               "update; nothing was changed. Retry shortly.", {"Retry-After": "1"}) from None
+            continue
+        docs.discard_later(superseded)
+        return ok(request, _resource(request, row))
+    raise AssertionError("unreachable")
 
 
 def _filename(row: Any) -> str:

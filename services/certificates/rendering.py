@@ -4,9 +4,9 @@ Rendering is CPU-bound pure Python, so threads would share one core: processes u
 a forkserver that has already imported reportlab and the fonts, so they start in a fraction of a second and
 never inherit the service's threads, sockets or event loop.
 
-Each worker has its own duplex pipe, watched by the event loop (``add_reader``): a batch goes out as one
-write and its PDFs come back as one message, with no executor threads, wake-up pipes or thread hand-offs in
-between. What crosses the process boundary per certificate is what a certificate costs beyond its render, so:
+Each worker has its own duplex pipe, an asyncio stream on the service side: a batch goes out as one frame and
+its PDFs come back as one, with no executor threads, wake-up pipes or thread hand-offs in between. What
+crosses the process boundary per certificate is what a certificate costs beyond its render, so:
 
 - requests are batched: at most one batch per worker in flight; whatever queued meanwhile (same template)
   leaves as the next batch, an even share of the queue, at most :data:`MAX_BATCH`. An idle pool renders a lone
@@ -14,9 +14,11 @@ between. What crosses the process boundary per certificate is what a certificate
 - a stored template (``id > 0``: its content is fixed per version) is sent to a worker once per
   ``(id, version, issuer)``; later batches name it. The worker also prepares its logo and background once.
 
-A worker that dies (OOM killer, a crash in a C extension) is replaced; the callers of its batch get
-:class:`RenderFailed` (a consumer then retries its message, a regeneration lane its batch). Workers exit when
-the service closes their pipe or dies.
+A worker that dies (OOM killer, a crash in a C extension) is replaced, and its batch goes back to the front of
+the queue once, for another worker; only a certificate whose worker died twice fails with :class:`RenderFailed`
+(a consumer then retries its message, a regeneration lane its batch, an API call answers 503). A worker counts
+as dead only when its end of the pipe is closed: the pool never closes the pipe of a live worker except to stop
+it. Workers exit when the service closes their pipe or dies.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import pickle
 import signal
+import socket
+import struct
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +54,17 @@ class RenderFailed(RuntimeError):
 
 # --- the worker process ------------------------------------------------------------------------------------
 
+#: The worker's answer to a batch that names a template it no longer holds: the pool sends the template again.
+UNKNOWN_TEMPLATE = "unknown template"
+
+
+def _remember(templates: OrderedDict[Any, Any], token: Any, value: Any) -> None:
+    """Least recently used first out; the pool keeps the same order for what it believes each worker holds."""
+    templates[token] = value
+    templates.move_to_end(token)
+    while len(templates) > _TEMPLATES_PER_WORKER:
+        templates.popitem(last=False)
+
 
 def _serve(conn: Connection) -> None:
     """A worker's life: read a batch, render it, send the PDFs back; until the pipe closes."""
@@ -62,16 +78,18 @@ def _serve(conn: Connection) -> None:
         except (EOFError, OSError):
             return
         token, template, certs = pickle.loads(message)  # noqa: S301 - from our own process, through our own pipe
-        try:
-            if template is None:
-                template = templates[token]
-            elif token is not None:
-                templates[token] = template
-                while len(templates) > _TEMPLATES_PER_WORKER:
-                    templates.popitem(last=False)
-            reply: tuple[list[bytes] | None, str | None] = ([renderer.render(template, c) for c in certs], None)
-        except Exception as exc:  # a bug or an unrenderable input: report it, keep serving
-            reply = (None, f"{type(exc).__name__}: {exc}")
+        reply: tuple[list[bytes] | None, str | None]
+        if template is None and token not in templates:
+            reply = (None, UNKNOWN_TEMPLATE)
+        else:
+            try:
+                if template is None:
+                    template = templates[token]
+                if token is not None:
+                    _remember(templates, token, template)
+                reply = ([renderer.render(template, c) for c in certs], None)
+            except Exception as exc:  # a bug or an unrenderable input: report it, keep serving
+                reply = (None, f"{type(exc).__name__}: {exc}")
         try:
             conn.send_bytes(pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL))
         except (BrokenPipeError, OSError):
@@ -79,6 +97,29 @@ def _serve(conn: Connection) -> None:
 
 
 # --- the service side --------------------------------------------------------------------------------------
+#
+# The service end of each pipe is an asyncio stream over the socket (``multiprocessing.Pipe`` is a socket pair
+# on Linux), framed the way ``Connection.send_bytes`` frames. It used to be read and written with the blocking
+# ``Connection`` calls from an ``add_reader`` callback; but the event loop's poller (libuv, under uvloop) puts
+# the descriptor in non-blocking mode, so a reply or a template larger than the socket buffer raised
+# ``BlockingIOError`` half-way, which was taken for a dead worker: the service closed the pipe of a live worker
+# (which then exited on the broken pipe of its reply) and failed its batch. Streams read and write whatever the
+# socket takes, and a worker counts as lost only when its end of the pipe is really closed.
+
+
+def _frame(payload: bytes) -> bytes:
+    """``Connection.send_bytes`` framing: a signed 32-bit big-endian length, or -1 and a 64-bit one."""
+    size = len(payload)
+    if size > 0x7FFFFFFF:
+        return struct.pack("!i", -1) + struct.pack("!Q", size) + payload
+    return struct.pack("!i", size) + payload
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> bytes:
+    (size,) = struct.unpack("!i", await reader.readexactly(4))
+    if size == -1:
+        (size,) = struct.unpack("!Q", await reader.readexactly(8))
+    return await reader.readexactly(size)
 
 
 @dataclass
@@ -86,14 +127,18 @@ class _Request:
     template: TemplateSpec
     cert: CertificateData
     result: asyncio.Future[bytes]
+    retried: bool = False  # already sent again once after its worker died
 
 
 @dataclass
 class _Worker:
     process: BaseProcess
-    conn: Connection
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
     batch: list[_Request] | None = None
     known: OrderedDict[Any, None] = field(default_factory=OrderedDict)
+    lost: bool = False
+    task: asyncio.Task[None] | None = None
 
 
 def _token(template: TemplateSpec) -> Any:
@@ -111,7 +156,9 @@ class RenderPool:
         self._pool: list[_Worker] = []
         self._queue: deque[_Request] = deque()
         self._closing = False
+        self._starting = 0  # replacements being started
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def pids(self) -> list[int]:
@@ -120,24 +167,50 @@ class RenderPool:
     async def start(self) -> None:
         """Start every worker and wait until each has loaded its fonts, so the first certificate is not slow."""
         self._loop = asyncio.get_running_loop()
-        workers = await asyncio.gather(*(asyncio.to_thread(self._spawn) for _ in range(self.workers)))
-        for worker in workers:
-            self._watch(worker)
+        spawned = await asyncio.gather(*(asyncio.to_thread(self._spawn) for _ in range(self.workers)))
+        for process, conn in spawned:
+            await self._adopt(process, conn)
 
-    def _spawn(self) -> _Worker:
+    def _spawn(self) -> tuple[BaseProcess, Connection]:
         ours, theirs = self._context.Pipe(duplex=True)
         process = self._context.Process(target=_serve, args=(theirs,), name="certificate-renderer", daemon=True)
         process.start()
         theirs.close()
-        if ours.recv_bytes() != b"ready":  # blocks until fonts are loaded; EOFError if the worker died
-            raise RenderFailed("a render worker did not start")
-        return _Worker(process, ours)
+        try:
+            if ours.recv_bytes() != b"ready":  # blocks until fonts are loaded; EOFError if the worker died
+                raise RenderFailed("a render worker did not start")
+        except BaseException:
+            ours.close()
+            raise
+        return process, ours
 
-    def _watch(self, worker: _Worker) -> None:
-        assert self._loop is not None
+    async def _adopt(self, process: BaseProcess, conn: Connection) -> None:
+        """Wrap the pipe in a stream, add the worker to the pool and start reading its replies."""
+        sock = socket.socket(fileno=os.dup(conn.fileno()))  # the stream owns a duplicate; the Connection goes
+        conn.close()
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        worker = _Worker(process, reader, writer)
+        if self._closing:
+            writer.close()
+            await asyncio.to_thread(_reap, [process])
+            return
         self._pool.append(worker)
-        self._loop.add_reader(worker.conn.fileno(), self._on_reply, worker)
+        worker.task = asyncio.get_running_loop().create_task(self._read_replies(worker),
+                                                             name=f"render-worker-{process.pid}")
         self._dispatch()
+
+    async def _read_replies(self, worker: _Worker) -> None:
+        try:
+            while True:
+                message = await _read_frame(worker.reader)
+                self._on_reply(worker, message)
+        except asyncio.CancelledError:
+            raise
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass  # the worker's end is closed: it exited, or was killed
+        except Exception:
+            log.exception("render_reply_unreadable", pid=worker.process.pid)
+        self._lost(worker)
 
     async def render(self, template: TemplateSpec, cert: CertificateData) -> bytes:
         return (await self.render_many(template, [cert]))[0]
@@ -165,6 +238,10 @@ class RenderPool:
             if not batch:
                 return
             self._send(worker, batch)
+        if not self._pool and not self._starting and self._queue:
+            # No worker and none coming (replacements failed to start): answer now rather than never.
+            queued, self._queue = list(self._queue), deque()
+            self._fail(queued, RenderFailed("no render worker is running"))
 
     def _next_batch(self) -> list[_Request]:
         """Up to an even share of the queued requests that use the first one's template."""
@@ -190,28 +267,22 @@ class RenderPool:
             self._fail(batch, RenderFailed(f"cannot send the batch to a worker: {exc!r}"))
             return
         worker.batch = batch
-        try:
-            # The worker is idle, blocked reading its pipe: the write completes at once.
-            worker.conn.send_bytes(message)
-        except OSError:
-            self._lost(worker)
-            return
+        # Buffered by the transport, however large: a write error closes the transport, and the reader then
+        # sees the end of the stream and reports the worker lost (with this batch).
+        worker.writer.write(_frame(message))
         if token is not None:
-            worker.known[token] = None
-            worker.known.move_to_end(token)
-            while len(worker.known) > _TEMPLATES_PER_WORKER:
-                worker.known.popitem(last=False)
+            _remember(worker.known, token, None)
 
-    def _on_reply(self, worker: _Worker) -> None:
-        try:
-            message = worker.conn.recv_bytes()
-        except (EOFError, OSError):
-            self._lost(worker)
-            return
-        batch, worker.batch = worker.batch or [], None
+    def _on_reply(self, worker: _Worker, message: bytes) -> None:
+        # Unpickled first: should that fail, the batch is still the worker's and goes back with it as lost.
         pdfs, error = pickle.loads(message)  # noqa: S301 - from our own worker, through our own pipe
+        batch, worker.batch = worker.batch or [], None
         if not batch:
             log.warning("render_reply_without_batch", pid=worker.process.pid)
+        elif error == UNKNOWN_TEMPLATE:
+            # The worker no longer holds the template this batch named: send it again, template included.
+            worker.known.clear()
+            self._queue.extendleft(reversed([r for r in batch if not r.result.done()]))
         elif error is not None:
             log.error("certificate_render_failed", error=error, certificates=len(batch))
             self._fail(batch, RenderFailed(error))
@@ -222,31 +293,55 @@ class RenderPool:
         self._dispatch()
 
     def _lost(self, worker: _Worker) -> None:
-        """A worker died: fail its batch, forget it, start another."""
-        assert self._loop is not None
+        """A worker's pipe closed (it died): retry its batch once elsewhere, forget it, start another."""
+        if worker.lost:
+            return
+        worker.lost = True
         with contextlib.suppress(Exception):
-            self._loop.remove_reader(worker.conn.fileno())
-        with contextlib.suppress(Exception):
-            worker.conn.close()
+            worker.writer.close()
         if worker in self._pool:
             self._pool.remove(worker)
-        self._fail(worker.batch or [], RenderFailed("the render worker died"))
-        worker.batch = None
+        batch, worker.batch = [r for r in worker.batch or [] if not r.result.done()], None
         if self._closing:
+            self._fail(batch, RenderFailed("the render pool is closed"))
             return
-        log.error("render_worker_died", pid=worker.process.pid, exitcode=worker.process.exitcode)
-        replacement = self._loop.create_task(asyncio.to_thread(self._spawn))
-        replacement.add_done_callback(self._replaced)
+        again = [r for r in batch if not r.retried]
+        twice = [r for r in batch if r.retried]
+        for request in again:
+            request.retried = True
+        self._fail(twice, RenderFailed("the render worker died twice on this certificate"))
+        self._queue.extendleft(reversed(again))
+        log.error("render_worker_died", pid=worker.process.pid, exitcode=worker.process.exitcode,
+                  retried=len(again))
+        self._background(asyncio.to_thread(_reap, [worker.process]))
+        self._starting += 1
+        self._background(self._replace())
+        self._dispatch()
 
-    def _replaced(self, task: asyncio.Task[_Worker]) -> None:
-        if task.cancelled() or task.exception() is not None:
-            log.error("render_worker_restart_failed", error=repr(task.exception()) if not task.cancelled() else "")
-            return
-        worker = task.result()
-        if self._closing:
-            worker.conn.close()
-            return
-        self._watch(worker)
+    async def _replace(self) -> None:
+        try:
+            while not self._closing:
+                try:
+                    process, conn = await asyncio.to_thread(self._spawn)
+                except Exception as exc:
+                    log.error("render_worker_restart_failed", error=repr(exc))
+                    if self._pool:
+                        return  # the others carry on; the pool is one worker short
+                    queued, self._queue = list(self._queue), deque()
+                    self._fail(queued, RenderFailed("no render worker is running"))
+                    await asyncio.sleep(1)
+                    continue
+                await self._adopt(process, conn)
+                return
+        finally:
+            self._starting -= 1
+            self._dispatch()
+
+    def _background(self, job: Any) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     @staticmethod
     def _fail(batch: list[_Request], exc: BaseException) -> None:
@@ -260,13 +355,16 @@ class RenderPool:
             request.result.cancel()
         self._queue.clear()
         for worker in list(self._pool):
-            if self._loop is not None:
-                with contextlib.suppress(Exception):
-                    self._loop.remove_reader(worker.conn.fileno())
+            worker.lost = True
+            if worker.task is not None:
+                worker.task.cancel()
             self._fail(worker.batch or [], RenderFailed("the render pool is closed"))
-            worker.conn.close()  # the worker reads EOF and exits
+            with contextlib.suppress(Exception):
+                worker.writer.close()  # the worker reads EOF and exits
         processes = [w.process for w in self._pool]
         self._pool.clear()
+        for task in list(self._tasks):
+            task.cancel()
         await asyncio.to_thread(_reap, processes)
 
 

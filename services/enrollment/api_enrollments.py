@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
-import sqlalchemy as sa
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
@@ -16,16 +13,12 @@ from services.enrollment.caches import CACHES_KEY
 from services.enrollment.store import (
     enrollment_resource,
     enrollments,
-    idempotency_keys,
-    insert_if_absent,
     keyset_page,
     reading,
 )
 from shared.db import utcnow
 from shared.http import (
-    ApiError,
     context_of,
-    dumps,
     int_param,
     next_cursor,
     ok,
@@ -34,8 +27,6 @@ from shared.http import (
     read_json,
 )
 from shared.service import CURSOR_KEY, DB_KEY
-
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class EnrollRequest(BaseModel):
@@ -47,66 +38,20 @@ class EnrollRequest(BaseModel):
     expires_at: str | None = None
 
 
-class _KeyTaken(Exception):
-    """Another request stored a response under this idempotency key first."""
-
-
 async def create_enrollment(request: web.Request) -> web.Response:
+    """``Idempotency-Key`` is handled by the shared rule (shared/idempotency.py), like every other write."""
     ctx = context_of(request)
     require_scope(ctx, "learn:write")
-    key = request.headers.get(IDEMPOTENCY_HEADER)
-    if key is not None and not 1 <= len(key) <= 255:
-        raise ApiError.invalid(f"'{IDEMPOTENCY_HEADER}' must be 1 to 255 characters.")
     body = await read_json(request, EnrollRequest)
-    body_hash = _body_hash(await request.read())
     now = utcnow()
     expires_at = future_expiry(body.expires_at, now)
     db, caches = request.app[DB_KEY], request.app[CACHES_KEY]
-    try:
-        async with db.transaction() as session:
-            if key is not None and (stored := await _stored(session, ctx.tenant_id, key)) is not None:
-                return _replay(request, stored, body_hash)
-            await note_tenant(session, caches, ctx, now)
-            row, created = await use_cases.enroll(
-                session, caches, use_cases.Caller.of(ctx), user_id=body.user_id, course_id=body.course_id,
-                source=body.source, expires_at=expires_at, now=now)
-            data = enrollment_resource(row)
-            status = 201 if created else 200
-            if key is not None:
-                # Only successes are remembered: a request that failed can be retried with the same key.
-                saved = await insert_if_absent(session, idempotency_keys, {
-                    "tenant_id": ctx.tenant_id, "key": key, "body_sha256": body_hash, "status_code": status,
-                    "response": json.loads(dumps(data)), "created_at": now})
-                if not saved:
-                    raise _KeyTaken
-    except _KeyTaken:
-        async with db.transaction() as session:
-            stored = await _stored(session, ctx.tenant_id, key or "")
-        assert stored is not None
-        return _replay(request, stored, body_hash)
-    return ok(request, data, status=status)
-
-
-def _body_hash(raw: bytes) -> str:
-    """Same JSON, same hash: key order and whitespace do not make a different request."""
-    canonical = json.dumps(json.loads(raw or b"{}"), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-_STORED = sa.select(idempotency_keys).where(idempotency_keys.c.tenant_id == sa.bindparam("tenant_id"),
-                                            idempotency_keys.c.key == sa.bindparam("key"))
-
-
-async def _stored(session: Any, tenant_id: int, key: str) -> Any | None:
-    return (await session.execute(_STORED, {"tenant_id": tenant_id, "key": key})).first()
-
-
-def _replay(request: web.Request, stored: Any, body_hash: str) -> web.Response:
-    if stored.body_sha256 != body_hash:
-        raise ApiError.invalid(f"This '{IDEMPOTENCY_HEADER}' was already used with a different body.")
-    response = ok(request, stored.response, status=stored.status_code)
-    response.headers["Idempotent-Replayed"] = "true"
-    return response
+    async with db.transaction() as session:
+        await note_tenant(session, caches, ctx, now)
+        row, created = await use_cases.enroll(
+            session, caches, use_cases.Caller.of(ctx), user_id=body.user_id, course_id=body.course_id,
+            source=body.source, expires_at=expires_at, now=now)
+    return ok(request, enrollment_resource(row), status=201 if created else 200)
 
 
 async def list_enrollments(request: web.Request) -> web.Response:

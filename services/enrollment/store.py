@@ -3,7 +3,7 @@
 Read models (filled only from events): ``tenants`` (names forwarded by the gateway), ``courses`` (existence and
 status of every course) with ``course_versions`` (the tree of every published version), ``directory_users``.
 Owned data: ``enrollments``, ``cohorts`` + ``cohort_members``, ``attempts`` (+ ``attempt_commits`` to apply each
-runtime commit once), ``idempotency_keys``.
+runtime commit once).
 """
 
 from __future__ import annotations
@@ -109,17 +109,6 @@ sa.Index("ix_enrollments_course", enrollments.c.tenant_id, enrollments.c.course_
 sa.Index("ix_enrollments_user", enrollments.c.tenant_id, enrollments.c.user_id, enrollments.c.id)
 sa.Index("ix_enrollments_due", enrollments.c.expires_at, postgresql_where=enrollments.c.status == "active",
          sqlite_where=enrollments.c.status == "active")
-
-idempotency_keys = sa.Table(
-    "idempotency_keys",
-    metadata,
-    sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("key", sa.String(255), primary_key=True),
-    sa.Column("body_sha256", sa.String(64), nullable=False),
-    sa.Column("status_code", sa.Integer, nullable=False),
-    sa.Column("response", sa.JSON, nullable=False),
-    sa.Column("created_at", Timestamp, nullable=False),
-)
 
 cohorts = sa.Table(
     "cohorts",

@@ -22,7 +22,7 @@ from shared.bus import outbox
 from shared.bus.envelope import new_event
 from shared.consistency import H_TOKEN
 from shared.db import Database, is_unique_violation
-from shared.events.directory import ApiKeyRevoked, UserUpserted
+from shared.events.directory import ApiKeyRevoked, TenantUpdated, UserUpserted
 from shared.http import (
     H_INTERNAL,
     H_REQUEST_ID,
@@ -32,6 +32,7 @@ from shared.http import (
     H_TENANT_NAME,
     ApiError,
     CursorCodec,
+    dumps,
     next_cursor,
     ok,
     page_request,
@@ -39,6 +40,7 @@ from shared.http import (
     read_json,
     request_id_of,
 )
+from shared.idempotency import store_instead
 
 ADMIN = "/admin/api/v1"
 TENANT_OWN = frozenset({"api-keys", "users"})
@@ -239,10 +241,16 @@ class AdminApi:
         async with self.db.transaction() as session:
             row = await self._tenant(session, request.match_info["slug"])
             if changes:
+                before = row.status
                 changes["updated_at"] = datetime.now(UTC)
                 row = (await session.execute(
                     sa.update(tenants).where(tenants.c.id == row.id).values(**changes).returning(*tenants.c)
                 )).one()
+                if row.status != before:  # the scorm service ends a suspended tenant's launches
+                    await outbox.add(session, new_event(
+                        "tenant.updated", TenantUpdated(status=row.status, updated_at=changes["updated_at"]),
+                        service="gateway", tenant=row.slug, tenant_id=row.id, subject=f"tenant/{row.id}",
+                        request_id=request_id_of(request)))
         self._keys_of().forget_tenant(row.id)
         return ok(request, tenant_view(row))
 
@@ -264,6 +272,10 @@ class AdminApi:
                 ).returning(*api_keys.c)
             )).one()
         view = key_view(row, tenant.slug)
+        # An Idempotency-Key replay answers the same key without its secret: the secret is shown once and never
+        # stored in plain text (a client that lost the first answer revokes this key, by its id, and makes another).
+        store_instead(request, dumps({"data": view, "next_cursor": None, "request_id": request_id_of(request)})
+                      .encode())
         view["key"] = plain  # shown once, here only
         return ok(request, view, status=201)
 

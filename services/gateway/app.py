@@ -48,6 +48,7 @@ from shared.http import (
     positive_int,
     request_id_of,
 )
+from shared.idempotency import Idempotency
 from shared.logging import configure_logging
 from shared.service import Bus
 
@@ -59,6 +60,7 @@ GATEWAY_KEY = web.AppKey("gateway", Gateway)
 DB_KEY = web.AppKey("gateway_db", Database)
 BUS_KEY = web.AppKey("gateway_bus", Bus)
 DLQ_KEY = web.AppKey("gateway_dlq", DeadLetters)
+IDEMPOTENCY_KEY = web.AppKey("gateway_idempotency", Idempotency)
 
 REVOKED_BINDING = "*.api_key.revoked"
 _announced: set[str] = set()
@@ -91,10 +93,12 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
         app[BUS_KEY] = bus
 
     codec = CursorCodec(secret)
+    idempotency = Idempotency(lambda: app[DB_KEY], ttl=common.idempotency_ttl, lease=common.idempotency_lease)
+    app[IDEMPOTENCY_KEY] = idempotency
     admin_api = AdminApi(lambda: app[DB_KEY], codec, lambda: gateway.keys, pepper.encode())
     admin_proxy = AdminProxy(gateway, lambda: app[DB_KEY], secret, settings.max_upload_bytes,
                              settings.admin_json_body_limit)
-    _routes(app, gateway, admin_api, admin_proxy)
+    _routes(app, gateway, admin_api, admin_proxy, idempotency)
     setup_admin_ui(app, settings)  # the admin web UI under /admin (a client of the admin API)
 
     token_file = str(Path(common.data_dir).resolve() / "admin_token")
@@ -114,10 +118,13 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
         gateway.keys = KeyDirectory(db, pepper, secret, ttl=settings.key_cache_ttl)
         gateway.usage = UsageRecorder(db, settings.last_used_resolution)
         flusher = asyncio.create_task(gateway.usage.run(), name="gateway-last-used")
+        sweeper = asyncio.create_task(idempotency.sweeper(common.idempotency_sweep_interval),
+                                      name="gateway-idempotency-sweeper")
         yield
-        flusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await flusher
+        for task in (flusher, sweeper):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         with contextlib.suppress(Exception):
             await gateway.usage.flush()
         await db.dispose()
@@ -184,7 +191,14 @@ def announce_admin_token(admin_token: str, token_file: str, terminal: TextIO | N
     stream.flush()
 
 
-def _routes(app: web.Application, gateway: Gateway, api: AdminApi, proxy: AdminProxy) -> None:
+def _admin_scope(request: web.Request) -> str:
+    """The admin's Idempotency-Keys are the admin's, per tenant: the same key for two tenants is two keys."""
+    slug = request.match_info.get("slug")
+    return f"admin:{slug}" if slug else "admin"
+
+
+def _routes(app: web.Application, gateway: Gateway, api: AdminApi, proxy: AdminProxy,
+            idempotency: Idempotency) -> None:
     r = app.router
     r.add_get("/healthz", _healthz)
     r.add_get("/readyz", _readyz)
@@ -220,7 +234,8 @@ def _routes(app: web.Application, gateway: Gateway, api: AdminApi, proxy: AdminP
         ("POST", f"{ADMIN}/dlq/{{queue}}/purge", _dlq_purge),
     ]
     for method, path, handler in own:
-        r.add_route(method, path, gateway.admin(path, handler))
+        # The admin's own writes follow the Idempotency-Key rule here; forwarded ones in the owning service.
+        r.add_route(method, path, gateway.admin(path, idempotency.guard(handler, _admin_scope)))
     forward = gateway.admin(tenants + "/{slug}/{rest}", proxy.forward)
     r.add_route("*", tenants + r"/{slug}/{rest:[\s\S]+}", forward)
     r.add_route("*", ADMIN + r"/{tail:[\s\S]*}", gateway.admin(ADMIN, _admin_not_found))

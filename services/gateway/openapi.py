@@ -191,6 +191,23 @@ def _error(text: str, html: bool = False) -> dict[str, Any]:
     return {"description": text, "content": content}
 
 
+IDEMPOTENCY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[\\x20-\\x7E]+$"},
+    "description": "Makes a retry safe (IETF httpapi Idempotency-Key draft; docs/idempotency.md): the same key "
+                   "with the same request replays the first 2xx answer with `Idempotent-Replayed: true`; keys "
+                   "belong to the tenant and expire after 24 hours.",
+}
+_IDEMPOTENCY_ERRORS = {
+    "409": "idempotency_key_in_flight: the first request with this Idempotency-Key is still running; retry "
+           "after Retry-After to get its answer.",
+    "422": "idempotency_key_reused: this Idempotency-Key was used for another request (method, path or body).",
+}
+_REPLAYED_HEADER = {"Idempotent-Replayed": {
+    "description": "`true` when this is the stored answer of an earlier request with the same Idempotency-Key.",
+    "schema": {"type": "string", "enum": ["true"]}}}
+
+
 def _operation(route: Route) -> dict[str, Any]:
     status, success = _success(route)
     op: dict[str, Any] = {
@@ -216,6 +233,12 @@ def _operation(route: Route) -> dict[str, Any]:
         op["security"] = [{"ApiKey": [route.scope]}]
         op["x-required-scope"] = route.scope
         op["description"] = f"Requires the `{route.scope}` scope."
+    if route.method == "POST" and route.scope is not None:  # every write of the public API
+        op["parameters"].append(IDEMPOTENCY_PARAMETER)
+        op["responses"].update({code: _error(text) for code, text in _IDEMPOTENCY_ERRORS.items()})
+        for code, response in op["responses"].items():
+            if code.startswith("2"):
+                op["responses"][code] = {**response, "headers": _REPLAYED_HEADER}
     if route.body:
         op["requestBody"] = {"required": True, "content": {
             "application/json": {"schema": {"$ref": f"#/components/schemas/{route.body}"}}}}

@@ -21,13 +21,15 @@ from services.gateway.consistency import CausalExchange
 from services.gateway.lean import LeanPool, UpstreamError
 from shared.consistency import H_EVENTS, H_EVENTS_TENANT
 from shared.http import H_REQUEST_ID, ApiError
+from shared.idempotency import HEADER as IDEMPOTENCY_HEADER
+from shared.idempotency import parse_key
 
 log = structlog.get_logger("gateway.proxy")
 
 # Client headers a service may see; everything else (X-Learn-* above all) is dropped.
 FORWARDED_REQUEST_HEADERS = (
     "Content-Type", "Accept", "Accept-Encoding", "Accept-Language", "If-None-Match", "If-Modified-Since",
-    "If-Match", "Range", "If-Range", "User-Agent", "Content-Encoding",
+    "If-Match", "Range", "If-Range", "User-Agent", "Content-Encoding", IDEMPOTENCY_HEADER,
 )
 _HOP_BY_HOP = frozenset(h.lower() for h in (
     "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",
@@ -109,6 +111,8 @@ class Upstreams:
             value = request.headers.get(name)
             if value is not None:
                 headers[name] = value
+        if IDEMPOTENCY_HEADER in headers:
+            parse_key(headers[IDEMPOTENCY_HEADER])  # 400 here: a key that is not ASCII would not arrive intact
         headers["X-Forwarded-For"] = client_ip(request)
         body: bytes | AsyncIterator[bytes] | None = None
         limited: _LimitedBody | None = None
@@ -155,6 +159,8 @@ class Upstreams:
             value = request.headers.get(name)
             if value is not None:
                 headers[name] = value
+        if IDEMPOTENCY_HEADER in headers:
+            parse_key(headers[IDEMPOTENCY_HEADER])  # 400 here: a key that is not ASCII would not arrive intact
         headers["X-Forwarded-For"] = client_ip(request)
         body = await request.content.readexactly(length) if length else None
         try:

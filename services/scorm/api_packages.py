@@ -19,6 +19,7 @@ from shared.http import (
     path_id,
     read_json,
 )
+from shared.idempotency import claim_streamed, streams_its_body
 from shared.service import CURSOR_KEY, DB_KEY
 
 PUBLIC = "/api/v1/learn/scorm-packages"
@@ -32,12 +33,22 @@ def require_scope(ctx: RequestContext, scope: str) -> None:
         raise ApiError(403, "insufficient_scope", f"This request needs the '{scope}' scope.")
 
 
+@streams_its_body
 async def upload(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "admin")
     scorm = request.app[SCORM_KEY]
     title = packages.title_param(request)
     received = await packages.receive_upload(request, scorm.settings)
+    # Idempotency-Key: the same zip (by its sha256) to the same path replays the first upload's answer.
+    try:
+        replay = await claim_streamed(request, received.sha256)
+    except BaseException:
+        received.path.unlink(missing_ok=True)
+        raise
+    if replay is not None:
+        received.path.unlink(missing_ok=True)
+        return replay
     row = await packages.create_package(request.app[DB_KEY], ctx, received, title)
     scorm.import_wanted.set()
     return ok(request, packages.package_resource(row, [], admin=True), status=201)

@@ -11,6 +11,8 @@ host (``X-Learn-Content-Tenant``) and a token of another tenant is refused.
 
 from __future__ import annotations
 
+import asyncio
+import html
 import mimetypes
 import re
 from typing import Annotated, Any
@@ -21,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.scorm import launches, runtime
 from services.scorm.api_packages import require_scope
 from services.scorm.context import SCORM_KEY, STATIC_DIR, package_prefix
+from services.scorm.runtime_body import read_runtime_body
 from shared.blobstore import BlobNotFound, InvalidBlobKey, validate_key
 from shared.http import ApiError, context_of, ok, path_id, read_json, request_id_of
 from shared.service import DB_KEY
@@ -50,11 +53,6 @@ class LaunchCreate(BaseModel):
     activity_id: PositiveId
 
 
-class RuntimeBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    cmi: dict[str, Any] | None = None
-
-
 async def create_launch(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "learn:write")
@@ -81,21 +79,43 @@ def content_headers(request: web.Request) -> dict[str, str]:
     return {**CONTENT_HEADERS, "Content-Security-Policy": _framing(request)}
 
 
-async def _launch_of(request: web.Request, token: str) -> Any:
+async def _launch_of(request: web.Request, token: str, *, with_cmi: bool = False) -> Any:
     """The launch behind ``token``, on its own tenant's content origin (a 404 on another tenant's)."""
-    row = await runtime.session_of(request.app[DB_KEY], request.app[SCORM_KEY], token)
+    row = await runtime.session_of(request.app[DB_KEY], request.app[SCORM_KEY], token, with_cmi=with_cmi)
     host_tenant = request.headers.get(H_CONTENT_TENANT)
     if host_tenant is not None and host_tenant != row.tenant_slug:
         raise ApiError(404, "not_found", "This launch belongs to another tenant's content origin.")
     return row
 
 
+_ENDED_PAGE = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>"
+               "<body><main><h1>{title}</h1><p>{message}</p></main></body></html>")
+
+
+def ended_page(exc: ApiError, headers: dict[str, str] | None = None) -> web.Response:
+    """The player's answer for a token whose launch has ended: a small page, no launch state."""
+    text = _ENDED_PAGE.format(title="This launch has ended", message=html.escape(exc.message))
+    return web.Response(status=exc.status, text=text, content_type="text/html", charset="utf-8",
+                        headers=headers or PAGE_HEADERS)
+
+
 async def player(request: web.Request) -> web.Response:
     token = request.match_info["token"]
-    row = await _launch_of(request, token)
-    html = request.app[SCORM_KEY].templates.get_template("player.html").render(
-        state=runtime.page_state(row, token))
-    return web.Response(text=html, content_type="text/html", charset="utf-8", headers=page_headers(request))
+    scorm = request.app[SCORM_KEY]
+    try:
+        row = await _launch_of(request, token, with_cmi=True)
+    except ApiError as exc:
+        if exc.status == 410:  # a genuine token whose launch has ended (401s stay in the JSON envelope)
+            return ended_page(exc, page_headers(request))
+        raise
+    # A saved snapshot may be close to 1 MiB: parse and render it off the event loop.
+    html_text = await asyncio.to_thread(_render_player, scorm, row, token)
+    return web.Response(text=html_text, content_type="text/html", charset="utf-8", headers=page_headers(request))
+
+
+def _render_player(scorm: Any, row: Any, token: str) -> str:
+    state = runtime.page_state(row, token, limits=scorm.settings.cmi_limits())
+    return str(scorm.templates.get_template("player.html").render(state=state))
 
 
 def content_path(raw: str) -> str:
@@ -158,12 +178,15 @@ async def static(request: web.Request) -> web.StreamResponse:
 
 
 async def _runtime_write(request: web.Request, *, finish: bool) -> web.Response:
+    db, scorm, token = request.app[DB_KEY], request.app[SCORM_KEY], request.match_info["token"]
+    scorm.tokens.verify(token)  # a bad token is refused before its body is read
     # A bare finish (no body at all) ends the launch with the snapshot already stored.
-    body = await read_json(request, RuntimeBody) if request.can_read_body or not finish else RuntimeBody()
-    if body.cmi is None and not finish:
+    cmi = (await read_runtime_body(request, max_elements=scorm.settings.cmi_max_elements)
+           if request.can_read_body or not finish else None)
+    if cmi is None and not finish:
         raise ApiError.missing("cmi")
-    result = await runtime.commit(request.app[DB_KEY], request.app[SCORM_KEY], request.match_info["token"],
-                                  body.cmi, finish=finish, request_id=request_id_of(request))
+    snapshot = None if cmi is None else await runtime.validated(db, scorm, token, cmi)
+    result = await runtime.commit(db, scorm, token, snapshot, finish=finish, request_id=request_id_of(request))
     return ok(request, result.as_dict())
 
 

@@ -11,7 +11,12 @@ from services.scorm import api_packages, api_runtime
 from services.scorm.config import ScormSettings
 from services.scorm.context import SCORM_KEY, build_context
 from services.scorm.importer import package_importer
-from services.scorm.readmodels import apply_course_event, apply_enrollment_event, apply_user_upserted
+from services.scorm.readmodels import (
+    apply_course_event,
+    apply_enrollment_event,
+    apply_tenant_updated,
+    apply_user_upserted,
+)
 from shared.bus.consumer import Subscription
 from shared.bus.topology import queue
 from shared.service import ServiceSpec, create_service_app
@@ -29,6 +34,7 @@ def subscriptions(app: web.Application) -> list[Subscription]:
         Subscription(queue("scorm", "enrollments"), apply_enrollment_event),
         Subscription(queue("scorm", "courses"), apply_course_event),
         Subscription(queue("scorm", "users"), apply_user_upserted),
+        Subscription(queue("scorm", "tenants"), apply_tenant_updated),
     ]
 
 

@@ -28,7 +28,42 @@ STANDARDS = ("1.2", "2004")
 # A snapshot holds every element set since launch; 10,000 is far above any real SCO
 # (a 200-question test with 10 fields each is 2,000) and keeps one commit cheap to check.
 MAX_ELEMENTS = 10_000
+# The longest real element name is under 60 characters ("cmi.interactions.249.correct_responses.9.pattern").
+MAX_NAME_LENGTH = 255
+# The longest real value is under 64,000 characters (2004 suspend_data; a 125-step performance response):
+# anything longer is refused before any pattern looks at it.
+MAX_VALUE_LENGTH = 65_536
 MODES = ("normal", "browse", "review")
+
+# SCORM 2004 4th edition RTE's smallest permitted maximums (SPM) of the collections a SCO writes: an LMS must keep
+# at least this many items. SCORM 1.2 names none; the same caps apply to its collections.
+SPM_2004 = {
+    "cmi.comments_from_learner": 250,
+    "cmi.interactions": 250,
+    "cmi.objectives": 100,
+    "cmi.interactions.#.objectives": 10,
+    "cmi.interactions.#.correct_responses": 10,  # choice; the single-response types allow 1 (cmi_2004)
+}
+#: the smallest a cap may be set to: every collection keeps at least its SPM
+MIN_ITEMS = max(v for k, v in SPM_2004.items() if "#" not in k)
+MIN_NESTED_ITEMS = max(v for k, v in SPM_2004.items() if "#" in k)
+
+
+@dataclass(frozen=True)
+class CmiLimits:
+    """Caps on what one commit may hold (settings ``LEARN_SCORM_CMI_MAX_*``, docs/scorm-runtime.md).
+
+    ``max_items``: items of a top-level collection (objectives, interactions, comments_from_learner; the first
+    index is below it); ``max_nested_items``: items of a collection inside an interaction (its objectives and
+    correct responses; the second index). Both at least the SCORM 2004 SPM.
+    """
+
+    max_items: int = 1000
+    max_nested_items: int = 100
+    max_elements: int = MAX_ELEMENTS
+
+
+DEFAULT_LIMITS = CmiLimits()
 
 
 class CmiError(ValueError):
@@ -291,7 +326,12 @@ def _model(standard: str) -> ModuleType:
     raise CmiError(f'unknown SCORM standard {standard!r}: expected "1.2" or "2004"')
 
 
-def validate_commit(standard: str, cmi: dict[str, str]) -> dict[str, str]:
+def _shown(name: str) -> str:
+    """An element name as an error message may quote it (never the whole of a hostile one)."""
+    return name if len(name) <= 80 else name[:60] + "..."
+
+
+def validate_commit(standard: str, cmi: dict[str, str], limits: CmiLimits = DEFAULT_LIMITS) -> dict[str, str]:
     """Check a committed CMI snapshot (flat, dotted names, string values) and return it normalised.
 
     Rejected (CmiError): a body that is not an object of strings, more than MAX_ELEMENTS
@@ -299,34 +339,54 @@ def validate_commit(standard: str, cmi: dict[str, str]) -> dict[str, str]:
     player never sends them, so a client that does is not the player), values in the wrong
     format, vocabulary or range, strings over their length cap, arrays with gaps, and for 2004
     the dependency rules (an objective or interaction needs its id, a response needs the
-    interaction's type). Normalised means: the same pairs, ordered by element (array indices
-    numerically); no value is rewritten.
+    interaction's type), collection indexes at or over their cap (``limits``; each checked in
+    O(1), so no index a client picks costs more than any other). Normalised means: the same pairs,
+    ordered by element (array indices numerically); no value is rewritten.
     """
     model = _model(standard)
     if not isinstance(cmi, dict):
         raise CmiError("cmi must be an object mapping element names to string values")
-    if len(cmi) > MAX_ELEMENTS:
-        raise CmiError(f"cmi has {len(cmi)} elements; at most {MAX_ELEMENTS} are accepted")
+    if len(cmi) > limits.max_elements:
+        raise CmiError(f"cmi has {len(cmi)} elements; at most {limits.max_elements} are accepted")
     elements: Mapping[str, Rule] = model.ELEMENTS
     for name, value in cmi.items():
         if not isinstance(name, str):
-            raise CmiError(f"element names must be strings, got {name!r}")
+            raise CmiError("element names must be strings")
+        if len(name) > MAX_NAME_LENGTH:
+            raise CmiError(f"{_shown(name)} is not a SCORM {standard} data model element (name too long)")
         parsed = parse_element(name)
         rule = elements.get(parsed[0]) if parsed else None
         if rule is None:
             if name.rsplit(".", 1)[-1] in ("_children", "_count", "_version"):
-                raise CmiError(f"{name} is a read-only keyword; it cannot be set")
-            raise CmiError(f"{name} is not a SCORM {standard} data model element")
+                raise CmiError(f"{_shown(name)} is a read-only keyword; it cannot be set")
+            raise CmiError(f"{_shown(name)} is not a SCORM {standard} data model element")
+        assert parsed is not None
+        indices = parsed[1]
+        if indices and (indices[0] >= limits.max_items or (len(indices) > 1 and indices[1] >= limits.max_nested_items)):
+            raise CmiError(_out_of_range(name, indices, limits))
         if rule.access == "ro":
             raise CmiError(f"{name} is read-only; the learner runtime sets it, not the content")
         if not isinstance(value, str):
             raise CmiError(f"{name} must be a string, got {type(value).__name__}")
+        if len(value) > MAX_VALUE_LENGTH:
+            raise CmiError(f"{name}: longer than {MAX_VALUE_LENGTH} characters")
         problem = rule.check(value) if rule.check else None
         if problem:
             raise CmiError(f"{name}: {problem}")
     check_arrays(cmi)
     model.check_structure(cmi)
     return {name: cmi[name] for name in sorted(cmi, key=_natural_key)}
+
+
+def _out_of_range(name: str, indices: tuple[int, ...], limits: CmiLimits) -> str:
+    parts = name.split(".")
+    nested = len(indices) > 1 and indices[1] >= limits.max_nested_items
+    cap = limits.max_nested_items if nested else limits.max_items
+    # the collection's own name: everything before the offending index
+    position = [i for i, part in enumerate(parts) if _INDEX.fullmatch(part)][1 if nested else 0]
+    array = ".".join(parts[:position])
+    return (f"{array}.{parts[position]}: index out of range; this learner runtime keeps at most {cap} items "
+            f"of {array} (indexes 0 to {cap - 1})")
 
 
 def check_arrays(names: Iterable[str]) -> None:
@@ -339,7 +399,8 @@ def check_arrays(names: Iterable[str]) -> None:
                 present[".".join(parts[:position])].add(int(part))
     for array, indices in sorted(present.items()):
         if max(indices) >= len(indices):
-            missing = min(set(range(max(indices))) - indices)
+            # len(indices) distinct numbers, one of them >= len: one of 0..len-1 is missing (O(len), never O(max))
+            missing = next(i for i in range(len(indices)) if i not in indices)
             raise CmiError(
                 f"{array}.{missing} is missing but {array}.{max(indices)} is set; "
                 "array items are numbered 0, 1, 2, ... without gaps"
@@ -496,10 +557,12 @@ def player_state(*, token: str, standard: str, launch_url: str, cmi: dict[str, s
 
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "MAX_ELEMENTS",
     "STANDARDS",
     "AttemptFields",
     "CmiError",
+    "CmiLimits",
     "derive_attempt",
     "format_cmi_timespan",
     "format_iso8601_duration",

@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from services.scorm.cmi import MAX_ELEMENTS, MIN_ITEMS, MIN_NESTED_ITEMS, CmiLimits
 from services.scorm.package_import import ImportLimits
 from shared.config import ServiceSettings
 
@@ -34,6 +35,17 @@ class ScormSettings(ServiceSettings):
     import_max_attempts: int = Field(default=3, ge=1)
     token_ttl: int = Field(default=4 * 3600, ge=60, description="runtime token lifetime in seconds")
     importer_enabled: bool = True
+    #: items a CMI collection may hold (objectives, interactions, comments_from_learner): never below the SCORM
+    #: 2004 smallest permitted maximum (250 for interactions and comments, 100 for objectives)
+    cmi_max_items: int = Field(default=1000, ge=MIN_ITEMS, le=100_000)
+    #: items of an interaction's own collections (its objectives, its correct responses): SPM 10
+    cmi_max_nested_items: int = Field(default=100, ge=MIN_NESTED_ITEMS, le=10_000)
+    #: elements in one commit (a 200-question test with 10 fields each is 2,000)
+    cmi_max_elements: int = Field(default=MAX_ELEMENTS, ge=1000, le=100_000)
+
+    def cmi_limits(self) -> CmiLimits:
+        return CmiLimits(max_items=self.cmi_max_items, max_nested_items=self.cmi_max_nested_items,
+                         max_elements=self.cmi_max_elements)
 
     def import_limits(self) -> ImportLimits:
         return ImportLimits(

@@ -5,7 +5,8 @@
 - ``course.published`` → every activity of that version (a published tree never changes, so it is kept once,
   whatever order versions arrive in: a learner keeps launching the version they enrolled in);
 - ``course.published/unpublished/archived`` → the course's status, by ``revision``;
-- ``user.upserted`` → the learner's name a launch hands the SCO, by ``revision``.
+- ``user.upserted`` → the learner's name a launch hands the SCO, by ``revision``;
+- ``tenant.updated`` → the tenant's status (a suspended tenant's launches end), by ``updated_at``.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from services.scorm.store import (
     enrollments,
     insert_ignoring_conflicts,
     now,
+    tenants,
     upsert,
     users,
 )
 from shared.bus.consumer import PermanentError
 from shared.bus.envelope import CloudEvent
 from shared.events.catalog import CoursePublished, CourseSnapshot
-from shared.events.directory import UserUpserted
+from shared.events.directory import TenantUpdated, UserUpserted
 from shared.events.enrollment import EnrollmentSnapshot
 
 log = structlog.get_logger("scorm.readmodels")
@@ -94,6 +96,17 @@ async def apply_user_upserted(session: AsyncSession, event: CloudEvent, payload:
         ["tenant_id", "user_id"], values, where=users.c.revision < payload.revision,
     ))
     log.info("user_recorded", user_id=payload.user_id, revision=payload.revision)
+
+
+async def apply_tenant_updated(session: AsyncSession, event: CloudEvent, payload: TenantUpdated) -> None:
+    """The latest status wins: a late or repeated event never brings an old status back."""
+    tenant_id = _tenant(event)
+    values = {"status": payload.status, "updated_at": payload.updated_at}
+    await session.execute(upsert(
+        session, tenants, {"tenant_id": tenant_id, **values}, ["tenant_id"], values,
+        where=tenants.c.updated_at < payload.updated_at,
+    ))
+    log.info("tenant_recorded", status=payload.status)
 
 
 async def learner_name(session: AsyncSession, tenant_id: int, user_id: int) -> str:

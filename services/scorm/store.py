@@ -2,8 +2,8 @@
 
 - ``scorm_packages`` / ``scorm_scos``: uploaded packages (their import state) and the SCO list of ready ones;
 - ``blobs`` / ``blob_chunks``: package files when the blob store is the database (shared.blobstore);
-- ``enrollments``, ``courses``, ``course_activities``, ``users``: read models from ``enrollment.*``, ``course.*``
-  and ``user.upserted``;
+- ``enrollments``, ``courses``, ``course_activities``, ``users``, ``tenants``: read models from ``enrollment.*``,
+  ``course.*``, ``user.upserted`` and ``tenant.updated``;
 - ``runtime_sessions``: one row per launch (= attempt): what was launched and its CMI state.
 """
 
@@ -112,6 +112,14 @@ users = sa.Table(
     sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("revision", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+#: tenant status (``tenant.updated``): a suspended tenant's runtime tokens end (docs/scorm-runtime.md)
+tenants = sa.Table(
+    "tenants", metadata,
+    sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("status", sa.String(16), nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
 )
 

@@ -62,6 +62,7 @@ QUEUES: tuple[QueueSpec, ...] = (
     ),
     QueueSpec("scorm", "courses", ("course.published", "course.unpublished", "course.archived")),
     QueueSpec("scorm", "users", ("user.upserted",)),
+    QueueSpec("scorm", "tenants", ("tenant.updated",)),
 )
 
 

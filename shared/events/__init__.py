@@ -23,7 +23,7 @@ from shared.events.certificates import (
     TemplateCreated,
     TemplateUpdated,
 )
-from shared.events.directory import ApiKeyRevoked, UserUpserted
+from shared.events.directory import ApiKeyRevoked, TenantUpdated, UserUpserted
 from shared.events.enrollment import (
     AttemptUpdated,
     CohortAccessGranted,
@@ -38,6 +38,7 @@ from shared.events.scorm import RuntimeCommitted, ScormPackageFailed, ScormPacka
 EVENT_MODELS: dict[str, type[BaseModel]] = {
     "user.upserted": UserUpserted,
     "api_key.revoked": ApiKeyRevoked,
+    "tenant.updated": TenantUpdated,
     "course.created": CourseCreated,
     "course.updated": CourseUpdated,
     "course.published": CoursePublished,
@@ -61,7 +62,7 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {
 
 #: which service publishes each event type
 PUBLISHERS: dict[str, str] = {
-    **dict.fromkeys(["user.upserted", "api_key.revoked"], "gateway"),
+    **dict.fromkeys(["user.upserted", "api_key.revoked", "tenant.updated"], "gateway"),
     **{t: "catalog" for t in EVENT_MODELS if t.startswith("course.")},
     **{t: "enrollment" for t in EVENT_MODELS if t.startswith(("enrollment.", "cohort.", "attempt."))},
     **{t: "certificates" for t in EVENT_MODELS if t.startswith(("certificate.", "template."))},

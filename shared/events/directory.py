@@ -23,3 +23,10 @@ class ApiKeyRevoked(EventModel):
     key_id: int
     prefix: str
     revoked_at: datetime
+
+
+class TenantUpdated(EventModel):
+    """A tenant's status changed (gateway): a suspended tenant's learners lose their open launches at once."""
+
+    status: str = Field(description="active | suspended")
+    updated_at: datetime = Field(description="when it changed: apply only if later than what you hold")

@@ -1,4 +1,5 @@
-"""``Idempotency-Key`` on ``POST /enrollments``: same key and body, same response; another body, 400."""
+"""``Idempotency-Key`` on ``POST /enrollments`` at the service (the shared rule, shared/idempotency.py): same key
+and body, same response; another body, 422; in flight, 409. Through the gateway: tests/e2e/test_e2e_idempotency.py."""
 
 from __future__ import annotations
 
@@ -41,14 +42,14 @@ async def test_key_order_and_whitespace_do_not_make_another_body(service, ids):
         assert resp.status == 201 and (await resp.json())["data"] == first["data"]
 
 
-async def test_the_same_key_with_another_body_is_invalid_argument(service, ids):
+async def test_the_same_key_with_another_body_is_idempotency_key_reused(service, ids):
     course, user, other = next(ids), next(ids), next(ids)
     await service.given_course_and_user(course, user, [activity(1)])
     await service.publish(service.user_upserted(other))
     await service.until_user(other)
     await _post(service, {"user_id": user, "course_id": course}, "checkout-2")
     status, body, _ = await _post(service, {"user_id": other, "course_id": course}, "checkout-2")
-    assert status == 400 and body["error"]["code"] == "invalid_argument"
+    assert status == 422 and body["error"]["code"] == "idempotency_key_reused"
     assert "Idempotency-Key" in body["error"]["message"]
     _, listed = await service.call("GET", f"{ENROLLMENTS}?user_id={other}", expect=200)
     assert listed["data"] == []
@@ -69,8 +70,12 @@ async def test_concurrent_requests_with_one_key_get_one_enrollment(service, ids,
     await service.given_course_and_user(course, user, [activity(1)])
     body = {"user_id": user, "course_id": course}
     results = await asyncio.gather(*[_post(service, body, "checkout-4") for _ in range(10)])
-    assert {r[0] for r in results} == {201}
-    assert len({r[1]["data"]["id"] for r in results}) == 1
+    # The first claims the key; the others replay its answer, or hear it is still in flight (409).
+    assert {r[0] for r in results} <= {201, 409}
+    created = [r for r in results if r[0] == 201]
+    assert len([r for r in created if r[2].get("Idempotent-Replayed") != "true"]) == 1
+    assert len({r[1]["data"]["id"] for r in created}) == 1
+    assert all(r[1]["error"]["code"] == "idempotency_key_in_flight" for r in results if r[0] == 409)
     await events.wait_for("enrollment.created")
     await asyncio.sleep(0.3)
     assert len(events.of_type("enrollment.created")) == 1

@@ -615,12 +615,27 @@ function defineTests() {
   });
 
   test("the element cap is enforced when an element is added", () => {
-    const s = started2004();
+    const s = session("2004", {}, fakeServer(), { limits: { items: player.MAX_ELEMENTS + 1 } });
+    assert.equal(s.api.Initialize(""), "true");
     for (let i = 0; i < player.MAX_ELEMENTS; i++) {
       assert.equal(s.api.SetValue(`cmi.interactions.${i}.id`, `q${i}`), "true");
     }
     assert.equal(set2004(s, `cmi.interactions.${player.MAX_ELEMENTS}.id`, "one-too-many"), "351");
     assert.equal(set2004(s, "cmi.interactions.0.id", "replaced"), "0"); // replacing adds nothing
+  });
+
+  test("collections hold at most the server's caps (351 past them), defaults as the server's", () => {
+    assert.deepEqual(player.DEFAULT_LIMITS, { items: 1000, nested_items: 100 });
+    const s = session("2004", {}, fakeServer(), { limits: { items: 250, nested_items: 10 } });
+    assert.equal(s.api.Initialize(""), "true");
+    for (let i = 0; i < 250; i++) assert.equal(set2004(s, `cmi.interactions.${i}.id`, `q${i}`), "0");
+    assert.equal(set2004(s, "cmi.interactions.250.id", "one-too-many"), "351");
+    for (let i = 0; i < 10; i++) assert.equal(set2004(s, `cmi.interactions.0.objectives.${i}.id`, `o${i}`), "0");
+    assert.equal(set2004(s, "cmi.interactions.0.objectives.10.id", "one-too-many"), "351");
+    const s12 = session("1.2", {}, fakeServer(), { limits: { items: 250, nested_items: 10 } });
+    assert.equal(s12.api.LMSInitialize(""), "true");
+    for (let i = 0; i < 250; i++) assert.equal(set12(s12, `cmi.objectives.${i}.id`, `o${i}`), "0");
+    assert.equal(set12(s12, "cmi.objectives.250.id", "one-too-many"), "101");
   });
 
   test("the size cap keeps the commit body under the gateway's 1 MiB limit", () => {

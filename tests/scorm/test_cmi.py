@@ -3,12 +3,19 @@ values a launch starts with (services/scorm/cmi.py, cmi_12.py, cmi_2004.py)."""
 
 from __future__ import annotations
 
+import re
+import time
+
 import pytest
 
 from services.scorm.cmi import (
     MAX_ELEMENTS,
+    MIN_ITEMS,
+    MIN_NESTED_ITEMS,
+    SPM_2004,
     AttemptFields,
     CmiError,
+    CmiLimits,
     derive_attempt,
     format_cmi_timespan,
     format_iso8601_duration,
@@ -17,6 +24,7 @@ from services.scorm.cmi import (
     parse_iso8601_duration,
     validate_commit,
 )
+from services.scorm.config import ScormSettings
 
 # --- attempts: SCORM 1.2 ----------------------------------------------------------------------
 
@@ -496,9 +504,54 @@ def test_the_snapshot_must_be_an_object_of_named_strings(body):
 
 def test_snapshots_over_the_element_cap_are_rejected():
     at_cap = {f"cmi.interactions.{i}.id": f"q{i}" for i in range(MAX_ELEMENTS)}
-    assert len(validate_commit("2004", at_cap)) == MAX_ELEMENTS
+    many_items = CmiLimits(max_items=MAX_ELEMENTS)
+    assert len(validate_commit("2004", at_cap, many_items)) == MAX_ELEMENTS
     with pytest.raises(CmiError, match=f"at most {MAX_ELEMENTS}"):
-        validate_commit("2004", {**at_cap, "cmi.location": "1"})
+        validate_commit("2004", {**at_cap, "cmi.location": "1"}, many_items)
+
+
+@pytest.mark.parametrize(("standard", "name", "collection", "cap"), [
+    ("2004", "cmi.objectives.1000.id", "cmi.objectives", 1000),
+    ("2004", "cmi.interactions.99999999.id", "cmi.interactions", 1000),
+    ("2004", "cmi.comments_from_learner.999999999.comment", "cmi.comments_from_learner", 1000),
+    ("2004", "cmi.interactions.0.objectives.100.id", "cmi.interactions.0.objectives", 100),
+    ("2004", "cmi.interactions.0.correct_responses.99999999.pattern", "cmi.interactions.0.correct_responses", 100),
+    ("1.2", "cmi.objectives.99999999.id", "cmi.objectives", 1000),
+    ("1.2", "cmi.interactions.0.objectives.123456789.id", "cmi.interactions.0.objectives", 100),
+])
+def test_indexes_at_or_over_the_cap_are_refused_at_once(standard: str, name: str, collection: str, cap: int):
+    started = time.thread_time()
+    with pytest.raises(CmiError, match=rf"{re.escape(collection)}\.[0-9]+: index out of range.*at most {cap} items"):
+        validate_commit(standard, {name: "x"})
+    assert time.thread_time() - started < 0.02  # O(1): counting up to the index took seconds
+
+
+def test_the_caps_never_go_below_the_scorm_2004_smallest_permitted_maximums():
+    assert MIN_ITEMS == 250 and MIN_NESTED_ITEMS == 10
+    assert SPM_2004["cmi.objectives"] == 100 and SPM_2004["cmi.interactions"] == 250
+    # every SPM is reachable under the default caps
+    cmi = {f"cmi.interactions.{i}.id": f"q{i}" for i in range(250)}
+    cmi |= {f"cmi.objectives.{i}.id": f"o{i}" for i in range(100)}
+    cmi |= {f"cmi.interactions.0.objectives.{i}.id": f"x{i}" for i in range(10)}
+    assert len(validate_commit("2004", cmi)) == len(cmi)
+    with pytest.raises(ValueError):
+        ScormSettings(cmi_max_items=249)
+    with pytest.raises(ValueError):
+        ScormSettings(cmi_max_nested_items=9)
+    assert ScormSettings(cmi_max_items=300).cmi_limits().max_items == 300
+
+
+def test_a_gap_far_below_a_large_index_is_named_without_counting_up_to_it():
+    cmi = {"cmi.interactions.0.id": "a", "cmi.interactions.999.id": "b"}
+    with pytest.raises(CmiError, match=r"cmi.interactions.1 is missing but cmi.interactions.999 is set"):
+        validate_commit("2004", cmi)
+
+
+def test_a_hostile_element_name_is_refused_without_being_echoed_whole():
+    name = "cmi." + "a" * 500_000
+    with pytest.raises(CmiError) as caught:
+        validate_commit("2004", {name: "x"})
+    assert len(str(caught.value)) < 200 and "not a SCORM 2004 data model element" in str(caught.value)
 
 
 # --- commits: arrays and the rules between elements ----------------------------------------------

@@ -3,9 +3,9 @@
 Every service runs as its own process behind the real gateway (``tests/support/cluster.py``). The test code builds
 the debug SCO (``tests/fixtures/scorm/debug_sco``) as a SCORM 1.2 or 2004 package whose launch URL carries the
 scenario, uploads it through the admin API, puts it in a published course, enrolls a learner and launches it through
-the public API. Chromium opens the launch URL (the player page, on the gateway's content origin); the SCO finds ``window.API`` or
-``window.API_1484_11`` in its parent frame and plays the scenario: status, score, location, suspend data, two
-interactions, ``exit`` = ``suspend``, a commit and the finish. Then, through the gateway again:
+the public API. Chromium opens the launch URL (the player page, on the gateway's content origin); the SCO finds
+``window.API`` or ``window.API_1484_11`` in its parent frame and plays the scenario: status, score, location,
+suspend data, two interactions, ``exit`` = ``suspend``, a commit and the finish. Then, through the gateway again:
 
 - the public attempts API shows the passed attempt with its score and the session time the SCO reported;
 - a second launch resumes: the SCO reads ``entry`` = ``resume`` and the suspend data and location it left.

@@ -325,8 +325,8 @@ async def test_finish_ends_the_attempt_once(scorm: ScormService) -> None:
     finished = events[1].data
     assert finished["finished"] is True and finished["time_ended_at"] is not None
     assert finished["time_started_at"] == events[0].data["time_started_at"]
-    answer = await scorm.runtime("commit", token, snapshot, expect=400)
-    assert "finished" in answer["error"]["message"]
+    answer = await scorm.runtime("commit", token, snapshot, expect=410)
+    assert answer["error"]["code"] == "launch_ended" and "finished" in answer["error"]["message"]
     assert len(scorm.events.of_type("runtime.committed")) == 2
 
 
@@ -400,8 +400,9 @@ async def test_a_new_launch_after_a_normal_exit_starts_afresh(scorm: ScormServic
 async def test_a_finished_launch_does_not_play_again(scorm: ScormService) -> None:
     launch, _ = await scorm.launched(GOLF_12)
     await scorm.runtime("finish", launch["runtime_token"], {"cmi": {}})
-    status, _, body = await get(scorm, f"/learn/player/{launch['runtime_token']}")
-    assert status == 400 and "launch the activity again" in json.loads(body)["error"]["message"]
+    status, headers, body = await get(scorm, f"/learn/player/{launch['runtime_token']}")
+    assert status == 410 and headers["Content-Type"].startswith("text/html")
+    assert b"launch the activity again" in body and b"learn-runtime-state" not in body
 
 
 # --- previews (the admin UI's "Preview" of a SCO) -------------------------------------------------------

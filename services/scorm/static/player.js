@@ -20,6 +20,9 @@
 
   // Same cap as the server (cmi.MAX_ELEMENTS).
   const MAX_ELEMENTS = 10000;
+  // Items per collection, as the server caps them (LEARN_SCORM_CMI_MAX_*; the page's state carries the
+  // configured values): top-level collections (index 1), an interaction's own collections (index 2).
+  const DEFAULT_LIMITS = { items: 1000, nested_items: 100 };
   // The gateway refuses JSON bodies over 1 MiB; stay clear of it with the envelope around.
   const MAX_BYTES = 1000000;
   // Browsers cap keepalive fetch and sendBeacon bodies at 64 KiB.
@@ -671,8 +674,9 @@
 
   const KEYWORDS = ["_children", "_count", "_version"];
 
-  function createDataModel(model, initial) {
+  function createDataModel(model, initial, limits) {
     const codes = model.codes;
+    const caps = Object.assign({}, DEFAULT_LIMITS, limits || {});
     const values = new Map();
     const counts = new Map(); // array instance ("cmi.interactions.2.objectives") -> items
     const written = new Map(); // element sent on commit -> its bytes in the JSON body
@@ -779,6 +783,10 @@
           return fail(codes.setOutOfRange, `${level.instance}.${level.index} cannot be set before ${level.instance}.${existing}: items are added in order`);
         }
         if (level.index === existing) {
+          const cap = level === parsed.levels[0] ? caps.items : caps.nested_items;
+          if (level.index >= cap) {
+            return fail(codes.setFailure, `${level.instance} holds at most ${cap} items`);
+          }
           const array = model.arrays[level.array];
           if (!array.creatable) return fail(codes.setOutOfRange, `${level.instance} has no item ${level.index}`);
           const createsItem = parsed.parts.length === level.position + 2 && parsed.parts[level.position + 1] === array.createdBy;
@@ -958,7 +966,7 @@
   function createPlayerSession(options) {
     const model = options.standard === "1.2" ? MODEL_12 : MODEL_2004;
     const codes = model.codes;
-    const data = createDataModel(model, options.cmi);
+    const data = createDataModel(model, options.cmi, options.limits);
     const sync = createSync({
       fetch: options.fetch,
       sendBeacon: options.sendBeacon,
@@ -1123,6 +1131,7 @@
     const session = createPlayerSession({
       standard: state.standard,
       cmi: state.cmi,
+      limits: state.cmi_limits,
       commitUrl: state.commit_url,
       finishUrl: state.finish_url,
       fetch: win.fetch.bind(win),
@@ -1153,6 +1162,7 @@
     MODEL_12: MODEL_12,
     MODEL_2004: MODEL_2004,
     MAX_ELEMENTS: MAX_ELEMENTS,
+    DEFAULT_LIMITS: DEFAULT_LIMITS,
     MAX_BYTES: MAX_BYTES,
   };
   if (typeof module === "object" && module && module.exports) {
