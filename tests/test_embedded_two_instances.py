@@ -1,5 +1,6 @@
 """Two embedded instances (`python -m services run`) on one machine, each given its own ports with
-``LEARN_<SERVICE>_PORT`` only: each gateway forwards to its own services, never to 8081-8084 or the other's."""
+``LEARN_<SERVICE>_PORT`` (and the gateway's content port and URL): each gateway forwards to its own services,
+never to 8081-8084 or the other's."""
 
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ SERVICES = ("gateway", "catalog", "enrollment", "certificates", "scorm")
 
 @contextlib.contextmanager
 def instance(workdir: Path, admin_token: str) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    ports = dict(zip(SERVICES, free_ports(len(SERVICES)), strict=True))
+    ports = dict(zip((*SERVICES, "gateway_content"), free_ports(len(SERVICES) + 1), strict=True))
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEARN_")}
     env.update({f"LEARN_{name.upper()}_PORT": str(port) for name, port in ports.items()})
+    env["LEARN_CONTENT_URL"] = f"http://localhost:{ports['gateway_content']}"  # the gateway's content listener
     env.update({"LEARN_DATA_DIR": str(workdir / "data"), "LEARN_ADMIN_TOKEN": admin_token,
                 "LEARN_LOG_LEVEL": "warning", "LEARN_CERTIFICATES_RENDER_WORKERS": "1"})
     workdir.mkdir(parents=True)

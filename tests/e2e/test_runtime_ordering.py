@@ -1,6 +1,6 @@
-"""The learner runtime through the gateway, as a browser hits it: a commit and a finish racing, and tokens that
-end with their purpose. On the real topology (PostgreSQL + RabbitMQ, a process per service) and on the embedded
-default (SQLite files, one process).
+"""The learner runtime through the gateway's content origin, as a browser hits it: a commit and a finish racing,
+and tokens that end with their purpose. On the real topology (PostgreSQL + RabbitMQ, a process per service) and
+on the embedded default (SQLite files, one process).
 
 Ordering (docs/scorm-runtime.md): the commits of one launch are totally ordered. A commit and a finish sent
 together both apply in the order the runtime received them, or the commit arrived after the finish and is
@@ -60,7 +60,7 @@ async def embedded(test_env: TestEnv, tmp_path: Path) -> AsyncIterator[EmbeddedS
 async def post(system: Cluster, token: str, action: str, body: Any = None) -> tuple[int, dict[str, Any]]:
     assert system.http is not None
     kwargs: dict[str, Any] = {} if body is None else {"json": body}
-    async with system.http.post(f"{system.gateway_url}/learn/runtime/{token}/{action}", **kwargs) as resp:
+    async with system.http.post(f"{system.content_url}/learn/runtime/{token}/{action}", **kwargs) as resp:
         return resp.status, await resp.json()
 
 
@@ -170,10 +170,10 @@ async def tokens_end_with_their_purpose(cluster: Cluster) -> None:
 
     async def all_ended() -> None:
         assert cluster.http is not None
-        async with cluster.http.get(f"{cluster.gateway_url}/learn/player/{token}") as resp:
+        async with cluster.http.get(f"{cluster.content_url}/learn/player/{token}") as resp:
             page = await resp.text()
             assert resp.status == 410 and resp.headers["Content-Type"].startswith("text/html"), page
-        async with cluster.http.get(f"{cluster.gateway_url}/learn/content/{token}/_learn/activity.html") as resp:
+        async with cluster.http.get(f"{cluster.content_url}/learn/content/{token}/_learn/activity.html") as resp:
             assert resp.status == 410 and (await resp.json())["error"]["code"] == "launch_ended"
         for action in ("commit", "finish"):
             status, body = await post(cluster, token, action, {"cmi": cmi})
