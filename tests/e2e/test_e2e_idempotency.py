@@ -52,6 +52,7 @@ class Embedded(Cluster):
             env[f"LEARN_{name.upper()}_PORT"] = str(port)
         env.update({"LEARN_DATA_DIR": str(self.workdir / "data"), "LEARN_ADMIN_TOKEN": self.admin_token,
                     "LEARN_PUBLIC_URL": self.gateway_url, "LEARN_LOG_LEVEL": "warning",
+                    "LEARN_CONTENT_URL": self.content_url, "LEARN_GATEWAY_CONTENT_PORT": str(self.content_port),
                     "LEARN_CERTIFICATES_RENDER_WORKERS": "1", **self.extra_env})
         return env
 
