@@ -100,7 +100,7 @@ def ended(*, finished_at: datetime | None, preview: bool, enrollment_status: str
     """Why a launch has ended (the message), or None while it is live.
 
     A ``completed`` enrollment does not end its launches: the launch that completed it still has its finish to
-    send, and completed enrollments may play in review mode (ADR 0007, ADR 0013). An enrollment the scorm service
+    send, and completed enrollments may play in review mode (ADR 0015, ADR 0013). An enrollment the scorm service
     has not heard of yet is live: the launch itself proved it was launchable.
     """
     if tenant_status == "suspended":
