@@ -19,7 +19,6 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -30,11 +29,12 @@ import pytest_asyncio
 from tests.support.cluster import REPO, Cluster, running_cluster
 from tests.support.env import TestEnv
 from tests.support.infra import wait_until
+from tests.support.scorm_packages import FIXTURES
 from tests.test_embedded import free_ports
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "scorm"
+
 READING = {"title": "Read the rules", "kind": "reading", "required": True}
 REPLAYED = "Idempotent-Replayed"
 
