@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -340,12 +341,55 @@ def parse_json_body(raw: bytes) -> Any:
     """
     if not raw.strip():
         return {}
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _nested_too_deep(raw):
+        # Refused before json.loads: its RecursionError would leave CPython 3.11's recursion accounting off, and a
+        # later compile() in the process (templates, schema code) then fails with "AST constructor recursion depth
+        # mismatch".
+        raise _too_deep()
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError.invalid(f"The body is not valid JSON: {exc}.") from None
     except RecursionError:
         raise _too_deep() from None
+
+
+_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _nested_too_deep(raw: bytes) -> bool:
+    """True when ``raw`` nests deeper than :data:`MAX_JSON_DEPTH`, at C speed for the common shapes.
+
+    Strings removed and everything but brackets deleted, each round strips the innermost pairs: a document
+    ``d`` levels deep is gone after ``d`` rounds. What is left after the limit is either too deep or has
+    unbalanced brackets (malformed: json.loads says so); the exact walk tells them apart.
+    """
+    skeleton = _STRINGS.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    for _ in range(MAX_JSON_DEPTH):
+        if not skeleton:
+            return False
+        skeleton = skeleton.replace(b"[]", b"").replace(b"{}", b"")
+    return bool(skeleton) and _nesting_depth(raw) > MAX_JSON_DEPTH
+
+
+def _nesting_depth(raw: bytes) -> int:
+    """The deepest nesting of arrays and objects in ``raw`` (strings skipped), without recursion."""
+    depth = deepest = 0
+    for token in _STRUCTURE.finditer(raw):
+        char = token.group()[:1]
+        if char in (b"[", b"{"):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_JSON_DEPTH:
+                    return deepest
+        elif char in (b"]", b"}"):
+            depth -= 1
+    return deepest
 
 
 def _too_deep() -> ApiError:

@@ -36,7 +36,7 @@ from aiohttp import web
 from sqlalchemy.dialects import postgresql, sqlite
 
 from shared.db import Database
-from shared.http import H_TENANT_ID, ApiError, Handler, dumps, request_id_of
+from shared.http import H_TENANT_ID, ApiError, Handler, dumps, parse_json_body, request_id_of
 
 log = structlog.get_logger("shared.idempotency")
 
@@ -109,9 +109,9 @@ def canonical_body(raw: bytes, content_type: str) -> bytes:
         return b"{}"
     ctype = content_type.split(";")[0].strip().lower()
     if not ctype or ctype.endswith(("/json", "+json")):
-        try:
-            return json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":")).encode()
-        except (UnicodeDecodeError, ValueError, RecursionError):
+        try:  # the shared reader: a body nested too deep never reaches json.loads's recursion
+            return json.dumps(parse_json_body(raw), sort_keys=True, separators=(",", ":")).encode()
+        except ApiError:
             pass
     return raw
 

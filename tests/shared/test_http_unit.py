@@ -187,3 +187,24 @@ def test_a_body_at_the_depth_limit_reaches_validation():
     with pytest.raises(ApiError) as err:
         validate_payload(payload, Body)
     assert err.value.message == "Unknown field 'x'."
+
+
+def test_a_deep_body_is_refused_before_the_json_decoder_recurses(monkeypatch):
+    """json.loads's RecursionError corrupts CPython 3.11's recursion accounting (a later compile() raises
+    "AST constructor recursion depth mismatch"): deep bodies must never reach it."""
+    import shared.http
+
+    def decoder_must_not_run(_raw):
+        raise AssertionError("json.loads reached with a body nested too deep")
+
+    monkeypatch.setattr(shared.http.json, "loads", decoder_must_not_run)
+    for raw in (b"[" * 5000 + b"]" * 5000, b'{"a":' * 3000 + b"1" + b"}" * 3000, b"[" * 5000,
+                b'[{"s":"]]]]"},' + b"[" * 40 + b"]" * 40 + b"]"):
+        with pytest.raises(ApiError) as err:
+            parse_json_body(raw)
+        assert f"more than {MAX_JSON_DEPTH} levels" in err.value.message
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    body = b'{"slug":"' + b"[" * 100 + b'","title":"' + b"{" * 100 + b'"}'
+    assert parse_json_body(body) == {"slug": "[" * 100, "title": "{" * 100}
