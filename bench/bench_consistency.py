@@ -61,9 +61,10 @@ async def _run(n: int) -> dict[str, Any]:
 async def _measure(c: Cluster, n: int) -> dict[str, Any]:
     off = ServiceProcess("gateway_off", free_port(), c.workdir / "logs" / "gateway_off.log")
     c.services["gateway_off"] = off
-    c.extra_env.update({"LEARN_GATEWAY_PORT": str(off.port), "LEARN_GATEWAY_CONSISTENCY": "false"})
+    c.extra_env.update({"LEARN_GATEWAY_PORT": str(off.port), "LEARN_GATEWAY_CONSISTENCY": "false",
+                        "LEARN_GATEWAY_CONTENT_PORT": "0"})  # no second content listener (the first has the port)
     c.spawn_as("gateway_off", "gateway")
-    for name in ("LEARN_GATEWAY_PORT", "LEARN_GATEWAY_CONSISTENCY"):
+    for name in ("LEARN_GATEWAY_PORT", "LEARN_GATEWAY_CONSISTENCY", "LEARN_GATEWAY_CONTENT_PORT"):
         del c.extra_env[name]
     assert c.http is not None
     http = c.http
