@@ -11,20 +11,17 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, cast, overload
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from shared.db import Database
+from shared.db import BigId, Database, Timestamp, as_utc
 
 metadata = sa.MetaData()
 
-BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-Timestamp = sa.DateTime(timezone=True)
 LIVE_STATUSES = ("active", "completed")
 
 tenants = sa.Table(
@@ -168,27 +165,8 @@ attempt_commits = sa.Table(
 # --- helpers ------------------------------------------------------------------------------------------------
 
 
-@overload
-def as_utc(value: datetime) -> datetime: ...
-
-
-@overload
-def as_utc(value: datetime | None) -> datetime | None: ...
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes: they were stored as UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def dialect_name(db: AsyncSession | AsyncConnection) -> str:
     return (db.get_bind() if isinstance(db, AsyncSession) else db).dialect.name
-
-
-def _dialect(db: AsyncSession | AsyncConnection) -> Any:
-    return postgresql if dialect_name(db) == "postgresql" else sqlite
 
 
 @functools.cache
@@ -204,13 +182,6 @@ async def insert_if_absent(session: AsyncSession, table: sa.Table, values: Mappi
     result = cast(sa.CursorResult[Any], await session.execute(
         ignoring_conflicts(dialect_name(session), table), dict(values)))
     return result.rowcount == 1
-
-
-def upsert(session: AsyncSession, table: sa.Table, values: Mapping[str, Any], keys: list[str],
-           update: Mapping[str, Any], where: sa.ColumnElement[bool] | None = None) -> Any:
-    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET update [WHERE where]`` (``where`` sees the existing row)."""
-    stmt = _dialect(session).insert(table).values(**values)
-    return stmt.on_conflict_do_update(index_elements=keys, set_=dict(update), where=where)
 
 
 @asynccontextmanager
