@@ -20,7 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from services.certificates import templates as use_cases
-from services.certificates.api_support import ADMIN, API, documents_of, note_tenant, require_scope
+from services.certificates.api_support import ADMIN, API, documents_of, note_tenant
 from services.certificates.pdf import (
     CertificateData,
     TemplateAssetError,
@@ -40,6 +40,7 @@ from shared.http import (
     path_id,
     read_json,
     request_id_of,
+    require_scope,
 )
 from shared.service import CURSOR_KEY, DB_KEY
 
