@@ -20,7 +20,7 @@ from services.certificates.documents import Documents
 from services.certificates.readmodels import apply_user_upserted
 from services.certificates.regeneration import record_regeneration, regeneration_worker
 from services.certificates.rendering import RenderPool
-from shared.blobstore import BlobStore, DatabaseBlobStore, FilesystemBlobStore
+from shared.blobstore import choose_blob_store
 from shared.bus.amqp import AmqpBus
 from shared.bus.consumer import Subscription
 from shared.bus.envelope import CloudEvent
@@ -55,22 +55,14 @@ def subscriptions(app: web.Application) -> list[Subscription]:
     ]
 
 
-def blob_store_for(settings: CertificatesSettings, app: web.Application) -> BlobStore:
-    kind = settings.blob_store
-    if kind == "auto":
-        kind = "database" if app[DB_KEY].is_postgres else "filesystem"
-    if kind == "database":
-        return DatabaseBlobStore(app[DB_KEY].engine)
-    return FilesystemBlobStore(settings.common.data_dir / "certificates-blobs")
-
-
 def _runtime_ctx(settings: CertificatesSettings,
                  own_bus: AmqpBus | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         pool = RenderPool(settings.render_workers)
         try:
             await pool.start()
-            documents = Documents(pool, blob_store_for(settings, app), settings.common.public_url)
+            blobs = choose_blob_store(settings.blob_store, app[DB_KEY], settings.common.data_dir / "certificates-blobs")
+            documents = Documents(pool, blobs, settings.common.public_url)
             app[RUNTIME_KEY].start(documents)
             log.info("certificates_runtime_started", render_workers=settings.render_workers,
                      blob_store=type(documents.blobs).__name__)
