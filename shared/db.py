@@ -237,6 +237,36 @@ class TenantScope:
         return table.c.tenant_id == self.tenant_id
 
 
+# --- read models several services keep ----------------------------------------------------------------------
+
+
+def tenant_names_table(metadata: sa.MetaData, *, name_nullable: bool = False) -> sa.Table:
+    """``tenants``: each tenant's slug and display name, as the gateway forwards them or events carry them."""
+    return sa.Table(
+        "tenants",
+        metadata,
+        sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("slug", sa.String(63), nullable=False),
+        sa.Column("name", sa.String(200), nullable=name_nullable),
+        sa.Column("updated_at", Timestamp, nullable=False),
+    )
+
+
+def directory_users_table(metadata: sa.MetaData, name: str = "users") -> sa.Table:
+    """The directory's users (``user.upserted``): name and email per tenant and user id, with the revision that
+    orders the events."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("email", sa.String(320), nullable=False),
+        sa.Column("revision", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", Timestamp, nullable=False),
+    )
+
+
 def utcnow() -> Any:
     return datetime.now(UTC)
 

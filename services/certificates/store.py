@@ -15,30 +15,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from shared.blobstore import blob_tables
-from shared.db import BigId, Timestamp, as_utc
+from shared.db import BigId, Timestamp, as_utc, directory_users_table, tenant_names_table
 
 metadata = sa.MetaData()
 blob_tables(metadata)
 
-tenants = sa.Table(
-    "tenants",
-    metadata,
-    sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("slug", sa.String(63), nullable=False),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("updated_at", Timestamp, nullable=False),
-)
-
-users = sa.Table(
-    "users",
-    metadata,
-    sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("email", sa.String(320), nullable=False),
-    sa.Column("revision", sa.BigInteger, nullable=False),
-    sa.Column("updated_at", Timestamp, nullable=False),
-)
+tenants = tenant_names_table(metadata)
+users = directory_users_table(metadata)
 
 templates = sa.Table(
     "templates",

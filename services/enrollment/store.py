@@ -18,20 +18,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from shared.db import BigId, Database, Timestamp, as_utc
+from shared.db import BigId, Database, Timestamp, as_utc, directory_users_table, tenant_names_table
 
 metadata = sa.MetaData()
 
 LIVE_STATUSES = ("active", "completed")
 
-tenants = sa.Table(
-    "tenants",
-    metadata,
-    sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("slug", sa.String(63), nullable=False),
-    sa.Column("name", sa.String(200), nullable=True),
-    sa.Column("updated_at", Timestamp, nullable=False),
-)
+tenants = tenant_names_table(metadata, name_nullable=True)
 
 courses = sa.Table(
     "courses",
@@ -64,16 +57,7 @@ course_versions = sa.Table(
     sa.Column("revision", sa.BigInteger, nullable=False),
 )
 
-directory_users = sa.Table(
-    "directory_users",
-    metadata,
-    sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("email", sa.String(320), nullable=False),
-    sa.Column("revision", sa.BigInteger, nullable=False),
-    sa.Column("updated_at", Timestamp, nullable=False),
-)
+directory_users = directory_users_table(metadata, "directory_users")
 
 enrollments = sa.Table(
     "enrollments",
