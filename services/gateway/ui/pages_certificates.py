@@ -11,7 +11,6 @@ from services.gateway.ui import forms
 from services.gateway.ui.client import AdminApiError
 from services.gateway.ui.pages_courses import refusal
 from services.gateway.ui.views import Problem, Ui, View
-from shared.http import positive_int
 from shared.pdf_preview import first_page_png, pdftoppm
 
 log = structlog.get_logger("gateway.ui")
@@ -19,12 +18,6 @@ log = structlog.get_logger("gateway.ui")
 FILTERS = (("user_id", "User id"), ("course_id", "Course id"))
 PAGE_DPI = 72
 
-
-def _id(view: View) -> int:
-    value = positive_int(view.request.match_info["id"])
-    if value is None:
-        raise web.HTTPNotFound(reason="There is no such page.")
-    return value
 
 
 async def search(view: View) -> web.StreamResponse:
@@ -52,7 +45,7 @@ async def search(view: View) -> web.StreamResponse:
 
 async def certificate_page(view: View, *, problem: Problem | None = None, status: int = 200
                            ) -> web.StreamResponse:
-    certificate_id = _id(view)
+    certificate_id = view.path_id()
     certificate = (await view.api.get(view.tenant_api_path(f"certificates/{certificate_id}"))).data
     return view.render("certificate.html", status=status, problem=problem, certificate=certificate,
                        as_image=pdftoppm() is not None, switch_path="/admin/learn/certificates")
@@ -64,10 +57,10 @@ async def certificate_index(view: View) -> web.StreamResponse:
 
 async def pdf(view: View) -> web.StreamResponse:
     """The certificate's PDF, for the frame on its page (the admin API's bytes, as they are)."""
-    document = await view.api.document("GET", view.tenant_api_path(f"certificates/{_id(view)}/pdf"))
+    document = await view.api.document("GET", view.tenant_api_path(f"certificates/{view.path_id()}/pdf"))
     view.frameable = True
     return web.Response(body=document.body, content_type="application/pdf",
-                        headers={"Content-Disposition": f'inline; filename="certificate-{_id(view)}.pdf"',
+                        headers={"Content-Disposition": f'inline; filename="certificate-{view.path_id()}.pdf"',
                                  "Cache-Control": "private, no-store"})
 
 
@@ -78,7 +71,7 @@ async def page_image(view: View) -> web.StreamResponse:
     tool = pdftoppm()
     if tool is None:
         raise web.HTTPNotFound(reason="No PDF rasteriser is installed.")
-    document = await view.api.document("GET", view.tenant_api_path(f"certificates/{_id(view)}/pdf"))
+    document = await view.api.document("GET", view.tenant_api_path(f"certificates/{view.path_id()}/pdf"))
     async with view.ui.raster_gate:  # rasterising is CPU work in a child process: a couple at a time is plenty
         png = await first_page_png(document.body, dpi=PAGE_DPI, tool=tool, log=log,
                                    failure_event="admin_ui_pdf_image_failed")
@@ -88,7 +81,7 @@ async def page_image(view: View) -> web.StreamResponse:
 
 
 async def revoke(view: View) -> web.StreamResponse:
-    certificate_id = _id(view)
+    certificate_id = view.path_id()
     form = await view.form()
     try:
         reason = forms.required(form, "reason", "A reason")
@@ -101,7 +94,7 @@ async def revoke(view: View) -> web.StreamResponse:
 
 
 async def regenerate(view: View) -> web.StreamResponse:
-    certificate_id = _id(view)
+    certificate_id = view.path_id()
     try:
         certificate = (await view.api.post(
             view.tenant_api_path(f"certificates/{certificate_id}/regenerate-pdf"))).data
