@@ -32,6 +32,8 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from shared.db import Database
+
 log = structlog.get_logger("shared.blobstore")
 
 MAX_KEY_BYTES = 1024
@@ -542,3 +544,11 @@ class DatabaseBlobStore(BlobStore):
         count = int(removed.rowcount or 0)
         log.info("blob_prefix_deleted", prefix=prefix, blobs=count)
         return count
+
+
+def choose_blob_store(kind: str, db: Database, directory: Path) -> BlobStore:
+    """A service's blob store from its ``blob_store`` setting: ``database`` (the service's own database),
+    ``filesystem`` (files under ``directory``) or ``auto`` (the database with PostgreSQL, files when embedded)."""
+    if kind == "auto":
+        kind = "database" if db.is_postgres else "filesystem"
+    return DatabaseBlobStore(db.engine) if kind == "database" else FilesystemBlobStore(directory)

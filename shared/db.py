@@ -7,18 +7,25 @@ own database and its own alembic migrations under ``services/<name>/migrations``
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import sqlalchemy as sa
 import structlog
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 log = structlog.get_logger("shared.db")
+
+#: an autoincrementing id: BIGINT on PostgreSQL, INTEGER on SQLite (only INTEGER PRIMARY KEY autoincrements there)
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+#: every timestamp column: timezone-aware, written as UTC
+Timestamp = sa.DateTime(timezone=True)
 
 
 class Database:
@@ -230,10 +237,74 @@ class TenantScope:
         return table.c.tenant_id == self.tenant_id
 
 
-def utcnow() -> Any:
-    from datetime import UTC, datetime
+# --- read models several services keep ----------------------------------------------------------------------
 
+
+def tenant_names_table(metadata: sa.MetaData, *, name_nullable: bool = False) -> sa.Table:
+    """``tenants``: each tenant's slug and display name, as the gateway forwards them or events carry them."""
+    return sa.Table(
+        "tenants",
+        metadata,
+        sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("slug", sa.String(63), nullable=False),
+        sa.Column("name", sa.String(200), nullable=name_nullable),
+        sa.Column("updated_at", Timestamp, nullable=False),
+    )
+
+
+def directory_users_table(metadata: sa.MetaData, name: str = "users") -> sa.Table:
+    """The directory's users (``user.upserted``): name and email per tenant and user id, with the revision that
+    orders the events."""
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("email", sa.String(320), nullable=False),
+        sa.Column("revision", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", Timestamp, nullable=False),
+    )
+
+
+def utcnow() -> Any:
     return datetime.now(UTC)
+
+
+@overload
+def as_utc(value: datetime) -> datetime: ...
+
+
+@overload
+def as_utc(value: datetime | None) -> datetime | None: ...
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """A timestamp read back from a database, in UTC: SQLite hands back naive datetimes (they were stored as UTC)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# --- portable upserts (PostgreSQL and SQLite) ----------------------------------------------------------------
+
+
+def _dialect(db: AsyncSession | AsyncConnection) -> Any:
+    bind = db.get_bind() if isinstance(db, AsyncSession) else db
+    return postgresql if bind.dialect.name == "postgresql" else sqlite
+
+
+def upsert(db: AsyncSession | AsyncConnection, table: sa.Table, values: Mapping[str, Any], keys: list[str],
+           update: Mapping[str, Any], where: sa.ColumnElement[bool] | None = None) -> Any:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET update [WHERE where]`` (``where`` sees the existing row)."""
+    stmt = _dialect(db).insert(table).values(**values)
+    return stmt.on_conflict_do_update(index_elements=keys, set_=dict(update), where=where)
+
+
+def insert_ignoring_conflicts(db: AsyncSession | AsyncConnection, table: sa.Table,
+                              rows: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` of one row (a mapping) or several (a list of mappings)."""
+    return _dialect(db).insert(table).values(rows).on_conflict_do_nothing()
 
 
 def is_unique_violation(exc: BaseException) -> bool:

@@ -134,7 +134,7 @@ def error_response(
     )
 
 
-def _is_unavailable(exc: BaseException) -> bool:
+def is_unavailable(exc: BaseException) -> bool:
     """True for errors that mean "a backing store is down", which are 503s, not bugs."""
     import sqlalchemy.exc
 
@@ -150,10 +150,10 @@ def _is_unavailable(exc: BaseException) -> bool:
         return True
     cause = exc.__cause__ or exc.__context__
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and cause is not None:
-        return _is_unavailable(cause)
+        return is_unavailable(cause)
     orig = getattr(exc, "orig", None)
     if orig is not None and orig is not exc:
-        return _is_unavailable(orig)
+        return is_unavailable(orig)
     return False
 
 
@@ -179,7 +179,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
         return error_response(request_id_of(request), exc.status, code, message, headers)
     except Exception as exc:
-        if _is_unavailable(exc):
+        if is_unavailable(exc):
             log.warning("backing_store_unavailable", error=repr(exc), path=request.path)
             return error_response(
                 request_id_of(request), 503, "service_unavailable",
@@ -279,6 +279,12 @@ class RequestContext:
     @property
     def is_admin(self) -> bool:
         return "admin" in self.scopes
+
+
+def require_scope(ctx: RequestContext, scope: str) -> None:
+    """The gateway checks scopes too; this keeps a service safe if a route is ever forwarded without it."""
+    if scope not in ctx.scopes:
+        raise ApiError(403, "insufficient_scope", f"This request needs the '{scope}' scope.")
 
 
 def context_of(request: web.Request) -> RequestContext:

@@ -35,7 +35,7 @@ import structlog
 from aiohttp import web
 from sqlalchemy.dialects import postgresql, sqlite
 
-from shared.db import Database
+from shared.db import Database, Timestamp, as_utc
 from shared.http import H_TENANT_ID, ApiError, Handler, dumps, parse_json_body, request_id_of
 
 log = structlog.get_logger("shared.idempotency")
@@ -47,7 +47,6 @@ STORED_HEADERS = ("Content-Type", "Location", "Content-Location", "ETag")
 MAX_STORED_BODY = 1024 * 1024  # a larger answer is not stored (none of the API's writes answers that much)
 MAX_KEY_LENGTH = 255
 
-_Timestamp = sa.DateTime(timezone=True)
 idempotency_metadata = sa.MetaData()
 records = sa.Table(
     "idempotency_records",
@@ -56,12 +55,12 @@ records = sa.Table(
     sa.Column("key", sa.String(MAX_KEY_LENGTH), primary_key=True),
     sa.Column("fingerprint", sa.String(64), nullable=False),
     sa.Column("lease_token", sa.String(32), nullable=False),
-    sa.Column("lease_until", _Timestamp, nullable=False),
+    sa.Column("lease_until", Timestamp, nullable=False),
     sa.Column("status_code", sa.Integer, nullable=True),  # None while the first request is in flight
     sa.Column("headers", sa.JSON, nullable=True),
     sa.Column("body", sa.LargeBinary, nullable=True),
-    sa.Column("created_at", _Timestamp, nullable=False),
-    sa.Column("expires_at", _Timestamp, nullable=False, index=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False, index=True),
 )
 
 
@@ -73,12 +72,12 @@ def create_idempotency_table(op: Any) -> None:
         sa.Column("key", sa.String(MAX_KEY_LENGTH), primary_key=True),
         sa.Column("fingerprint", sa.String(64), nullable=False),
         sa.Column("lease_token", sa.String(32), nullable=False),
-        sa.Column("lease_until", _Timestamp, nullable=False),
+        sa.Column("lease_until", Timestamp, nullable=False),
         sa.Column("status_code", sa.Integer, nullable=True),
         sa.Column("headers", sa.JSON, nullable=True),
         sa.Column("body", sa.LargeBinary, nullable=True),
-        sa.Column("created_at", _Timestamp, nullable=False),
-        sa.Column("expires_at", _Timestamp, nullable=False),
+        sa.Column("created_at", Timestamp, nullable=False),
+        sa.Column("expires_at", Timestamp, nullable=False),
     )
     op.create_index("ix_idempotency_records_expires_at", "idempotency_records", ["expires_at"])
 
@@ -118,10 +117,6 @@ def canonical_body(raw: bytes, content_type: str) -> bytes:
 
 def fingerprint(method: str, path_qs: str, body_digest: str) -> str:
     return hashlib.sha256(f"{method} {path_qs}\n{body_digest}".encode()).hexdigest()
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 # --- the store ---------------------------------------------------------------------------------------------
@@ -194,8 +189,8 @@ class Idempotency:
                 row = (await session.execute(_SELECT, {"s": scope, "k": key})).first()
                 if row is None:
                     continue  # released (or swept) between the two statements: try again
-                expired = _utc(row.expires_at) <= now
-                abandoned = row.status_code is None and _utc(row.lease_until) <= now
+                expired = as_utc(row.expires_at) <= now
+                abandoned = row.status_code is None and as_utc(row.lease_until) <= now
                 if expired or abandoned:
                     # Forgotten, or its request died with its process: this request takes the key over.
                     params = {"s": scope, "k": key, "old_token": row.lease_token, "n_fingerprint": fp,

@@ -24,7 +24,7 @@ from shared.bus.consumer import ConsumerRunner, Subscription
 from shared.bus.inprocess import InProcessBus
 from shared.bus.relay import OutboxRelay
 from shared.bus.topology import QueueSpec
-from shared.config import ServiceSettings
+from shared.config import CommonSettings, ServiceSettings
 from shared.consistency import consistency_middleware
 from shared.db import Database, migrate, migrations_applied
 from shared.http import (
@@ -173,6 +173,19 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(bus_ctx)
     return app
+
+
+def own_amqp_bus(common: CommonSettings, service: str, *, concurrency: int, batch_size: int) -> AmqpBus | None:
+    """A broker connection with a service's own consumer concurrency and batch size (None without a broker URL).
+
+    Pass it to :func:`create_service_app` as ``bus``; the app then treats it as shared, so the service closes it
+    (after the bus context stopped consuming). The prefetch covers every concurrent batch.
+    """
+    if not common.amqp_url:
+        return None
+    return AmqpBus(common.amqp_url, service=service, namespace=common.amqp_namespace,
+                   prefetch=max(common.amqp_prefetch, batch_size * concurrency),
+                   delivery_limit=common.amqp_delivery_limit, concurrency=concurrency, batch_size=batch_size)
 
 
 async def _supervised(job: BackgroundTask, app: web.Application) -> None:

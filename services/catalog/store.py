@@ -12,13 +12,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import TenantScope
+from shared.db import BigId, TenantScope, Timestamp
 from shared.http import ApiError
 
 metadata = sa.MetaData()
 
-BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-Timestamp = sa.DateTime(timezone=True)
 
 courses = sa.Table(
     "courses",

@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.certificates import certificates as use_cases
-from services.certificates.api_support import ADMIN, API, documents_of, note_tenant, require_scope
+from services.certificates.api_support import ADMIN, API, documents_of, note_tenant
 from services.certificates.certificates import ConcurrentChange, Origin
 from services.certificates.documents import PDF_CONTENT_TYPE
 from services.certificates.domain import is_verification_id
@@ -30,6 +30,7 @@ from shared.http import (
     path_id,
     read_json,
     request_id_of,
+    require_scope,
 )
 from shared.service import CURSOR_KEY, DB_KEY, SETTINGS_KEY
 

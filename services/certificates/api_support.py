@@ -11,7 +11,7 @@ from services.certificates.documents import Documents
 from services.certificates.domain import KnownTenant
 from services.certificates.readmodels import remember_tenant
 from shared.db import utcnow
-from shared.http import ApiError, RequestContext
+from shared.http import RequestContext
 
 ADMIN = "/admin/v1"
 API = "/api/v1/learn"
@@ -45,12 +45,6 @@ RUNTIME_KEY = web.AppKey("certificates_runtime", Runtime)
 
 def documents_of(request: web.Request) -> Documents:
     return request.app[RUNTIME_KEY].documents
-
-
-def require_scope(ctx: RequestContext, scope: str) -> None:
-    """The gateway checks scopes too; this keeps the service safe if a route is ever forwarded without it."""
-    if scope not in ctx.scopes:
-        raise ApiError(403, "insufficient_scope", f"This request needs the '{scope}' scope.")
 
 
 async def note_tenant(session: AsyncSession, ctx: RequestContext) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import shutil
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -20,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from services.certificates import templates as use_cases
-from services.certificates.api_support import ADMIN, API, documents_of, note_tenant, require_scope
+from services.certificates.api_support import ADMIN, API, documents_of, note_tenant
 from services.certificates.pdf import (
     CertificateData,
     TemplateAssetError,
@@ -40,7 +39,9 @@ from shared.http import (
     path_id,
     read_json,
     request_id_of,
+    require_scope,
 )
+from shared.pdf_preview import first_page_png
 from shared.service import CURSOR_KEY, DB_KEY
 
 log = structlog.get_logger("certificates.api.templates")
@@ -209,26 +210,6 @@ def _sample_certificate(public_url: str) -> CertificateData:
     )
 
 
-async def _to_png(pdf: bytes) -> bytes | None:
-    """First page as PNG with poppler's ``pdftoppm`` (None when it is not installed or fails)."""
-    tool = shutil.which("pdftoppm")
-    if tool is None:
-        return None
-    process = await asyncio.create_subprocess_exec(
-        tool, "-png", "-r", str(_PREVIEW_DPI), "-singlefile", "-", stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        png, err = await asyncio.wait_for(process.communicate(pdf), timeout=20)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        return None
-    if process.returncode != 0 or not png.startswith(b"\x89PNG"):
-        log.warning("preview_png_failed", error=err.decode(errors="replace")[:300])
-        return None
-    return png
-
-
 async def preview_template(request: web.Request) -> web.Response:
     """Render a sample certificate with the posted fields (over ``template_id``'s, over the defaults)."""
     ctx = context_of(request)
@@ -258,7 +239,8 @@ async def preview_template(request: web.Request) -> web.Response:
     pdf = await docs.pool.render(spec, _sample_certificate(docs.public_url))
     headers = {"X-Request-Id": request_id_of(request), "Cache-Control": "no-store",
                "X-Content-Type-Options": "nosniff"}
-    png = await _to_png(pdf) if wanted == "png" else None
+    png = (await first_page_png(pdf, dpi=_PREVIEW_DPI, log=log, failure_event="preview_png_failed")
+           if wanted == "png" else None)
     if png is not None:
         return web.Response(body=png, content_type="image/png", headers=headers)
     return web.Response(body=pdf, content_type="application/pdf",

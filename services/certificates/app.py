@@ -20,13 +20,13 @@ from services.certificates.documents import Documents
 from services.certificates.readmodels import apply_user_upserted
 from services.certificates.regeneration import record_regeneration, regeneration_worker
 from services.certificates.rendering import RenderPool
-from shared.blobstore import BlobStore, DatabaseBlobStore, FilesystemBlobStore
+from shared.blobstore import choose_blob_store
 from shared.bus.amqp import AmqpBus
 from shared.bus.consumer import Subscription
 from shared.bus.envelope import CloudEvent
 from shared.bus.topology import queue
 from shared.events.enrollment import EnrollmentCompleted
-from shared.service import DB_KEY, BackgroundTask, ServiceSpec, create_service_app
+from shared.service import DB_KEY, BackgroundTask, ServiceSpec, create_service_app, own_amqp_bus
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: the gateway's admin JSON limit (templates carry base64 logos and backgrounds), plus headroom
@@ -55,22 +55,14 @@ def subscriptions(app: web.Application) -> list[Subscription]:
     ]
 
 
-def blob_store_for(settings: CertificatesSettings, app: web.Application) -> BlobStore:
-    kind = settings.blob_store
-    if kind == "auto":
-        kind = "database" if app[DB_KEY].is_postgres else "filesystem"
-    if kind == "database":
-        return DatabaseBlobStore(app[DB_KEY].engine)
-    return FilesystemBlobStore(settings.common.data_dir / "certificates-blobs")
-
-
 def _runtime_ctx(settings: CertificatesSettings,
                  own_bus: AmqpBus | None) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         pool = RenderPool(settings.render_workers)
         try:
             await pool.start()
-            documents = Documents(pool, blob_store_for(settings, app), settings.common.public_url)
+            blobs = choose_blob_store(settings.blob_store, app[DB_KEY], settings.common.data_dir / "certificates-blobs")
+            documents = Documents(pool, blobs, settings.common.public_url)
             app[RUNTIME_KEY].start(documents)
             log.info("certificates_runtime_started", render_workers=settings.render_workers,
                      blob_store=type(documents.blobs).__name__)
@@ -85,28 +77,16 @@ def _runtime_ctx(settings: CertificatesSettings,
     return ctx
 
 
-def _own_bus(settings: CertificatesSettings) -> AmqpBus | None:
-    """The broker connection, with small consumer batches.
-
-    The shared consumer runs a batch's handlers one after another in one transaction; an issue waits for its
-    render, so a batch of 32 would render 32 certificates in turn while the other workers idle. Batches of a
-    few, several at once, keep every render worker busy.
-    """
-    common = settings.common
-    if not common.amqp_url:
-        return None
-    return AmqpBus(common.amqp_url, service="certificates", namespace=common.amqp_namespace,
-                   prefetch=max(common.amqp_prefetch, settings.consumer_batch_size * settings.consumer_concurrency),
-                   delivery_limit=common.amqp_delivery_limit, concurrency=settings.consumer_concurrency,
-                   batch_size=settings.consumer_batch_size)
-
-
 def create_app(settings: CertificatesSettings | None = None, *, bus: Any = None) -> web.Application:
     settings = settings or CertificatesSettings()
     background: list[BackgroundTask] = [regeneration_worker] if settings.regeneration_enabled else []
     spec = ServiceSpec(name="certificates", migrations_dir=MIGRATIONS, setup_routes=setup_routes,
                        subscriptions=subscriptions, background=background, client_max_size=ADMIN_BODY_LIMIT)
-    own_bus = _own_bus(settings) if bus is None else None
+    # The broker connection, with small consumer batches. The shared consumer runs a batch's handlers one after
+    # another in one transaction; an issue waits for its render, so a batch of 32 would render 32 certificates in
+    # turn while the other workers idle. Batches of a few, several at once, keep every render worker busy.
+    own_bus = own_amqp_bus(settings.common, "certificates", concurrency=settings.consumer_concurrency,
+                           batch_size=settings.consumer_batch_size) if bus is None else None
     app = create_service_app(settings, spec, bus=bus if bus is not None else own_bus)
     app[RUNTIME_KEY] = Runtime()
     # After the database opens and before the bus starts consumers and background jobs, which need it.

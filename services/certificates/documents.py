@@ -30,9 +30,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.certificates.pdf import CertificateData, TemplateSpec
 from services.certificates.rendering import RenderPool
-from services.certificates.store import as_utc, metadata, verification_url
+from services.certificates.store import metadata, verification_url
 from services.certificates.templates import TemplateRows
 from shared.blobstore import DB_CHUNK_BYTES, BlobInfo, BlobStore, DatabaseBlobStore, blob_tables, validate_key
+from shared.db import as_utc
 
 log = structlog.get_logger("certificates.documents")
 

@@ -6,7 +6,9 @@ import calendar
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
+
+from shared.db import as_utc
 
 VERIFICATION_ID_LENGTH = 40
 _VERIFICATION_ID = re.compile(r"[A-Za-z0-9_-]{40}")
@@ -45,10 +47,6 @@ def status_of(revoked_at: datetime | None, expires_at: datetime | None, now: dat
     if expires_at is not None and as_utc(expires_at) <= now:
         return "expired"
     return "valid"
-
-
-def as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 class UnknownTenant(ValueError):

@@ -16,8 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.certificates.domain import KnownTenant
-from services.certificates.store import tenants, upsert, users
+from services.certificates.store import tenants, users
 from shared.bus.envelope import CloudEvent
+from shared.db import upsert
 from shared.events.directory import UserUpserted
 
 

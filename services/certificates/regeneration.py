@@ -31,9 +31,9 @@ from services.certificates.api_support import RUNTIME_KEY
 from services.certificates.certificates import ConcurrentChange, Origin, rerender
 from services.certificates.config import CertificatesSettings
 from services.certificates.documents import Documents
-from services.certificates.store import certificates, insert_ignoring_conflicts, regeneration_jobs, templates
+from services.certificates.store import certificates, regeneration_jobs, templates
 from shared.bus.envelope import CloudEvent
-from shared.db import Database, utcnow
+from shared.db import Database, insert_ignoring_conflicts, utcnow
 from shared.events.certificates import TemplateUpdated
 from shared.metrics import REGENERATED, REGENERATION_PENDING
 from shared.service import DB_KEY, SETTINGS_KEY

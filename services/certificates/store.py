@@ -9,42 +9,19 @@ is the database one).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.blobstore import blob_tables
+from shared.db import BigId, Timestamp, as_utc, directory_users_table, tenant_names_table
 
 metadata = sa.MetaData()
 blob_tables(metadata)
 
-BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-Timestamp = sa.DateTime(timezone=True)
-
-tenants = sa.Table(
-    "tenants",
-    metadata,
-    sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("slug", sa.String(63), nullable=False),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("updated_at", Timestamp, nullable=False),
-)
-
-users = sa.Table(
-    "users",
-    metadata,
-    sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("email", sa.String(320), nullable=False),
-    sa.Column("revision", sa.BigInteger, nullable=False),
-    sa.Column("updated_at", Timestamp, nullable=False),
-)
+tenants = tenant_names_table(metadata)
+users = directory_users_table(metadata)
 
 templates = sa.Table(
     "templates",
@@ -127,31 +104,6 @@ regeneration_jobs = sa.Table(
 TEMPLATE_FIELDS = tuple(c for c in templates.c if c.name not in ("logo", "background_pdf"))
 LOGO_SIZE = sa.func.length(templates.c.logo).label("logo_bytes")
 BACKGROUND_SIZE = sa.func.length(templates.c.background_pdf).label("background_bytes")
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes: they were written as UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
-def _dialect(session: AsyncSession) -> Any:
-    return postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-
-
-def insert_ignoring_conflicts(session: AsyncSession, table: sa.Table, values: Mapping[str, Any]) -> Any:
-    """``INSERT ... ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite)."""
-    dialect = _dialect(session)
-    return dialect.insert(table).values(**values).on_conflict_do_nothing()
-
-
-def upsert(session: AsyncSession, table: sa.Table, values: Mapping[str, Any], keys: list[str],
-           update: Mapping[str, Any], where: sa.ColumnElement[bool] | None = None) -> Any:
-    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET update [WHERE where]`` (``where`` sees the existing row)."""
-    dialect = _dialect(session)
-    stmt = dialect.insert(table).values(**values)
-    return stmt.on_conflict_do_update(index_elements=keys, set_=dict(update), where=where)
 
 
 def _number(value: Decimal | None) -> Decimal | None:

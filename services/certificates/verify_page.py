@@ -23,7 +23,7 @@ from services.certificates import certificates as use_cases
 from services.certificates.domain import status_of
 from services.certificates.pdf import format_date, format_hours
 from services.certificates.readmodels import tenant_names
-from services.certificates.store import as_utc
+from shared.db import as_utc
 from shared.http import ApiError, request_id_of
 from shared.service import DB_KEY
 
@@ -47,7 +47,7 @@ _STATUS = {
 
 
 def _iso(moment: datetime | None) -> str:
-    return as_utc(moment).isoformat() if moment is not None else ""  # type: ignore[union-attr]
+    return as_utc(moment).isoformat() if moment is not None else ""
 
 
 def page_context(row: Any, issuer: str, now: datetime) -> dict[str, Any]:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from aiohttp import web
 
-from services.enrollment.api_support import require_scope
 from services.enrollment.store import attempt_resource, attempts, keyset_page, reading
-from shared.http import ApiError, context_of, int_param, next_cursor, ok, page_request, path_id
+from shared.http import ApiError, context_of, int_param, next_cursor, ok, page_request, path_id, require_scope
 from shared.service import CURSOR_KEY, DB_KEY
 
 _ATTEMPT = sa.select(attempts).where(attempts.c.tenant_id == sa.bindparam("tenant_id"),

@@ -8,12 +8,12 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.enrollment import cohorts as use_cases
-from services.enrollment.api_support import PositiveId, future_expiry, note_tenant, require_scope
+from services.enrollment.api_support import PositiveId, future_expiry, note_tenant
 from services.enrollment.caches import CACHES_KEY
 from services.enrollment.enrollments import Caller
 from services.enrollment.store import cohort_resource, cohorts, keyset_page, reading
 from shared.db import utcnow
-from shared.http import ApiError, context_of, next_cursor, ok, page_request, path_id, read_json
+from shared.http import ApiError, context_of, next_cursor, ok, page_request, path_id, read_json, require_scope
 from shared.service import CURSOR_KEY, DB_KEY
 
 CohortName = Annotated[str, Field(min_length=1, max_length=200)]

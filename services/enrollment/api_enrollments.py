@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from services.enrollment import enrollments as use_cases
-from services.enrollment.api_support import PositiveId, future_expiry, note_tenant, require_scope
+from services.enrollment.api_support import PositiveId, future_expiry, note_tenant
 from services.enrollment.caches import CACHES_KEY
 from services.enrollment.store import (
     enrollment_resource,
@@ -17,15 +17,7 @@ from services.enrollment.store import (
     reading,
 )
 from shared.db import utcnow
-from shared.http import (
-    context_of,
-    int_param,
-    next_cursor,
-    ok,
-    page_request,
-    path_id,
-    read_json,
-)
+from shared.http import context_of, int_param, next_cursor, ok, page_request, path_id, read_json, require_scope
 from shared.service import CURSOR_KEY, DB_KEY
 
 

@@ -17,12 +17,6 @@ from shared.http import ApiError, RequestContext
 PositiveId = Annotated[int, Field(strict=True, gt=0, lt=2**63)]
 
 
-def require_scope(ctx: RequestContext, scope: str) -> None:
-    """The gateway checks scopes too; this keeps the service safe if a route is ever forwarded without it."""
-    if scope not in ctx.scopes:
-        raise ApiError(403, "insufficient_scope", f"This request needs the '{scope}' scope.")
-
-
 def future_expiry(value: str | None, now: datetime) -> datetime | None:
     """``expires_at`` from a body: RFC 3339 with a time zone, and later than now."""
     if value is None:

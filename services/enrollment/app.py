@@ -18,7 +18,7 @@ from services.enrollment.sweeper import expiry_sweeper
 from shared.bus.amqp import AmqpBus
 from shared.bus.consumer import Subscription
 from shared.bus.topology import queue
-from shared.service import ServiceSpec, create_service_app
+from shared.service import ServiceSpec, create_service_app, own_amqp_bus
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -38,17 +38,6 @@ def subscriptions(app: web.Application) -> list[Subscription]:
     ]
 
 
-def _own_bus(settings: EnrollmentSettings) -> AmqpBus | None:
-    """The broker connection with this service's consumer concurrency and batch size (docs/enrollment.md)."""
-    common = settings.common
-    if not common.amqp_url:
-        return None
-    return AmqpBus(common.amqp_url, service="enrollment", namespace=common.amqp_namespace,
-                   prefetch=max(common.amqp_prefetch, settings.consumer_batch_size * settings.consumer_concurrency),
-                   delivery_limit=common.amqp_delivery_limit, concurrency=settings.consumer_concurrency,
-                   batch_size=settings.consumer_batch_size)
-
-
 def _closing(bus: AmqpBus) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(_app: web.Application) -> AsyncIterator[None]:
         yield
@@ -61,7 +50,9 @@ def create_app(settings: EnrollmentSettings | None = None, *, bus: Any = None) -
     settings = settings or EnrollmentSettings()
     spec = ServiceSpec(name="enrollment", migrations_dir=MIGRATIONS, setup_routes=setup_routes,
                        subscriptions=subscriptions, background=[expiry_sweeper] if settings.sweeper_enabled else [])
-    own_bus = _own_bus(settings) if bus is None else None
+    # The broker connection with this service's consumer concurrency and batch size (docs/enrollment.md).
+    own_bus = own_amqp_bus(settings.common, "enrollment", concurrency=settings.consumer_concurrency,
+                           batch_size=settings.consumer_batch_size) if bus is None else None
     app = create_service_app(settings, spec, bus=bus if bus is not None else own_bus)
     app[CACHES_KEY] = Caches()  # one per app: each app has its own database
     if own_bus is not None:

@@ -20,7 +20,6 @@ from services.enrollment import domain
 from services.enrollment.caches import Caches
 from services.enrollment.enrollments import SERVICE, Caller, enrollment_event, snapshot_fields
 from services.enrollment.store import (
-    as_utc,
     attempt_commits,
     attempts,
     dialect_name,
@@ -33,7 +32,7 @@ from services.enrollment.store import (
 from shared.bus import outbox
 from shared.bus.consumer import PermanentError
 from shared.bus.envelope import CloudEvent, new_event
-from shared.db import utcnow
+from shared.db import as_utc, utcnow
 from shared.events.enrollment import (
     AttemptUpdated,
     CompletedCourse,

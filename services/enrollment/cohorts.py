@@ -17,10 +17,10 @@ from services.enrollment.enrollments import (
     enrollment_facts,
     require_user,
 )
-from services.enrollment.store import as_utc, cohort_members, cohorts, enrollment_resource, insert_if_absent
+from services.enrollment.store import cohort_members, cohorts, enrollment_resource, insert_if_absent
 from shared.bus import outbox
 from shared.bus.envelope import new_event
-from shared.db import TenantScope
+from shared.db import TenantScope, as_utc
 from shared.events.enrollment import CohortAccessGranted
 from shared.http import ApiError
 

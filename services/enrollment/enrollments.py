@@ -15,7 +15,6 @@ from services.enrollment import domain
 from services.enrollment.caches import Caches
 from services.enrollment.store import (
     LIVE_ENROLLMENT,
-    as_utc,
     course_versions,
     courses,
     dialect_name,
@@ -26,7 +25,7 @@ from services.enrollment.store import (
 )
 from shared.bus import outbox
 from shared.bus.envelope import CloudEvent, new_event
-from shared.db import Database
+from shared.db import Database, as_utc
 from shared.events.enrollment import EnrollmentCancelled, EnrollmentCreated, EnrollmentExpired, EnrollmentSnapshot
 from shared.http import ApiError, RequestContext
 

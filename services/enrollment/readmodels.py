@@ -22,10 +22,9 @@ from services.enrollment.store import (
     directory_users,
     ignoring_conflicts,
     tenants,
-    upsert,
 )
 from shared.bus.envelope import CloudEvent
-from shared.db import utcnow
+from shared.db import upsert, utcnow
 from shared.events.catalog import CoursePublished, CourseSnapshot
 from shared.events.directory import UserUpserted
 

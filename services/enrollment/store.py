@@ -11,30 +11,20 @@ from __future__ import annotations
 import functools
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, cast, overload
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from shared.db import Database
+from shared.db import BigId, Database, Timestamp, as_utc, directory_users_table, tenant_names_table
 
 metadata = sa.MetaData()
 
-BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-Timestamp = sa.DateTime(timezone=True)
 LIVE_STATUSES = ("active", "completed")
 
-tenants = sa.Table(
-    "tenants",
-    metadata,
-    sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("slug", sa.String(63), nullable=False),
-    sa.Column("name", sa.String(200), nullable=True),
-    sa.Column("updated_at", Timestamp, nullable=False),
-)
+tenants = tenant_names_table(metadata, name_nullable=True)
 
 courses = sa.Table(
     "courses",
@@ -67,16 +57,7 @@ course_versions = sa.Table(
     sa.Column("revision", sa.BigInteger, nullable=False),
 )
 
-directory_users = sa.Table(
-    "directory_users",
-    metadata,
-    sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("user_id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("email", sa.String(320), nullable=False),
-    sa.Column("revision", sa.BigInteger, nullable=False),
-    sa.Column("updated_at", Timestamp, nullable=False),
-)
+directory_users = directory_users_table(metadata, "directory_users")
 
 enrollments = sa.Table(
     "enrollments",
@@ -168,27 +149,8 @@ attempt_commits = sa.Table(
 # --- helpers ------------------------------------------------------------------------------------------------
 
 
-@overload
-def as_utc(value: datetime) -> datetime: ...
-
-
-@overload
-def as_utc(value: datetime | None) -> datetime | None: ...
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes: they were stored as UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def dialect_name(db: AsyncSession | AsyncConnection) -> str:
     return (db.get_bind() if isinstance(db, AsyncSession) else db).dialect.name
-
-
-def _dialect(db: AsyncSession | AsyncConnection) -> Any:
-    return postgresql if dialect_name(db) == "postgresql" else sqlite
 
 
 @functools.cache
@@ -204,13 +166,6 @@ async def insert_if_absent(session: AsyncSession, table: sa.Table, values: Mappi
     result = cast(sa.CursorResult[Any], await session.execute(
         ignoring_conflicts(dialect_name(session), table), dict(values)))
     return result.rowcount == 1
-
-
-def upsert(session: AsyncSession, table: sa.Table, values: Mapping[str, Any], keys: list[str],
-           update: Mapping[str, Any], where: sa.ColumnElement[bool] | None = None) -> Any:
-    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET update [WHERE where]`` (``where`` sees the existing row)."""
-    stmt = _dialect(session).insert(table).values(**values)
-    return stmt.on_conflict_do_update(index_elements=keys, set_=dict(update), where=where)
 
 
 @asynccontextmanager

@@ -21,7 +21,7 @@ from services.gateway.store import api_keys, tenants, users
 from shared.bus import outbox
 from shared.bus.envelope import new_event
 from shared.consistency import H_TOKEN
-from shared.db import Database, is_unique_violation
+from shared.db import Database, as_utc, insert_ignoring_conflicts, is_unique_violation
 from shared.events.directory import ApiKeyRevoked, TenantUpdated, UserUpserted
 from shared.http import (
     H_INTERNAL,
@@ -136,20 +136,14 @@ class UserUpsert(BaseModel):
         return v
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def tenant_view(row: Any) -> dict[str, Any]:
     return {"id": row.id, "slug": row.slug, "name": row.name, "plan": row.plan, "status": row.status,
-            "api_enabled": domain.plan_allows_api(row.plan), "created_at": _utc(row.created_at),
-            "updated_at": _utc(row.updated_at)}
+            "api_enabled": domain.plan_allows_api(row.plan), "created_at": as_utc(row.created_at),
+            "updated_at": as_utc(row.updated_at)}
 
 
 def key_view(row: Any, slug: str) -> dict[str, Any]:
-    expires = _utc(row.expires_at)
+    expires = as_utc(row.expires_at)
     if row.revoked_at is not None:
         status = "revoked"
     elif expires is not None and expires <= datetime.now(UTC):
@@ -157,20 +151,13 @@ def key_view(row: Any, slug: str) -> dict[str, Any]:
     else:
         status = "active"
     return {"id": row.id, "tenant": slug, "name": row.name, "prefix": row.prefix, "scopes": list(row.scopes),
-            "status": status, "created_by": row.created_by, "created_at": _utc(row.created_at),
-            "last_used_at": _utc(row.last_used_at), "expires_at": expires, "revoked_at": _utc(row.revoked_at)}
+            "status": status, "created_by": row.created_by, "created_at": as_utc(row.created_at),
+            "last_used_at": as_utc(row.last_used_at), "expires_at": expires, "revoked_at": as_utc(row.revoked_at)}
 
 
 def user_view(row: Any) -> dict[str, Any]:
     return {"id": row.user_id, "name": row.name, "email": row.email, "revision": row.revision,
-            "created_at": _utc(row.created_at), "updated_at": _utc(row.updated_at)}
-
-
-def _insert_for(session: Any) -> Any:
-    """The dialect's INSERT (it has ON CONFLICT DO NOTHING on both PostgreSQL and SQLite)."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    return postgresql.insert if session.bind.dialect.name == "postgresql" else sqlite.insert
+            "created_at": as_utc(row.created_at), "updated_at": as_utc(row.updated_at)}
 
 
 def _positive(raw: str, resource: str) -> int:
@@ -337,10 +324,10 @@ class AdminApi:
         now = datetime.now(UTC)
         async with self.db.transaction() as session:
             tenant = await self._tenant(session, request.match_info["slug"])
-            insert = _insert_for(session)(users).values(
+            insert = insert_ignoring_conflicts(session, users, dict(
                 tenant_id=tenant.id, user_id=user_id, name=name, email=email, revision=1, created_at=now,
                 updated_at=now,
-            ).on_conflict_do_nothing().returning(users.c.user_id)
+            )).returning(users.c.user_id)
             created = (await session.execute(insert)).first() is not None
             status = 201 if created else 200
             if not created:

@@ -22,7 +22,7 @@ from services.gateway.keys import KeyDirectory, Principal, RateLimiter, UsageRec
 from services.gateway.proxy import Upstreams
 from services.gateway.routes import API_TABLE, VERIFY_TABLE, RouteTable
 from shared.consistency import H_TOKEN, start_recording
-from shared.http import H_INTERNAL, H_REQUEST_ID, REQUEST_ID_KEY, ApiError, error_response
+from shared.http import H_INTERNAL, H_REQUEST_ID, REQUEST_ID_KEY, ApiError, error_response, is_unavailable
 from shared.metrics import HTTP_DURATION, HTTP_REQUESTS
 
 log = structlog.get_logger("gateway")
@@ -258,9 +258,7 @@ class Gateway:
                     raise
                 response = error_response(rid, exc.status, "invalid_argument", exc.reason)
             except Exception as exc:
-                from shared.http import _is_unavailable
-
-                if _is_unavailable(exc):
+                if is_unavailable(exc):
                     log.warning("backing_store_unavailable", request_id=rid, error=repr(exc))
                     response = error_response(rid, 503, "service_unavailable",
                                               "A backing service is temporarily unavailable; retry shortly.",

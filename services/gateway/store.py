@@ -8,21 +8,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from shared.db import BigId, Timestamp
+
 metadata = sa.MetaData()
 
-_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-_TS = sa.DateTime(timezone=True)
 
 tenants = sa.Table(
     "tenants",
     metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("slug", sa.String(63), nullable=False, unique=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("plan", sa.String(32), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("created_at", _TS, nullable=False),
-    sa.Column("updated_at", _TS, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
 )
 
 # Directory users: the people the API consumer enrolls; user_id is chosen by the consumer, unique per tenant.
@@ -34,14 +34,14 @@ users = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("email", sa.String(320), nullable=False),
     sa.Column("revision", sa.Integer, nullable=False),
-    sa.Column("created_at", _TS, nullable=False),
-    sa.Column("updated_at", _TS, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
 )
 
 api_keys = sa.Table(
     "api_keys",
     metadata,
-    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
     sa.Column("tenant_id", sa.BigInteger, sa.ForeignKey("tenants.id"), nullable=False, index=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("prefix", sa.String(24), nullable=False),
@@ -49,10 +49,10 @@ api_keys = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("scopes", sa.JSON, nullable=False),
     sa.Column("created_by", sa.BigInteger, nullable=True),
-    sa.Column("created_at", _TS, nullable=False),
-    sa.Column("last_used_at", _TS, nullable=True),
-    sa.Column("expires_at", _TS, nullable=True),
-    sa.Column("revoked_at", _TS, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("last_used_at", Timestamp, nullable=True),
+    sa.Column("expires_at", Timestamp, nullable=True),
+    sa.Column("revoked_at", Timestamp, nullable=True),
 )
 
 

@@ -10,14 +10,13 @@ from services.scorm.context import SCORM_KEY
 from services.scorm.importer import outcome_event_id
 from shared.consistency import observed
 from shared.http import (
-    ApiError,
-    RequestContext,
     context_of,
     next_cursor,
     ok,
     page_request,
     path_id,
     read_json,
+    require_scope,
 )
 from shared.idempotency import claim_streamed, streams_its_body
 from shared.service import CURSOR_KEY, DB_KEY
@@ -25,12 +24,6 @@ from shared.service import CURSOR_KEY, DB_KEY
 PUBLIC = "/api/v1/learn/scorm-packages"
 ADMIN = "/admin/v1/scorm-packages"
 LIST_NAME = "scorm_packages"
-
-
-def require_scope(ctx: RequestContext, scope: str) -> None:
-    """The gateway checks scopes; this keeps the service safe if a route is ever forwarded without it."""
-    if scope not in ctx.scopes:
-        raise ApiError(403, "insufficient_scope", f"This request needs the '{scope}' scope.")
 
 
 @streams_its_body

@@ -21,11 +21,10 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.scorm import launches, runtime
-from services.scorm.api_packages import require_scope
 from services.scorm.context import SCORM_KEY, STATIC_DIR, package_prefix
 from services.scorm.runtime_body import read_runtime_body
 from shared.blobstore import BlobNotFound, InvalidBlobKey, validate_key
-from shared.http import ApiError, context_of, ok, path_id, read_json, request_id_of
+from shared.http import ApiError, context_of, ok, path_id, read_json, request_id_of, require_scope
 from shared.service import DB_KEY
 
 PositiveId = Annotated[int, Field(strict=True, gt=0, lt=2**63)]

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from services.scorm.config import ScormSettings
 from services.scorm.tokens import RuntimeTokens
-from shared.blobstore import BlobStore, DatabaseBlobStore, FilesystemBlobStore
+from shared.blobstore import BlobStore, choose_blob_store
 from shared.db import Database
 
 PACKAGE_ROOT = Path(__file__).parent
@@ -30,11 +30,7 @@ class ScormContext:
     def blob_store(self, db: Database) -> BlobStore:
         """Package files: the service's own database on PostgreSQL, files under the data dir embedded."""
         if self._store is None:
-            kind = self.settings.blob_store
-            if kind == "auto":
-                kind = "database" if db.is_postgres else "filesystem"
-            self._store = (DatabaseBlobStore(db.engine) if kind == "database"
-                           else FilesystemBlobStore(self.settings.blob_path))
+            self._store = choose_blob_store(self.settings.blob_store, db, self.settings.blob_path)
         return self._store
 
     @property

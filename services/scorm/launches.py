@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.scorm.context import ScormContext
 from services.scorm.readmodels import learner_name
 from services.scorm.store import (
-    as_utc,
     course_activities,
     courses,
     enrollments,
@@ -36,7 +35,7 @@ from services.scorm.store import (
 )
 from shared.bus import outbox
 from shared.bus.envelope import new_event
-from shared.db import Database, TenantScope
+from shared.db import Database, TenantScope, as_utc
 from shared.events.scorm import RuntimeCommitted
 from shared.http import ApiError, RequestContext
 

@@ -19,8 +19,8 @@ from aiohttp import web
 
 from services.scorm.config import ScormSettings
 from services.scorm.package_import import NOT_A_ZIP
-from services.scorm.store import as_utc, now, scorm_packages, scorm_scos
-from shared.db import Database, TenantScope
+from services.scorm.store import now, scorm_packages, scorm_scos
+from shared.db import Database, TenantScope, as_utc
 from shared.http import ApiError, PageRequest, RequestContext
 
 log = structlog.get_logger("scorm.packages")

@@ -17,18 +17,10 @@ import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scorm.store import (
-    course_activities,
-    courses,
-    enrollments,
-    insert_ignoring_conflicts,
-    now,
-    tenants,
-    upsert,
-    users,
-)
+from services.scorm.store import course_activities, courses, enrollments, now, tenants, users
 from shared.bus.consumer import PermanentError
 from shared.bus.envelope import CloudEvent
+from shared.db import insert_ignoring_conflicts, upsert
 from shared.events.catalog import CoursePublished, CourseSnapshot
 from shared.events.directory import TenantUpdated, UserUpserted
 from shared.events.enrollment import EnrollmentSnapshot

@@ -34,10 +34,10 @@ from structlog.contextvars import bind_contextvars
 from services.scorm.cmi import CmiError, CmiLimits, derive_attempt, initial_cmi, player_state, validate_commit
 from services.scorm.context import ScormContext
 from services.scorm.launches import runtime_event
-from services.scorm.store import as_utc, enrollments, now, runtime_sessions, tenants
+from services.scorm.store import enrollments, now, runtime_sessions, tenants
 from services.scorm.tokens import invalid_token
 from shared.bus import outbox
-from shared.db import Database
+from shared.db import Database, as_utc
 from shared.http import ApiError
 
 log = structlog.get_logger("scorm.runtime")

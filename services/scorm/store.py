@@ -9,20 +9,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, overload
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.blobstore import blob_tables
+from shared.db import BigId, Timestamp
 
 metadata = sa.MetaData()
-
-BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-Timestamp = sa.DateTime(timezone=True)
 
 scorm_packages = sa.Table(
     "scorm_packages", metadata,
@@ -164,31 +158,3 @@ runtime_sessions = sa.Table(
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-@overload
-def as_utc(value: datetime) -> datetime: ...
-
-
-@overload
-def as_utc(value: datetime | None) -> datetime | None: ...
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes: they were stored as UTC."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def upsert(session: AsyncSession, table: sa.Table, values: Mapping[str, Any], keys: list[str],
-           update: Mapping[str, Any], where: sa.ColumnElement[bool] | None = None) -> Any:
-    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET update [WHERE where]`` on PostgreSQL and SQLite."""
-    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(**values)
-    return stmt.on_conflict_do_update(index_elements=keys, set_=dict(update), where=where)
-
-
-def insert_ignoring_conflicts(session: AsyncSession, table: sa.Table, rows: list[dict[str, Any]]) -> Any:
-    dialect: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).values(rows).on_conflict_do_nothing()

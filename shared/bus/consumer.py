@@ -27,7 +27,7 @@ from shared.bus.tables import inbox
 from shared.bus.topology import QueueSpec
 from shared.consistency import APPLIED
 from shared.db import Database, is_unique_violation
-from shared.http import _is_unavailable
+from shared.http import is_unavailable
 from shared.metrics import CONSUMER_MESSAGES
 
 log = structlog.get_logger("shared.bus.consumer")
@@ -194,7 +194,7 @@ class ConsumerRunner:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if _is_unavailable(exc):
+                if is_unavailable(exc):
                     # The database is down: this is not the message's fault, so do not spend its delivery
                     # budget. Keep it unacked and retry until the store is back.
                     log.warning("consumer_store_unavailable", error=repr(exc), retry_in=backoff)

@@ -24,7 +24,7 @@ from shared.bus.amqp import OutgoingMessage
 from shared.bus.outbox import NOTIFY_CHANNEL, register_local_relay, unregister_local_relay
 from shared.bus.tables import outbox
 from shared.db import Database
-from shared.http import _is_unavailable
+from shared.http import is_unavailable
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
 
 log = structlog.get_logger("shared.bus.relay")
@@ -121,7 +121,7 @@ class OutboxRelay:
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
-                    level = "warning" if _is_unavailable(exc) else "error"
+                    level = "warning" if is_unavailable(exc) else "error"
                     getattr(log, level)("relay_publish_failed", error=repr(exc), retry_in=backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 10.0)

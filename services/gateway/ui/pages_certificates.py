@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 from typing import Any
 
 import structlog
@@ -13,42 +11,13 @@ from services.gateway.ui import forms
 from services.gateway.ui.client import AdminApiError
 from services.gateway.ui.pages_courses import refusal
 from services.gateway.ui.views import Problem, Ui, View
-from shared.http import positive_int
+from shared.pdf_preview import first_page_png, pdftoppm
 
 log = structlog.get_logger("gateway.ui")
 
 FILTERS = (("user_id", "User id"), ("course_id", "Course id"))
 PAGE_DPI = 72
 
-
-def rasterizer() -> str | None:
-    """poppler's ``pdftoppm`` when installed: the page shows the certificate as an image (PDF viewers in frames
-    are unreliable, on phones above all); without it the page frames the PDF."""
-    return shutil.which("pdftoppm")
-
-
-async def first_page_png(tool: str, pdf: bytes, gate: asyncio.Semaphore) -> bytes | None:
-    async with gate:  # rasterising is CPU work in a child process: a couple at a time is plenty here
-        process = await asyncio.create_subprocess_exec(
-            tool, "-png", "-r", str(PAGE_DPI), "-singlefile", "-f", "1", "-l", "1", "-", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        try:
-            png, err = await asyncio.wait_for(process.communicate(pdf), timeout=20)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
-            return None
-    if process.returncode != 0 or not png.startswith(b"\x89PNG"):
-        log.warning("admin_ui_pdf_image_failed", error=err.decode(errors="replace")[:300])
-        return None
-    return png
-
-
-def _id(view: View) -> int:
-    value = positive_int(view.request.match_info["id"])
-    if value is None:
-        raise web.HTTPNotFound(reason="There is no such page.")
-    return value
 
 
 async def search(view: View) -> web.StreamResponse:
@@ -76,10 +45,10 @@ async def search(view: View) -> web.StreamResponse:
 
 async def certificate_page(view: View, *, problem: Problem | None = None, status: int = 200
                            ) -> web.StreamResponse:
-    certificate_id = _id(view)
+    certificate_id = view.path_id()
     certificate = (await view.api.get(view.tenant_api_path(f"certificates/{certificate_id}"))).data
     return view.render("certificate.html", status=status, problem=problem, certificate=certificate,
-                       as_image=rasterizer() is not None, switch_path="/admin/learn/certificates")
+                       as_image=pdftoppm() is not None, switch_path="/admin/learn/certificates")
 
 
 async def certificate_index(view: View) -> web.StreamResponse:
@@ -88,27 +57,31 @@ async def certificate_index(view: View) -> web.StreamResponse:
 
 async def pdf(view: View) -> web.StreamResponse:
     """The certificate's PDF, for the frame on its page (the admin API's bytes, as they are)."""
-    document = await view.api.document("GET", view.tenant_api_path(f"certificates/{_id(view)}/pdf"))
+    document = await view.api.document("GET", view.tenant_api_path(f"certificates/{view.path_id()}/pdf"))
     view.frameable = True
     return web.Response(body=document.body, content_type="application/pdf",
-                        headers={"Content-Disposition": f'inline; filename="certificate-{_id(view)}.pdf"',
+                        headers={"Content-Disposition": f'inline; filename="certificate-{view.path_id()}.pdf"',
                                  "Cache-Control": "private, no-store"})
 
 
 async def page_image(view: View) -> web.StreamResponse:
     """The PDF's first page as a PNG, for the certificate's page."""
-    tool = rasterizer()
+    # With poppler's pdftoppm the page shows the certificate as an image (PDF viewers in frames are unreliable,
+    # on phones above all); without it the page frames the PDF.
+    tool = pdftoppm()
     if tool is None:
         raise web.HTTPNotFound(reason="No PDF rasteriser is installed.")
-    document = await view.api.document("GET", view.tenant_api_path(f"certificates/{_id(view)}/pdf"))
-    png = await first_page_png(tool, document.body, view.ui.raster_gate)
+    document = await view.api.document("GET", view.tenant_api_path(f"certificates/{view.path_id()}/pdf"))
+    async with view.ui.raster_gate:  # rasterising is CPU work in a child process: a couple at a time is plenty
+        png = await first_page_png(document.body, dpi=PAGE_DPI, tool=tool, log=log,
+                                   failure_event="admin_ui_pdf_image_failed")
     if png is None:
         raise web.HTTPBadGateway(reason="The PDF could not be turned into an image.")
     return web.Response(body=png, content_type="image/png", headers={"Cache-Control": "private, no-store"})
 
 
 async def revoke(view: View) -> web.StreamResponse:
-    certificate_id = _id(view)
+    certificate_id = view.path_id()
     form = await view.form()
     try:
         reason = forms.required(form, "reason", "A reason")
@@ -121,7 +94,7 @@ async def revoke(view: View) -> web.StreamResponse:
 
 
 async def regenerate(view: View) -> web.StreamResponse:
-    certificate_id = _id(view)
+    certificate_id = view.path_id()
     try:
         certificate = (await view.api.post(
             view.tenant_api_path(f"certificates/{certificate_id}/regenerate-pdf"))).data

@@ -13,13 +13,6 @@ from services.gateway.ui.views import Problem, Ui, View
 from shared.http import positive_int
 
 
-def _id(view: View) -> int:
-    value = positive_int(view.request.match_info["id"])
-    if value is None:
-        raise web.HTTPNotFound(reason="There is no such page.")
-    return value
-
-
 async def _courses(view: View) -> list[dict[str, Any]]:
     return await view.api.all_pages(view.tenant_api_path("courses"), most=1000)
 
@@ -57,7 +50,7 @@ async def create_cohort(view: View) -> web.StreamResponse:
 
 
 async def cohort_page(view: View, *, problem: Problem | None = None, status: int = 200) -> web.StreamResponse:
-    cohort = (await view.api.get(view.tenant_api_path(f"cohorts/{_id(view)}"))).data
+    cohort = (await view.api.get(view.tenant_api_path(f"cohorts/{view.path_id()}"))).data
     return view.render("cohort.html", status=status, problem=problem, cohort=cohort, courses=await _courses(view),
                        switch_path="/admin/learn/cohorts")
 
@@ -67,7 +60,7 @@ async def cohort_index(view: View) -> web.StreamResponse:
 
 
 async def update_cohort(view: View) -> web.StreamResponse:
-    cohort_id = _id(view)
+    cohort_id = view.path_id()
     form = await view.form()
     shown = {"name": form.get("name", ""), "course_ids": form.getall("course_ids", [])}
     try:

@@ -31,12 +31,6 @@ def refusal(exc: Exception) -> str:
     raise exc
 
 
-def _id(view: View, name: str) -> int:
-    value = positive_int(view.request.match_info[name])
-    if value is None:
-        raise web.HTTPNotFound(reason="There is no such page.")
-    return value
-
 
 # --- the list ---------------------------------------------------------------------------------------------
 
@@ -86,7 +80,7 @@ async def course_page(view: View, course_id: int, *, problem: Problem | None = N
 
 
 async def course_index(view: View) -> web.StreamResponse:
-    return await course_page(view, _id(view, "cid"))
+    return await course_page(view, view.path_id("cid"))
 
 
 def _course_fields(form: Any) -> dict[str, Any]:
@@ -117,7 +111,7 @@ def _current_fields(course: dict[str, Any]) -> dict[str, Any]:
 
 
 async def update_course(view: View) -> web.StreamResponse:
-    course_id = _id(view, "cid")
+    course_id = view.path_id("cid")
     form = await view.form()
     path = view.tenant_api_path(f"courses/{course_id}")
     try:
@@ -133,7 +127,7 @@ async def update_course(view: View) -> web.StreamResponse:
 
 
 async def transition(view: View) -> web.StreamResponse:
-    course_id = _id(view, "cid")
+    course_id = view.path_id("cid")
     action = view.request.match_info["action"]
     try:
         course = (await view.api.post(view.tenant_api_path(f"courses/{course_id}/{action}"))).data
@@ -165,16 +159,16 @@ def _activity_fields(form: Any, *, creating: bool) -> dict[str, Any]:
 
 
 async def add_node(view: View) -> web.StreamResponse:
-    course_id = _id(view, "cid")
+    course_id = view.path_id("cid")
     level = view.request.match_info["level"]
     form = await view.form()
     if level == "modules":
         section, path = "add-module", f"courses/{course_id}/modules"
     elif level == "lessons":
-        module_id = _id(view, "pid")
+        module_id = view.path_id("pid")
         section, path = f"add-lesson-{module_id}", f"modules/{module_id}/lessons"
     else:
-        lesson_id = _id(view, "pid")
+        lesson_id = view.path_id("pid")
         section, path = f"add-activity-{lesson_id}", f"lessons/{lesson_id}/activities"
     try:
         if level == "activities":
@@ -190,7 +184,7 @@ async def add_node(view: View) -> web.StreamResponse:
 
 
 async def update_node(view: View) -> web.StreamResponse:
-    course_id, node_id = _id(view, "cid"), _id(view, "id")
+    course_id, node_id = view.path_id("cid"), view.path_id("id")
     level = view.request.match_info["level"]
     noun = LEVELS[level]
     form = await view.form()
@@ -208,7 +202,7 @@ async def update_node(view: View) -> web.StreamResponse:
 
 
 async def move_node(view: View) -> web.StreamResponse:
-    course_id, node_id = _id(view, "cid"), _id(view, "id")
+    course_id, node_id = view.path_id("cid"), view.path_id("id")
     level = view.request.match_info["level"]
     noun = LEVELS[level]
     form = await view.form()
@@ -225,7 +219,7 @@ async def move_node(view: View) -> web.StreamResponse:
 
 
 async def delete_form(view: View) -> web.StreamResponse:
-    course_id, node_id = _id(view, "cid"), _id(view, "id")
+    course_id, node_id = view.path_id("cid"), view.path_id("id")
     level = view.request.match_info["level"]
     course = (await view.api.get(view.tenant_api_path(f"courses/{course_id}"))).data
     node, below = _find(course, level, node_id)
@@ -253,7 +247,7 @@ def _find(course: dict[str, Any], level: str, node_id: int) -> tuple[dict[str, A
 
 
 async def delete_node(view: View) -> web.StreamResponse:
-    course_id, node_id = _id(view, "cid"), _id(view, "id")
+    course_id, node_id = view.path_id("cid"), view.path_id("id")
     level = view.request.match_info["level"]
     noun = LEVELS[level]
     try:

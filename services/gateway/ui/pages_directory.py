@@ -20,7 +20,6 @@ from services.gateway.ui.security import (
     tokens_match,
 )
 from services.gateway.ui.views import Problem, Ui, View
-from shared.http import positive_int
 
 log = structlog.get_logger("gateway.ui")
 ADMIN_ACCOUNT = "admin"  # the UI has one account: whoever holds the admin token
@@ -194,20 +193,13 @@ async def create_key(view: View) -> web.StreamResponse:
 
 
 async def revoke_key_form(view: View) -> web.StreamResponse:
-    key = (await view.api.get(view.tenant_api_path(f"api-keys/{_id(view)}"))).data
+    key = (await view.api.get(view.tenant_api_path(f"api-keys/{view.path_id()}"))).data
     return view.render("api_key_revoke.html", key=key)
 
 
 async def revoke_key(view: View) -> web.StreamResponse:
-    key = (await view.api.post(view.tenant_api_path(f"api-keys/{_id(view)}/revoke"))).data
+    key = (await view.api.post(view.tenant_api_path(f"api-keys/{view.path_id()}/revoke"))).data
     return view.done(view.url("/admin/api-keys"), f"Key {key['name']} ({key['prefix']}…) is revoked.")
-
-
-def _id(view: View, name: str = "id") -> int:
-    value = positive_int(view.request.match_info[name])
-    if value is None:
-        raise web.HTTPNotFound(reason="There is no such page.")
-    return value
 
 
 def _message(exc: Exception) -> str:

@@ -17,7 +17,6 @@ from aiohttp import web
 from services.gateway.ui.client import AdminApiError
 from services.gateway.ui.pages_courses import refusal
 from services.gateway.ui.views import Problem, Ui, View
-from shared.http import positive_int
 
 log = structlog.get_logger("gateway.ui")
 
@@ -25,12 +24,6 @@ CHUNK = 64 * 1024
 MAX_TITLE = 300
 PROBE_TTL = 60.0
 
-
-def _id(view: View) -> int:
-    value = positive_int(view.request.match_info["id"])
-    if value is None:
-        raise web.HTTPNotFound(reason="There is no such page.")
-    return value
 
 
 def sco_tree(scos: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -83,14 +76,14 @@ async def preview_available(view: View) -> bool:
 
 
 async def package_page(view: View) -> web.StreamResponse:
-    package = (await view.api.get(view.tenant_api_path(f"scorm-packages/{_id(view)}"))).data
+    package = (await view.api.get(view.tenant_api_path(f"scorm-packages/{view.path_id()}"))).data
     can_preview = package["status"] == "ready" and await preview_available(view)
     return view.render("scorm_package.html", package=package, tree=sco_tree(package.get("scos") or []),
                        can_preview=can_preview, switch_path="/admin/learn/scorm")
 
 
 async def package_status(view: View) -> web.StreamResponse:
-    package = (await view.api.get(view.tenant_api_path(f"scorm-packages/{_id(view)}"))).data
+    package = (await view.api.get(view.tenant_api_path(f"scorm-packages/{view.path_id()}"))).data
     return web.json_response({"status": package["status"]})
 
 
@@ -154,7 +147,7 @@ async def upload_multipart(view: View) -> web.StreamResponse:
 async def preview(view: View) -> web.StreamResponse:
     """Open the player on one SCO (the SCORM service issues a short-lived preview launch) on the content origin:
     the package's JavaScript never runs on this origin (docs/security.md)."""
-    package_id = _id(view)
+    package_id = view.path_id()
     sco = (await view.form()).get("sco_identifier") or None
     launch = (await view.api.post(view.tenant_api_path(f"scorm-packages/{package_id}/preview"),
                                   {"sco_identifier": sco} if sco else {})).data

@@ -89,12 +89,6 @@ class TemplateForm:
         return {**self.fields, "is_default": "on" if forms.checked(self.fields, "is_default") else ""}
 
 
-def _id(view: View) -> int:
-    value = positive_int(view.request.match_info["id"])
-    if value is None:
-        raise web.HTTPNotFound(reason="There is no such page.")
-    return value
-
 
 def _update(current: dict[str, Any], wanted: dict[str, Any]) -> dict[str, Any]:
     """Only what changed; the files (described, not echoed, by the API) go whenever they were sent."""
@@ -124,12 +118,12 @@ async def new_template(view: View) -> web.StreamResponse:
 
 
 async def edit_template(view: View) -> web.StreamResponse:
-    template = (await view.api.get(view.tenant_api_path(f"cert-templates/{_id(view)}"))).data
+    template = (await view.api.get(view.tenant_api_path(f"cert-templates/{view.path_id()}"))).data
     return await template_page(view, template)
 
 
 async def save_template(view: View) -> web.StreamResponse:
-    template_id = _id(view) if "id" in view.request.match_info else None
+    template_id = view.path_id() if "id" in view.request.match_info else None
     template: dict[str, Any] | None = None
     form = TemplateForm()
     try:
@@ -183,7 +177,7 @@ async def preview(view: View) -> web.StreamResponse:
 
 async def regeneration(view: View) -> web.StreamResponse:
     """How many of the template's live certificates already show its current version."""
-    template_id = _id(view)
+    template_id = view.path_id()
     template = (await view.api.get(view.tenant_api_path(f"cert-templates/{template_id}"))).data
     certificates = await view.api.all_pages(view.tenant_api_path("certificates"), most=5000)
     live = [c for c in certificates if c["template_id"] == template_id and not c["is_revoked"]]

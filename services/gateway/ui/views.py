@@ -38,6 +38,7 @@ from services.gateway.ui.security import (
     tokens_match,
 )
 from shared.config import origin_of
+from shared.http import positive_int
 
 log = structlog.get_logger("gateway.ui")
 
@@ -196,6 +197,13 @@ class View:
     def slug(self) -> str:
         assert self.tenant is not None, "a tenant page"
         return str(self.tenant["slug"])
+
+    def path_id(self, name: str = "id") -> int:
+        """The positive id in the route's ``{name}`` segment; a page that does not exist otherwise."""
+        value = positive_int(self.request.match_info[name])
+        if value is None:
+            raise web.HTTPNotFound(reason="There is no such page.")
+        return value
 
     def tenant_api_path(self, rest: str = "") -> str:
         return tenant_path(self.slug, rest)
