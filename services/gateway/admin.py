@@ -409,5 +409,7 @@ class AdminProxy:
         path_qs = "/admin/v1/" + rest + (f"?{query}" if query else "")
         limit = self.upload_limit if prefix in UPLOAD_PREFIXES else self.json_limit
         causal = self.gateway.causal.begin(tenant.slug, upstream, headers, request.headers.get(H_TOKEN))
-        return await self.gateway.upstreams.forward(request, upstream, path_qs, headers, limit, {H_REQUEST_ID: rid},
-                                                    causal)
+        response = await self.gateway.upstreams.forward(request, upstream, path_qs, headers, limit,
+                                                         {H_REQUEST_ID: rid}, causal)
+        await causal.share()
+        return response

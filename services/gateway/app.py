@@ -22,10 +22,12 @@ import aiohttp
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.engine import make_url
 
 from services.gateway.admin import ADMIN, AdminApi, AdminProxy
 from services.gateway.clientip import TRUSTED_PROXIES_KEY, FailureLimiter, TrustedProxies
 from services.gateway.config import GatewaySettings
+from services.gateway.consistency import ReplicaFanout
 from services.gateway.dlq import AmqpDeadLetters, DeadLetters, InProcessDeadLetters, spec_of
 from services.gateway.keys import KeyDirectory, RateLimiter, UsageRecorder
 from services.gateway.openapi import build_document
@@ -115,16 +117,25 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
             await migrate(url, MIGRATIONS)
         db = Database(url, pool_size=settings.common.db_pool_size)
         app[DB_KEY] = db
+        fanout_task: asyncio.Task[None] | None = None
+        if db.is_postgres and settings.consistency:
+            # Other replicas hear of this one's writes (best effort; the Consistency-Token is the guarantee).
+            dsn = make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False)
+            gateway.causal.fanout = ReplicaFanout(gateway.causal, db.engine, dsn)
+            fanout_task = asyncio.create_task(gateway.causal.fanout.run(), name="gateway-consistency-fanout")
         gateway.keys = KeyDirectory(db, pepper, secret, ttl=settings.key_cache_ttl)
         gateway.usage = UsageRecorder(db, settings.last_used_resolution)
         flusher = asyncio.create_task(gateway.usage.run(), name="gateway-last-used")
         sweeper = asyncio.create_task(idempotency.sweeper(common.idempotency_sweep_interval),
                                       name="gateway-idempotency-sweeper")
         yield
-        for task in (flusher, sweeper):
+        for task in (flusher, sweeper, fanout_task):
+            if task is None:
+                continue
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        gateway.causal.fanout = None
         with contextlib.suppress(Exception):
             await gateway.usage.flush()
         await db.dispose()

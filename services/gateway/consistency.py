@@ -12,13 +12,20 @@ a client that echoes the latest token it received gets the same guarantee on any
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
 
 from shared.consistency import (
     H_AFTER,
@@ -29,6 +36,8 @@ from shared.consistency import (
     consuming_queues,
     parse_pairs,
 )
+
+log = structlog.get_logger("gateway.consistency")
 
 #: the most events one token carries (the newest)
 MAX_TOKEN_ITEMS = 32
@@ -44,6 +53,7 @@ class _Pending:
 class CausalTracker:
     def __init__(self, secret: str, *, window: float = 30.0, max_per_tenant: int = 1024, enabled: bool = True):
         self.enabled = enabled
+        self.fanout: ReplicaFanout | None = None
         self._key = hashlib.sha256(b"learn-consistency-token:" + secret.encode()).digest()
         self.window = window
         self.max_per_tenant = max_per_tenant
@@ -185,6 +195,14 @@ class CausalExchange:
     tracker: CausalTracker
     tenant: str | None
     owed: dict[str, list[str]]
+    recorded: list[tuple[str, str]] = field(default_factory=list)
+
+    async def share(self) -> None:
+        """Tell the other gateway replicas what this request recorded (before its answer leaves)."""
+        fanout = self.tracker.fanout
+        if fanout is not None:
+            for tenant, events in self.recorded:
+                await fanout.publish(tenant, events)
 
     def finish(self, status: int, events: str | None, events_tenant: str | None) -> dict[str, str]:
         tenant = self.tenant
@@ -196,10 +214,64 @@ class CausalExchange:
             elif events_tenant is not None and events_tenant != tenant:
                 return {}
             self.tracker.record_header(tenant, events)
+            if tenant is not None:
+                self.recorded.append((tenant, events))
         if tenant is None:
             return {}
         token = self.tracker.token(tenant)
         return {H_TOKEN: token} if token else {}
 
 
-__all__ = ["H_AFTER", "H_EVENTS", "H_EVENTS_TENANT", "H_TOKEN", "CausalExchange", "CausalTracker"]
+class ReplicaFanout:
+    """Best effort between gateway replicas on PostgreSQL: each replica NOTIFYs the events it recorded, and every
+    other replica LISTENs and records them too, so a client that does not echo ``Consistency-Token`` still reads
+    its writes on another replica in practice. (The echoed token is the guarantee: a notification may arrive a
+    moment after the client's next request.)"""
+
+    CHANNEL = "learn_consistency"
+
+    def __init__(self, tracker: CausalTracker, engine: Any, dsn: str):
+        self.tracker = tracker
+        self.engine = engine
+        self.dsn = dsn
+        self.origin = secrets.token_hex(6)
+
+    def _received(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        origin, _, rest = payload.partition("|")
+        tenant, _, events = rest.partition("|")
+        if origin != self.origin and tenant and events:
+            self.tracker.record_header(tenant, events)
+
+    async def publish(self, tenant: str, events: str) -> None:
+        payload = f"{self.origin}|{tenant}|{events}"
+        if len(payload) > 7900:  # NOTIFY's payload limit is 8000 bytes
+            return
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(sa.text("SELECT pg_notify(:channel, :payload)"),
+                                   {"channel": self.CHANNEL, "payload": payload})
+        except Exception as exc:  # the write itself succeeded; the replicas only miss a hint
+            log.warning("consistency_fanout_failed", error=repr(exc))
+
+    async def run(self) -> None:
+        import asyncpg
+
+        while True:
+            try:
+                conn = await asyncpg.connect(self.dsn)
+                await conn.add_listener(self.CHANNEL, self._received)
+                try:
+                    while not conn.is_closed():
+                        await asyncio.sleep(5)
+                        await conn.execute("SELECT 1")
+                finally:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("consistency_listen_failed", error=repr(exc))
+                await asyncio.sleep(2)
+
+
+__all__ = ["H_AFTER", "H_EVENTS", "H_EVENTS_TENANT", "H_TOKEN", "CausalExchange", "CausalTracker", "ReplicaFanout"]

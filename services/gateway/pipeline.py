@@ -21,7 +21,7 @@ from services.gateway.consistency import CausalTracker
 from services.gateway.keys import KeyDirectory, Principal, RateLimiter, UsageRecorder
 from services.gateway.proxy import Upstreams
 from services.gateway.routes import API_TABLE, VERIFY_TABLE, RouteTable
-from shared.consistency import H_TOKEN, start_recording
+from shared.consistency import H_TOKEN, format_events, start_recording
 from shared.http import H_INTERNAL, H_REQUEST_ID, REQUEST_ID_KEY, ApiError, error_response, is_unavailable
 from shared.metrics import HTTP_DURATION, HTTP_REQUESTS
 
@@ -142,6 +142,7 @@ class Gateway:
             send = self.upstreams.forward_small if route.response in ("object", "list") else self.upstreams.forward
             response = await send(request, route.upstream, request.raw_path, headers, self.json_body_limit,
                                   limit_headers, causal)
+            await causal.share()
         except ApiError as exc:
             response = error_response(rid, exc.status, exc.code, exc.message, exc.headers)
         except Exception:
@@ -202,6 +203,7 @@ class Gateway:
             causal = self.causal.begin(None, route.upstream, headers)
             response = await self.upstreams.forward(request, route.upstream, request.raw_path, headers,
                                                     self.json_body_limit, {H_REQUEST_ID: rid}, causal)
+            await causal.share()
         except ApiError as exc:
             response = error_response(rid, exc.status, exc.code, exc.message, exc.headers)
         except Exception:
@@ -248,6 +250,8 @@ class Gateway:
                 if recorded and not response.prepared:
                     tenant = recorded[0][0]
                     self.causal.record(tenant, [(t, e) for _, t, e in recorded])
+                    if self.causal.fanout is not None:
+                        await self.causal.fanout.publish(tenant, format_events((t, e) for _, t, e in recorded))
                     token = self.causal.token(tenant)
                     if token:
                         response.headers[H_TOKEN] = token

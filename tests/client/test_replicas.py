@@ -68,3 +68,27 @@ async def test_an_echoing_client_reads_its_writes_on_either_replica(two_gateways
                 "POST", f"/api/v1/learn/enrollments/{body['data']['id']}/launches", key=key,
                 json={"activity_id": activity["id"]}, base_url=next(bases))
             assert status == 201, body
+
+
+async def test_replicas_share_what_they_recorded_so_a_plain_client_mostly_reads_its_writes_too(
+        two_gateways: tuple[Cluster, str]) -> None:
+    """Best effort without the token: each replica NOTIFYs the events it recorded and the others adopt them
+    (ADR 0010). Without that, not one of these sequences succeeded (the first failed at once); the token is what
+    guarantees it, so this only asserts that the hint works nearly always."""
+    cluster, second_url = two_gateways
+    async with aiohttp.ClientSession() as http:
+        client = Client(http, cluster.gateway_url, cluster.admin_token, content_url=cluster.content_url, echo=False)
+        slug, key = await client.tenant()
+        course, _ = await client.published_course(slug, key)
+        succeeded = 0
+        for user_id in range(1, 101):
+            status, body, _ = await client.request(
+                "PUT", f"/admin/api/v1/tenants/{slug}/users/{user_id}", key=cluster.admin_token,
+                json={"name": "Ada", "email": "ada@example.com"})
+            assert status == 201, body
+            status, body, _ = await client.request("POST", "/api/v1/learn/enrollments", key=key,
+                                                   json={"user_id": user_id, "course_id": course["id"]},
+                                                   base_url=second_url)
+            assert status in (201, 400), body
+            succeeded += status == 201
+        assert succeeded >= 90, f"{succeeded} of 100 enrolled at once through the other replica"
