@@ -7,7 +7,6 @@ Resources are opened in ``app.cleanup_ctx`` (closed only if they opened), backgr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -164,9 +163,10 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
         yield
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # Bounded: shutdown ends even if a client library swallows the cancellation of an RPC in flight.
+        _done, stuck = await asyncio.wait(tasks, timeout=15) if tasks else (set(), set())
+        for task in stuck:
+            log.warning("shutdown_task_stuck", task=task.get_name())
         if not app[SHARED_BUS_KEY]:
             await the_bus.close()
 

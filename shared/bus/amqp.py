@@ -191,6 +191,8 @@ class AmqpBus:
                 await task
         self._consumer_tasks.clear()
         if self._connection is not None:
+            # Bounded: a channel whose RPC (a queue declare, say) was cancelled by the shutdown can leave the
+            # client library waiting for an answer that never comes, and shutdown must still end.
             with contextlib.suppress(Exception):
-                await self._connection.close()
+                await asyncio.wait_for(self._connection.close(), timeout=10)
         self._connected.clear()

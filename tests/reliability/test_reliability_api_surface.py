@@ -27,6 +27,25 @@ from services.gateway.routes import API_PREFIX, PASS_THROUGH_ROUTES, PUBLIC_ROUT
 from tests.support.cluster import Cluster
 from tests.support.scorm_packages import FIXTURES
 
+
+def _load_schemathesis_now() -> None:
+    """Import what schemathesis imports lazily, here at collection, before any test ran or started a thread.
+
+    CPython 3.11 keeps the AST constructor's recursion depth per interpreter: a module compiled while another
+    thread compiles (or after a thread left that state off) fails with "SystemError: AST constructor recursion
+    depth mismatch". Seen twice, both times on the lazy import inside ``from_url`` or hypothesis's compile in a
+    worker thread, mid-suite."""
+    document = {"openapi": "3.1.0", "info": {"title": "warm-up", "version": "1"}, "paths": {"/x/{id}": {"post": {
+        "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}],
+        "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+        "responses": {"200": {"description": "ok"}}}}}}
+    for result in schemathesis.openapi.from_dict(document).get_all_operations():
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            result.ok().as_strategy(generation_mode=mode)
+
+
+_load_schemathesis_now()
+
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 MISSING_ID = 987_654_321
