@@ -7,6 +7,7 @@ own database and its own alembic migrations under ``services/<name>/migrations``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -315,3 +316,35 @@ def is_unique_violation(exc: BaseException) -> bool:
         return True
     text = str(orig or exc)
     return "UNIQUE constraint failed" in text or "duplicate key value" in text
+
+
+def listen_dsn(url: str) -> str:
+    """The plain libpq DSN (for asyncpg's own connection) of a SQLAlchemy PostgreSQL URL."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def listen_forever(dsn: str, channel: str, on_notify: Any, *, on_connect: Any = None,
+                         what: str = "listen") -> None:
+    """Keep a PostgreSQL ``LISTEN`` connection open on ``channel``, reconnecting as needed; every notification
+    calls ``on_notify(connection, pid, channel, payload)``. ``on_connect()`` runs after each (re)connect, to catch
+    up on anything sent while nobody listened. Runs until cancelled."""
+    import asyncpg
+
+    while True:
+        try:
+            conn = await asyncpg.connect(dsn)
+            await conn.add_listener(channel, on_notify)
+            if on_connect is not None:
+                on_connect()
+            try:
+                while not conn.is_closed():
+                    await asyncio.sleep(5)
+                    await conn.execute("SELECT 1")
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning(f"{what}_failed", channel=channel, error=repr(exc))
+            await asyncio.sleep(2)

@@ -22,7 +22,6 @@ import aiohttp
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.engine import make_url
 
 from services.gateway.admin import ADMIN, AdminApi, AdminProxy
 from services.gateway.clientip import TRUSTED_PROXIES_KEY, FailureLimiter, TrustedProxies
@@ -39,7 +38,7 @@ from shared.bus.envelope import CloudEvent
 from shared.bus.inprocess import InProcessBus
 from shared.bus.relay import OutboxRelay
 from shared.bus.topology import EVENTS_EXCHANGE
-from shared.db import Database, migrate, migrations_applied
+from shared.db import Database, listen_dsn, migrate, migrations_applied
 from shared.http import (
     SERVICE_NAME_KEY,
     ApiError,
@@ -120,8 +119,7 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
         fanout_task: asyncio.Task[None] | None = None
         if db.is_postgres and settings.consistency:
             # Other replicas hear of this one's writes (best effort; the Consistency-Token is the guarantee).
-            dsn = make_url(db.url).set(drivername="postgresql").render_as_string(hide_password=False)
-            gateway.causal.fanout = ReplicaFanout(gateway.causal, db.engine, dsn)
+            gateway.causal.fanout = ReplicaFanout(gateway.causal, db.engine, listen_dsn(db.url))
             fanout_task = asyncio.create_task(gateway.causal.fanout.run(), name="gateway-consistency-fanout")
         gateway.keys = KeyDirectory(db, pepper, secret, ttl=settings.key_cache_ttl)
         gateway.usage = UsageRecorder(db, settings.last_used_resolution)

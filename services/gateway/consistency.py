@@ -12,9 +12,7 @@ a client that echoes the latest token it received gets the same guarantee on any
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import hashlib
 import hmac
 import json
@@ -36,6 +34,7 @@ from shared.consistency import (
     consuming_queues,
     parse_pairs,
 )
+from shared.db import listen_forever
 
 log = structlog.get_logger("gateway.consistency")
 
@@ -254,24 +253,7 @@ class ReplicaFanout:
             log.warning("consistency_fanout_failed", error=repr(exc))
 
     async def run(self) -> None:
-        import asyncpg
-
-        while True:
-            try:
-                conn = await asyncpg.connect(self.dsn)
-                await conn.add_listener(self.CHANNEL, self._received)
-                try:
-                    while not conn.is_closed():
-                        await asyncio.sleep(5)
-                        await conn.execute("SELECT 1")
-                finally:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("consistency_listen_failed", error=repr(exc))
-                await asyncio.sleep(2)
+        await listen_forever(self.dsn, self.CHANNEL, self._received, what="consistency_listen")
 
 
 __all__ = ["H_AFTER", "H_EVENTS", "H_EVENTS_TENANT", "H_TOKEN", "CausalExchange", "CausalTracker", "ReplicaFanout"]

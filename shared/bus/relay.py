@@ -18,12 +18,11 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 import structlog
-from sqlalchemy.engine import make_url
 
 from shared.bus.amqp import OutgoingMessage
 from shared.bus.outbox import NOTIFY_CHANNEL, register_local_relay, unregister_local_relay
 from shared.bus.tables import outbox
-from shared.db import Database
+from shared.db import Database, listen_dsn, listen_forever
 from shared.http import is_unavailable
 from shared.metrics import OUTBOX_BACKLOG, OUTBOX_OLDEST_AGE, OUTBOX_PUBLISHED
 
@@ -84,28 +83,9 @@ class OutboxRelay:
         )
 
     async def _listen(self) -> None:
-        """Keep a LISTEN connection open (reconnecting as needed) and turn notifications into wake-ups."""
-        import asyncpg
-
-        url = make_url(self.db.url).set(drivername="postgresql")
-        dsn = url.render_as_string(hide_password=False)
-        while True:
-            try:
-                conn = await asyncpg.connect(dsn)
-                await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
-                self._wake.set()  # catch anything committed while we were not listening
-                try:
-                    while not conn.is_closed():
-                        await asyncio.sleep(5)
-                        await conn.execute("SELECT 1")
-                finally:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("relay_listen_failed", error=repr(exc))
-                await asyncio.sleep(2)
+        """Turn outbox notifications into wake-ups; after each (re)connect, drain what was committed meanwhile."""
+        await listen_forever(listen_dsn(self.db.url), NOTIFY_CHANNEL, lambda *_: self._wake.set(),
+                             on_connect=self._wake.set, what="relay_listen")
 
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen()) if self.db.is_postgres else None
