@@ -258,7 +258,11 @@ def build_document(server_url: str = "/") -> dict[str, Any]:
             "title": "mobieusCore API — mobieusLearn",
             "version": VERSION,
             "description": "The Learn surface of the public REST API. Every success is "
-                           "`{data, next_cursor, request_id}`; every error is `{error: {code, message, request_id}}`.",
+                           "`{data, next_cursor, request_id}`; every error is `{error: {code, message, request_id}}`. "
+                           "Read-your-writes: after a 2xx write, the tenant's next request on any route sees it; if "
+                           "propagation takes longer than the bound, the answer is `503 not_yet_consistent` with "
+                           "`Retry-After` (retry it). Behind several gateway replicas, echo the `Consistency-Token` "
+                           "response header on the next request (docs/decisions/0010-read-your-writes.md).",
         },
         "servers": [{"url": server_url}],
         "security": [{"ApiKey": []}],
