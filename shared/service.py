@@ -11,18 +11,20 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared.bus import wiring
 from shared.bus.amqp import AmqpBus, OutgoingMessage
 from shared.bus.consumer import ConsumerRunner, Subscription
 from shared.bus.inprocess import InProcessBus
 from shared.bus.relay import OutboxRelay
 from shared.bus.topology import QueueSpec
+from shared.bus.wiring import EventTable
 from shared.config import CommonSettings, ServiceSettings
 from shared.consistency import consistency_middleware
 from shared.db import Database, migrate, migrations_applied
@@ -60,6 +62,10 @@ class ServiceSpec:
     migrations_dir: Path
     setup_routes: Callable[[web.Application], None]
     subscriptions: Callable[[web.Application], list[Subscription]] = lambda app: []
+    #: the service's wiring table (shared/bus/wiring.py): its queues, bindings and dispatch come from it
+    event_handlers: EventTable | None = None
+    #: the collaborators handlers get as ``uow.deps`` (built once the app exists; None if they need none)
+    deps: Callable[[web.Application], Any] = lambda app: None
     background: list[BackgroundTask] = field(default_factory=list)
     client_max_size: int = 1024 * 1024 + 1024
 
@@ -147,7 +153,10 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
         async def start_messaging() -> None:
             await the_bus.connect(retry_forever=True)
             if settings.consumers_enabled:
-                for sub in spec.subscriptions(app):
+                subs = list(spec.subscriptions(app))
+                if spec.event_handlers is not None:
+                    subs += wiring.subscriptions(spec.name, spec.event_handlers, deps=spec.deps(app))
+                for sub in subs:
                     await the_bus.consume(sub.queue, ConsumerRunner(app[DB_KEY], sub, spec.name))
 
         tasks.append(asyncio.create_task(start_messaging(), name=f"{spec.name}-messaging"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,3 +80,36 @@ def new_event(
         tenantid=tenant_id,
         requestid=request_id,
     )
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who caused a change: the tenant (events are routed by its slug) and the request (or event) behind it.
+
+    The one type for this in every service: built from the gateway's headers (:meth:`of_request`) for commands,
+    and from the incoming CloudEvent (:meth:`of_event`) for event handlers, so a chain of events keeps the
+    request id of the call that started it.
+    """
+
+    tenant_id: int
+    tenant_slug: str
+    request_id: str | None = None
+
+    @classmethod
+    def of_request(cls, ctx: Any) -> Origin:
+        """From a ``shared.http.RequestContext`` (anything with tenant_id, tenant_slug and request_id)."""
+        return cls(ctx.tenant_id, ctx.tenant_slug, ctx.request_id)
+
+    @classmethod
+    def of_event(cls, event: CloudEvent) -> Origin:
+        return cls(event.tenantid, event.tenant, event.requestid)
+
+
+def build_event(origin: Origin, payload: BaseModel, *, service: str, subject: str | None = None,
+                event_id: str | None = None) -> CloudEvent:
+    """The one way to build an outgoing event: the payload model names its own type (``Model.event_type``)."""
+    event_type = getattr(type(payload), "event_type", "")
+    if not event_type:
+        raise TypeError(f"{type(payload).__name__} is not an event payload (it has no event_type)")
+    return new_event(event_type, payload, service=service, tenant=origin.tenant_slug, tenant_id=origin.tenant_id,
+                     subject=subject, request_id=origin.request_id, event_id=event_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from shared.events.base import EventModel
 from shared.events.catalog import (
     CourseArchived,
     CourseCreated,
@@ -34,31 +35,18 @@ from shared.events.enrollment import (
 )
 from shared.events.scorm import RuntimeCommitted, ScormPackageFailed, ScormPackageReady
 
-#: event type (the routing key's suffix) -> payload model
-EVENT_MODELS: dict[str, type[BaseModel]] = {
-    "user.upserted": UserUpserted,
-    "api_key.revoked": ApiKeyRevoked,
-    "tenant.updated": TenantUpdated,
-    "course.created": CourseCreated,
-    "course.updated": CourseUpdated,
-    "course.published": CoursePublished,
-    "course.unpublished": CourseUnpublished,
-    "course.archived": CourseArchived,
-    "enrollment.created": EnrollmentCreated,
-    "enrollment.cancelled": EnrollmentCancelled,
-    "enrollment.expired": EnrollmentExpired,
-    "enrollment.completed": EnrollmentCompleted,
-    "cohort.access_granted": CohortAccessGranted,
-    "attempt.updated": AttemptUpdated,
-    "certificate.issued": CertificateIssued,
-    "certificate.revoked": CertificateRevoked,
-    "certificate.pdf_regenerated": CertificatePdfRegenerated,
-    "template.created": TemplateCreated,
-    "template.updated": TemplateUpdated,
-    "scorm_package.ready": ScormPackageReady,
-    "scorm_package.failed": ScormPackageFailed,
-    "runtime.committed": RuntimeCommitted,
-}
+#: every payload model; each names its own event type (``Model.event_type``)
+ALL_MODELS: tuple[type[EventModel], ...] = (
+    UserUpserted, ApiKeyRevoked, TenantUpdated,
+    CourseCreated, CourseUpdated, CoursePublished, CourseUnpublished, CourseArchived,
+    EnrollmentCreated, EnrollmentCancelled, EnrollmentExpired, EnrollmentCompleted, CohortAccessGranted,
+    AttemptUpdated,
+    CertificateIssued, CertificateRevoked, CertificatePdfRegenerated, TemplateCreated, TemplateUpdated,
+    ScormPackageReady, ScormPackageFailed, RuntimeCommitted,
+)
+
+#: event type (the routing key's suffix) -> payload model, derived from the models themselves
+EVENT_MODELS: dict[str, type[EventModel]] = {model.event_type: model for model in ALL_MODELS}
 
 #: which service publishes each event type
 PUBLISHERS: dict[str, str] = {
@@ -75,7 +63,7 @@ def model_for(event_type: str) -> type[BaseModel]:
 
 
 def event_type_for(model: type[BaseModel]) -> str:
-    for event_type, candidate in EVENT_MODELS.items():
-        if candidate is model:
-            return event_type
+    event_type = getattr(model, "event_type", "")
+    if event_type in EVENT_MODELS and EVENT_MODELS[event_type] is model:
+        return str(event_type)
     raise KeyError(model.__name__)

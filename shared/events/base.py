@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer
 
@@ -14,6 +14,9 @@ class EventModel(BaseModel):
     """Base of every payload: unknown fields are kept (forward compatible), docs come from field descriptions."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
+
+    #: the event type this payload travels as (``enrollment.completed``); empty on parts and bases
+    event_type: ClassVar[str] = ""
 
 
 class Credit(EventModel):

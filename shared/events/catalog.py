@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -49,13 +50,19 @@ class ModuleNode(EventModel):
 class CourseCreated(CourseSnapshot):
     """A course was created (as a draft)."""
 
+    event_type: ClassVar[str] = "course.created"
+
 
 class CourseUpdated(CourseSnapshot):
     """A course's fields changed."""
 
+    event_type: ClassVar[str] = "course.updated"
+
 
 class CoursePublished(CourseSnapshot):
     """A course version was published; carries the whole module/lesson/activity tree of that version."""
+
+    event_type: ClassVar[str] = "course.published"
 
     published_at: datetime
     modules: list[ModuleNode]
@@ -64,6 +71,10 @@ class CoursePublished(CourseSnapshot):
 class CourseUnpublished(CourseSnapshot):
     """A published course went back to draft: no new enrollments."""
 
+    event_type: ClassVar[str] = "course.unpublished"
+
 
 class CourseArchived(CourseSnapshot):
     """A course was archived: hidden from learners, enrollments kept, no new enrollments."""
+
+    event_type: ClassVar[str] = "course.archived"

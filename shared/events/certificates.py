@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 from shared.events.base import EventModel
 
 
 class CertificateIssued(EventModel):
     """One certificate was issued for one completed enrollment."""
+
+    event_type: ClassVar[str] = "certificate.issued"
 
     certificate_id: int
     enrollment_id: int
@@ -22,6 +25,8 @@ class CertificateIssued(EventModel):
 
 
 class CertificateRevoked(EventModel):
+    event_type: ClassVar[str] = "certificate.revoked"
+
     certificate_id: int
     verification_id: str
     revoked_at: datetime
@@ -30,6 +35,8 @@ class CertificateRevoked(EventModel):
 
 class CertificatePdfRegenerated(EventModel):
     """A certificate got a new PDF (template change or explicit regenerate); its verification id is unchanged."""
+
+    event_type: ClassVar[str] = "certificate.pdf_regenerated"
 
     certificate_id: int
     verification_id: str
@@ -40,6 +47,8 @@ class CertificatePdfRegenerated(EventModel):
 
 
 class TemplateCreated(EventModel):
+    event_type: ClassVar[str] = "template.created"
+
     template_id: int
     name: str
     version: int
@@ -48,6 +57,8 @@ class TemplateCreated(EventModel):
 
 class TemplateUpdated(EventModel):
     """A template changed: every non-revoked certificate on it is re-rendered."""
+
+    event_type: ClassVar[str] = "template.updated"
 
     template_id: int
     name: str

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -24,13 +25,19 @@ class EnrollmentSnapshot(EventModel):
 class EnrollmentCreated(EnrollmentSnapshot):
     """A user was enrolled in a course."""
 
+    event_type: ClassVar[str] = "enrollment.created"
+
 
 class EnrollmentCancelled(EnrollmentSnapshot):
     """An active enrollment was cancelled."""
 
+    event_type: ClassVar[str] = "enrollment.cancelled"
+
 
 class EnrollmentExpired(EnrollmentSnapshot):
     """An active enrollment passed its expires_at."""
+
+    event_type: ClassVar[str] = "enrollment.expired"
 
 
 class CompletedUser(EventModel):
@@ -55,6 +62,8 @@ class Progress(EventModel):
 class EnrollmentCompleted(EnrollmentSnapshot):
     """A learner completed a course: carries everything a certificate needs."""
 
+    event_type: ClassVar[str] = "enrollment.completed"
+
     user: CompletedUser
     course: CompletedCourse
     progress: Progress
@@ -64,6 +73,8 @@ class EnrollmentCompleted(EnrollmentSnapshot):
 class CohortAccessGranted(EventModel):
     """A user was granted a cohort: membership plus one enrollment per published course."""
 
+    event_type: ClassVar[str] = "cohort.access_granted"
+
     cohort_id: int
     user_id: int
     granted_at: datetime
@@ -72,6 +83,8 @@ class CohortAccessGranted(EventModel):
 
 class AttemptUpdated(EventModel):
     """An attempt changed after a runtime commit."""
+
+    event_type: ClassVar[str] = "attempt.updated"
 
     attempt_id: int
     enrollment_id: int

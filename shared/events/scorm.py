@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -22,6 +23,8 @@ class ScoInfo(EventModel):
 class ScormPackageReady(EventModel):
     """A SCORM package imported successfully; carries its SCO list."""
 
+    event_type: ClassVar[str] = "scorm_package.ready"
+
     package_id: int
     title: str
     scorm_version: str
@@ -29,6 +32,8 @@ class ScormPackageReady(EventModel):
 
 
 class ScormPackageFailed(EventModel):
+    event_type: ClassVar[str] = "scorm_package.failed"
+
     package_id: int
     title: str
     error: str
@@ -42,6 +47,8 @@ class RuntimeCommitted(EventModel):
     is the time added by this commit, so the sum over commits is the attempt's total time whatever order they
     arrive in.
     """
+
+    event_type: ClassVar[str] = "runtime.committed"
 
     attempt_id: int
     enrollment_id: int
