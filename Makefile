@@ -26,7 +26,7 @@ run: install
 
 ## Run the whole test suite on real PostgreSQL and RabbitMQ.
 test: install system-deps
-	@$(BIN)/pytest -q $(PYTEST_ARGS)
+	@PYTEST_ARGS="$(PYTEST_ARGS)" scripts/run-tests.sh
 
 ## The suite without the slow fault-injection and load tests (CI runs everything).
 test-fast: install system-deps

@@ -96,6 +96,7 @@ def _rabbitmqctl(*args: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive
 async def test_broker_restart_while_500_events_flow_loses_and_duplicates_nothing(harness):
     await harness.start_consumer()
     await harness.start_relay(batch_size=50)

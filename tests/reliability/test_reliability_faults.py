@@ -105,6 +105,7 @@ async def test_poison_messages_are_dead_lettered_and_the_rest_flows(healthy_clus
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive
 async def test_broker_restart_while_300_enrollments_complete(healthy_cluster: Cluster) -> None:
     c = healthy_cluster
     slug = "brokerco"
@@ -182,6 +183,7 @@ async def test_enrollment_service_killed_during_completions_loses_and_duplicates
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive
 async def test_database_restart_answers_503_never_500_and_keeps_every_acknowledged_write(
         healthy_cluster: Cluster) -> None:
     c = healthy_cluster
