@@ -266,7 +266,7 @@ async def list_children(session: AsyncSession, scope: TenantScope, resource: str
 
 
 async def ready_packages(session: AsyncSession, scope: TenantScope, package_ids: Iterable[int]
-                         ) -> Sequence[sa.Row[tuple[int, Any]]]:
+                         ) -> Sequence[Any]:
     """The (package_id, scos) of those of ``package_ids`` that are ready."""
     table = scorm_packages
     return (await session.execute(
