@@ -108,8 +108,8 @@ async def get_course(request: web.Request, *, with_tree: bool = False) -> web.Re
 async def update_course(request: web.Request) -> web.Response:
     course_id = path_id(request, "id", "course")
     origin = _origin(request)
-    body = await read_json(request, CourseUpdate)
-    return ok(request, await handlers.update_course(_uow(request), origin, course_id, body))
+    changes = (await read_json(request, CourseUpdate)).changes()
+    return ok(request, await handlers.update_course(_uow(request), origin, course_id, changes))
 
 
 LIFECYCLE = {

@@ -11,6 +11,8 @@ allowed on draft courses only (``domain.require_draft_for_structure``). Position
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -36,7 +38,7 @@ from services.catalog.domain import (
     require_publishable,
     scorm_package_ids,
 )
-from services.catalog.schemas import CourseCreate, CourseUpdate
+from services.catalog.schemas import CourseCreate
 from shared.bus.consumer import PermanentError
 from shared.bus.envelope import CloudEvent, Origin
 from shared.db import TenantScope, is_unique_violation, utcnow
@@ -93,8 +95,9 @@ async def create_course(uow: UnitOfWork, origin: Origin, body: CourseCreate, *, 
     return views.course_view(row)
 
 
-async def update_course(uow: UnitOfWork, origin: Origin, course_id: int, body: CourseUpdate) -> dict[str, Any]:
-    changes = body.changes()
+async def update_course(uow: UnitOfWork, origin: Origin, course_id: int, changes: dict[str, Any]
+                        ) -> dict[str, Any]:
+    """Change the fields the client sent (``CourseUpdate.changes()``); ``null`` clears (or restores a default)."""
     scope = TenantScope(origin.tenant_id)
     values = {_COLUMNS[name]: value for name, value in changes.items()}
     for name, default in DEFAULTS.items():
@@ -160,29 +163,29 @@ async def publish_course(uow: UnitOfWork, origin: Origin, course_id: int) -> dic
 
 async def unpublish_course(uow: UnitOfWork, origin: Origin, course_id: int) -> dict[str, Any]:
     """Back to draft: the published version stays as it was (course_versions); edits go into the next version."""
-    scope = TenantScope(origin.tenant_id)
-    async with uow:
-        row = await _course(uow, scope, course_id, for_update=True)
-        target = next_status(Transition.UNPUBLISH, row.status)
-        await store.update_course(uow.session, scope, course_id, dict(
-            status=target, version_number=row.version_number + 1, version_status=CourseStatus.DRAFT,
-            published_at=None), utcnow())
-        row = await _course(uow, scope, course_id)
-        await uow.emit(events.course_unpublished(origin, row))
-    _log_transition(row, Transition.UNPUBLISH)
-    return views.course_view(row)
+    return await _transition(uow, origin, course_id, Transition.UNPUBLISH, events.course_unpublished,
+                             lambda row, when: dict(version_number=row.version_number + 1,
+                                                    version_status=CourseStatus.DRAFT, published_at=None))
 
 
 async def archive_course(uow: UnitOfWork, origin: Origin, course_id: int) -> dict[str, Any]:
+    return await _transition(uow, origin, course_id, Transition.ARCHIVE, events.course_archived,
+                             lambda row, when: dict(archived_at=when))
+
+
+async def _transition(uow: UnitOfWork, origin: Origin, course_id: int, action: Transition,
+                      event: Callable[[Origin, Any], CloudEvent],
+                      changes: Callable[[Any, datetime], dict[str, Any]]) -> dict[str, Any]:
+    """A lifecycle action that only changes the course's row: its new status, ``changes``, and ``event``."""
     scope = TenantScope(origin.tenant_id)
     async with uow:
         row = await _course(uow, scope, course_id, for_update=True)
-        target = next_status(Transition.ARCHIVE, row.status)
+        target = next_status(action, row.status)
         when = utcnow()
-        await store.update_course(uow.session, scope, course_id, dict(status=target, archived_at=when), when)
+        await store.update_course(uow.session, scope, course_id, dict(status=target, **changes(row, when)), when)
         row = await _course(uow, scope, course_id)
-        await uow.emit(events.course_archived(origin, row))
-    _log_transition(row, Transition.ARCHIVE)
+        await uow.emit(event(origin, row))
+    _log_transition(row, action)
     return views.course_view(row)
 
 
