@@ -1,4 +1,6 @@
-"""Thin HTTP handlers: parse, call one use case, wrap the result in the envelope.
+"""HTTP only: parse the request, call one handler (``handlers.py``), return its result in the envelope.
+
+Domain errors become the error envelope through one table, :data:`ERRORS`.
 
 Public paths are the gateway's (``/api/v1/learn/...``); admin paths are ``/admin/v1/<rest>`` where ``<rest>``
 follows ``/admin/api/v1/tenants/{slug}/`` in the gateway, and need the forwarded scope ``admin``.
@@ -7,13 +9,23 @@ follows ``/admin/api/v1/tenants/{slug}/`` in the gateway, and need the forwarded
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from functools import partial
+from functools import partial, wraps
 from typing import Any
 
 from aiohttp import web
 
-from services.catalog import courses, scorm_packages, structure
-from services.catalog.domain import Transition
+from services.catalog import handlers
+from services.catalog.domain import (
+    ACTIVITIES,
+    LESSONS,
+    MODULES,
+    CatalogError,
+    InvalidArgument,
+    Level,
+    MissingField,
+    NotFound,
+    Transition,
+)
 from services.catalog.schemas import (
     ActivityCreate,
     ActivityUpdate,
@@ -23,14 +35,49 @@ from services.catalog.schemas import (
     NodeUpdate,
     Reorder,
 )
-from services.catalog.structure import ACTIVITIES, LESSONS, MODULES, Level
+from shared.bus.envelope import Origin
 from shared.http import ApiError, context_of, next_cursor, ok, page_request, path_id, read_json
 from shared.service import CURSOR_KEY, DB_KEY
+from shared.uow import UnitOfWork
 
 PUBLIC = "/api/v1/learn"
 ADMIN = "/admin/v1"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: domain error -> HTTP status; the error code and message are the error's own (most specific class first)
+ERRORS: dict[type[CatalogError], int] = {
+    NotFound: 404,  # course_not_found, module_not_found, lesson_not_found, activity_not_found
+    MissingField: 400,  # missing_field
+    InvalidArgument: 400,  # invalid_argument: slug taken, illegal transition, not publishable, not editable, ...
+    CatalogError: 400,
+}
+
+
+def api_error(exc: CatalogError) -> ApiError:
+    status = next(ERRORS[cls] for cls in type(exc).__mro__ if cls in ERRORS)
+    return ApiError(status, exc.code, exc.message)
+
+
+def domain_errors(handler: Handler) -> Handler:
+    """Every route answers a domain error with the envelope of :data:`ERRORS`."""
+
+    @wraps(handler)
+    async def mapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except CatalogError as exc:
+            raise api_error(exc) from None
+
+    return mapped
+
+
+def _uow(request: web.Request) -> UnitOfWork:
+    return UnitOfWork(request.app[DB_KEY])
+
+
+def _origin(request: web.Request) -> Origin:
+    return Origin.of_request(context_of(request))
 
 
 # --- courses ------------------------------------------------------------------------------------------------
@@ -40,34 +87,43 @@ async def list_courses(request: web.Request) -> web.Response:
     ctx = context_of(request)
     codec = request.app[CURSOR_KEY]
     page = page_request(request, codec, "courses", ctx.tenant_id, {})
-    rows = await courses.list_courses(request.app[DB_KEY], ctx, page)
+    rows = await handlers.list_courses(_uow(request), _origin(request), page)
     cursor = next_cursor(codec, rows, page, "courses", ctx.tenant_id, {})
     return ok(request, rows, cursor)
 
 
 async def create_course(request: web.Request) -> web.Response:
     body = await read_json(request, CourseCreate)
-    return ok(request, await courses.create_course(request.app[DB_KEY], context_of(request), body), status=201)
+    ctx = context_of(request)
+    course = await handlers.create_course(_uow(request), Origin.of_request(ctx), body, owner_id=ctx.owner_id,
+                                          owner_name=ctx.owner_name)
+    return ok(request, course, status=201)
 
 
 async def get_course(request: web.Request, *, with_tree: bool = False) -> web.Response:
     course_id = path_id(request, "id", "course")
-    return ok(request, await courses.get_course(request.app[DB_KEY], context_of(request), course_id,
-                                                with_tree=with_tree))
+    return ok(request, await handlers.get_course(_uow(request), _origin(request), course_id, with_tree=with_tree))
 
 
 async def update_course(request: web.Request) -> web.Response:
     course_id = path_id(request, "id", "course")
-    ctx = context_of(request)
-    body = await read_json(request, CourseUpdate)
-    return ok(request, await courses.update_course(request.app[DB_KEY], ctx, course_id, body))
+    origin = _origin(request)
+    changes = (await read_json(request, CourseUpdate)).changes()
+    return ok(request, await handlers.update_course(_uow(request), origin, course_id, changes))
+
+
+LIFECYCLE = {
+    Transition.PUBLISH: handlers.publish_course,
+    Transition.UNPUBLISH: handlers.unpublish_course,
+    Transition.ARCHIVE: handlers.archive_course,
+}
 
 
 async def transition_course(request: web.Request, *, action: Transition) -> web.Response:
     course_id = path_id(request, "id", "course")
-    ctx = context_of(request)
+    origin = _origin(request)
     await _no_body(request)
-    return ok(request, await courses.transition_course(request.app[DB_KEY], ctx, course_id, action))
+    return ok(request, await LIFECYCLE[action](_uow(request), origin, course_id))
 
 
 async def _no_body(request: web.Request) -> None:
@@ -86,7 +142,7 @@ async def list_children(request: web.Request, *, level: Level, list_name: str) -
     codec = request.app[CURSOR_KEY]
     filters = {level.parent_column: parent_id}
     page = page_request(request, codec, list_name, ctx.tenant_id, filters)
-    rows = await structure.list_children(request.app[DB_KEY], ctx, level, parent_id, page)
+    rows = await handlers.list_children(_uow(request), _origin(request), level, parent_id, page)
     cursor = next_cursor(codec, rows, page, list_name, ctx.tenant_id, filters,
                          id_of=lambda row: int(row["position"]))
     return ok(request, rows, cursor)
@@ -94,7 +150,7 @@ async def list_children(request: web.Request, *, level: Level, list_name: str) -
 
 async def create_node(request: web.Request, *, level: Level) -> web.Response:
     parent_id = path_id(request, "id", level.parent_resource)
-    ctx = context_of(request)
+    origin = _origin(request)
     fields: dict[str, Any]
     if level is ACTIVITIES:
         activity = await read_json(request, ActivityCreate)
@@ -103,40 +159,40 @@ async def create_node(request: web.Request, *, level: Level) -> web.Response:
     else:
         node = await read_json(request, NodeCreate)
         fields = {k: v for k, v in node.model_dump().items() if v is not None}
-    return ok(request, await structure.create_node(request.app[DB_KEY], ctx, level, parent_id, fields),
+    return ok(request, await handlers.create_node(_uow(request), origin, level, parent_id, fields),
               status=201)
 
 
 async def update_node(request: web.Request, *, level: Level) -> web.Response:
     node_id = path_id(request, "id", level.resource)
-    ctx = context_of(request)
+    origin = _origin(request)
     update = await read_json(request, ActivityUpdate if level is ACTIVITIES else NodeUpdate)
     changes = update.changes()  # type: ignore[attr-defined]
-    return ok(request, await structure.update_node(request.app[DB_KEY], ctx, level, node_id, changes))
+    return ok(request, await handlers.update_node(_uow(request), origin, level, node_id, changes))
 
 
 async def delete_node(request: web.Request, *, level: Level) -> web.Response:
     node_id = path_id(request, "id", level.resource)
-    return ok(request, await structure.delete_node(request.app[DB_KEY], context_of(request), level, node_id))
+    return ok(request, await handlers.delete_node(_uow(request), _origin(request), level, node_id))
 
 
 async def get_node(request: web.Request, *, level: Level) -> web.Response:
     node_id = path_id(request, "id", level.resource)
-    return ok(request, await structure.get_node(request.app[DB_KEY], context_of(request), level, node_id))
+    return ok(request, await handlers.get_node(_uow(request), _origin(request), level, node_id))
 
 
 async def reorder_children(request: web.Request, *, level: Level) -> web.Response:
     parent_id = path_id(request, "id", level.parent_resource)
-    ctx = context_of(request)
+    origin = _origin(request)
     body = await read_json(request, Reorder)
-    return ok(request, await structure.reorder_children(request.app[DB_KEY], ctx, level, parent_id, body.ids))
+    return ok(request, await handlers.reorder_children(_uow(request), origin, level, parent_id, body.ids))
 
 
 async def list_scorm_scos(request: web.Request) -> web.Response:
     ctx = context_of(request)
     codec = request.app[CURSOR_KEY]
     page = page_request(request, codec, "scorm-scos", ctx.tenant_id, {})
-    rows = await scorm_packages.list_ready_packages(request.app[DB_KEY], ctx, page)
+    rows = await handlers.list_ready_packages(_uow(request), _origin(request), page)
     return ok(request, rows, next_cursor(codec, rows, page, "scorm-scos", ctx.tenant_id, {}))
 
 
@@ -155,7 +211,9 @@ def admin_only(handler: Handler) -> Handler:
 
 
 def setup_routes(app: web.Application) -> None:
-    router = app.router
+    def add(method: str, path: str, handler: Handler) -> None:
+        app.router.add_route(method, path, domain_errors(handler))
+
     course_routes: list[tuple[str, str, Handler]] = [
         ("GET", "/courses", list_courses),
         ("POST", "/courses", create_course),
@@ -169,16 +227,16 @@ def setup_routes(app: web.Application) -> None:
         ("GET", "/lessons/{id}/activities", partial(list_children, level=ACTIVITIES, list_name="activities")),
     ]
     for method, path, handler in [*course_routes, *nested_reads, ("GET", "/courses/{id}", get_course)]:
-        router.add_route(method, PUBLIC + path, handler)
+        add(method, PUBLIC + path, handler)
     for method, path, handler in [*course_routes, *nested_reads]:
-        router.add_route(method, ADMIN + path, admin_only(handler))
-    router.add_get(ADMIN + "/courses/{id}", admin_only(partial(get_course, with_tree=True)))
-    router.add_get(ADMIN + "/scorm-scos", admin_only(list_scorm_scos))
+        add(method, ADMIN + path, admin_only(handler))
+    add("GET", ADMIN + "/courses/{id}", admin_only(partial(get_course, with_tree=True)))
+    add("GET", ADMIN + "/scorm-scos", admin_only(list_scorm_scos))
     for level, parent_path, path in ((MODULES, "/courses/{id}/modules", "/modules/{id}"),
                                      (LESSONS, "/modules/{id}/lessons", "/lessons/{id}"),
                                      (ACTIVITIES, "/lessons/{id}/activities", "/activities/{id}")):
-        router.add_post(ADMIN + parent_path, admin_only(partial(create_node, level=level)))
-        router.add_post(ADMIN + parent_path + "/reorder", admin_only(partial(reorder_children, level=level)))
-        router.add_get(ADMIN + path, admin_only(partial(get_node, level=level)))
-        router.add_post(ADMIN + path, admin_only(partial(update_node, level=level)))
-        router.add_delete(ADMIN + path, admin_only(partial(delete_node, level=level)))
+        add("POST", ADMIN + parent_path, admin_only(partial(create_node, level=level)))
+        add("POST", ADMIN + parent_path + "/reorder", admin_only(partial(reorder_children, level=level)))
+        add("GET", ADMIN + path, admin_only(partial(get_node, level=level)))
+        add("POST", ADMIN + path, admin_only(partial(update_node, level=level)))
+        add("DELETE", ADMIN + path, admin_only(partial(delete_node, level=level)))

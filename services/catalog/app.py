@@ -7,21 +7,25 @@ from typing import Any
 
 from aiohttp import web
 
+from services.catalog import handlers
 from services.catalog.api import setup_routes
 from services.catalog.config import CatalogSettings
-from services.catalog.scorm_packages import record_package
-from shared.bus.consumer import Subscription
-from shared.bus.topology import queue
+from shared.bus.wiring import EventTable
+from shared.events.scorm import ScormPackageFailed, ScormPackageReady
 from shared.service import ServiceSpec, create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-
-def subscriptions(app: web.Application) -> list[Subscription]:
-    return [Subscription(queue("catalog", "scorm_packages"), record_package)]
+#: queue purpose -> payload model -> handlers (shared/bus/wiring.py); the queues and bindings derive from it
+EVENT_HANDLERS: EventTable = {
+    "scorm_packages": {
+        ScormPackageReady: [handlers.scorm_package_ready],
+        ScormPackageFailed: [handlers.scorm_package_failed],
+    },
+}
 
 
 def create_app(settings: CatalogSettings | None = None, *, bus: Any = None) -> web.Application:
     spec = ServiceSpec(name="catalog", migrations_dir=MIGRATIONS, setup_routes=setup_routes,
-                       subscriptions=subscriptions)
+                       event_handlers=EVENT_HANDLERS, deps=lambda app: None)  # the handlers need no collaborators
     return create_service_app(settings or CatalogSettings(), spec, bus=bus)

@@ -1,4 +1,9 @@
-"""Pure catalog rules: the course lifecycle, what publishing needs, and sibling positions. No I/O here."""
+"""Pure catalog rules and the catalog's domain errors: the course lifecycle, what publishing needs, the shape of
+the module → lesson → activity tree and sibling positions. No I/O here.
+
+Errors subclass :class:`CatalogError` and carry the error code clients see (``code``) and the message; the API
+maps each class to an HTTP status in one table (``services/catalog/api.py``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,78 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.http import ApiError
+# --- errors -------------------------------------------------------------------------------------------------
+
+
+class CatalogError(Exception):
+    """Base of the catalog's domain errors."""
+
+    code = "invalid_argument"
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(CatalogError):
+    """The request breaks a catalog rule (400 ``invalid_argument``)."""
+
+
+class MissingField(CatalogError):
+    """A field the rule needs is absent, null or blank (400 ``missing_field``)."""
+
+    code = "missing_field"
+
+    def __init__(self, field: str, message: str | None = None):
+        super().__init__(message or f"'{field}' is required and must not be empty.")
+        self.field = field
+
+
+class NotFound(CatalogError):
+    """No such course/module/lesson/activity in this tenant (404 ``<resource>_not_found``)."""
+
+    def __init__(self, resource: str):
+        label = resource.replace("_", " ")
+        super().__init__(f"{label[0].upper()}{label[1:]} not found.")
+        self.resource = resource
+        self.code = f"{resource}_not_found"
+
+
+class SlugTaken(InvalidArgument):
+    def __init__(self, slug: str):
+        super().__init__(f"'slug': '{slug}' is already taken by another course of this tenant.")
+
+
+class IllegalTransition(InvalidArgument):
+    """A lifecycle action the course's status does not allow (CONTRACT.md §6)."""
+
+
+class NotPublishable(InvalidArgument):
+    def __init__(self, problems: Sequence[str]):
+        super().__init__("Cannot publish this course: " + "; ".join(problems) + ".")
+        self.problems = list(problems)
+
+
+class NotEditable(InvalidArgument):
+    """The course (or its tree) cannot be changed in its current status."""
+
+
+# --- the tree -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of the course tree: what its rows are called, and what they hang under."""
+
+    resource: str  # "module": gives 404 module_not_found
+    parent_resource: str
+    parent_column: str  # the child's column naming the parent
+    child: Level | None = None
+
+
+ACTIVITIES = Level("activity", "lesson", "lesson_id")
+LESSONS = Level("lesson", "module", "module_id", ACTIVITIES)
+MODULES = Level("module", "course", "course_id", LESSONS)
 
 
 class CourseStatus(enum.StrEnum):
@@ -44,11 +120,11 @@ _WHY_NOT: dict[tuple[Transition, CourseStatus], str] = {
 
 
 def next_status(action: Transition, current: str) -> CourseStatus:
-    """The status ``action`` leads to from ``current``, or ``400 invalid_argument`` saying why not."""
+    """The status ``action`` leads to from ``current``, or :class:`IllegalTransition` saying why not."""
     state = CourseStatus(current)
     target = TRANSITIONS.get((action, state))
     if target is None:
-        raise ApiError.invalid(f"Cannot {action.value} this course: {_WHY_NOT[(action, state)]}.")
+        raise IllegalTransition(f"Cannot {action.value} this course: {_WHY_NOT[(action, state)]}.")
     return target
 
 
@@ -59,17 +135,17 @@ def require_draft_for_structure(status: str) -> None:
     enrolled learners keep it while the operator unpublishes, edits and publishes a new version.
     """
     if status == CourseStatus.PUBLISHED:
-        raise ApiError.invalid(
+        raise NotEditable(
             "The course is published: its modules, lessons and activities can only be changed on a draft. "
             "Unpublish the course first, make the changes, then publish it again (a new version)."
         )
     if status == CourseStatus.ARCHIVED:
-        raise ApiError.invalid("The course is archived: its modules, lessons and activities cannot be changed.")
+        raise NotEditable("The course is archived: its modules, lessons and activities cannot be changed.")
 
 
 def require_editable_course(status: str) -> None:
     if status == CourseStatus.ARCHIVED:
-        raise ApiError.invalid("The course is archived: archived courses cannot be changed.")
+        raise NotEditable("The course is archived: archived courses cannot be changed.")
 
 
 # --- publishing ---------------------------------------------------------------------------------------------
@@ -109,6 +185,13 @@ def publish_problems(
     return problems
 
 
+def require_publishable(completion_rule: str, tree: Sequence[Mapping[str, Any]],
+                        packages: Mapping[int, ReadyPackage]) -> None:
+    problems = publish_problems(completion_rule, tree, packages)
+    if problems:
+        raise NotPublishable(problems)
+
+
 def scorm_package_ids(tree: Iterable[Mapping[str, Any]]) -> set[int]:
     return {a["scorm_package_id"] for m in tree for lesson in m["lessons"] for a in lesson["activities"]
             if a["kind"] == "scorm" and a["scorm_package_id"] is not None}
@@ -133,7 +216,7 @@ def reorder_positions(requested_ids: Sequence[int], current_ids: Iterable[int], 
     """New 1-based positions from a full ordered list of the children's ids (every child exactly once)."""
     current = set(current_ids)
     if len(set(requested_ids)) != len(requested_ids):
-        raise ApiError.invalid(f"'ids' lists a {what} more than once.")
+        raise InvalidArgument(f"'ids' lists a {what} more than once.")
     if set(requested_ids) != current:
         missing = sorted(current - set(requested_ids))
         extra = sorted(set(requested_ids) - current)
@@ -142,7 +225,7 @@ def reorder_positions(requested_ids: Sequence[int], current_ids: Iterable[int], 
             parts.append(f"missing {what} ids {missing}")
         if extra:
             parts.append(f"unknown {what} ids {extra}")
-        raise ApiError.invalid(f"'ids' must list every {what} of the parent exactly once: {'; '.join(parts)}.")
+        raise InvalidArgument(f"'ids' must list every {what} of the parent exactly once: {'; '.join(parts)}.")
     return {item: index for index, item in enumerate(requested_ids, start=1)}
 
 
@@ -165,9 +248,9 @@ def activity_state(current: Mapping[str, Any], changes: Mapping[str, Any]) -> di
         for name in _SCORM_FIELDS:
             value = state.get(name)
             if value is None or (isinstance(value, str) and not value.strip()):
-                raise ApiError(400, "missing_field", f"'{name}' is required for scorm activities.")
+                raise MissingField(name, f"'{name}' is required for scorm activities.")
     else:
         sent = [name for name in _SCORM_FIELDS if state.get(name) is not None]
         if sent:
-            raise ApiError.invalid(f"'{sent[0]}' is only for scorm activities (this one is '{state.get('kind')}').")
+            raise InvalidArgument(f"'{sent[0]}' is only for scorm activities (this one is '{state.get('kind')}').")
     return state

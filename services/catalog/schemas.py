@@ -1,4 +1,5 @@
-"""Request bodies the catalog accepts. Unknown fields are rejected; types are strict (no "5" for 5)."""
+"""Request bodies the catalog accepts (the commands' fields). Unknown fields are rejected; types are strict (no "5"
+for 5). What a body's ``changes()`` refuses raises the domain errors of ``domain.py``."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
-from services.catalog.domain import ACTIVITY_KINDS, COMPLETION_RULES
-from shared.http import ApiError
+from services.catalog.domain import ACTIVITY_KINDS, COMPLETION_RULES, InvalidArgument, MissingField
 
 SLUG_RE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 # BCP 47 in the shape used in practice: a 2-3 letter language, then subtags (script, region, variants).
@@ -117,7 +117,7 @@ class CourseUpdate(CourseFields):
         sent = {name: getattr(self, name) for name in self.model_fields_set}
         for required in ("slug", "title"):
             if required in sent and (sent[required] is None or not str(sent[required]).strip()):
-                raise ApiError.missing(required)
+                raise MissingField(required)
         return sent
 
 
@@ -140,9 +140,9 @@ class NodeUpdate(_Body):
     def changes(self) -> dict[str, Any]:
         sent = {name: getattr(self, name) for name in self.model_fields_set}
         if "title" in sent and (sent["title"] is None or not sent["title"].strip()):
-            raise ApiError.missing("title")
+            raise MissingField("title")
         if "position" in sent and sent["position"] is None:
-            raise ApiError.invalid("'position' must be a positive integer.")
+            raise InvalidArgument("'position' must be a positive integer.")
         if "title" in sent:
             sent["title"] = sent["title"].strip()
         return sent
@@ -175,10 +175,10 @@ class ActivityUpdate(ActivityFields):
         sent = {name: getattr(self, name) for name in self.model_fields_set}
         for required in ("title", "kind"):
             if required in sent and (sent[required] is None or not sent[required].strip()):
-                raise ApiError.missing(required)
+                raise MissingField(required)
         for not_nullable in ("required", "position"):
             if not_nullable in sent and sent[not_nullable] is None:
-                raise ApiError.invalid(f"'{not_nullable}' cannot be null.")
+                raise InvalidArgument(f"'{not_nullable}' cannot be null.")
         if "title" in sent:
             sent["title"] = sent["title"].strip()
         return sent

@@ -1,4 +1,4 @@
-"""Catalog tables and the queries the use cases share.
+"""Catalog tables and queries (SQL only: rows in, rows out; the handlers decide what a missing row means).
 
 Every tenant-owned table carries ``tenant_id`` and is queried through :class:`shared.db.TenantScope`.
 The course list is keyset-paginated on ``(tenant_id, id)``; children are read by ``(parent, position)``.
@@ -6,14 +6,14 @@ The course list is keyset-paginated on ``(tenant_id, id)``; children are read by
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import BigId, TenantScope, Timestamp
-from shared.http import ApiError
+from shared.db import BigId, TenantScope, Timestamp, upsert
 
 metadata = sa.MetaData()
 
@@ -119,95 +119,58 @@ scorm_packages = sa.Table(
 )
 
 
-def utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; they are UTC."""
-    if value is None:
-        return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
+#: a tree level's resource name (services/catalog/domain.Level) -> its table
+TABLES: dict[str, sa.Table] = {"course": courses, "module": modules, "lesson": lessons, "activity": activities}
 
 
 # --- courses ------------------------------------------------------------------------------------------------
 
 
 async def get_course(session: AsyncSession, scope: TenantScope, course_id: int, *,
-                     for_update: bool = False) -> sa.Row[Any]:
+                     for_update: bool = False) -> sa.Row[Any] | None:
     stmt = scope.select(courses).where(courses.c.id == course_id)
     if for_update:
         stmt = stmt.with_for_update()
-    row = (await session.execute(stmt)).first()
-    if row is None:
-        raise ApiError.not_found("course")
-    return row
+    return (await session.execute(stmt)).first()
+
+
+async def slug_in_use(session: AsyncSession, scope: TenantScope, slug: str, except_id: int | None = None) -> bool:
+    stmt = scope.select(courses, courses.c.id).where(courses.c.slug == slug)
+    if except_id is not None:
+        stmt = stmt.where(courses.c.id != except_id)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def insert_course(session: AsyncSession, scope: TenantScope, values: Mapping[str, Any]) -> int:
+    return int((await session.execute(scope.insert(courses, **values).returning(courses.c.id))).scalar_one())
+
+
+async def update_course(session: AsyncSession, scope: TenantScope, course_id: int, values: Mapping[str, Any],
+                        when: datetime) -> None:
+    """Change the course's columns and move its revision (consumers apply by revision)."""
+    await session.execute(
+        scope.update(courses).where(courses.c.id == course_id)
+        .values(**values, revision=courses.c.revision + 1, updated_at=when)
+    )
 
 
 async def bump_revision(session: AsyncSession, scope: TenantScope, course_id: int, when: datetime) -> None:
     """Every change of a course or its tree moves the course's revision (consumers apply by revision)."""
-    await session.execute(
-        scope.update(courses).where(courses.c.id == course_id)
-        .values(revision=courses.c.revision + 1, updated_at=when)
-    )
+    await update_course(session, scope, course_id, {}, when)
 
 
-def course_view(row: Any) -> dict[str, Any]:
-    """The contract's Course object (CONTRACT.md §6)."""
-    return {
-        "id": row.id,
-        "slug": row.slug,
-        "title": row.title,
-        "subtitle": row.subtitle,
-        "summary": row.summary,
-        "language": row.language,
-        "completion_rule": row.completion_rule,
-        "estimated_minutes": row.estimated_minutes,
-        "status": row.status,
-        "credit": {
-            "hours": row.credit_hours,
-            "kind": row.credit_kind,
-            "expires_after_months": row.credit_expires_after_months,
-        },
-        "version": {
-            "number": row.version_number,
-            "status": row.version_status,
-            "published_at": utc(row.published_at),
-        },
-        "owner": {"id": row.owner_id, "name": row.owner_name},
-        "certificate_template_id": row.certificate_template_id,
-        "created_at": utc(row.created_at),
-        "updated_at": utc(row.updated_at),
-    }
+async def list_courses(session: AsyncSession, scope: TenantScope, limit: int, after_id: int | None
+                       ) -> Sequence[sa.Row[Any]]:
+    """Up to ``limit`` courses, newest first (keyset on the (tenant_id, id) index)."""
+    stmt = scope.select(courses).order_by(courses.c.id.desc()).limit(limit)
+    if after_id is not None:
+        stmt = stmt.where(courses.c.id < after_id)
+    return (await session.execute(stmt)).all()
 
 
-# --- the tree -----------------------------------------------------------------------------------------------
-
-
-def module_view(row: Any) -> dict[str, Any]:
-    return {"id": row.id, "course_id": row.course_id, "title": row.title, "position": row.position}
-
-
-def lesson_view(row: Any) -> dict[str, Any]:
-    return {"id": row.id, "module_id": row.module_id, "title": row.title, "position": row.position}
-
-
-def activity_view(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "lesson_id": row.lesson_id,
-        "title": row.title,
-        "position": row.position,
-        "kind": row.kind,
-        "required": row.required,
-        "scorm_package_id": row.scorm_package_id,
-        "sco_identifier": row.sco_identifier,
-        "passing_score_scaled": row.passing_score_scaled,
-    }
-
-
-async def course_tree(session: AsyncSession, scope: TenantScope, course_id: int) -> list[dict[str, Any]]:
-    """Modules → lessons → activities of a course, each level ordered by position (three queries)."""
+async def tree_rows(session: AsyncSession, scope: TenantScope, course_id: int
+                    ) -> tuple[Sequence[sa.Row[Any]], Sequence[sa.Row[Any]], Sequence[sa.Row[Any]]]:
+    """The modules, lessons and activities of a course, each level ordered by position (three queries)."""
     mods = (await session.execute(
         scope.select(modules).where(modules.c.course_id == course_id).order_by(modules.c.position, modules.c.id)
     )).all()
@@ -218,12 +181,114 @@ async def course_tree(session: AsyncSession, scope: TenantScope, course_id: int)
         scope.select(activities).where(activities.c.course_id == course_id)
         .order_by(activities.c.position, activities.c.id)
     )).all()
-    by_lesson: dict[int, list[dict[str, Any]]] = {}
-    for a in acts:
-        by_lesson.setdefault(a.lesson_id, []).append(activity_view(a))
-    by_module: dict[int, list[dict[str, Any]]] = {}
-    for lesson in less:
-        by_module.setdefault(lesson.module_id, []).append(
-            {**lesson_view(lesson), "activities": by_lesson.get(lesson.id, [])}
+    return mods, less, acts
+
+
+async def insert_version(session: AsyncSession, scope: TenantScope, course_id: int, number: int,
+                         published_at: datetime, snapshot: Mapping[str, Any]) -> None:
+    await session.execute(scope.insert(course_versions, course_id=course_id, number=number,
+                                       published_at=published_at, snapshot=snapshot))
+
+
+# --- the tree -----------------------------------------------------------------------------------------------
+
+
+async def get_row(session: AsyncSession, scope: TenantScope, resource: str, row_id: int) -> sa.Row[Any] | None:
+    table = TABLES[resource]
+    return (await session.execute(scope.select(table).where(table.c.id == row_id))).first()
+
+
+async def count_children(session: AsyncSession, scope: TenantScope, resource: str, parent_column: str,
+                         parent_id: int) -> int:
+    table = TABLES[resource]
+    stmt = scope.select(table, sa.func.count()).where(table.c[parent_column] == parent_id)
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def shift_positions(session: AsyncSession, scope: TenantScope, resource: str, parent_column: str,
+                          parent_id: int, lower: int, upper: int | None, delta: int) -> None:
+    """Move siblings with lower <= position (<= upper) by ``delta``."""
+    table = TABLES[resource]
+    position = table.c.position
+    stmt = scope.update(table).where(table.c[parent_column] == parent_id, position >= lower)
+    if upper is not None:
+        stmt = stmt.where(position <= upper)
+    await session.execute(stmt.values(position=position + delta))
+
+
+async def insert_node(session: AsyncSession, scope: TenantScope, resource: str, values: Mapping[str, Any]) -> int:
+    table = TABLES[resource]
+    return int((await session.execute(scope.insert(table, **values).returning(table.c.id))).scalar_one())
+
+
+async def update_node(session: AsyncSession, scope: TenantScope, resource: str, node_id: int,
+                      values: Mapping[str, Any]) -> None:
+    table = TABLES[resource]
+    await session.execute(scope.update(table).where(table.c.id == node_id).values(**values))
+
+
+async def child_ids(session: AsyncSession, scope: TenantScope, resource: str, parent_column: str,
+                    parent_ids: Iterable[int]) -> list[int]:
+    table = TABLES[resource]
+    stmt = scope.select(table, table.c.id).where(table.c[parent_column].in_(list(parent_ids)))
+    return list((await session.execute(stmt)).scalars())
+
+
+async def delete_nodes(session: AsyncSession, scope: TenantScope, resource: str, ids: Iterable[int]) -> None:
+    table = TABLES[resource]
+    await session.execute(scope.delete(table).where(table.c.id.in_(list(ids))))
+
+
+async def set_positions(session: AsyncSession, scope: TenantScope, resource: str, positions: Mapping[int, int]
+                        ) -> None:
+    """Give each id its position, in one statement."""
+    table = TABLES[resource]
+    await session.execute(
+        scope.update(table).where(table.c.id.in_(list(positions)))
+        .values(position=sa.case(dict(positions), value=table.c.id))
+    )
+
+
+async def list_children(session: AsyncSession, scope: TenantScope, resource: str, parent_column: str,
+                        parent_id: int, *, limit: int | None = None, after_position: int | None = None
+                        ) -> Sequence[sa.Row[Any]]:
+    """Children of a parent ordered by position (keyset on the position: rows after ``after_position``)."""
+    table = TABLES[resource]
+    stmt = scope.select(table).where(table.c[parent_column] == parent_id).order_by(table.c.position, table.c.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    if after_position is not None:
+        stmt = stmt.where(table.c.position > after_position)
+    return (await session.execute(stmt)).all()
+
+
+# --- the SCORM packages read model --------------------------------------------------------------------------
+
+
+async def ready_packages(session: AsyncSession, scope: TenantScope, package_ids: Iterable[int]
+                         ) -> Sequence[Any]:
+    """The (package_id, scos) of those of ``package_ids`` that are ready."""
+    table = scorm_packages
+    return (await session.execute(
+        sa.select(table.c.package_id, table.c.scos).where(
+            scope.where(table), table.c.package_id.in_(list(package_ids)), table.c.status == "ready"
         )
-    return [{**module_view(m), "lessons": by_module.get(m.id, [])} for m in mods]
+    )).all()
+
+
+async def record_scorm_package(session: AsyncSession, tenant_id: int, package_id: int,
+                               values: Mapping[str, Any]) -> None:
+    """Insert or replace the package's state (the same event applied twice leaves the same row)."""
+    await session.execute(upsert(session, scorm_packages, {"tenant_id": tenant_id, "package_id": package_id,
+                                                           **values},
+                                 keys=["tenant_id", "package_id"], update=values))
+
+
+async def list_ready_packages(session: AsyncSession, scope: TenantScope, limit: int, after_id: int | None
+                              ) -> Sequence[sa.Row[Any]]:
+    """Up to ``limit`` ready packages, newest first."""
+    table = scorm_packages
+    stmt = scope.select(table).where(table.c.status == "ready").order_by(table.c.package_id.desc()).limit(limit)
+    if after_id is not None:
+        stmt = stmt.where(table.c.package_id < after_id)
+    return (await session.execute(stmt)).all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.catalog.domain import (
+    CatalogError,
     ReadyPackage,
     Transition,
     activity_state,
@@ -14,7 +15,6 @@ from services.catalog.domain import (
     publish_problems,
     reorder_positions,
 )
-from shared.http import ApiError
 
 
 def activity(id_: int, kind: str = "video", required: bool = True, package: int | None = None,
@@ -41,7 +41,7 @@ def test_allowed_transitions(action, current, target):
     (Transition.UNPUBLISH, "archived"), (Transition.ARCHIVE, "archived"),
 ])
 def test_illegal_transitions_say_which(action, current):
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(CatalogError) as err:
         next_status(action, current)
     assert err.value.code == "invalid_argument" and action.value in err.value.message
 
@@ -86,13 +86,13 @@ def test_reorder_numbers_the_ids_from_one():
 
 @pytest.mark.parametrize("ids", [[3, 5], [3, 5, 7, 9], [3, 3, 5, 7]])
 def test_reorder_rejects_anything_but_each_child_once(ids):
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(CatalogError) as err:
         reorder_positions(ids, [3, 5, 7], "module")
     assert err.value.code == "invalid_argument"
 
 
 def test_a_scorm_activity_without_a_sco_is_missing_a_field():
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(CatalogError) as err:
         activity_state({}, {"kind": "scorm", "scorm_package_id": 1})
     assert (err.value.code, "sco_identifier" in err.value.message) == ("missing_field", True)
 
@@ -100,5 +100,5 @@ def test_a_scorm_activity_without_a_sco_is_missing_a_field():
 def test_leaving_scorm_drops_the_reference_unless_sent():
     current = {"kind": "scorm", "scorm_package_id": 1, "sco_identifier": "a"}
     assert activity_state(current, {"kind": "link"})["scorm_package_id"] is None
-    with pytest.raises(ApiError):
+    with pytest.raises(CatalogError):
         activity_state(current, {"kind": "link", "sco_identifier": "a"})
