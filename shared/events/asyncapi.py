@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,6 @@ import yaml
 from pydantic import BaseModel
 
 from shared.bus.envelope import TYPE_PREFIX, TYPE_SUFFIX
-from collections.abc import Sequence
-
 from shared.bus.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, QueueSpec
 from shared.events import EVENT_MODELS, PUBLISHERS
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import jsonschema
 import yaml
 
+from services.wiring import main, wired_queues
 from shared.bus.envelope import new_event
 from shared.events import EVENT_MODELS, PUBLISHERS
-from services.wiring import main, wired_queues
 from shared.events.asyncapi import DOCS, build_document
 from shared.events.directory import UserUpserted
 
