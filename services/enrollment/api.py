@@ -10,11 +10,14 @@ service. Reads go to store.py on an autocommit connection (one statement, no tra
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.enrollment import domain, handlers, store
 from shared.bus.envelope import Origin
@@ -182,6 +185,37 @@ def grant_view(grant: handlers.Grant) -> dict[str, Any]:
     }
 
 
+# --- reads -------------------------------------------------------------------------------------------------------
+
+
+async def _page(request: web.Request, scope: str, table: sa.Table, filter_names: tuple[str, ...],
+                view: Callable[[Any], dict[str, Any]]) -> web.Response:
+    """A keyset page of the tenant's rows of ``table`` (the resource named like it), filtered by query params."""
+    ctx = context_of(request)
+    require_scope(ctx, scope)
+    filters = {name: int_param(request, name) for name in filter_names}
+    codec, resource = request.app[CURSOR_KEY], table.name
+    page = page_request(request, codec, resource, ctx.tenant_id, filters)
+    rows = await store.keyset_page(request.app[DB_KEY], table, ctx.tenant_id, filters, page.after_id,
+                                   page.limit + 1)
+    cursor = next_cursor(codec, rows, page, resource, ctx.tenant_id, filters, id_of=lambda r: r.id)
+    return ok(request, [view(r) for r in rows], next_cursor=cursor)
+
+
+async def _one(request: web.Request, scope: str, resource: str,
+               query: Callable[[AsyncConnection, int, int], Awaitable[Any]],
+               view: Callable[[Any], dict[str, Any]]) -> web.Response:
+    """One of the tenant's rows by the path's id (``404 <resource>_not_found`` if there is none)."""
+    ctx = context_of(request)
+    require_scope(ctx, scope)
+    row_id = path_id(request, "id", resource)
+    async with store.reading(request.app[DB_KEY]) as conn:
+        row = await query(conn, ctx.tenant_id, row_id)
+    if row is None:
+        raise ApiError.not_found(resource)
+    return ok(request, view(row))
+
+
 # --- enrollments -------------------------------------------------------------------------------------------------
 
 
@@ -198,26 +232,11 @@ async def create_enrollment(request: web.Request) -> web.Response:
 
 
 async def list_enrollments(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    require_scope(ctx, "learn:read")
-    filters = {"course_id": int_param(request, "course_id"), "user_id": int_param(request, "user_id")}
-    codec = request.app[CURSOR_KEY]
-    page = page_request(request, codec, "enrollments", ctx.tenant_id, filters)
-    rows = await store.keyset_page(request.app[DB_KEY], store.enrollments, ctx.tenant_id, filters, page.after_id,
-                                   page.limit + 1)
-    cursor = next_cursor(codec, rows, page, "enrollments", ctx.tenant_id, filters, id_of=lambda r: r.id)
-    return ok(request, [enrollment_view(r) for r in rows], next_cursor=cursor)
+    return await _page(request, "learn:read", store.enrollments, ("course_id", "user_id"), enrollment_view)
 
 
 async def get_enrollment(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    require_scope(ctx, "learn:read")
-    enrollment_id = path_id(request, "id", "enrollment")
-    async with store.reading(request.app[DB_KEY]) as conn:
-        row = await store.enrollment(conn, ctx.tenant_id, enrollment_id)
-    if row is None:
-        raise ApiError.not_found("enrollment")
-    return ok(request, enrollment_view(row))
+    return await _one(request, "learn:read", "enrollment", store.enrollment, enrollment_view)
 
 
 @answers_domain_errors
@@ -243,25 +262,11 @@ async def create_cohort(request: web.Request) -> web.Response:
 
 
 async def list_cohorts(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    require_scope(ctx, "admin")
-    codec = request.app[CURSOR_KEY]
-    page = page_request(request, codec, "cohorts", ctx.tenant_id, {})
-    rows = await store.keyset_page(request.app[DB_KEY], store.cohorts, ctx.tenant_id, {}, page.after_id,
-                                   page.limit + 1)
-    cursor = next_cursor(codec, rows, page, "cohorts", ctx.tenant_id, {}, id_of=lambda r: r.id)
-    return ok(request, [cohort_view(r) for r in rows], next_cursor=cursor)
+    return await _page(request, "admin", store.cohorts, (), cohort_view)
 
 
 async def get_cohort(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    require_scope(ctx, "admin")
-    cohort_id = path_id(request, "id", "cohort")
-    async with store.reading(request.app[DB_KEY]) as conn:
-        row = await store.cohort(conn, ctx.tenant_id, cohort_id)
-    if row is None:
-        raise ApiError.not_found("cohort")
-    return ok(request, cohort_view(row))
+    return await _one(request, "admin", "cohort", store.cohort, cohort_view)
 
 
 @answers_domain_errors
@@ -295,27 +300,11 @@ async def grant_cohort(request: web.Request) -> web.Response:
 
 
 async def list_attempts(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    require_scope(ctx, "learn:read")
-    filters = {"enrollment_id": int_param(request, "enrollment_id"),
-               "activity_id": int_param(request, "activity_id")}
-    codec = request.app[CURSOR_KEY]
-    page = page_request(request, codec, "attempts", ctx.tenant_id, filters)
-    rows = await store.keyset_page(request.app[DB_KEY], store.attempts, ctx.tenant_id, filters, page.after_id,
-                                   page.limit + 1)
-    cursor = next_cursor(codec, rows, page, "attempts", ctx.tenant_id, filters, id_of=lambda r: r.id)
-    return ok(request, [attempt_view(r) for r in rows], next_cursor=cursor)
+    return await _page(request, "learn:read", store.attempts, ("enrollment_id", "activity_id"), attempt_view)
 
 
 async def get_attempt(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    require_scope(ctx, "learn:read")
-    attempt_id = path_id(request, "id", "attempt")
-    async with store.reading(request.app[DB_KEY]) as conn:
-        row = await store.attempt(conn, ctx.tenant_id, attempt_id)
-    if row is None:
-        raise ApiError.not_found("attempt")
-    return ok(request, attempt_view(row))
+    return await _one(request, "learn:read", "attempt", store.attempt, attempt_view)
 
 
 def setup(app: web.Application) -> None:
