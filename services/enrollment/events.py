@@ -20,7 +20,6 @@ from shared.events.enrollment import (
     EnrollmentCompleted,
     EnrollmentCreated,
     EnrollmentExpired,
-    EnrollmentSnapshot,
     Progress,
 )
 
@@ -46,34 +45,34 @@ def _snapshot_fields(row: Any) -> dict[str, Any]:
     }
 
 
-def _enrollment_event(origin: Origin, payload: EnrollmentSnapshot) -> CloudEvent:
-    return build_event(origin, payload, service=SERVICE, subject=f"enrollment/{payload.enrollment_id}")
-
-
 def enrollment_created(origin: Origin, row: Any) -> CloudEvent:
-    return _enrollment_event(origin, EnrollmentCreated(**_snapshot_fields(row)))
+    payload = EnrollmentCreated(**_snapshot_fields(row))
+    return build_event(origin, payload, service=SERVICE, subject=f"enrollment/{row.id}")
 
 
 def enrollment_cancelled(origin: Origin, row: Any) -> CloudEvent:
-    return _enrollment_event(origin, EnrollmentCancelled(**_snapshot_fields(row)))
+    payload = EnrollmentCancelled(**_snapshot_fields(row))
+    return build_event(origin, payload, service=SERVICE, subject=f"enrollment/{row.id}")
 
 
 def enrollment_expired(origin: Origin, row: Any) -> CloudEvent:
-    return _enrollment_event(origin, EnrollmentExpired(**_snapshot_fields(row)))
+    payload = EnrollmentExpired(**_snapshot_fields(row))
+    return build_event(origin, payload, service=SERVICE, subject=f"enrollment/{row.id}")
 
 
 def enrollment_completed(origin: Origin, row: Any, version: domain.PinnedVersion, progress: domain.Progress,
                          names: Any) -> CloudEvent:
     """``enrollment.completed`` carries everything a certificate needs: the learner's and the tenant's names
     (``names``: user_name, user_email, tenant_name) and the completed version's title, credit and template."""
-    return _enrollment_event(origin, EnrollmentCompleted(
+    payload = EnrollmentCompleted(
         **_snapshot_fields(row),
         user=CompletedUser(id=row.user_id, name=names.user_name or "", email=names.user_email or ""),
         course=CompletedCourse(id=row.course_id, title=version.title, version=version.version_number,
                                credit=version.credit, certificate_template_id=version.certificate_template_id),
         progress=Progress(required_total=progress.required_total, required_done=progress.required_done),
         tenant_name=names.tenant_name or "",
-    ))
+    )
+    return build_event(origin, payload, service=SERVICE, subject=f"enrollment/{row.id}")
 
 
 def cohort_access_granted(origin: Origin, cohort_id: int, user_id: int, granted_at: datetime,
