@@ -2,40 +2,36 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from services.enrollment import api_attempts, api_cohorts, api_enrollments
-from services.enrollment.attempts import apply_runtime_commit
-from services.enrollment.caches import CACHES_KEY, Caches
+from services.enrollment import api, handlers
 from services.enrollment.config import EnrollmentSettings
-from services.enrollment.readmodels import apply_course_event, apply_user_upserted
 from services.enrollment.sweeper import expiry_sweeper
 from shared.bus.amqp import AmqpBus
-from shared.bus.consumer import Subscription
-from shared.bus.topology import queue
+from shared.bus.wiring import EventTable
+from shared.events.catalog import CourseArchived, CourseCreated, CoursePublished, CourseUnpublished, CourseUpdated
+from shared.events.directory import UserUpserted
+from shared.events.scorm import RuntimeCommitted
 from shared.service import ServiceSpec, create_service_app, own_amqp_bus
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
-
-def setup_routes(app: web.Application) -> None:
-    api_enrollments.setup(app)
-    api_cohorts.setup(app)
-    api_attempts.setup(app)
-
-
-def subscriptions(app: web.Application) -> list[Subscription]:
-    caches = app[CACHES_KEY]
-    return [
-        Subscription(queue("enrollment", "courses"), functools.partial(apply_course_event, caches=caches)),
-        Subscription(queue("enrollment", "users"), apply_user_upserted),
-        Subscription(queue("enrollment", "runtime"), functools.partial(apply_runtime_commit, caches=caches)),
-    ]
+#: the queues this service consumes, the payloads each carries and the handlers each runs (shared/bus/wiring.py)
+EVENT_HANDLERS: EventTable = {
+    "courses": {
+        CourseCreated: [handlers.course_changed],
+        CourseUpdated: [handlers.course_changed],
+        CoursePublished: [handlers.course_published],
+        CourseUnpublished: [handlers.course_changed],
+        CourseArchived: [handlers.course_changed],
+    },
+    "users": {UserUpserted: [handlers.user_upserted]},
+    "runtime": {RuntimeCommitted: [handlers.runtime_committed]},
+}
 
 
 def _closing(bus: AmqpBus) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -48,13 +44,14 @@ def _closing(bus: AmqpBus) -> Callable[[web.Application], AsyncIterator[None]]:
 
 def create_app(settings: EnrollmentSettings | None = None, *, bus: Any = None) -> web.Application:
     settings = settings or EnrollmentSettings()
-    spec = ServiceSpec(name="enrollment", migrations_dir=MIGRATIONS, setup_routes=setup_routes,
-                       subscriptions=subscriptions, background=[expiry_sweeper] if settings.sweeper_enabled else [])
+    spec = ServiceSpec(name="enrollment", migrations_dir=MIGRATIONS, setup_routes=api.setup,
+                       event_handlers=EVENT_HANDLERS, deps=lambda app: app[api.CACHES_KEY],
+                       background=[expiry_sweeper] if settings.sweeper_enabled else [])
     # The broker connection with this service's consumer concurrency and batch size (docs/enrollment.md).
     own_bus = own_amqp_bus(settings.common, "enrollment", concurrency=settings.consumer_concurrency,
                            batch_size=settings.consumer_batch_size) if bus is None else None
     app = create_service_app(settings, spec, bus=bus if bus is not None else own_bus)
-    app[CACHES_KEY] = Caches()  # one per app: each app has its own database
+    app[api.CACHES_KEY] = handlers.Caches()  # one per app: each app has its own database
     if own_bus is not None:
         app.cleanup_ctx.insert(1, _closing(own_bus))
     return app

@@ -1,4 +1,5 @@
-"""Pure enrollment rules: completion, progress, the enrollment state machine, timestamps. No I/O here."""
+"""Pure enrollment rules: completion, progress, the enrollment state machine, timestamps, and the domain
+exceptions the handlers raise (the API maps each to the error envelope, ``api.ERRORS``). No I/O here."""
 
 from __future__ import annotations
 
@@ -9,6 +10,72 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
+
+from shared.events.base import Credit
+
+# --- domain exceptions ------------------------------------------------------------------------------------------
+
+
+class EnrollmentError(Exception):
+    """A command this service refuses; the message says why (the API maps each subclass, ``api.ERRORS``)."""
+
+
+class NotFound(EnrollmentError):
+    """The command names something this tenant does not have."""
+
+    resource = ""
+
+    def __init__(self) -> None:
+        label = self.resource.replace("_", " ")
+        super().__init__(f"{label[0].upper()}{label[1:]} not found.")
+
+
+class CourseNotFound(NotFound):
+    resource = "course"
+
+
+class EnrollmentNotFound(NotFound):
+    resource = "enrollment"
+
+
+class CohortNotFound(NotFound):
+    resource = "cohort"
+
+
+class Rejected(EnrollmentError):
+    """The command is not valid as given, or not in the current state of things."""
+
+
+class InvalidExpiry(Rejected):
+    """``expires_at`` is not an RFC 3339 date-time with a time zone, or not in the future."""
+
+
+class UnknownUser(Rejected):
+    def __init__(self, user_id: int):
+        super().__init__(f"User {user_id} is not in this tenant's directory; upsert the user first.")
+
+
+class CourseNotPublished(Rejected):
+    def __init__(self, course_id: int, status: str):
+        super().__init__(f"Course {course_id} is {status}; only published courses take enrollments.")
+
+
+class VersionNotArrived(Rejected):
+    """The course says published but its tree has not arrived yet."""
+
+    def __init__(self, course_id: int):
+        super().__init__(f"Course {course_id} is not published yet; retry shortly.")
+
+
+class IllegalTransition(Rejected):
+    """The requested state change is not allowed from the current status; the message says why."""
+
+
+class ConcurrentChange(EnrollmentError):
+    """A concurrent change got in the way; the same command, sent again, goes through."""
+
+    def __init__(self) -> None:
+        super().__init__("Concurrent change; retry.")
 
 
 class CompletionRule(enum.StrEnum):
@@ -135,11 +202,30 @@ def activities_of(modules: Sequence[Mapping[str, Any]]) -> list[Activity]:
     return found
 
 
+@dataclass(frozen=True)
+class PinnedVersion:
+    """One published course version, as far as enrolling and completing care (ADR 0014: a learner follows the
+    version they enrolled in)."""
+
+    version_number: int
+    title: str
+    rule: CompletionRule
+    activities: tuple[Activity, ...]
+    credit: Credit
+    certificate_template_id: int | None
+
+    @classmethod
+    def of(cls, row: Any) -> PinnedVersion:
+        """From a ``course_versions`` row."""
+        return cls(version_number=row.version_number, title=row.title, rule=completion_rule(row.completion_rule),
+                   activities=tuple(activities_of(row.modules)), credit=Credit.model_validate(row.credit),
+                   certificate_template_id=row.certificate_template_id)
+
+    def progress(self, results: list[AttemptResult]) -> Progress:
+        return evaluate(self.rule, self.activities, results)
+
+
 # --- enrollment state machine ---------------------------------------------------------------------------------
-
-
-class IllegalTransition(Exception):
-    """The requested state change is not allowed from the current status; the message says why."""
 
 
 def cancel(status: str) -> bool:
@@ -174,3 +260,16 @@ def parse_rfc3339(value: str) -> datetime:
         assert digits is not None
         text = f"{main}.{digits.group()[:6].ljust(6, '0')}{rest[len(digits.group()):]}"
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def future_expiry(value: str | None, now: datetime) -> datetime | None:
+    """``expires_at`` of a command: RFC 3339 with a time zone, and later than now."""
+    if value is None:
+        return None
+    try:
+        expires_at = parse_rfc3339(value)
+    except ValueError as exc:
+        raise InvalidExpiry(f"'expires_at': {exc}.") from None
+    if expires_at <= now:
+        raise InvalidExpiry("'expires_at' must be in the future.")
+    return expires_at

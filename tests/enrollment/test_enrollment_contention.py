@@ -4,15 +4,15 @@ not wait on a learner locked elsewhere, and in-process caches that never serve a
 from __future__ import annotations
 
 import asyncio
-import functools
 
 import sqlalchemy as sa
 
-from services.enrollment.attempts import apply_runtime_commit
-from services.enrollment.caches import CACHES_KEY, Caches
+from services.enrollment.api import CACHES_KEY
+from services.enrollment.app import EVENT_HANDLERS
+from services.enrollment.handlers import Caches
 from services.enrollment.store import attempts, enrollments, reading, tenants
-from shared.bus.consumer import ConsumerRunner, Outcome, Subscription
-from shared.bus.topology import queue
+from shared.bus.consumer import ConsumerRunner, Outcome
+from shared.bus.wiring import subscriptions
 from shared.service import DB_KEY
 from tests.enrollment.conftest import activity
 from tests.support.infra import wait_until
@@ -27,8 +27,9 @@ async def test_a_learner_locked_elsewhere_does_not_hold_back_the_rest_of_a_batch
     await service.until_user(second_user)
     first, second = await service.enroll(first_user, course), await service.enroll(second_user, course)
     commits = [service.runtime_committed(first, 1), service.runtime_committed(second, 1)]
-    runner = ConsumerRunner(service.app[DB_KEY], Subscription(queue("enrollment", "runtime"), functools.partial(
-        apply_runtime_commit, caches=service.app[CACHES_KEY])), "enrollment")
+    runtime = next(s for s in subscriptions("enrollment", EVENT_HANDLERS, deps=service.app[CACHES_KEY])
+                   if s.queue.purpose == "runtime")
+    runner = ConsumerRunner(service.app[DB_KEY], runtime, "enrollment")
 
     async def applied(commit) -> bool:
         return bool(await service.scalar(sa.select(sa.func.count()).select_from(attempts).where(

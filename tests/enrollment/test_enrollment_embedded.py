@@ -8,7 +8,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from services.enrollment.app import create_app
 from services.enrollment.config import EnrollmentSettings
-from services.enrollment.enrollments import expire_overdue
+from services.enrollment.sweeper import expire_overdue
 from shared.bus.amqp import OutgoingMessage
 from shared.bus.envelope import CloudEvent
 from shared.bus.inprocess import InProcessBus

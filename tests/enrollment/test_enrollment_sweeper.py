@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from services.enrollment.app import MIGRATIONS
-from services.enrollment.enrollments import expire_overdue
 from services.enrollment.store import enrollments, tenants
+from services.enrollment.sweeper import expire_overdue
 from shared.bus.tables import outbox
 from shared.db import Database, migrate
 from tests.enrollment.conftest import EnrollmentService, activity, start_service
