@@ -30,11 +30,11 @@ import sqlalchemy as sa
 from aiohttp.test_utils import TestClient, TestServer
 
 from bench.bench_pdf import bench_certificate, bench_template
-from services.certificates.api_support import RUNTIME_KEY
+from services.certificates.api.common import RUNTIME_KEY
 from services.certificates.app import create_app
 from services.certificates.config import CertificatesSettings
 from services.certificates.domain import new_verification_id
-from services.certificates.pdf import CertificateRenderer
+from services.certificates.pdf.render import CertificateRenderer
 from services.certificates.store import certificates
 from shared.bus.amqp import AmqpBus, OutgoingMessage
 from shared.bus.envelope import new_event

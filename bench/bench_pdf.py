@@ -23,12 +23,8 @@ from PIL import Image, ImageDraw
 from reportlab.lib.pagesizes import A4, landscape
 from reportlab.pdfgen.canvas import Canvas
 
-from services.certificates.pdf import (
-    BUILTIN_DEFAULT_TEMPLATE,
-    CertificateData,
-    CertificateRenderer,
-    TemplateSpec,
-)
+from services.certificates.pdf.render import CertificateRenderer
+from services.certificates.pdf.spec import BUILTIN_DEFAULT_TEMPLATE, CertificateData, TemplateSpec
 
 TARGET_FULL_P50_MS = 10.0
 

@@ -4,29 +4,28 @@ revocation, templates and PDF regeneration on ``template.updated`` (docs/certifi
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import structlog
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.certificates import api_certificates, api_templates, verify_page
-from services.certificates.api_support import RUNTIME_KEY, Runtime
-from services.certificates.certificates import issue_certificate
+from services.certificates import handlers, verify_page
+from services.certificates.api import certificates as api_certificates
+from services.certificates.api import templates as api_templates
+from services.certificates.api.common import RUNTIME_KEY
 from services.certificates.config import CertificatesSettings
 from services.certificates.documents import Documents
-from services.certificates.readmodels import apply_user_upserted
-from services.certificates.regeneration import record_regeneration, regeneration_worker
-from services.certificates.rendering import RenderPool
+from services.certificates.handlers import Runtime
+from services.certificates.pdf.pool import RenderPool
+from services.certificates.regeneration import Regenerator
 from shared.blobstore import choose_blob_store
 from shared.bus.amqp import AmqpBus
-from shared.bus.consumer import Subscription
-from shared.bus.envelope import CloudEvent
-from shared.bus.topology import queue
+from shared.bus.wiring import EventTable
+from shared.events.certificates import TemplateUpdated
+from shared.events.directory import UserUpserted
 from shared.events.enrollment import EnrollmentCompleted
-from shared.service import DB_KEY, BackgroundTask, ServiceSpec, create_service_app, own_amqp_bus
+from shared.service import DB_KEY, SETTINGS_KEY, BackgroundTask, ServiceSpec, create_service_app, own_amqp_bus
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: the gateway's admin JSON limit (templates carry base64 logos and backgrounds), plus headroom
@@ -41,18 +40,22 @@ def setup_routes(app: web.Application) -> None:
     verify_page.setup(app)
 
 
-def subscriptions(app: web.Application) -> list[Subscription]:
-    runtime = app[RUNTIME_KEY]
+#: queue purpose -> payload -> handlers (shared/bus/wiring.py); issuing, regeneration and the directory each have
+#: their own queue, so that thousands of regenerations never hold up an issue
+EVENT_HANDLERS: EventTable = {
+    "issue": {EnrollmentCompleted: [handlers.issue_certificate]},
+    "regenerate": {TemplateUpdated: [handlers.record_regeneration]},
+    "users": {UserUpserted: [handlers.user_upserted]},
+}
 
-    async def issue(session: AsyncSession, event: CloudEvent, payload: EnrollmentCompleted) -> None:
-        await issue_certificate(session, event, payload, runtime.documents)
 
-    return [
-        Subscription(queue("certificates", "issue"), issue),
-        Subscription(queue("certificates", "regenerate"), partial(record_regeneration,
-                                                                   wake=runtime.wake_regeneration)),
-        Subscription(queue("certificates", "users"), apply_user_upserted),
-    ]
+async def regeneration_worker(app: web.Application) -> None:
+    """The background job (see ``ServiceSpec.background``): regeneration lanes until the service stops."""
+    settings = app[SETTINGS_KEY]
+    assert isinstance(settings, CertificatesSettings)
+    regenerator = Regenerator(app[DB_KEY], app[RUNTIME_KEY], batch_size=settings.regeneration_batch_size,
+                              lanes=settings.lanes, poll_interval=settings.regeneration_poll_interval)
+    await regenerator.run()
 
 
 def _runtime_ctx(settings: CertificatesSettings,
@@ -81,7 +84,8 @@ def create_app(settings: CertificatesSettings | None = None, *, bus: Any = None)
     settings = settings or CertificatesSettings()
     background: list[BackgroundTask] = [regeneration_worker] if settings.regeneration_enabled else []
     spec = ServiceSpec(name="certificates", migrations_dir=MIGRATIONS, setup_routes=setup_routes,
-                       subscriptions=subscriptions, background=background, client_max_size=ADMIN_BODY_LIMIT)
+                       event_handlers=EVENT_HANDLERS, deps=lambda app: app[RUNTIME_KEY], background=background,
+                       client_max_size=ADMIN_BODY_LIMIT)
     # The broker connection, with small consumer batches. The shared consumer runs a batch's handlers one after
     # another in one transaction; an issue waits for its render, so a batch of 32 would render 32 certificates in
     # turn while the other workers idle. Batches of a few, several at once, keep every render worker busy.

@@ -20,7 +20,6 @@ import hashlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -28,12 +27,11 @@ import structlog
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.certificates.pdf import CertificateData, TemplateSpec
-from services.certificates.rendering import RenderPool
-from services.certificates.store import metadata, verification_url
-from services.certificates.templates import TemplateRows
+from services.certificates.domain import Facts, verification_url
+from services.certificates.pdf.pool import RenderPool
+from services.certificates.pdf.spec import CertificateData, TemplateSpec
+from services.certificates.store import TemplateRows, metadata
 from shared.blobstore import DB_CHUNK_BYTES, BlobInfo, BlobStore, DatabaseBlobStore, blob_tables, validate_key
-from shared.db import as_utc
 
 log = structlog.get_logger("certificates.documents")
 
@@ -44,32 +42,6 @@ _blobs, _chunks = blob_tables(metadata)
 
 def pdf_key(tenant_id: int, verification_id: str, version: int) -> str:
     return f"certificates/{tenant_id}/{verification_id}/v{version}.pdf"
-
-
-@dataclass(frozen=True)
-class Facts:
-    """What a certificate shows, as stored (a row) or about to be stored (a new issue)."""
-
-    recipient_name: str
-    course_title: str
-    credit_hours: Decimal | None
-    credit_kind: str | None
-    issued_at: datetime
-    expires_at: datetime | None
-    verification_id: str
-    revoked_at: datetime | None = None
-    revoked_reason: str | None = None
-
-    @classmethod
-    def of_row(cls, row: Any, **changes: Any) -> Facts:
-        values = {
-            "recipient_name": row.recipient_name, "course_title": row.course_title,
-            "credit_hours": row.credit_hours, "credit_kind": row.credit_kind, "issued_at": as_utc(row.issued_at),
-            "expires_at": as_utc(row.expires_at), "verification_id": row.verification_id,
-            "revoked_at": as_utc(row.revoked_at), "revoked_reason": row.revoked_reason,
-        }
-        values.update(changes)
-        return cls(**values)
 
 
 class Documents:

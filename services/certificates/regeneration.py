@@ -1,4 +1,5 @@
-"""PDF regeneration after ``template.updated``: a job row per template version, worked off in batches.
+"""PDF regeneration after ``template.updated``: a job row per template version, worked off in batches (this
+module runs the lanes; each batch is ``handlers.regenerate_batch``).
 
 - The consumer of ``template.updated`` only records a job ``(tenant, template, version)`` in its inbox
   transaction; rendering never happens in the consumer.
@@ -19,24 +20,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, cast
 
-import sqlalchemy as sa
 import structlog
-from aiohttp import web
-from sqlalchemy import event as sa_event
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.certificates.api_support import RUNTIME_KEY
-from services.certificates.certificates import ConcurrentChange, Origin, rerender
-from services.certificates.config import CertificatesSettings
-from services.certificates.documents import Documents
-from services.certificates.store import certificates, regeneration_jobs, templates
-from shared.bus.envelope import CloudEvent
-from shared.db import Database, insert_ignoring_conflicts, utcnow
-from shared.events.certificates import TemplateUpdated
+from services.certificates import handlers
+from services.certificates.domain import ConcurrentChange
+from services.certificates.handlers import RegenerationJob, Runtime
+from shared.db import Database
 from shared.metrics import REGENERATED, REGENERATION_PENDING
-from shared.service import DB_KEY, SETTINGS_KEY
+from shared.uow import UnitOfWork
 
 log = structlog.get_logger("certificates.regeneration")
 
@@ -44,40 +36,19 @@ SERVICE = "certificates"
 _PROGRESS_EVERY = 5.0
 
 
-async def record_regeneration(session: AsyncSession, event: CloudEvent, payload: TemplateUpdated,
-                              wake: asyncio.Event | None = None) -> None:
-    """``template.updated``: remember that this template version needs its certificates re-rendered."""
-    await session.execute(insert_ignoring_conflicts(session, regeneration_jobs, {
-        "tenant_id": event.tenantid, "tenant_slug": event.tenant, "template_id": payload.template_id,
-        "template_version": payload.version, "request_id": event.requestid, "created_at": utcnow(),
-    }))
-    if wake is not None:
-        # Wake the lanes when the job is visible, not before.
-        sa_event.listen(session.sync_session, "after_commit", lambda _session: wake.set(), once=True)
-    log.info("regeneration_recorded", template_id=payload.template_id, template_version=payload.version)
-
-
-class _Job:
-    __slots__ = ("request_id", "template_id", "tenant_id", "tenant_slug")
-
-    def __init__(self, row: Any):
-        self.tenant_id: int = row.tenant_id
-        self.tenant_slug: str = row.tenant_slug
-        self.template_id: int = row.template_id
-        self.request_id: str | None = row.request_id
-
-
 class Regenerator:
-    def __init__(self, db: Database, docs: Documents, *, batch_size: int, lanes: int, poll_interval: float,
-                 wake: asyncio.Event | None = None):
+    def __init__(self, db: Database, runtime: Runtime, *, batch_size: int, lanes: int, poll_interval: float):
         self.db = db
-        self.docs = docs
+        self.runtime = runtime
         self.batch_size = batch_size
         # SQLite has no row locks to skip: one lane there, so that no two lanes claim the same rows.
         self.lanes = lanes if db.is_postgres else 1
         self.poll_interval = poll_interval
-        self.wake = wake or asyncio.Event()
+        self.wake = runtime.wake_regeneration
         self._regenerated = 0
+
+    def _uow(self) -> UnitOfWork:
+        return UnitOfWork(self.db, deps=self.runtime)
 
     async def run(self) -> None:
         tasks = [asyncio.create_task(self._lane(n), name=f"regeneration-lane-{n}") for n in range(self.lanes)]
@@ -111,16 +82,7 @@ class Regenerator:
 
     async def step(self) -> int:
         """Regenerate one batch of any open job; returns how many certificates got a new PDF."""
-        async with self.db.transaction() as session:
-            jobs = [_Job(row) for row in (await session.execute(
-                sa.select(regeneration_jobs.c.tenant_id, regeneration_jobs.c.tenant_slug,
-                          regeneration_jobs.c.template_id, sa.func.max(regeneration_jobs.c.request_id)
-                          .label("request_id"))
-                .where(regeneration_jobs.c.finished_at.is_(None))
-                .group_by(regeneration_jobs.c.tenant_id, regeneration_jobs.c.tenant_slug,
-                          regeneration_jobs.c.template_id)
-                .order_by(sa.func.min(regeneration_jobs.c.id)))).all()]
-        for job in jobs:
+        for job in await handlers.open_regeneration_jobs(self._uow()):
             try:
                 done = await self._batch(job)
             except ConcurrentChange:
@@ -130,68 +92,20 @@ class Regenerator:
                 return done
         return 0
 
-    async def _template(self, session: AsyncSession, job: _Job) -> Any | None:
-        """The template's current version (its full row cached per version: batches do not reload assets)."""
-        version = (await session.execute(sa.select(templates.c.version).where(
-            templates.c.tenant_id == job.tenant_id, templates.c.id == job.template_id))).scalar()
-        if version is None:
-            return None
-        return await self.docs.template_rows.get(session, job.tenant_id, job.template_id, version)
-
-    async def _batch(self, job: _Job) -> int:
+    async def _batch(self, job: RegenerationJob) -> int:
         started = time.perf_counter()
-        async with self.db.transaction() as session:
-            template = await self._template(session, job)
-            if template is None:
-                await self._finish(session, job, None)
-                return 0
-            pending = (
-                (certificates.c.tenant_id == job.tenant_id) & (certificates.c.template_id == job.template_id)
-                & certificates.c.revoked_at.is_(None) & (certificates.c.pdf_template_version < template.version)
-            )
-            rows = list((await session.execute(
-                sa.select(certificates).where(pending).order_by(certificates.c.id).limit(self.batch_size)
-                .with_for_update(skip_locked=True))).all())
-            if not rows:
-                left = (await session.execute(sa.select(sa.func.count()).select_from(certificates)
-                                              .where(pending))).scalar()
-                if not left:
-                    await self._finish(session, job, template.version)
-                return 0
-            origin = Origin(job.tenant_id, job.tenant_slug, job.request_id)
-            superseded = await rerender(session, self.docs, origin, rows, template, utcnow())
-        self.docs.discard_later(superseded)
-        REGENERATED.labels(SERVICE).inc(len(rows))
-        self._regenerated += len(rows)
-        log.info("regeneration_batch_done", template_id=job.template_id, template_version=template.version,
-                 certificates=len(rows), seconds=round(time.perf_counter() - started, 3))
-        return len(rows)
-
-    async def _finish(self, session: AsyncSession, job: _Job, version: int | None) -> None:
-        stmt = sa.update(regeneration_jobs).where(
-            regeneration_jobs.c.tenant_id == job.tenant_id, regeneration_jobs.c.template_id == job.template_id,
-            regeneration_jobs.c.finished_at.is_(None))
-        if version is not None:
-            stmt = stmt.where(regeneration_jobs.c.template_version <= version)
-        result = cast(sa.CursorResult[Any], await session.execute(stmt.values(finished_at=utcnow())))
-        if result.rowcount:
-            log.info("regeneration_finished", template_id=job.template_id, template_version=version)
+        done, version = await handlers.regenerate_batch(self._uow(), job, self.batch_size)
+        if not done:
+            return 0
+        REGENERATED.labels(SERVICE).inc(done)
+        self._regenerated += done
+        log.info("regeneration_batch_done", template_id=job.template_id, template_version=version,
+                 certificates=done, seconds=round(time.perf_counter() - started, 3))
+        return done
 
     async def pending(self) -> int:
         """Certificates waiting for a new PDF across every open job."""
-        open_jobs = sa.select(regeneration_jobs.c.tenant_id, regeneration_jobs.c.template_id).where(
-            regeneration_jobs.c.finished_at.is_(None)).distinct().subquery()
-        stmt = (
-            sa.select(sa.func.count()).select_from(certificates)
-            .join(templates, (templates.c.id == certificates.c.template_id)
-                  & (templates.c.tenant_id == certificates.c.tenant_id))
-            .join(open_jobs, (open_jobs.c.tenant_id == certificates.c.tenant_id)
-                  & (open_jobs.c.template_id == certificates.c.template_id))
-            .where(certificates.c.revoked_at.is_(None),
-                   certificates.c.pdf_template_version < templates.c.version)
-        )
-        async with self.db.engine.connect() as conn:
-            return int((await conn.execute(stmt)).scalar() or 0)
+        return await handlers.regeneration_pending(self._uow())
 
     async def _report(self) -> None:
         """Progress in metrics and logs: the pending gauge, and a log line while there is work."""
@@ -208,14 +122,3 @@ class Regenerator:
             except Exception as exc:
                 log.warning("regeneration_progress_unavailable", error=repr(exc))
             await asyncio.sleep(_PROGRESS_EVERY)
-
-
-async def regeneration_worker(app: web.Application) -> None:
-    """The background job (see ``ServiceSpec.background``): lanes until the service stops."""
-    settings = app[SETTINGS_KEY]
-    assert isinstance(settings, CertificatesSettings)
-    runtime = app[RUNTIME_KEY]
-    regenerator = Regenerator(app[DB_KEY], runtime.documents, batch_size=settings.regeneration_batch_size,
-                              lanes=settings.lanes, poll_interval=settings.regeneration_poll_interval,
-                              wake=runtime.wake_regeneration)
-    await regenerator.run()

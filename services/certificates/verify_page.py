@@ -19,13 +19,12 @@ from aiohttp import web
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from services.certificates import certificates as use_cases
-from services.certificates.domain import status_of
-from services.certificates.pdf import format_date, format_hours
-from services.certificates.readmodels import tenant_names
+from services.certificates import handlers
+from services.certificates.api.common import uow_of
+from services.certificates.domain import CertificateNotFound, status_of
+from services.certificates.pdf.spec import format_date, format_hours
 from shared.db import as_utc
-from shared.http import ApiError, request_id_of
-from shared.service import DB_KEY
+from shared.http import request_id_of
 
 _HERE = Path(__file__).parent
 _CSS = (_HERE / "verify_page.css").read_text(encoding="utf-8")
@@ -78,12 +77,12 @@ def render_page(context: dict[str, Any] | None) -> str:
 
 async def verification_page(request: web.Request) -> web.Response:
     now = datetime.now(UTC)
-    async with request.app[DB_KEY].transaction() as session:
-        try:
-            row = await use_cases.by_verification_id(session, request.match_info["vid"])
-        except ApiError:
-            row = None
-        issuer = (await tenant_names(session, [row.tenant_id])).get(row.tenant_id, "") if row is not None else ""
+    row: Any = None
+    issuer = ""
+    try:
+        row, issuer = await handlers.verification(uow_of(request), request.match_info["vid"])
+    except CertificateNotFound:
+        pass
     body = render_page(page_context(row, issuer, now) if row is not None else None)
     return web.Response(
         text=body, status=200 if row is not None else 404, content_type="text/html", charset="utf-8",

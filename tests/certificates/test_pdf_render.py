@@ -20,20 +20,17 @@ from reportlab.lib.pagesizes import A4, LETTER, landscape, portrait
 from reportlab.lib.utils import ImageReader
 from reportlab.pdfgen.canvas import Canvas
 
-from services.certificates.pdf import (
-    BUILTIN_DEFAULT_TEMPLATE,
-    CertificateData,
-    CertificateRenderer,
+from services.certificates.pdf.assets import (
     TemplateAssetError,
-    TemplateSpec,
-    fill_placeholders,
+    prepare_background,
     validate_background_pdf,
     validate_color,
     validate_logo,
 )
-from services.certificates.pdf_assets import prepare_background
-from services.certificates.pdf_qr import LEVEL_M, encode_qr
-from services.certificates.pdf_text import SERIF_BOLD, fit_text, register_fonts, text_width
+from services.certificates.pdf.qr import LEVEL_M, encode_qr
+from services.certificates.pdf.render import CertificateRenderer
+from services.certificates.pdf.spec import BUILTIN_DEFAULT_TEMPLATE, CertificateData, TemplateSpec, fill_placeholders
+from services.certificates.pdf.text import SERIF_BOLD, fit_text, register_fonts, text_width
 
 VID = "k3Jd9QpLx2VbN7mRt5YwZc8HfGa1SeUo4Ti6PqXr"
 URL = f"https://acme.learn.mobieus.io/verify/{VID}"

@@ -1,4 +1,4 @@
-"""The PDF render pool (services/certificates/rendering.py), with real worker processes on the event loop the
+"""The PDF render pool (services/certificates/pdf/pool.py), with real worker processes on the event loop the
 services run on (uvloop): large messages never pass for a dead worker, a worker killed mid-render costs its
 batch one retry on another worker, and only a second death fails a certificate."""
 
@@ -16,8 +16,8 @@ import pytest
 import uvloop
 from PIL import Image
 
-from services.certificates.api_support import RUNTIME_KEY
-from services.certificates.rendering import RenderFailed, RenderPool
+from services.certificates.api.common import RUNTIME_KEY
+from services.certificates.pdf.pool import RenderFailed, RenderPool
 from tests.certificates.test_certificates_harness import ids, running_service
 from tests.certificates.test_pdf_render import certificate, template
 

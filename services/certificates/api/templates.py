@@ -13,23 +13,21 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-import sqlalchemy as sa
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from services.certificates import templates as use_cases
-from services.certificates.api_support import ADMIN, API, documents_of, note_tenant
-from services.certificates.pdf import (
-    CertificateData,
+from services.certificates import handlers
+from services.certificates.api.common import ADMIN, API, answers_domain_errors, origin_of, public_url, uow_of
+from services.certificates.api.views import template_resource
+from services.certificates.domain import verification_url
+from services.certificates.pdf.assets import (
     TemplateAssetError,
-    TemplateSpec,
     validate_background_pdf,
     validate_color,
     validate_logo,
 )
-from services.certificates.store import certificates, template_resource, templates, verification_url
-from shared.db import TenantScope, utcnow
+from services.certificates.pdf.spec import CertificateData
 from shared.http import (
     ApiError,
     context_of,
@@ -42,7 +40,7 @@ from shared.http import (
     require_scope,
 )
 from shared.pdf_preview import first_page_png
-from shared.service import CURSOR_KEY, DB_KEY
+from shared.service import CURSOR_KEY
 
 log = structlog.get_logger("certificates.api.templates")
 
@@ -122,24 +120,13 @@ async def _validated_fields(body: TemplateUpdate) -> dict[str, Any]:
     return fields
 
 
-def _author(request: web.Request) -> use_cases.Author:
-    ctx = context_of(request)
-    return use_cases.Author(ctx.tenant_id, ctx.tenant_slug, ctx.request_id)
-
-
-async def _respond(request: web.Request, template_id: int, status: int = 200) -> web.Response:
-    async with request.app[DB_KEY].transaction() as session:
-        row = await use_cases.get_template(session, context_of(request).tenant_id, template_id)
-    return ok(request, template_resource(row), status=status)
-
-
+@answers_domain_errors
 async def list_templates(request: web.Request, scope: str = "learn:read") -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, scope)
     codec = request.app[CURSOR_KEY]
     page = page_request(request, codec, "cert-templates", ctx.tenant_id, {})
-    async with request.app[DB_KEY].transaction() as session:
-        rows = list((await session.execute(use_cases.list_query(ctx.tenant_id, page.after_id, page.limit + 1))).all())
+    rows = await handlers.list_templates(uow_of(request), ctx.tenant_id, page.after_id, page.limit + 1)
     cursor = next_cursor(codec, rows, page, "cert-templates", ctx.tenant_id, {}, id_of=lambda r: r.id)
     return ok(request, [template_resource(r) for r in rows], next_cursor=cursor)
 
@@ -148,51 +135,45 @@ async def admin_list_templates(request: web.Request) -> web.Response:
     return await list_templates(request, "admin")
 
 
+@answers_domain_errors
 async def get_template(request: web.Request, scope: str = "learn:read") -> web.Response:
-    require_scope(context_of(request), scope)
-    return await _respond(request, path_id(request, "id", "template"))
+    ctx = context_of(request)
+    require_scope(ctx, scope)
+    row = await handlers.get_template(uow_of(request), ctx.tenant_id, path_id(request, "id", "template"))
+    return ok(request, template_resource(row))
 
 
 async def admin_get_template(request: web.Request) -> web.Response:
     return await get_template(request, "admin")
 
 
+@answers_domain_errors
 async def create_template(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "admin")
     fields = await _validated_fields(await read_json(request, TemplateCreate))
-    async with request.app[DB_KEY].transaction() as session:
-        await note_tenant(session, ctx)
-        template_id = await use_cases.create_template(session, _author(request), fields, utcnow())
-    return await _respond(request, template_id, status=201)
+    row = await handlers.create_template(uow_of(request), origin_of(ctx), fields, tenant_name=ctx.tenant_name)
+    return ok(request, template_resource(row), status=201)
 
 
+@answers_domain_errors
 async def update_template(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "admin")
     template_id = path_id(request, "id", "template")
     fields = await _validated_fields(await read_json(request, TemplateUpdate))
-    async with request.app[DB_KEY].transaction() as session:
-        await note_tenant(session, ctx)
-        await use_cases.update_template(session, _author(request), template_id, fields, utcnow())
-    return await _respond(request, template_id)
+    row = await handlers.update_template(uow_of(request), origin_of(ctx), template_id, fields,
+                                         tenant_name=ctx.tenant_name)
+    return ok(request, template_resource(row))
 
 
+@answers_domain_errors
 async def regeneration_progress(request: web.Request) -> web.Response:
     """How many of the template's live (non-revoked) certificates already show its current version."""
     ctx = context_of(request)
     require_scope(ctx, "admin")
     template_id = path_id(request, "id", "template")
-    async with request.app[DB_KEY].transaction() as session:
-        template = await use_cases.get_template(session, ctx.tenant_id, template_id)
-        current = certificates.c.pdf_template_version >= template.version
-        total, done = (await session.execute(
-            sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.case((current, 1), else_=0)), 0))
-            .select_from(certificates)
-            .where(certificates.c.tenant_id == ctx.tenant_id, certificates.c.template_id == template_id,
-                   certificates.c.revoked_at.is_(None)))).one()
-    return ok(request, {"template_id": template_id, "version": template.version, "total": int(total),
-                        "done": int(done), "pending": int(total) - int(done), "finished": done == total})
+    return ok(request, await handlers.regeneration_progress(uow_of(request), ctx.tenant_id, template_id))
 
 
 # --- preview -----------------------------------------------------------------------------------------------
@@ -210,6 +191,7 @@ def _sample_certificate(public_url: str) -> CertificateData:
     )
 
 
+@answers_domain_errors
 async def preview_template(request: web.Request) -> web.Response:
     """Render a sample certificate with the posted fields (over ``template_id``'s, over the defaults)."""
     ctx = context_of(request)
@@ -219,24 +201,8 @@ async def preview_template(request: web.Request) -> web.Response:
         raise ApiError.invalid("'format' must be png or pdf.")
     body = await read_json(request, TemplatePreview)
     fields = await _validated_fields(body)
-    values: dict[str, Any] = {"name": "Preview", **use_cases.TEMPLATE_DEFAULTS}
-    if body.template_id is not None:
-        async with request.app[DB_KEY].transaction() as session:
-            row = (await session.execute(TenantScope(ctx.tenant_id).select(templates).where(
-                templates.c.id == body.template_id))).first()
-        if row is None:
-            raise ApiError.not_found("template")
-        values.update({k: getattr(row, k) for k in values})
-    values.update(fields)
-    spec = TemplateSpec(
-        id=-1, version=1, name=values["name"], orientation=values["orientation"], page_size=values["page_size"],
-        title_text=values["title_text"], body_text=values["body_text"], primary_color=values["primary_color"],
-        accent_color=values["accent_color"], logo_png=values["logo"], signatory_name=values["signatory_name"],
-        signatory_title=values["signatory_title"], background_pdf=values["background_pdf"],
-        issuer_name=ctx.tenant_name,
-    )
-    docs = documents_of(request)
-    pdf = await docs.pool.render(spec, _sample_certificate(docs.public_url))
+    pdf = await handlers.preview_template(uow_of(request), ctx.tenant_id, body.template_id, fields,
+                                          ctx.tenant_name, _sample_certificate(public_url(request)))
     headers = {"X-Request-Id": request_id_of(request), "Cache-Control": "no-store",
                "X-Content-Type-Options": "nosniff"}
     png = (await first_page_png(pdf, dpi=_PREVIEW_DPI, log=log, failure_event="preview_png_failed")

@@ -40,7 +40,8 @@ from typing import Any
 
 import structlog
 
-from services.certificates.pdf import CertificateData, CertificateRenderer, TemplateSpec
+from services.certificates.pdf.render import CertificateRenderer
+from services.certificates.pdf.spec import CertificateData, TemplateSpec
 
 log = structlog.get_logger("certificates.rendering")
 
@@ -152,7 +153,7 @@ class RenderPool:
     def __init__(self, workers: int):
         self.workers = workers
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["services.certificates.rendering"])
+        self._context.set_forkserver_preload(["services.certificates.pdf.pool"])
         self._pool: list[_Worker] = []
         self._queue: deque[_Request] = deque()
         self._closing = False

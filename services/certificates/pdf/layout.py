@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import structlog
 from reportlab.lib.colors import Color, HexColor
 from reportlab.pdfgen.canvas import Canvas
 
-from services.certificates.pdf_assets import PreparedBackground, PreparedLogo
-from services.certificates.pdf_qr import encode_qr
-from services.certificates.pdf_text import (
+from services.certificates.pdf.assets import PreparedBackground, PreparedLogo
+from services.certificates.pdf.qr import encode_qr
+from services.certificates.pdf.spec import CertificateData, TemplateSpec
+from services.certificates.pdf.text import (
     SERIF_BOLD,
     SERIF_ITALIC,
     SMALL,
@@ -26,9 +26,6 @@ from services.certificates.pdf_text import (
     fit_text,
     visual_order,
 )
-
-if TYPE_CHECKING:
-    from services.certificates.pdf import CertificateData, TemplateSpec
 
 log = structlog.get_logger()
 

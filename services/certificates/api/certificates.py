@@ -7,17 +7,14 @@ from functools import partial
 from typing import Any
 from urllib.parse import quote
 
-import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.certificates import certificates as use_cases
-from services.certificates.api_support import ADMIN, API, documents_of, note_tenant
-from services.certificates.certificates import ConcurrentChange, Origin
+from services.certificates import handlers
+from services.certificates.api.common import ADMIN, API, answers_domain_errors, origin_of, public_url, uow_of
+from services.certificates.api.views import certificate_resource
 from services.certificates.documents import PDF_CONTENT_TYPE
 from services.certificates.domain import is_verification_id
-from services.certificates.rendering import RenderFailed
-from services.certificates.store import certificate_resource
 from shared.http import (
     H_REQUEST_ID,
     ApiError,
@@ -32,9 +29,7 @@ from shared.http import (
     request_id_of,
     require_scope,
 )
-from shared.service import CURSOR_KEY, DB_KEY, SETTINGS_KEY
-
-log = structlog.get_logger("certificates.api")
+from shared.service import CURSOR_KEY
 
 
 class RevokeRequest(BaseModel):
@@ -43,28 +38,19 @@ class RevokeRequest(BaseModel):
     reason: str = Field(max_length=1000)
 
 
-def _public_url(request: web.Request) -> str:
-    return request.app[SETTINGS_KEY].common.public_url
-
-
 def _resource(request: web.Request, row: Any) -> dict[str, Any]:
-    return certificate_resource(row, _public_url(request))
-
-
-def _origin(ctx: RequestContext) -> Origin:
-    return Origin(ctx.tenant_id, ctx.tenant_slug, ctx.request_id)
+    return certificate_resource(row, public_url(request))
 
 
 async def _list(request: web.Request, ctx: RequestContext, list_name: str, filters: dict[str, Any]) -> web.Response:
     codec = request.app[CURSOR_KEY]
     page = page_request(request, codec, list_name, ctx.tenant_id, filters)
-    async with request.app[DB_KEY].transaction() as session:
-        rows = list((await session.execute(
-            use_cases.list_query(ctx.tenant_id, filters, page.after_id, page.limit + 1))).all())
+    rows = await handlers.list_certificates(uow_of(request), ctx.tenant_id, filters, page.after_id, page.limit + 1)
     cursor = next_cursor(codec, rows, page, list_name, ctx.tenant_id, filters, id_of=lambda r: r.id)
     return ok(request, [_resource(request, r) for r in rows], next_cursor=cursor)
 
 
+@answers_domain_errors
 async def list_certificates(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "learn:read")
@@ -72,6 +58,7 @@ async def list_certificates(request: web.Request) -> web.Response:
     return await _list(request, ctx, "certificates", filters)
 
 
+@answers_domain_errors
 async def admin_list_certificates(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "admin")
@@ -83,67 +70,45 @@ async def admin_list_certificates(request: web.Request) -> web.Response:
     return await _list(request, ctx, "admin-certificates", filters)
 
 
+@answers_domain_errors
 async def get_certificate(request: web.Request, scope: str = "learn:read") -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, scope)
     certificate_id = path_id(request, "id", "certificate")
-    async with request.app[DB_KEY].transaction() as session:
-        row = await use_cases.get_certificate(session, ctx.tenant_id, certificate_id)
+    row = await handlers.get_certificate(uow_of(request), ctx.tenant_id, certificate_id)
     return ok(request, _resource(request, row))
 
 
+@answers_domain_errors
 async def verify_certificate(request: web.Request) -> web.Response:
     """By verification id, within the caller's tenant (another tenant's vid answers like an unknown one)."""
     ctx = context_of(request)
     require_scope(ctx, "learn:read")
-    async with request.app[DB_KEY].transaction() as session:
-        row = await use_cases.by_verification_id(session, request.match_info["vid"], ctx.tenant_id)
+    row = await handlers.find_certificate(uow_of(request), ctx.tenant_id, request.match_info["vid"])
     return ok(request, _resource(request, row))
 
 
+@answers_domain_errors
 async def revoke_certificate(request: web.Request, scope: str = "learn:write") -> web.Response:
+    """Revoke (or regenerate, below): render and write in one transaction, so it happens whole or not at all; a
+    render that cannot happen just now answers ``503 service_unavailable`` with ``Retry-After``."""
     ctx = context_of(request)
     require_scope(ctx, scope)
     certificate_id = path_id(request, "id", "certificate")
     body = await read_json(request, RevokeRequest)
-    reason = body.reason.strip()
-    return await _rerendering(request, ctx, certificate_id, partial(use_cases.revoke_certificate, reason=reason))
+    row = await handlers.revoke_certificate(uow_of(request), origin_of(ctx), certificate_id, body.reason.strip(),
+                                            tenant_name=ctx.tenant_name)
+    return ok(request, _resource(request, row))
 
 
+@answers_domain_errors
 async def regenerate_pdf(request: web.Request, scope: str = "learn:write") -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, scope)
     certificate_id = path_id(request, "id", "certificate")
-    return await _rerendering(request, ctx, certificate_id, use_cases.regenerate_certificate_pdf)
-
-
-async def _rerendering(request: web.Request, ctx: RequestContext, certificate_id: int, work: Any) -> web.Response:
-    """Run a revoke or a regeneration: render and write in one transaction, so it happens whole or not at all.
-
-    A render that fails (its worker died twice, or no worker is running) or a certificate changed by a
-    regeneration batch while it rendered (tried twice) answers ``503 service_unavailable`` with
-    ``Retry-After``: nothing was written, and the same request (with the same ``Idempotency-Key``) can be sent
-    again. Never a 500 for a failure the client can do nothing about but retry.
-    """
-    docs = documents_of(request)
-    for attempt in (1, 2):
-        try:
-            async with request.app[DB_KEY].transaction() as session:
-                await note_tenant(session, ctx)
-                superseded = await work(session, docs, _origin(ctx), certificate_id)
-                row = await use_cases.get_certificate(session, ctx.tenant_id, certificate_id)
-        except RenderFailed as exc:
-            log.warning("certificate_render_unavailable", certificate_id=certificate_id, error=str(exc))
-            raise ApiError(503, "service_unavailable", "The certificate's PDF could not be rendered just now; "
-                           "nothing was changed. Retry shortly.", {"Retry-After": "1"}) from None
-        except ConcurrentChange:
-            if attempt == 2:
-                raise ApiError(503, "service_unavailable", "The certificate was being re-rendered by a template "
-                               "update; nothing was changed. Retry shortly.", {"Retry-After": "1"}) from None
-            continue
-        docs.discard_later(superseded)
-        return ok(request, _resource(request, row))
-    raise AssertionError("unreachable")
+    row = await handlers.regenerate_certificate_pdf(uow_of(request), origin_of(ctx), certificate_id,
+                                                    tenant_name=ctx.tenant_name)
+    return ok(request, _resource(request, row))
 
 
 def _filename(row: Any) -> str:
@@ -153,19 +118,18 @@ def _filename(row: Any) -> str:
             f"filename*=UTF-8''{quote(readable + '.pdf', safe='')}")
 
 
+@answers_domain_errors
 async def download_pdf(request: web.Request, scope: str = "learn:read") -> web.StreamResponse:
     ctx = context_of(request)
     require_scope(ctx, scope)
     certificate_id = path_id(request, "id", "certificate")
-    async with request.app[DB_KEY].transaction() as session:
-        row = await use_cases.get_certificate(session, ctx.tenant_id, certificate_id)
+    row, chunks = await handlers.certificate_pdf(uow_of(request), ctx.tenant_id, certificate_id)
     etag = f'"{row.pdf_sha256}"'
     headers = {H_REQUEST_ID: request_id_of(request), "ETag": etag, "Cache-Control": "private, no-cache",
                "X-Content-Type-Options": "nosniff"}
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers=headers)
-    chunks = documents_of(request).stream(row.pdf_key).__aiter__()
-    first = await anext(chunks)  # a missing blob fails here, before any byte is sent
+    first = await anext(aiter(chunks))  # a missing blob fails here, before any byte is sent
     response = web.StreamResponse(headers={**headers, "Content-Disposition": _filename(row)})
     response.content_type = PDF_CONTENT_TYPE
     response.content_length = row.pdf_bytes
