@@ -29,7 +29,7 @@ from typing import Any
 import psutil
 from sqlalchemy.engine import make_url
 
-from services.scorm.package_import import ImportResult, import_package
+from services.scorm.manifest.zip_safety import ImportResult, import_package
 from shared.blobstore import BlobStore, DatabaseBlobStore, FilesystemBlobStore
 from shared.db import Database, drop_database, ensure_database
 from shared.logging import configure_logging

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.scorm import launches, packages
+from services.scorm import handlers
+from services.scorm.api_errors import unit_of_work
 from services.scorm.context import SCORM_KEY
-from services.scorm.importer import outcome_event_id
+from services.scorm.domain import MAX_TITLE
+from services.scorm.events import outcome_event_id
+from services.scorm.packages.upload import receive_upload
+from shared.bus.envelope import Origin
 from shared.consistency import observed
+from shared.db import as_utc
 from shared.http import (
+    ApiError,
     context_of,
     next_cursor,
     ok,
@@ -19,20 +27,60 @@ from shared.http import (
     require_scope,
 )
 from shared.idempotency import claim_streamed, streams_its_body
-from shared.service import CURSOR_KEY, DB_KEY
+from shared.service import CURSOR_KEY
 
 PUBLIC = "/api/v1/learn/scorm-packages"
 ADMIN = "/admin/v1/scorm-packages"
 LIST_NAME = "scorm_packages"
 
 
+def package_resource(row: Any, scos: list[Any] | None = None, *, admin: bool = False) -> dict[str, Any]:
+    """The contract's SCORM package (CONTRACT §6); ``scos`` on get. Admins also see the import warnings."""
+    data: dict[str, Any] = {
+        "id": row.id,
+        "title": row.title,
+        "scorm_version": row.scorm_version,
+        "status": row.status,
+        "error": row.error,
+        "bytes": row.bytes,
+        "sha256": row.sha256,
+        "organization_identifier": row.organization_identifier,
+        "created_at": as_utc(row.created_at),
+    }
+    if scos is not None:
+        data["scos"] = [sco_resource(sco) for sco in scos]
+    if admin:
+        data["warnings"] = list(row.warnings or [])
+    return data
+
+
+def sco_resource(row: Any) -> dict[str, Any]:
+    return {
+        "identifier": row.identifier,
+        "title": row.title,
+        "launch_url": row.launch_url,
+        "parameters": row.parameters,
+        "mastery_score": row.mastery_score,
+        "position": row.position,
+        "parent_identifier": row.parent_identifier,
+    }
+
+
+def title_param(request: web.Request) -> str | None:
+    raw = request.query.get("title")
+    if raw is None or not raw.strip():
+        return None
+    if len(raw) > MAX_TITLE:
+        raise ApiError.invalid(f"'title' must be at most {MAX_TITLE} characters.")
+    return raw.strip()
+
+
 @streams_its_body
 async def upload(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "admin")
-    scorm = request.app[SCORM_KEY]
-    title = packages.title_param(request)
-    received = await packages.receive_upload(request, scorm.settings)
+    title = title_param(request)
+    received = await receive_upload(request, request.app[SCORM_KEY].settings)
     # Idempotency-Key: the same zip (by its sha256) to the same path replays the first upload's answer.
     try:
         replay = await claim_streamed(request, received.sha256)
@@ -42,9 +90,8 @@ async def upload(request: web.Request) -> web.Response:
     if replay is not None:
         received.path.unlink(missing_ok=True)
         return replay
-    row = await packages.create_package(request.app[DB_KEY], ctx, received, title)
-    scorm.import_wanted.set()
-    return ok(request, packages.package_resource(row, [], admin=True), status=201)
+    row = await handlers.upload_package(unit_of_work(request), Origin.of_request(ctx), received, title)
+    return ok(request, package_resource(row, [], admin=True), status=201)
 
 
 async def _list(request: web.Request, scope: str, admin: bool) -> web.Response:
@@ -52,21 +99,22 @@ async def _list(request: web.Request, scope: str, admin: bool) -> web.Response:
     require_scope(ctx, scope)
     codec = request.app[CURSOR_KEY]
     page = page_request(request, codec, LIST_NAME, ctx.tenant_id, {})
-    rows = await packages.list_packages(request.app[DB_KEY], ctx, page)
+    rows = await handlers.list_packages(unit_of_work(request), Origin.of_request(ctx), page.limit + 1,
+                                        page.after_id)
     cursor = next_cursor(codec, rows, page, LIST_NAME, ctx.tenant_id, {}, id_of=lambda row: int(row.id))
-    return ok(request, [packages.package_resource(row, admin=admin) for row in rows], cursor)
+    return ok(request, [package_resource(row, admin=admin) for row in rows], cursor)
 
 
 async def _get(request: web.Request, scope: str, admin: bool) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, scope)
     package_id = path_id(request, "id", "scorm_package")
-    row, scos = await packages.get_package(request.app[DB_KEY], ctx, package_id)
+    row, scos = await handlers.get_package(unit_of_work(request), Origin.of_request(ctx), package_id)
     if row.status in ("ready", "failed"):
         # The client has seen the import's outcome: the event that announced it must hold on its next request.
         event_type = f"scorm_package.{row.status}"
         observed(ctx.tenant_slug, event_type, outcome_event_id(ctx.tenant_id, package_id, event_type))
-    return ok(request, packages.package_resource(row, scos, admin=admin))
+    return ok(request, package_resource(row, scos, admin=admin))
 
 
 async def public_list(request: web.Request) -> web.Response:
@@ -96,8 +144,8 @@ async def admin_preview(request: web.Request) -> web.Response:
     require_scope(ctx, "admin")
     package_id = path_id(request, "id", "scorm_package")
     body = await read_json(request, PreviewCreate)
-    data = await launches.preview(request.app[DB_KEY], request.app[SCORM_KEY], ctx, package_id,
-                                  body.sco_identifier)
+    data = await handlers.preview(unit_of_work(request), Origin.of_request(ctx), package_id, body.sco_identifier,
+                                  ctx.owner_id)
     return ok(request, data, status=201)
 
 

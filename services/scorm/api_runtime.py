@@ -20,10 +20,13 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.scorm import launches, runtime
+from services.scorm import handlers
+from services.scorm.api_errors import ERRORS, unit_of_work
 from services.scorm.context import SCORM_KEY, STATIC_DIR, package_prefix
-from services.scorm.runtime_body import read_runtime_body
+from services.scorm.domain import BUILTIN_PAGE, LaunchEnded, page_state
+from services.scorm.runtime.body import read_runtime_body
 from shared.blobstore import BlobNotFound, InvalidBlobKey, validate_key
+from shared.bus.envelope import Origin
 from shared.http import ApiError, context_of, ok, path_id, read_json, request_id_of, require_scope
 from shared.service import DB_KEY
 
@@ -57,8 +60,7 @@ async def create_launch(request: web.Request) -> web.Response:
     require_scope(ctx, "learn:write")
     enrollment_id = path_id(request, "id", "enrollment")
     body = await read_json(request, LaunchCreate)
-    data = await launches.launch(request.app[DB_KEY], request.app[SCORM_KEY], ctx, enrollment_id,
-                                 body.activity_id)
+    data = await handlers.launch(unit_of_work(request), Origin.of_request(ctx), enrollment_id, body.activity_id)
     return ok(request, data, status=201)
 
 
@@ -80,7 +82,7 @@ def content_headers(request: web.Request) -> dict[str, str]:
 
 async def _launch_of(request: web.Request, token: str, *, with_cmi: bool = False) -> Any:
     """The launch behind ``token``, on its own tenant's content origin (a 404 on another tenant's)."""
-    row = await runtime.session_of(request.app[DB_KEY], request.app[SCORM_KEY], token, with_cmi=with_cmi)
+    row = await handlers.open_launch(unit_of_work(request), token, with_cmi=with_cmi)
     host_tenant = request.headers.get(H_CONTENT_TENANT)
     if host_tenant is not None and host_tenant != row.tenant_slug:
         raise ApiError(404, "not_found", "This launch belongs to another tenant's content origin.")
@@ -91,10 +93,10 @@ _ENDED_PAGE = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><
                "<body><main><h1>{title}</h1><p>{message}</p></main></body></html>")
 
 
-def ended_page(exc: ApiError, headers: dict[str, str] | None = None) -> web.Response:
+def ended_page(exc: LaunchEnded, headers: dict[str, str] | None = None) -> web.Response:
     """The player's answer for a token whose launch has ended: a small page, no launch state."""
     text = _ENDED_PAGE.format(title="This launch has ended", message=html.escape(exc.message))
-    return web.Response(status=exc.status, text=text, content_type="text/html", charset="utf-8",
+    return web.Response(status=ERRORS[LaunchEnded], text=text, content_type="text/html", charset="utf-8",
                         headers=headers or PAGE_HEADERS)
 
 
@@ -103,17 +105,15 @@ async def player(request: web.Request) -> web.Response:
     scorm = request.app[SCORM_KEY]
     try:
         row = await _launch_of(request, token, with_cmi=True)
-    except ApiError as exc:
-        if exc.status == 410:  # a genuine token whose launch has ended (401s stay in the JSON envelope)
-            return ended_page(exc, page_headers(request))
-        raise
+    except LaunchEnded as exc:  # a genuine token whose launch has ended (401s stay in the JSON envelope)
+        return ended_page(exc, page_headers(request))
     # A saved snapshot may be close to 1 MiB: parse and render it off the event loop.
     html_text = await asyncio.to_thread(_render_player, scorm, row, token)
     return web.Response(text=html_text, content_type="text/html", charset="utf-8", headers=page_headers(request))
 
 
 def _render_player(scorm: Any, row: Any, token: str) -> str:
-    state = runtime.page_state(row, token, limits=scorm.settings.cmi_limits())
+    state = page_state(row, token, limits=scorm.settings.cmi_limits())
     return str(scorm.templates.get_template("player.html").render(state=state))
 
 
@@ -140,7 +140,7 @@ async def content(request: web.Request) -> web.StreamResponse:
     row = await _launch_of(request, request.match_info["token"])
     path = content_path(request.match_info["path"])
     if row.package_id is None:
-        if path != launches.BUILTIN_PAGE:
+        if path != BUILTIN_PAGE:
             raise ApiError(404, "not_found", "No such file in this launch.")
         html = scorm.templates.get_template("activity.html").render(title=row.title, kind=row.kind)
         return web.Response(text=html, content_type="text/html", charset="utf-8", headers=page_headers(request))
@@ -177,15 +177,15 @@ async def static(request: web.Request) -> web.StreamResponse:
 
 
 async def _runtime_write(request: web.Request, *, finish: bool) -> web.Response:
-    db, scorm, token = request.app[DB_KEY], request.app[SCORM_KEY], request.match_info["token"]
+    scorm, token = request.app[SCORM_KEY], request.match_info["token"]
     scorm.tokens.verify(token)  # a bad token is refused before its body is read
     # A bare finish (no body at all) ends the launch with the snapshot already stored.
     cmi = (await read_runtime_body(request, max_elements=scorm.settings.cmi_max_elements)
            if request.can_read_body or not finish else None)
     if cmi is None and not finish:
         raise ApiError.missing("cmi")
-    snapshot = None if cmi is None else await runtime.validated(db, scorm, token, cmi)
-    result = await runtime.commit(db, scorm, token, snapshot, finish=finish, request_id=request_id_of(request))
+    result = await handlers.commit(unit_of_work(request), token, cmi, finish=finish,
+                                   request_id=request_id_of(request))
     return ok(request, result.as_dict())
 
 

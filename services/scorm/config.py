@@ -6,8 +6,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.scorm.cmi import MAX_ELEMENTS, MIN_ITEMS, MIN_NESTED_ITEMS, CmiLimits
-from services.scorm.package_import import ImportLimits
+from services.scorm.manifest.zip_safety import ImportLimits
+from services.scorm.runtime.cmi import MAX_ELEMENTS, MIN_ITEMS, MIN_NESTED_ITEMS, CmiLimits
 from shared.config import ServiceSettings
 
 

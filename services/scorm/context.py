@@ -1,4 +1,5 @@
-"""What the scorm service's handlers share besides the database: settings, blob store, tokens, templates."""
+"""What the scorm service's handlers share besides the database (``uow.deps``): settings, blob store, tokens,
+templates."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import jinja2
 from aiohttp import web
 
 from services.scorm.config import ScormSettings
-from services.scorm.tokens import RuntimeTokens
+from services.scorm.runtime.tokens import RuntimeTokens
 from shared.blobstore import BlobStore, choose_blob_store
 from shared.db import Database
 

@@ -1,4 +1,4 @@
-"""Scorm tables and the small queries shared by its use cases.
+"""Scorm tables and every query of the service (SQL only: the rules are in ``domain.py``).
 
 - ``scorm_packages`` / ``scorm_scos``: uploaded packages (their import state) and the SCO list of ready ones;
 - ``blobs`` / ``blob_chunks``: package files when the blob store is the database (shared.blobstore);
@@ -9,12 +9,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.blobstore import blob_tables
-from shared.db import BigId, Timestamp
+from shared.db import BigId, TenantScope, Timestamp, insert_ignoring_conflicts, upsert, utcnow
+
+#: the service's clock (UTC, aware)
+now = utcnow
 
 metadata = sa.MetaData()
 
@@ -156,5 +162,227 @@ runtime_sessions = sa.Table(
 )
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
+
+# --- packages -----------------------------------------------------------------------------------------------
+
+_p = scorm_packages.c
+
+
+async def insert_package(session: AsyncSession, tenant_id: int, **values: Any) -> Any:
+    return (await session.execute(
+        TenantScope(tenant_id).insert(scorm_packages, **values).returning(*scorm_packages.c))).one()
+
+
+async def package(session: AsyncSession, tenant_id: int, package_id: int) -> Any | None:
+    return (await session.execute(
+        TenantScope(tenant_id).select(scorm_packages).where(_p.id == package_id))).first()
+
+
+async def package_scos(session: AsyncSession, tenant_id: int, package_id: int) -> list[Any]:
+    return list((await session.execute(
+        TenantScope(tenant_id).select(scorm_scos).where(scorm_scos.c.package_id == package_id)
+        .order_by(scorm_scos.c.position)
+    )).all())
+
+
+async def packages_page(session: AsyncSession, tenant_id: int, limit: int, after_id: int | None) -> list[Any]:
+    """Up to ``limit`` packages, id descending, after ``after_id`` (keyset)."""
+    stmt = TenantScope(tenant_id).select(scorm_packages).order_by(_p.id.desc()).limit(limit)
+    if after_id is not None:
+        stmt = stmt.where(_p.id < after_id)
+    return list((await session.execute(stmt)).all())
+
+
+async def upload_paths(session: AsyncSession) -> set[str]:
+    """The upload files packages still point to."""
+    return set((await session.execute(sa.select(_p.upload_path).where(_p.upload_path.is_not(None)))).scalars())
+
+
+async def claim_package(session: AsyncSession, worker_id: str, stamp: datetime, lease: timedelta) -> Any | None:
+    """Lease the oldest ``processing`` package nobody holds (``SKIP LOCKED``: replicas share the work)."""
+    free = sa.and_(_p.status == "processing", sa.or_(_p.lease_until.is_(None), _p.lease_until < stamp))
+    candidate = (await session.execute(
+        sa.select(_p.id).where(free).order_by(_p.id).limit(1).with_for_update(skip_locked=True)
+    )).first()
+    if candidate is None:
+        return None
+    return (await session.execute(
+        sa.update(scorm_packages).where(_p.id == candidate.id, free)
+        .values(lease_owner=worker_id, lease_until=stamp + lease, import_attempts=_p.import_attempts + 1,
+                updated_at=stamp)
+        .returning(*scorm_packages.c)
+    )).first()
+
+
+async def renew_lease(session: AsyncSession, package_id: int, worker_id: str, until: datetime) -> None:
+    await session.execute(sa.update(scorm_packages).where(_p.id == package_id, _p.lease_owner == worker_id)
+                          .values(lease_until=until))
+
+
+def _held(package_id: int, worker_id: str) -> sa.ColumnElement[bool]:
+    return sa.and_(_p.id == package_id, _p.status == "processing", _p.lease_owner == worker_id)
+
+
+async def update_held_package(session: AsyncSession, package_id: int, worker_id: str, **values: Any) -> bool:
+    """Update a package this worker still holds; False when its lease was lost."""
+    updated = await session.execute(sa.update(scorm_packages).where(_held(package_id, worker_id)).values(**values))
+    return bool(updated.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def replace_scos(session: AsyncSession, package_id: int, scos: Sequence[Mapping[str, Any]]) -> None:
+    await session.execute(sa.delete(scorm_scos).where(scorm_scos.c.package_id == package_id))
+    if scos:
+        await session.execute(sa.insert(scorm_scos), list(scos))
+
+
+# --- launches -----------------------------------------------------------------------------------------------
+
+
+async def enrollment(session: AsyncSession, tenant_id: int, enrollment_id: int) -> Any | None:
+    return (await session.execute(TenantScope(tenant_id).select(enrollments)
+                                  .where(enrollments.c.enrollment_id == enrollment_id))).first()
+
+
+async def course(session: AsyncSession, tenant_id: int, course_id: int) -> Any | None:
+    return (await session.execute(TenantScope(tenant_id).select(courses)
+                                  .where(courses.c.course_id == course_id))).first()
+
+
+async def course_activity(session: AsyncSession, tenant_id: int, course_id: int, version_number: int,
+                          activity_id: int) -> Any | None:
+    return (await session.execute(TenantScope(tenant_id).select(course_activities).where(
+        course_activities.c.course_id == course_id,
+        course_activities.c.version_number == version_number,
+        course_activities.c.activity_id == activity_id,
+    ))).first()
+
+
+async def previous_session(session: AsyncSession, tenant_id: int, enrollment_id: int, activity_id: int) -> Any:
+    """The latest launch of this activity by this enrollment, or None."""
+    return (await session.execute(TenantScope(tenant_id).select(runtime_sessions).where(
+        runtime_sessions.c.enrollment_id == enrollment_id, runtime_sessions.c.activity_id == activity_id,
+    ).order_by(runtime_sessions.c.id.desc()).limit(1))).first()
+
+
+async def learner_name(session: AsyncSession, tenant_id: int, user_id: int) -> str:
+    """The directory name a launch hands the SCO; "" for a user no ``user.upserted`` told us about."""
+    name = (await session.execute(sa.select(users.c.name).where(
+        users.c.tenant_id == tenant_id, users.c.user_id == user_id))).scalar()
+    return (name or "").strip()
+
+
+async def insert_session(session: AsyncSession, tenant_id: int, *returning: Any, **values: Any) -> Any:
+    """A new runtime session (a launch); ``returning`` columns (all of them by default)."""
+    return (await session.execute(TenantScope(tenant_id).insert(runtime_sessions, **values)
+                                  .returning(*(returning or runtime_sessions.c)))).one()
+
+
+# --- the runtime --------------------------------------------------------------------------------------------
+
+_s = runtime_sessions.c
+_e = enrollments.c
+# Every column but the snapshot: content requests (one per file) and commits never parse it on the event loop.
+_COLUMNS = [c for c in runtime_sessions.c if c.name != "cmi"]
+# The snapshot as stored text, parsed off the event loop when needed (a snapshot may be close to 1 MiB).
+_CMI_TEXT = sa.cast(_s.cmi, sa.Text).label("cmi_text")
+# The session with what decides whether it is still live: its enrollment (read model) and tenant status.
+_SESSION = (
+    sa.select(*_COLUMNS, _e.status.label("enrollment_status"),
+              _e.expires_at.label("enrollment_expires_at"), tenants.c.status.label("tenant_status"))
+    .select_from(runtime_sessions
+                 .outerjoin(enrollments, sa.and_(_e.tenant_id == _s.tenant_id, _e.enrollment_id == _s.enrollment_id))
+                 .outerjoin(tenants, tenants.c.tenant_id == _s.tenant_id))
+    .where(_s.id == sa.bindparam("session_id"), _s.tenant_id == sa.bindparam("tenant_id"))
+)
+_SESSION_WITH_CMI = _SESSION.add_columns(_CMI_TEXT)
+_STANDARD = sa.select(_s.standard).where(_s.id == sa.bindparam("session_id"),
+                                         _s.tenant_id == sa.bindparam("tenant_id"))
+# Claims the next sequence of a live launch and takes its write lock (docs/scorm-runtime.md, "Ordering").
+_CLAIM = (
+    sa.update(runtime_sessions)
+    .where(_s.id == sa.bindparam("claim_id"), _s.tenant_id == sa.bindparam("claim_tenant_id"),
+           _s.finished_at.is_(None))
+    .values(sequence=_s.sequence + 1)
+    .returning(*_COLUMNS)
+)
+_STORED_CMI = sa.select(_CMI_TEXT).where(_s.id == sa.bindparam("session_id"))
+_LIVENESS = sa.select(
+    sa.select(_e.status).where(_e.tenant_id == sa.bindparam("tenant_id"),
+                               _e.enrollment_id == sa.bindparam("enrollment_id")).scalar_subquery().label("status"),
+    sa.select(_e.expires_at).where(_e.tenant_id == sa.bindparam("tenant_id"),
+                                   _e.enrollment_id == sa.bindparam("enrollment_id"))
+    .scalar_subquery().label("expires_at"),
+    sa.select(tenants.c.status).where(tenants.c.tenant_id == sa.bindparam("tenant_id"))
+    .scalar_subquery().label("tenant_status"),
+)
+
+
+async def runtime_session(session: AsyncSession, session_id: int, tenant_id: int, *,
+                          with_cmi: bool = False) -> Any | None:
+    """A session with its liveness columns; ``with_cmi``: also its snapshot as text (``cmi_text``)."""
+    return (await session.execute(_SESSION_WITH_CMI if with_cmi else _SESSION,
+                                  {"session_id": session_id, "tenant_id": tenant_id})).first()
+
+
+async def session_standard(session: AsyncSession, session_id: int, tenant_id: int) -> str | None:
+    return (await session.execute(_STANDARD, {"session_id": session_id, "tenant_id": tenant_id})).scalar()
+
+
+async def claim_sequence(session: AsyncSession, session_id: int, tenant_id: int) -> Any | None:
+    """``UPDATE ... SET sequence = sequence + 1 WHERE finished_at IS NULL RETURNING ...``: the claimed row (None
+    once finished). As the first statement of a transaction it takes the launch's write lock until the end."""
+    return (await session.execute(_CLAIM, {"claim_id": session_id, "claim_tenant_id": tenant_id})).first()
+
+
+async def liveness(session: AsyncSession, tenant_id: int, enrollment_id: int) -> Any:
+    """(status, expires_at) of the enrollment and the tenant's status, as the read models have them now."""
+    return (await session.execute(_LIVENESS, {"tenant_id": tenant_id, "enrollment_id": enrollment_id})).one()
+
+
+async def stored_cmi(session: AsyncSession, session_id: int) -> str | None:
+    return (await session.execute(_STORED_CMI, {"session_id": session_id})).scalar()
+
+
+async def update_session(session: AsyncSession, session_id: int, **values: Any) -> None:
+    await session.execute(sa.update(runtime_sessions).where(_s.id == session_id).values(**values))
+
+
+# --- read models --------------------------------------------------------------------------------------------
+
+
+async def record_enrollment(session: AsyncSession, tenant_id: int, enrollment_id: int, revision: int,
+                            values: Mapping[str, Any]) -> None:
+    """The enrollment, unless a newer revision is already recorded."""
+    await session.execute(upsert(
+        session, enrollments, {"tenant_id": tenant_id, "enrollment_id": enrollment_id, **values},
+        ["tenant_id", "enrollment_id"], values, where=enrollments.c.revision < revision,
+    ))
+
+
+async def record_activities(session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Activities of a published version: kept once (a published tree never changes)."""
+    await session.execute(insert_ignoring_conflicts(session, course_activities, list(rows)))
+
+
+async def record_course(session: AsyncSession, tenant_id: int, course_id: int, revision: int,
+                        values: Mapping[str, Any]) -> None:
+    await session.execute(upsert(
+        session, courses, {"tenant_id": tenant_id, "course_id": course_id, **values},
+        ["tenant_id", "course_id"], values, where=courses.c.revision < revision,
+    ))
+
+
+async def record_user(session: AsyncSession, tenant_id: int, user_id: int, revision: int,
+                      values: Mapping[str, Any]) -> None:
+    await session.execute(upsert(
+        session, users, {"tenant_id": tenant_id, "user_id": user_id, **values},
+        ["tenant_id", "user_id"], values, where=users.c.revision < revision,
+    ))
+
+
+async def record_tenant(session: AsyncSession, tenant_id: int, updated_at: datetime,
+                        values: Mapping[str, Any]) -> None:
+    await session.execute(upsert(
+        session, tenants, {"tenant_id": tenant_id, **values}, ["tenant_id"], values,
+        where=tenants.c.updated_at < updated_at,
+    ))

@@ -1,5 +1,5 @@
 """The server's CMI rules: which commits are accepted, what they mean for the attempt, and the
-values a launch starts with (services/scorm/cmi.py, cmi_12.py, cmi_2004.py)."""
+values a launch starts with (services/scorm/runtime/cmi.py, cmi_12.py, cmi_2004.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from services.scorm.cmi import (
+from services.scorm.config import ScormSettings
+from services.scorm.runtime.cmi import (
     MAX_ELEMENTS,
     MIN_ITEMS,
     MIN_NESTED_ITEMS,
@@ -24,7 +25,6 @@ from services.scorm.cmi import (
     parse_iso8601_duration,
     validate_commit,
 )
-from services.scorm.config import ScormSettings
 
 # --- attempts: SCORM 1.2 ----------------------------------------------------------------------
 

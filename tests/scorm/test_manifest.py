@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.scorm.manifest import Manifest, ManifestError, join_parameters, parse_manifest
+from services.scorm.manifest.parse import Manifest, ManifestError, join_parameters, parse_manifest
 from tests.support.scorm_packages import (
     NESTED_QUIRKS_MANIFEST,
     NESTED_QUIRKS_SCOS,

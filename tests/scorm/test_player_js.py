@@ -12,8 +12,8 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from services.scorm import cmi_12, cmi_2004
-from services.scorm.cmi import CmiError, player_state, validate_commit
+from services.scorm.runtime import cmi_12, cmi_2004
+from services.scorm.runtime.cmi import CmiError, player_state, validate_commit
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "tests" / "scorm" / "player_js_test.mjs"

@@ -1,4 +1,4 @@
-"""The runtime's own reader of commit bodies (services/scorm/runtime_body.py): the same answers as json.loads plus
+"""The runtime's own reader of commit bodies (services/scorm/runtime/body.py): the same answers as json.loads plus
 the shared reader's checks for every well-formed body, a clear 400 for the rest, and no parsing of what cannot be
 valid."""
 
@@ -8,12 +8,18 @@ import json
 
 import pytest
 
-from services.scorm.runtime_body import parse_runtime_body
+from services.scorm.api_errors import api_error
+from services.scorm.domain import ScormError
+from services.scorm.runtime.body import parse_runtime_body
 from shared.http import ApiError
 
 
 async def parsed(text: str, max_elements: int = 10) -> dict[str, str] | None:
-    return await parse_runtime_body(text, max_elements=max_elements)
+    """The reader's refusals as the API answers them (the service's one error table)."""
+    try:
+        return await parse_runtime_body(text, max_elements=max_elements)
+    except ScormError as exc:
+        raise api_error(exc) from None
 
 
 @pytest.mark.parametrize("body", [

@@ -373,7 +373,7 @@ async def test_a_package_whose_upload_was_lost_fails_with_a_readable_error(scorm
 
 async def test_old_upload_files_no_package_points_to_are_swept(scorm: ScormService) -> None:
     from services.scorm.context import SCORM_KEY
-    from services.scorm.importer import Importer
+    from services.scorm.packages.importer import Importer
     from shared.service import DB_KEY
 
     uploads = scorm.app[SCORM_KEY].settings.upload_path

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.scorm.context import SCORM_KEY
-from services.scorm.tokens import RuntimeTokens
+from services.scorm.runtime.tokens import RuntimeTokens
 from tests.scorm.test_scorm_service_harness import (  # noqa: F401
     OTHER_TENANT,
     OTHER_TENANT_ID,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from services.scorm.package_import import ImportLimits, PackageRejected, check_package, import_package
+from services.scorm.manifest.zip_safety import ImportLimits, PackageRejected, check_package, import_package
 from shared.blobstore import DatabaseBlobStore, FilesystemBlobStore
 from tests.support.scorm_packages import MAC_JUNK, extra_packages, nested_quirks_package
 

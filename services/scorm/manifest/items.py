@@ -1,4 +1,4 @@
-"""What an item of the manifest tells the runtime at launch, beyond the SCO list of ``manifest.py``.
+"""What an item of the manifest tells the runtime at launch, beyond the SCO list of ``parse.py``.
 
 Pure: manifest bytes in, ``{item identifier: ItemLaunchData}`` out. Read once at import, stored with each
 SCO:

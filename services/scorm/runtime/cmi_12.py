@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from services.scorm.cmi import (
+from services.scorm.runtime.cmi import (
     AttemptFields,
     CmiError,
     Rule,

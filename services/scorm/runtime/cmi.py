@@ -317,7 +317,7 @@ def format_decimal(number: float) -> str:
 
 def _model(standard: str) -> ModuleType:
     # Imported here: the standard modules build their tables from the checks above.
-    from services.scorm import cmi_12, cmi_2004
+    from services.scorm.runtime import cmi_12, cmi_2004
 
     if standard == "1.2":
         return cmi_12

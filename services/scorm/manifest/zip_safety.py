@@ -6,7 +6,7 @@ The HTTP layer streams the upload to a temporary file (with its own size cap) an
    builds an object per entry), names (``..``, absolute, drive letter, backslash, NUL and control characters),
    symlinks and special files, encryption, compression method, duplicates, a name that is both a file and a
    folder, declared sizes and compression ratios, overlapping entries, ``imsmanifest.xml`` at the root;
-2. the manifest is read (size-capped) and parsed (:func:`services.scorm.manifest.parse_manifest`);
+2. the manifest is read (size-capped) and parsed (:func:`services.scorm.manifest.parse.parse_manifest`);
 3. each file is streamed into the store under ``f"{prefix}/{path}"`` in 1 MiB chunks while the real
    decompressed bytes are counted against the same limits (headers are never trusted); any violation deletes
    everything under ``prefix`` and raises :class:`PackageRejected`. Zip reading and decompression run in worker
@@ -35,7 +35,7 @@ from typing import IO, BinaryIO
 
 import structlog
 
-from services.scorm.manifest import Manifest, ManifestError, parse_manifest
+from services.scorm.manifest.parse import Manifest, ManifestError, parse_manifest
 from shared.blobstore import BlobStore, validate_key
 
 log = structlog.get_logger("services.scorm.package_import")

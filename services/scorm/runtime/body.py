@@ -4,8 +4,8 @@ The shared JSON reader parses a body in one call that holds the event loop (and 
 about 35-120 ms for a 1 MiB body of 100,000 tiny members on a busy 2-core machine. A commit's shape is fixed,
 so this reader walks it member by member with the standard library's own scanner (``scanstring``, in C), stops at
 the first member past ``max_elements``, never parses a value that is not a string (the only valid kind), and
-hands the loop back every few hundred members. Errors are the contract's ``400 invalid_argument`` /
-``missing_field``, worded like the shared reader's.
+hands the loop back every few hundred members. Errors are :class:`Invalid` (the contract's ``400
+invalid_argument``), worded like the shared reader's.
 """
 
 from __future__ import annotations
@@ -17,23 +17,23 @@ from typing import Any
 
 from aiohttp import web
 
-from shared.http import ApiError
+from services.scorm.domain import Invalid, UnsupportedMediaType
 
 _WS = re.compile(r"[ \t\n\r]*")
 _YIELD_EVERY = 256  # members between two returns to the event loop (each member costs a few microseconds)
 
 
-def _invalid_json(detail: str) -> ApiError:
-    return ApiError.invalid(f"The body is not valid JSON: {detail}.")
+def _invalid_json(detail: str) -> Invalid:
+    return Invalid(f"The body is not valid JSON: {detail}.")
 
 
 def _check_text(value: str, what: str) -> None:
     if "\x00" in value:
-        raise ApiError.invalid(f"'{what}' must not contain NUL characters.")
+        raise Invalid(f"'{what}' must not contain NUL characters.")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ApiError.invalid(f"'{what}' is not valid Unicode text (unpaired surrogate).") from None
+        raise Invalid(f"'{what}' is not valid Unicode text (unpaired surrogate).") from None
 
 
 class _Cursor:
@@ -71,7 +71,7 @@ async def read_runtime_body(request: web.Request, *, max_elements: int) -> dict[
     """``cmi`` of the body: the element map (values unchecked beyond being strings), None when absent or null."""
     ctype = request.headers.get("Content-Type", "")
     if ctype and not ctype.split(";")[0].strip().lower().endswith(("/json", "+json")):
-        raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
+        raise UnsupportedMediaType("Send the body as application/json.")
     raw = await request.read()  # bounded by the service's client_max_size (1 MiB)
     try:
         text = raw.decode("utf-8")
@@ -86,7 +86,7 @@ async def parse_runtime_body(text: str, *, max_elements: int) -> dict[str, str] 
         return None
     cursor = _Cursor(text)
     if cursor.skip() != "{":
-        raise ApiError.invalid("The body must be a JSON object.")
+        raise Invalid("The body must be a JSON object.")
     cursor.pos += 1
     cmi: dict[str, str] | None = None
     first = True
@@ -97,7 +97,7 @@ async def parse_runtime_body(text: str, *, max_elements: int) -> dict[str, str] 
         field = cursor.string()
         cursor.expect(":", "':'")
         if field != "cmi":
-            raise ApiError.invalid(f"'{field[:60]}': extra fields are not permitted.")
+            raise Invalid(f"'{field[:60]}': extra fields are not permitted.")
         cursor.skip()
         if cursor.literal("null"):
             cmi = None
@@ -105,7 +105,7 @@ async def parse_runtime_body(text: str, *, max_elements: int) -> dict[str, str] 
             cursor.pos += 1
             cmi = await _members(cursor, max_elements)
         else:
-            raise ApiError.invalid("'cmi' must be an object mapping element names to string values.")
+            raise Invalid("'cmi' must be an object mapping element names to string values.")
         first = False
         nxt = cursor.skip()
         cursor.pos += 1
@@ -128,13 +128,13 @@ async def _members(cursor: _Cursor, max_elements: int) -> dict[str, str]:
         cursor.expect(":", "':'")
         if cursor.skip() != '"':
             # the only valid values are strings: nothing else is ever parsed (a 1 MiB array would stall the loop)
-            raise ApiError.invalid(f"{name[:80]} must be a string")
+            raise Invalid(f"{name[:80]} must be a string")
         value = cursor.string()
         _check_text(name, "cmi")
         _check_text(value, f"cmi.{name[:80]}")
         members[name] = value
         if len(members) > max_elements:
-            raise ApiError.invalid(f"cmi has more than {max_elements} elements; at most {max_elements} are accepted")
+            raise Invalid(f"cmi has more than {max_elements} elements; at most {max_elements} are accepted")
         if len(members) % _YIELD_EVERY == 0:
             await asyncio.sleep(0)
         nxt = cursor.skip()

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from shared.http import ApiError
+from services.scorm.domain import expired_token, invalid_token
 
 _PREFIX = "r1"
 _SHAPE = re.compile(r"r1\.([1-9][0-9]{0,17})\.([1-9][0-9]{0,17})\.([1-9][0-9]{0,11})\.([A-Za-z0-9_-]{22})")
@@ -42,16 +42,12 @@ class RuntimeTokens:
         return f"{body}.{self._mac(body)}"
 
     def verify(self, token: str, now: datetime | None = None) -> RuntimeClaims:
-        """The claims of a genuine, unexpired token; anything else is ``401 invalid_api_key``."""
+        """The claims of a genuine, unexpired token; anything else is :class:`InvalidToken` (``401``)."""
         match = _SHAPE.fullmatch(token)
         if match is None or not hmac.compare_digest(match.group(4), self._mac(token.rsplit(".", 1)[0])):
             raise invalid_token()
         expires_at = datetime.fromtimestamp(int(match.group(3)), UTC)
         if expires_at <= (now or datetime.now(UTC)):
-            raise ApiError(401, "invalid_api_key", "The launch has expired; launch the activity again.")
+            raise expired_token()
         return RuntimeClaims(int(match.group(1)), int(match.group(2)), expires_at)
 
-
-def invalid_token() -> ApiError:
-    # The contract's one credential error; the message says which credential.
-    return ApiError(401, "invalid_api_key", "The runtime token is not valid; launch the activity again.")

@@ -10,7 +10,7 @@ import re
 from collections import defaultdict
 from collections.abc import Mapping
 
-from services.scorm.cmi import (
+from services.scorm.runtime.cmi import (
     ID_CHAR,
     AttemptFields,
     CmiError,

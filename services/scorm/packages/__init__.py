@@ -1,0 +1,1 @@
+"""The package import pipeline: receiving an upload (``upload``) and the background importer (``importer``)."""
