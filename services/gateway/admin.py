@@ -213,6 +213,7 @@ class _Page:
         return self.page.after_id, self.page.limit + 1
 
     def cursor(self, rows: list[Any], id_of: Callable[[Any], int]) -> str | None:
+        """The next page's cursor; drops the extra row from ``rows``."""
         return next_cursor(self.codec, rows, self.page, self.name, self.tenant_id, {}, id_of=id_of)
 
 
@@ -240,7 +241,8 @@ class AdminApi:
     async def list_tenants(self, request: web.Request) -> web.Response:
         page = _Page(request, self.codec, "tenants")
         rows = await handlers.list_tenants(self.uow, *page(0))
-        return ok(request, [tenant_view(r) for r in rows], page.cursor(rows, id_of=lambda r: r.id))
+        cursor = page.cursor(rows, id_of=lambda r: r.id)
+        return ok(request, [tenant_view(r) for r in rows], cursor)
 
     @refusals
     async def get_tenant(self, request: web.Request) -> web.Response:
@@ -278,7 +280,8 @@ class AdminApi:
     async def list_keys(self, request: web.Request) -> web.Response:
         page = _Page(request, self.codec, "api_keys")
         owner, rows = await handlers.list_keys(self.uow, request.match_info["slug"], page)
-        return ok(request, [key_view(r, owner.slug) for r in rows], page.cursor(rows, id_of=lambda r: r.id))
+        cursor = page.cursor(rows, id_of=lambda r: r.id)
+        return ok(request, [key_view(r, owner.slug) for r in rows], cursor)
 
     @refusals
     async def get_key(self, request: web.Request) -> web.Response:
@@ -314,7 +317,8 @@ class AdminApi:
     async def list_users(self, request: web.Request) -> web.Response:
         page = _Page(request, self.codec, "users")
         rows = await handlers.list_users(self.uow, request.match_info["slug"], page)
-        return ok(request, [user_view(r) for r in rows], page.cursor(rows, id_of=lambda r: r.user_id))
+        cursor = page.cursor(rows, id_of=lambda r: r.user_id)
+        return ok(request, [user_view(r) for r in rows], cursor)
 
 
 class AdminDeadLetters:
