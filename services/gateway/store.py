@@ -73,12 +73,17 @@ async def update_tenant(session: AsyncSession, tenant_id: int, changes: dict[str
     return (await session.execute(stmt)).one()
 
 
-async def tenants_page(session: AsyncSession, after_id: int | None, limit: int) -> list[sa.Row[Any]]:
-    """Newest first, ``limit`` rows older than ``after_id``."""
-    stmt = sa.select(tenants).order_by(tenants.c.id.desc()).limit(limit)
+async def _page(session: AsyncSession, stmt: sa.Select[Any], column: sa.Column[Any], after_id: int | None,
+                limit: int) -> list[sa.Row[Any]]:
+    """Keyset page: newest first, ``limit`` rows with ``column`` below ``after_id``."""
+    stmt = stmt.order_by(column.desc()).limit(limit)
     if after_id:
-        stmt = stmt.where(tenants.c.id < after_id)
+        stmt = stmt.where(column < after_id)
     return list((await session.execute(stmt)).all())
+
+
+async def tenants_page(session: AsyncSession, after_id: int | None, limit: int) -> list[sa.Row[Any]]:
+    return await _page(session, sa.select(tenants), tenants.c.id, after_id, limit)
 
 
 # --- API keys --------------------------------------------------------------------------------------------
@@ -102,11 +107,8 @@ async def revoke_key(session: AsyncSession, tenant_id: int, key_id: int, when: d
 
 
 async def keys_page(session: AsyncSession, tenant_id: int, after_id: int | None, limit: int) -> list[sa.Row[Any]]:
-    stmt = (sa.select(api_keys).where(api_keys.c.tenant_id == tenant_id)
-            .order_by(api_keys.c.id.desc()).limit(limit))
-    if after_id:
-        stmt = stmt.where(api_keys.c.id < after_id)
-    return list((await session.execute(stmt)).all())
+    stmt = sa.select(api_keys).where(api_keys.c.tenant_id == tenant_id)
+    return await _page(session, stmt, api_keys.c.id, after_id, limit)
 
 
 # --- directory users -------------------------------------------------------------------------------------
@@ -138,11 +140,8 @@ async def update_user(session: AsyncSession, tenant_id: int, user_id: int, name:
 
 
 async def users_page(session: AsyncSession, tenant_id: int, after_id: int | None, limit: int) -> list[sa.Row[Any]]:
-    stmt = (sa.select(users).where(users.c.tenant_id == tenant_id)
-            .order_by(users.c.user_id.desc()).limit(limit))
-    if after_id:
-        stmt = stmt.where(users.c.user_id < after_id)
-    return list((await session.execute(stmt)).all())
+    stmt = sa.select(users).where(users.c.tenant_id == tenant_id)
+    return await _page(session, stmt, users.c.user_id, after_id, limit)
 
 
 # --- the request pipeline (outside any transaction) ------------------------------------------------------
