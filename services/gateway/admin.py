@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from services.gateway import domain, handlers
 from services.gateway.dlq import DeadLetters, spec_of
 from services.gateway.routes import ADMIN_PREFIXES, UPLOAD_PREFIXES, RouteTable
+from shared.bus.topology import QueueSpec
 from shared.consistency import H_TOKEN
 from shared.db import Database, as_utc
 from shared.http import (
@@ -332,21 +333,29 @@ class AdminDeadLetters:
         return ok(request, await self._of().summary(service))
 
     async def peek(self, request: web.Request) -> web.Response:
-        spec = spec_of(request.match_info["queue"])
+        spec = _queue(request)
         return ok(request, await self._of().peek(spec, _limit(request, 20, 500)))
 
     async def replay(self, request: web.Request) -> web.Response:
-        spec = spec_of(request.match_info["queue"])
+        spec = _queue(request)
         count = await self._of().replay(spec, _limit(request, 1000, 100_000))
         log.info("dead_letters_replayed", queue=spec.dead_letter_name, count=count, request_id=request_id_of(request))
         return ok(request, {"queue": spec.name, "replayed": count})
 
     async def purge(self, request: web.Request) -> web.Response:
-        spec = spec_of(request.match_info["queue"])
+        spec = _queue(request)
         count = await self._of().purge(spec)
         log.warning("dead_letters_purged", queue=spec.dead_letter_name, count=count,
                     request_id=request_id_of(request))
         return ok(request, {"queue": spec.name, "purged": count})
+
+
+def _queue(request: web.Request) -> QueueSpec:
+    name = request.match_info["queue"]
+    spec = spec_of(name)
+    if spec is None:
+        raise ApiError(404, "not_found", f"No dead-letter queue '{name}'.")
+    return spec
 
 
 def _limit(request: web.Request, default: int, most: int) -> int:
