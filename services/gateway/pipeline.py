@@ -60,7 +60,7 @@ def failure(exc: Exception, rid: str, **where: Any) -> web.Response:
     ``where`` (the route or path) goes into the log line of an unexpected error."""
     if isinstance(exc, ApiError):
         return error_response(rid, exc.status, exc.code, exc.message, exc.headers)
-    if isinstance(exc, web.HTTPException):  # a refusal of aiohttp's own (redirects are re-raised before)
+    if isinstance(exc, web.HTTPException):  # a refusal of aiohttp's own (the admin guard re-raises redirects)
         return error_response(rid, exc.status, "invalid_argument", exc.reason)
     if is_unavailable(exc):
         log.warning("backing_store_unavailable", request_id=rid, error=repr(exc))
