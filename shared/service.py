@@ -54,6 +54,9 @@ class Bus(Protocol):
 
 
 BackgroundTask = Callable[[web.Application], Awaitable[None]]
+CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+#: extra sections of ``/readyz`` (e.g. ``{"services": {"catalog": "ok"}}``): ready only if every value is "ok"
+Readiness = Callable[[web.Application], Awaitable[dict[str, dict[str, str]]]]
 
 
 @dataclass
@@ -68,6 +71,13 @@ class ServiceSpec:
     deps: Callable[[web.Application], Any] = lambda app: None
     background: list[BackgroundTask] = field(default_factory=list)
     client_max_size: int = 1024 * 1024 + 1024
+    #: the edge (the gateway) authenticates, identifies and observes each request itself, on its lean path
+    #: (ADR 0003): its app gets only the error envelope middleware, not the internal-service ones
+    edge: bool = False
+    #: the service's own resources, opened in order once the database and the bus are (closed before them)
+    contexts: list[CleanupContext] = field(default_factory=list)
+    #: more readiness checks, run alongside the database and broker ones
+    readiness: Readiness | None = None
 
 
 DB_KEY = web.AppKey("db", Database)
@@ -106,18 +116,16 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
     install_protocol_error_envelope()
     secret = common.resolved_internal_secret()
     idempotency = Idempotency(lambda: app[DB_KEY], ttl=common.idempotency_ttl, lease=common.idempotency_lease)
-    app = web.Application(
-        middlewares=[
-            _metrics_middleware(spec.name),
-            service_context_middleware,
-            error_middleware,
-            internal_auth_middleware(secret),
-            consistency_middleware(spec.name, lambda app: app[DB_KEY].engine,
-                                   lambda app: app[SETTINGS_KEY].common.consistency_wait),
-            idempotency_middleware(idempotency),
-        ],
-        client_max_size=spec.client_max_size,
-    )
+    middlewares = [error_middleware] if spec.edge else [
+        _metrics_middleware(spec.name),
+        service_context_middleware,
+        error_middleware,
+        internal_auth_middleware(secret),
+        consistency_middleware(spec.name, lambda app: app[DB_KEY].engine,
+                               lambda app: app[SETTINGS_KEY].common.consistency_wait),
+        idempotency_middleware(idempotency),
+    ]
+    app = web.Application(middlewares=middlewares, client_max_size=spec.client_max_size)
     app[SERVICE_NAME_KEY] = spec.name
     app[SETTINGS_KEY] = settings
     app[CURSOR_KEY] = CursorCodec(secret)
@@ -181,6 +189,7 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
 
     app.cleanup_ctx.append(database_ctx)
     app.cleanup_ctx.append(bus_ctx)
+    app.cleanup_ctx.extend(spec.contexts)
     return app
 
 
@@ -215,8 +224,7 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 def _readyz(spec: ServiceSpec) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def handler(request: web.Request) -> web.Response:
-        app = request.app
+    async def own(app: web.Application) -> dict[str, str]:
         checks: dict[str, str] = {}
         try:
             db = app[DB_KEY]
@@ -227,9 +235,19 @@ def _readyz(spec: ServiceSpec) -> Callable[[web.Request], Awaitable[web.Response
             checks["database"] = f"unavailable: {type(exc).__name__}"
         bus = app.get(BUS_KEY)
         checks["broker"] = "ok" if bus is not None and bus.ready else "unavailable"
-        ready = all(v == "ok" for v in checks.values())
+        return checks
+
+    async def handler(request: web.Request) -> web.Response:
+        app = request.app
+        extra: dict[str, dict[str, str]] = {}
+        if spec.readiness is None:
+            checks = await own(app)
+        else:
+            checks, extra = await asyncio.gather(own(app), spec.readiness(app))
+        ready = all(v == "ok" for v in checks.values()) and all(
+            v == "ok" for section in extra.values() for v in section.values())
         return web.json_response(
-            {"status": "ready" if ready else "not_ready", "service": spec.name, "checks": checks},
+            {"status": "ready" if ready else "not_ready", "service": spec.name, "checks": checks, **extra},
             status=200 if ready else 503,
         )
 

@@ -1,4 +1,6 @@
-"""The admin API's own resources (CONTRACT §8): tenants, API keys, directory users; and the admin proxy.
+"""The admin API's own resources (CONTRACT §8): tenants, API keys, directory users, dead-letter queues; and the
+admin proxy. HTTP only: each route parses its request, calls one use case of ``handlers.py`` and maps the
+directory's domain exceptions through :data:`ERRORS`.
 
 Writes that another service owns (modules, lessons, cohorts, templates, SCORM uploads ...) are forwarded to
 ``<service>/admin/v1/<rest>`` with the tenant's headers and the scope ``admin``.
@@ -6,23 +8,22 @@ Writes that another service owns (modules, lessons, cohorts, templates, SCORM up
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
 from urllib.parse import quote
 
-import sqlalchemy as sa
+import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy.exc import IntegrityError
 
-from services.gateway import domain, store
+from services.gateway import domain, handlers
+from services.gateway.dlq import DeadLetters, spec_of
 from services.gateway.routes import ADMIN_PREFIXES, UPLOAD_PREFIXES, RouteTable
-from services.gateway.store import api_keys, tenants, users
-from shared.bus import outbox
-from shared.bus.envelope import new_event
+from shared.bus.topology import QueueSpec
 from shared.consistency import H_TOKEN
-from shared.db import Database, as_utc, insert_ignoring_conflicts, is_unique_violation
-from shared.events.directory import ApiKeyRevoked, TenantUpdated, UserUpserted
+from shared.db import Database, as_utc
 from shared.http import (
     H_INTERNAL,
     H_REQUEST_ID,
@@ -41,9 +42,41 @@ from shared.http import (
     request_id_of,
 )
 from shared.idempotency import store_instead
+from shared.uow import UnitOfWork
 
 ADMIN = "/admin/api/v1"
 TENANT_OWN = frozenset({"api-keys", "users"})
+log = structlog.get_logger("gateway")
+
+#: the directory's domain exceptions as the error envelope: (status, code, message; None: the exception's)
+ERRORS: dict[type[domain.DirectoryError], tuple[int, str, str | None]] = {
+    domain.TenantNotFound: (404, "tenant_not_found", "Tenant not found."),
+    domain.ApiKeyNotFound: (404, "api_key_not_found", "Api key not found."),
+    domain.UserNotFound: (404, "user_not_found", "User not found."),
+    domain.SlugTaken: (400, "invalid_argument", None),
+    domain.UnknownCreator: (400, "invalid_argument", None),
+}
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def api_error(exc: domain.DirectoryError) -> ApiError:
+    status, code, message = ERRORS[type(exc)]
+    return ApiError(status, code, message if message is not None else str(exc))
+
+
+def refusals(view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Answer the directory's domain exceptions in the error envelope (:data:`ERRORS`)."""
+
+    @wraps(view)
+    async def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await view(*args, **kwargs)
+        except domain.DirectoryError as exc:
+            raise api_error(exc) from None
+
+    return wrapped
 
 
 class TenantCreate(BaseModel):
@@ -167,6 +200,24 @@ def _positive(raw: str, resource: str) -> int:
     return value
 
 
+class _Page:
+    """The page a list asks for (``limit``, ``cursor``); the cursor is scoped to the tenant the handler finds."""
+
+    def __init__(self, request: web.Request, codec: CursorCodec, name: str):
+        self.request, self.codec, self.name = request, codec, name
+        self.tenant_id = 0
+
+    def __call__(self, tenant_id: int) -> tuple[int | None, int]:
+        """(after id, rows to read: one more than the page, to know whether there is a next one)."""
+        self.tenant_id = tenant_id
+        self.page = page_request(self.request, self.codec, self.name, tenant_id, {})
+        return self.page.after_id, self.page.limit + 1
+
+    def cursor(self, rows: list[Any], id_of: Callable[[Any], int]) -> str | None:
+        """The next page's cursor; drops the extra row from ``rows``."""
+        return next_cursor(self.codec, rows, self.page, self.name, self.tenant_id, {}, id_of=id_of)
+
+
 class AdminApi:
     def __init__(self, db_of: Any, codec: CursorCodec, keys_of: Any, pepper: bytes):
         self._db_of = db_of  # callables: the database and key cache exist only once the app started
@@ -175,90 +226,50 @@ class AdminApi:
         self.pepper = pepper
 
     @property
-    def db(self) -> Database:
+    def uow(self) -> UnitOfWork:
         db: Database = self._db_of()
-        return db
-
-    async def _tenant(self, session: Any, slug: str) -> Any:
-        row = await store.tenant_by_slug(session, slug) if domain.valid_slug(slug) else None
-        if row is None:
-            raise ApiError.not_found("tenant")
-        return row
+        return UnitOfWork(db)
 
     # --- tenants ----------------------------------------------------------------------------------------
 
+    @refusals
     async def create_tenant(self, request: web.Request) -> web.Response:
         body = await read_json(request, TenantCreate)
-        now = datetime.now(UTC)
-        try:
-            async with self.db.transaction() as session:
-                result = await session.execute(
-                    sa.insert(tenants).values(slug=body.slug, name=body.name.strip(), plan=body.plan,
-                                              status="active", created_at=now, updated_at=now)
-                    .returning(*tenants.c)
-                )
-                row = result.one()
-        except IntegrityError as exc:
-            if is_unique_violation(exc):
-                raise ApiError.invalid(f"The slug '{body.slug}' is taken.") from None
-            raise
+        row = await handlers.create_tenant(self.uow, body.slug, body.name, body.plan)
         return ok(request, tenant_view(row), status=201)
 
+    @refusals
     async def list_tenants(self, request: web.Request) -> web.Response:
-        page = page_request(request, self.codec, "tenants", 0, {})
-        stmt = sa.select(tenants).order_by(tenants.c.id.desc()).limit(page.limit + 1)
-        if page.after_id:
-            stmt = stmt.where(tenants.c.id < page.after_id)
-        async with self.db.transaction() as session:
-            rows = list((await session.execute(stmt)).all())
-        cursor = next_cursor(self.codec, rows, page, "tenants", 0, {}, id_of=lambda r: r.id)
+        page = _Page(request, self.codec, "tenants")
+        rows = await handlers.list_tenants(self.uow, *page(0))
+        cursor = page.cursor(rows, id_of=lambda r: r.id)
         return ok(request, [tenant_view(r) for r in rows], cursor)
 
+    @refusals
     async def get_tenant(self, request: web.Request) -> web.Response:
-        async with self.db.transaction() as session:
-            row = await self._tenant(session, request.match_info["slug"])
+        row = await handlers.tenant(self.uow, request.match_info["slug"])
         return ok(request, tenant_view(row))
 
+    @refusals
     async def update_tenant(self, request: web.Request) -> web.Response:
         body = await read_json(request, TenantUpdate)
         changes = body.model_dump(exclude_unset=True)
         if changes.get("name") is not None:
             changes["name"] = changes["name"].strip()
         changes = {k: v for k, v in changes.items() if v is not None}
-        async with self.db.transaction() as session:
-            row = await self._tenant(session, request.match_info["slug"])
-            if changes:
-                before = row.status
-                changes["updated_at"] = datetime.now(UTC)
-                row = (await session.execute(
-                    sa.update(tenants).where(tenants.c.id == row.id).values(**changes).returning(*tenants.c)
-                )).one()
-                if row.status != before:  # the scorm service ends a suspended tenant's launches
-                    await outbox.add(session, new_event(
-                        "tenant.updated", TenantUpdated(status=row.status, updated_at=changes["updated_at"]),
-                        service="gateway", tenant=row.slug, tenant_id=row.id, subject=f"tenant/{row.id}",
-                        request_id=request_id_of(request)))
+        row = await handlers.update_tenant(self.uow, request.match_info["slug"], request_id_of(request), changes)
         self._keys_of().forget_tenant(row.id)
         return ok(request, tenant_view(row))
 
     # --- API keys ---------------------------------------------------------------------------------------
 
+    @refusals
     async def create_key(self, request: web.Request) -> web.Response:
         body = await read_json(request, KeyCreate)
-        plain = domain.generate_key(body.mode)
-        now = datetime.now(UTC)
-        async with self.db.transaction() as session:
-            tenant = await self._tenant(session, request.match_info["slug"])
-            if body.created_by is not None and await store.user_of(session, tenant.id, body.created_by) is None:
-                raise ApiError.invalid(f"'created_by': no directory user {body.created_by} in this tenant.")
-            row = (await session.execute(
-                sa.insert(api_keys).values(
-                    tenant_id=tenant.id, name=body.name.strip(), prefix=domain.display_prefix(plain),
-                    key_hash=domain.hash_key(self.pepper, plain), scopes=body.scopes, created_by=body.created_by,
-                    created_at=now, expires_at=body.expires_at,
-                ).returning(*api_keys.c)
-            )).one()
-        view = key_view(row, tenant.slug)
+        owner, row, plain = await handlers.create_key(
+            self.uow, request.match_info["slug"], self.pepper, name=body.name, scopes=body.scopes,
+            expires_at=body.expires_at, created_by=body.created_by, mode=body.mode)
+        view = key_view(row, owner.slug)
         # An Idempotency-Key replay answers the same key without its secret: the secret is shown once and never
         # stored in plain text (a client that lost the first answer revokes this key, by its id, and makes another).
         store_instead(request, dumps({"data": view, "next_cursor": None, "request_id": request_id_of(request)})
@@ -266,110 +277,95 @@ class AdminApi:
         view["key"] = plain  # shown once, here only
         return ok(request, view, status=201)
 
+    @refusals
     async def list_keys(self, request: web.Request) -> web.Response:
-        async with self.db.transaction() as session:
-            tenant = await self._tenant(session, request.match_info["slug"])
-            page = page_request(request, self.codec, "api_keys", tenant.id, {})
-            stmt = (sa.select(api_keys).where(api_keys.c.tenant_id == tenant.id)
-                    .order_by(api_keys.c.id.desc()).limit(page.limit + 1))
-            if page.after_id:
-                stmt = stmt.where(api_keys.c.id < page.after_id)
-            rows = list((await session.execute(stmt)).all())
-        cursor = next_cursor(self.codec, rows, page, "api_keys", tenant.id, {}, id_of=lambda r: r.id)
-        return ok(request, [key_view(r, tenant.slug) for r in rows], cursor)
+        page = _Page(request, self.codec, "api_keys")
+        owner, rows = await handlers.list_keys(self.uow, request.match_info["slug"], page)
+        cursor = page.cursor(rows, id_of=lambda r: r.id)
+        return ok(request, [key_view(r, owner.slug) for r in rows], cursor)
 
+    @refusals
     async def get_key(self, request: web.Request) -> web.Response:
         key_id = _positive(request.match_info["id"], "api_key")
-        async with self.db.transaction() as session:
-            tenant = await self._tenant(session, request.match_info["slug"])
-            row = (await session.execute(
-                sa.select(api_keys).where(api_keys.c.tenant_id == tenant.id, api_keys.c.id == key_id)
-            )).first()
-        if row is None:
-            raise ApiError.not_found("api_key")
-        return ok(request, key_view(row, tenant.slug))
+        owner, row = await handlers.key(self.uow, request.match_info["slug"], key_id)
+        return ok(request, key_view(row, owner.slug))
 
+    @refusals
     async def revoke_key(self, request: web.Request) -> web.Response:
         """Revoke (idempotent): the first call stamps ``revoked_at`` and publishes ``api_key.revoked``."""
         key_id = _positive(request.match_info["id"], "api_key")
-        now = datetime.now(UTC)
-        async with self.db.transaction() as session:
-            tenant = await self._tenant(session, request.match_info["slug"])
-            row = (await session.execute(
-                sa.update(api_keys)
-                .where(api_keys.c.tenant_id == tenant.id, api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=now).returning(*api_keys.c)
-            )).first()
-            if row is not None:
-                await outbox.add(session, new_event(
-                    "api_key.revoked", ApiKeyRevoked(key_id=row.id, prefix=row.prefix, revoked_at=now),
-                    service="gateway", tenant=tenant.slug, tenant_id=tenant.id, subject=f"api_key/{row.id}",
-                    request_id=request_id_of(request),
-                ))
-            else:
-                row = (await session.execute(
-                    sa.select(api_keys).where(api_keys.c.tenant_id == tenant.id, api_keys.c.id == key_id)
-                )).first()
-                if row is None:
-                    raise ApiError.not_found("api_key")
+        owner, row = await handlers.revoke_key(self.uow, request.match_info["slug"], request_id_of(request), key_id)
         self._keys_of().forget_key(key_id)
-        return ok(request, key_view(row, tenant.slug))
+        return ok(request, key_view(row, owner.slug))
 
     # --- directory users --------------------------------------------------------------------------------
 
+    @refusals
     async def upsert_user(self, request: web.Request) -> web.Response:
         user_id = _positive(request.match_info["user_id"], "user")
         body = await read_json(request, UserUpsert)
-        name, email = body.name.strip(), body.email.strip()
-        now = datetime.now(UTC)
-        async with self.db.transaction() as session:
-            tenant = await self._tenant(session, request.match_info["slug"])
-            insert = insert_ignoring_conflicts(session, users, dict(
-                tenant_id=tenant.id, user_id=user_id, name=name, email=email, revision=1, created_at=now,
-                updated_at=now,
-            )).returning(users.c.user_id)
-            created = (await session.execute(insert)).first() is not None
-            status = 201 if created else 200
-            if not created:
-                current = (await session.execute(
-                    sa.select(users).where(users.c.tenant_id == tenant.id, users.c.user_id == user_id)
-                    .with_for_update()
-                )).one()
-                if current.name == name and current.email == email:
-                    return ok(request, user_view(current))  # nothing changed: no event
-                await session.execute(
-                    sa.update(users).where(users.c.tenant_id == tenant.id, users.c.user_id == user_id)
-                    .values(name=name, email=email, revision=users.c.revision + 1, updated_at=now))
-            row = await store.user_of(session, tenant.id, user_id)
-            assert row is not None
-            await outbox.add(session, new_event(
-                "user.upserted",
-                UserUpserted(user_id=user_id, name=name, email=email, revision=row.revision, updated_at=now),
-                service="gateway", tenant=tenant.slug, tenant_id=tenant.id, subject=f"user/{user_id}",
-                request_id=request_id_of(request),
-            ))
-        return ok(request, user_view(row), status=status)
+        row, created = await handlers.upsert_user(self.uow, request.match_info["slug"], request_id_of(request),
+                                                  user_id, body.name, body.email)
+        return ok(request, user_view(row), status=201 if created else 200)
 
+    @refusals
     async def get_user(self, request: web.Request) -> web.Response:
         user_id = _positive(request.match_info["user_id"], "user")
-        async with self.db.transaction() as session:
-            tenant = await self._tenant(session, request.match_info["slug"])
-            row = await store.user_of(session, tenant.id, user_id)
-        if row is None:
-            raise ApiError.not_found("user")
+        row = await handlers.user(self.uow, request.match_info["slug"], user_id)
         return ok(request, user_view(row))
 
+    @refusals
     async def list_users(self, request: web.Request) -> web.Response:
-        async with self.db.transaction() as session:
-            tenant = await self._tenant(session, request.match_info["slug"])
-            page = page_request(request, self.codec, "users", tenant.id, {})
-            stmt = (sa.select(users).where(users.c.tenant_id == tenant.id)
-                    .order_by(users.c.user_id.desc()).limit(page.limit + 1))
-            if page.after_id:
-                stmt = stmt.where(users.c.user_id < page.after_id)
-            rows = list((await session.execute(stmt)).all())
-        cursor = next_cursor(self.codec, rows, page, "users", tenant.id, {}, id_of=lambda r: r.user_id)
+        page = _Page(request, self.codec, "users")
+        rows = await handlers.list_users(self.uow, request.match_info["slug"], page)
+        cursor = page.cursor(rows, id_of=lambda r: r.user_id)
         return ok(request, [user_view(r) for r in rows], cursor)
+
+
+class AdminDeadLetters:
+    """``/admin/api/v1/dlq``: the dead-letter queues of every service (summary, peek, replay, purge)."""
+
+    def __init__(self, dead_letters_of: Callable[[], DeadLetters]):
+        self._of = dead_letters_of  # exists once the bus does
+
+    async def summary(self, request: web.Request) -> web.Response:
+        service = request.query.get("service") or None
+        return ok(request, await self._of().summary(service))
+
+    async def peek(self, request: web.Request) -> web.Response:
+        spec = _queue(request)
+        return ok(request, await self._of().peek(spec, _limit(request, 20, 500)))
+
+    async def replay(self, request: web.Request) -> web.Response:
+        spec = _queue(request)
+        count = await self._of().replay(spec, _limit(request, 1000, 100_000))
+        log.info("dead_letters_replayed", queue=spec.dead_letter_name, count=count, request_id=request_id_of(request))
+        return ok(request, {"queue": spec.name, "replayed": count})
+
+    async def purge(self, request: web.Request) -> web.Response:
+        spec = _queue(request)
+        count = await self._of().purge(spec)
+        log.warning("dead_letters_purged", queue=spec.dead_letter_name, count=count,
+                    request_id=request_id_of(request))
+        return ok(request, {"queue": spec.name, "purged": count})
+
+
+def _queue(request: web.Request) -> QueueSpec:
+    name = request.match_info["queue"]
+    spec = spec_of(name)
+    if spec is None:
+        raise ApiError(404, "not_found", f"No dead-letter queue '{name}'.")
+    return spec
+
+
+def _limit(request: web.Request, default: int, most: int) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return default
+    value = positive_int(raw)
+    if value is None or value > most:
+        raise ApiError.invalid(f"'limit' must be an integer from 1 to {most}.")
+    return value
 
 
 class AdminProxy:
@@ -382,6 +378,7 @@ class AdminProxy:
         self.upload_limit = upload_limit
         self.json_limit = json_limit
 
+    @refusals
     async def forward(self, request: web.Request) -> web.StreamResponse:
         slug = request.match_info["slug"]
         raw = request.rel_url.raw_path
@@ -396,10 +393,7 @@ class AdminProxy:
         if upstream is None or RouteTable.unsafe_path("/" + rest):
             raise ApiError(404, "not_found", "No such route.")
         db: Database = self._db_of()
-        async with db.transaction() as session:
-            tenant = await store.tenant_by_slug(session, slug) if domain.valid_slug(slug) else None
-        if tenant is None:
-            raise ApiError.not_found("tenant")
+        tenant = await handlers.tenant(UnitOfWork(db), slug)
         rid = request_id_of(request)
         headers = {
             H_INTERNAL: self.internal_secret, H_TENANT_ID: str(tenant.id), H_TENANT: tenant.slug,

@@ -32,14 +32,13 @@ from aiohttp import web
 
 from services.gateway.config import GatewaySettings
 from services.gateway.consistency import CausalTracker
-from services.gateway.pipeline import NOT_FOUND, Gateway, Observer, new_request_id
+from services.gateway.pipeline import NOT_FOUND, Gateway, Observer, failure, new_request_id
 from services.gateway.proxy import Upstreams
 from services.gateway.routes import CONTENT_TABLE
 from shared.http import (
     SERVICE_NAME_KEY,
     ApiError,
     error_middleware,
-    error_response,
     install_protocol_error_envelope,
 )
 
@@ -87,7 +86,7 @@ def create_content_app(settings: GatewaySettings, causal: CausalTracker | None =
             found = pattern.fullmatch(request.host.lower())
             if found is None:
                 started, rid = time.perf_counter(), new_request_id()
-                response = error_response(rid, NOT_FOUND.status, NOT_FOUND.code, NOT_FOUND.message)
+                response = failure(NOT_FOUND, rid)
                 gateway.observer.done(request, "content_host_unknown", response.status, started, rid)
                 return response
             extra[H_CONTENT_TENANT] = found.group(1)

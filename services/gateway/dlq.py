@@ -17,7 +17,6 @@ import structlog
 from shared.bus.amqp import OutgoingMessage
 from shared.bus.envelope import CloudEvent
 from shared.bus.topology import EVENTS_EXCHANGE, QUEUES, QueueSpec
-from shared.http import ApiError
 
 log = structlog.get_logger("gateway.dlq")
 
@@ -29,12 +28,13 @@ class DeadLetters(Protocol):
     async def purge(self, spec: QueueSpec) -> int: ...
 
 
-def spec_of(name: str) -> QueueSpec:
+def spec_of(name: str) -> QueueSpec | None:
+    """The queue a name (``<service>.<purpose>``, or its ``.dlq``) stands for; None if there is none."""
     base = name.removesuffix(".dlq")
     for spec in QUEUES:
         if spec.name == base:
             return spec
-    raise ApiError(404, "not_found", f"No dead-letter queue '{name}'.")
+    return None
 
 
 def specs_for(service: str | None) -> list[QueueSpec]:

@@ -1,4 +1,5 @@
-"""Pure rules of the directory and the request pipeline: slugs, plans, scopes, key format, token buckets."""
+"""Pure rules of the directory and the request pipeline: slugs, plans, scopes, key format, token buckets; and the
+directory's domain exceptions (the admin API maps them to the error envelope, ``admin.ERRORS``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,32 @@ KEY_PREFIXES = ("mc_live_", "mc_test_")
 KEY_BODY_BYTES = 32  # 256 bits, 43 URL-safe characters
 _KEY_RE = re.compile(r"^mc_(?:live|test)_[A-Za-z0-9_-]{40,128}$")
 DISPLAY_PREFIX_LEN = 12  # "mc_live_" + 4 characters: enough to tell keys apart in a list
+
+
+class DirectoryError(Exception):
+    """A directory command or query refused; ``admin.ERRORS`` gives its status and error code."""
+
+
+class TenantNotFound(DirectoryError):
+    pass
+
+
+class ApiKeyNotFound(DirectoryError):
+    pass
+
+
+class UserNotFound(DirectoryError):
+    pass
+
+
+class SlugTaken(DirectoryError):
+    def __init__(self, slug: str):
+        super().__init__(f"The slug '{slug}' is taken.")
+
+
+class UnknownCreator(DirectoryError):
+    def __init__(self, user_id: int):
+        super().__init__(f"'created_by': no directory user {user_id} in this tenant.")
 
 
 def valid_slug(slug: str) -> bool:

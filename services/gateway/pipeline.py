@@ -53,6 +53,23 @@ def invalid_key(message: str) -> ApiError:
     return ApiError(401, "invalid_api_key", message, _BEARER)
 
 
+def failure(exc: Exception, rid: str, **where: Any) -> web.Response:
+    """The error envelope of a request the gateway refused or could not serve: the one place it is built here
+    (``shared.http.error_middleware`` answers the routes outside the pipeline, with the same mapping).
+
+    ``where`` (the route or path) goes into the log line of an unexpected error."""
+    if isinstance(exc, ApiError):
+        return error_response(rid, exc.status, exc.code, exc.message, exc.headers)
+    if isinstance(exc, web.HTTPException):  # a refusal of aiohttp's own (the admin guard re-raises redirects)
+        return error_response(rid, exc.status, "invalid_argument", exc.reason)
+    if is_unavailable(exc):
+        log.warning("backing_store_unavailable", request_id=rid, error=repr(exc))
+        return error_response(rid, 503, "service_unavailable",
+                              "A backing service is temporarily unavailable; retry shortly.", {"Retry-After": "1"})
+    log.exception("gateway_error", request_id=rid, **where)
+    return error_response(rid, 500, "internal", "Internal error.")
+
+
 class Observer:
     """Metrics and the access log line of a request; Prometheus children are cached per label set."""
 
@@ -143,11 +160,8 @@ class Gateway:
             response = await send(request, route.upstream, request.raw_path, headers, self.json_body_limit,
                                   limit_headers, causal)
             await causal.share()
-        except ApiError as exc:
-            response = error_response(rid, exc.status, exc.code, exc.message, exc.headers)
-        except Exception:
-            log.exception("gateway_error", request_id=rid, path=request.path)
-            response = error_response(rid, 500, "internal", "Internal error.")
+        except Exception as exc:
+            response = failure(exc, rid, path=request.path)
         self.observer.done(request, route_label, response.status, started, rid,
                            tenant=principal.slug if principal else None,
                            key_id=principal.key_id if principal else None)
@@ -204,11 +218,8 @@ class Gateway:
             response = await self.upstreams.forward(request, route.upstream, request.raw_path, headers,
                                                     self.json_body_limit, {H_REQUEST_ID: rid}, causal)
             await causal.share()
-        except ApiError as exc:
-            response = error_response(rid, exc.status, exc.code, exc.message, exc.headers)
-        except Exception:
-            log.exception("gateway_error", request_id=rid, route=route_label)
-            response = error_response(rid, 500, "internal", "Internal error.")
+        except Exception as exc:
+            response = failure(exc, rid, route=route_label)
         self.observer.done(request, route_label, response.status, started, rid)
         return response
 
@@ -255,21 +266,12 @@ class Gateway:
                     token = self.causal.token(tenant)
                     if token:
                         response.headers[H_TOKEN] = token
-            except ApiError as exc:
-                response = error_response(rid, exc.status, exc.code, exc.message, exc.headers)
             except web.HTTPException as exc:
                 if exc.status < 400:
                     raise
-                response = error_response(rid, exc.status, "invalid_argument", exc.reason)
+                response = failure(exc, rid, route=route)
             except Exception as exc:
-                if is_unavailable(exc):
-                    log.warning("backing_store_unavailable", request_id=rid, error=repr(exc))
-                    response = error_response(rid, 503, "service_unavailable",
-                                              "A backing service is temporarily unavailable; retry shortly.",
-                                              {"Retry-After": "1"})
-                else:
-                    log.exception("gateway_error", request_id=rid, route=route)
-                    response = error_response(rid, 500, "internal", "Internal error.")
+                response = failure(exc, rid, route=route)
             self.observer.done(request, route, response.status, started, rid,
                                tenant=request.match_info.get("slug"))
             return response

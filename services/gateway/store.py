@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from shared.db import BigId, Timestamp
+from shared.db import BigId, Timestamp, insert_ignoring_conflicts
 
 metadata = sa.MetaData()
 
@@ -56,13 +56,95 @@ api_keys = sa.Table(
 )
 
 
+# --- tenants ---------------------------------------------------------------------------------------------
+
+
 async def tenant_by_slug(session: AsyncSession, slug: str) -> sa.Row[Any] | None:
     return (await session.execute(sa.select(tenants).where(tenants.c.slug == slug))).first()
+
+
+async def insert_tenant(session: AsyncSession, values: dict[str, Any]) -> sa.Row[Any]:
+    """Raises IntegrityError (a unique violation) when the slug is taken."""
+    return (await session.execute(sa.insert(tenants).values(**values).returning(*tenants.c))).one()
+
+
+async def update_tenant(session: AsyncSession, tenant_id: int, changes: dict[str, Any]) -> sa.Row[Any]:
+    stmt = sa.update(tenants).where(tenants.c.id == tenant_id).values(**changes).returning(*tenants.c)
+    return (await session.execute(stmt)).one()
+
+
+async def _page(session: AsyncSession, stmt: sa.Select[Any], column: sa.Column[Any], after_id: int | None,
+                limit: int) -> list[sa.Row[Any]]:
+    """Keyset page: newest first, ``limit`` rows with ``column`` below ``after_id``."""
+    stmt = stmt.order_by(column.desc()).limit(limit)
+    if after_id:
+        stmt = stmt.where(column < after_id)
+    return list((await session.execute(stmt)).all())
+
+
+async def tenants_page(session: AsyncSession, after_id: int | None, limit: int) -> list[sa.Row[Any]]:
+    return await _page(session, sa.select(tenants), tenants.c.id, after_id, limit)
+
+
+# --- API keys --------------------------------------------------------------------------------------------
+
+
+async def insert_key(session: AsyncSession, values: dict[str, Any]) -> sa.Row[Any]:
+    return (await session.execute(sa.insert(api_keys).values(**values).returning(*api_keys.c))).one()
+
+
+async def key_of(session: AsyncSession, tenant_id: int, key_id: int) -> sa.Row[Any] | None:
+    stmt = sa.select(api_keys).where(api_keys.c.tenant_id == tenant_id, api_keys.c.id == key_id)
+    return (await session.execute(stmt)).first()
+
+
+async def revoke_key(session: AsyncSession, tenant_id: int, key_id: int, when: datetime) -> sa.Row[Any] | None:
+    """Stamp ``revoked_at`` on a key not revoked yet; None if there is no such key or it was revoked before."""
+    stmt = (sa.update(api_keys)
+            .where(api_keys.c.tenant_id == tenant_id, api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=when).returning(*api_keys.c))
+    return (await session.execute(stmt)).first()
+
+
+async def keys_page(session: AsyncSession, tenant_id: int, after_id: int | None, limit: int) -> list[sa.Row[Any]]:
+    stmt = sa.select(api_keys).where(api_keys.c.tenant_id == tenant_id)
+    return await _page(session, stmt, api_keys.c.id, after_id, limit)
+
+
+# --- directory users -------------------------------------------------------------------------------------
 
 
 async def user_of(session: AsyncSession, tenant_id: int, user_id: int) -> sa.Row[Any] | None:
     stmt = sa.select(users).where(users.c.tenant_id == tenant_id, users.c.user_id == user_id)
     return (await session.execute(stmt)).first()
+
+
+async def insert_user_if_new(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert the user unless one with its (tenant_id, user_id) exists; True if inserted."""
+    stmt = insert_ignoring_conflicts(session, users, values).returning(users.c.user_id)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def user_for_update(session: AsyncSession, tenant_id: int, user_id: int) -> sa.Row[Any]:
+    stmt = (sa.select(users).where(users.c.tenant_id == tenant_id, users.c.user_id == user_id)
+            .with_for_update())
+    return (await session.execute(stmt)).one()
+
+
+async def update_user(session: AsyncSession, tenant_id: int, user_id: int, name: str, email: str,
+                      when: datetime) -> None:
+    """Change the name and email, one revision up."""
+    await session.execute(
+        sa.update(users).where(users.c.tenant_id == tenant_id, users.c.user_id == user_id)
+        .values(name=name, email=email, revision=users.c.revision + 1, updated_at=when))
+
+
+async def users_page(session: AsyncSession, tenant_id: int, after_id: int | None, limit: int) -> list[sa.Row[Any]]:
+    stmt = sa.select(users).where(users.c.tenant_id == tenant_id)
+    return await _page(session, stmt, users.c.user_id, after_id, limit)
+
+
+# --- the request pipeline (outside any transaction) ------------------------------------------------------
 
 
 async def key_by_hash(conn: AsyncConnection, key_hash: str) -> Any:
