@@ -45,6 +45,9 @@ def schemas() -> dict[str, Any]:
     models += [(m, "validation") for m in REQUEST_MODELS]
     _, top = models_json_schema(models, ref_template=REF)
     defs = {name: _strip_titles(schema, top=True) for name, schema in top["$defs"].items()}
+    for name, enum in api.ENUMS.items():
+        if name in defs:  # readable member names in generated clients (ScormVersion.V1_2, not VALUE_0)
+            defs[name]["x-enum-varnames"] = [enum(v).name for v in defs[name]["enum"]]
     codes = defs["ErrorCode"]
     codes["description"] = "The error code; stable, for programs (the message is for people).\n\n" + "\n".join(
         f"- `{code.value}` ({status}): {text}" for code, (status, text) in api.ERROR_CODES.items())

@@ -5,6 +5,9 @@ models, so nullability and ``required`` come from the models): a field a service
 here. Services may validate requests and build answers with the same models.
 """
 
+from enum import StrEnum
+
+from shared.api import errors, resources
 from shared.api.envelopes import ENVELOPES, envelope_of, list_of
 from shared.api.errors import ERROR_CODES, Error, ErrorBody, ErrorCode
 from shared.api.requests import (
@@ -33,8 +36,15 @@ from shared.api.resources import (
     ScormPackageDetail,
 )
 
+# Every enum of the API by name (the document gives each member's name as x-enum-varnames).
+ENUMS: dict[str, type[StrEnum]] = {
+    name: value for module in (resources, errors) for name, value in vars(module).items()
+    if isinstance(value, type) and issubclass(value, StrEnum) and value is not StrEnum
+}
+
 __all__ = [
-    "ENVELOPES", "ERROR_CODES", "Activity", "Attempt", "Certificate", "CertificateRevoke", "CertificateTemplate",
+    "ENUMS", "ENVELOPES", "ERROR_CODES", "Activity", "Attempt", "Certificate", "CertificateRevoke",
+    "CertificateTemplate",
     "CohortGrant", "CohortGrantCreate", "Course", "CourseCreate", "CourseUpdate", "Enrollment", "EnrollmentCreate",
     "Error", "ErrorBody", "ErrorCode", "Launch", "LaunchCreate", "Lesson", "Module", "RuntimeCommit",
     "RuntimeCommitted", "RuntimeFinish", "ScormPackage", "ScormPackageDetail", "envelope_of", "list_of",
