@@ -37,6 +37,18 @@ def _strip_titles(node: Any, *, top: bool = False) -> Any:
     return node
 
 
+def _defaults_as_text(schema: dict[str, Any]) -> None:
+    """A request field's default goes into its description, not ``default``: generators read ``default`` as
+    "always there" (openapi-typescript makes such a field required in the body) or send it on every request;
+    and an update's omitted field keeps its value, which no ``default`` can say."""
+    for prop in schema.get("properties", {}).values():
+        if "default" in prop:
+            value = prop.pop("default")
+            if value is not None:
+                text = f"Default when omitted: `{json.dumps(value)}`."
+                prop["description"] = f"{prop['description']} {text}" if "description" in prop else text
+
+
 @cache
 def schemas() -> dict[str, Any]:
     """Every component schema, generated from ``shared.api``."""
@@ -45,6 +57,8 @@ def schemas() -> dict[str, Any]:
     models += [(m, "validation") for m in REQUEST_MODELS]
     _, top = models_json_schema(models, ref_template=REF)
     defs = {name: _strip_titles(schema, top=True) for name, schema in top["$defs"].items()}
+    for model in REQUEST_MODELS:
+        _defaults_as_text(defs[model.__name__])
     for name, enum in api.ENUMS.items():
         if name in defs:  # readable member names in generated clients (ScormVersion.V1_2, not VALUE_0)
             defs[name]["x-enum-varnames"] = [enum(v).name for v in defs[name]["enum"]]
@@ -118,10 +132,19 @@ _ERRORS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def _error_response(status: str) -> dict[str, Any]:
+def _common_headers(route: Route, status: str) -> tuple[str, ...]:
+    """Headers of any answer of the route: the request id; past the key check (not on 401/403) the rate limit
+    state; and, from the backing service's answer, the Consistency-Token."""
+    if route.scope is not None and status in ("401", "403"):
+        return ("X-Request-Id",)
+    limits = ("RateLimit", "RateLimit-Policy") if route.scope is not None else ()
+    return ("X-Request-Id", *limits, "Consistency-Token")
+
+
+def _error_response(route: Route, status: str) -> dict[str, Any]:
     text, headers = _ERRORS[status]
-    return {"description": text, "headers": _h("X-Request-Id", *headers),
-            "content": {"application/json": {"schema": _ref("Error")}}}
+    names = dict.fromkeys((*_common_headers(route, status), *headers))
+    return {"description": text, "headers": _h(*names), "content": {"application/json": {"schema": _ref("Error")}}}
 
 
 def _status_of(route: Route) -> str:
@@ -190,9 +213,7 @@ def _operation(route: Route) -> dict[str, Any]:
     keyed = route.scope is not None
     status = _status_of(route)
     success = _success(route)
-    ok_headers = ["X-Request-Id", "Consistency-Token"]
-    if keyed:
-        ok_headers += ["RateLimit", "RateLimit-Policy"]
+    ok_headers = list(_common_headers(route, status))
     if keyed and route.method == "POST":
         ok_headers.append("Idempotent-Replayed")
     success["headers"] = _h(*ok_headers)
@@ -205,7 +226,7 @@ def _operation(route: Route) -> dict[str, Any]:
         else:
             responses = {"200": again, status: success}
     for code in _error_statuses(route):
-        responses[code] = _error_response(code)
+        responses[code] = _error_response(route, code)
         if route.response == "html" and code in ("404", "410"):
             # pages answer their own errors (a missing certificate, an ended launch) as HTML
             responses[code]["content"]["text/html"] = {"schema": {"type": "string"}}

@@ -153,6 +153,16 @@ class Recorder:
         self.exchanges.append(Exchange(method.upper(), urlsplit(str(resp.url)).path, resp.status, media,
                                        dict(resp.headers), body))
 
+    async def record_httpx(self, resp: Any) -> None:
+        """An httpx response hook (the generated Python client): ``httpx_args={"event_hooks": {"response":
+        [RECORDER.record_httpx]}}``."""
+        if not self.active:
+            return
+        media = resp.headers.get("Content-Type", "").split(";")[0].strip()
+        body = await resp.aread() if media == "application/json" else None
+        self.exchanges.append(Exchange(resp.request.method.upper(), resp.request.url.path, resp.status_code, media,
+                                       dict(resp.headers), body))
+
     def take(self) -> list[Exchange]:
         taken, self.exchanges = self.exchanges, []
         return taken

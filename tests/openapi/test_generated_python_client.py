@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.gateway.openapi import build_document
+from tests.openapi.conformance import RECORDER
 from tests.support.cluster import REPO, running_cluster
 from tests.support.env import TestEnv
 from tests.support.scorm_packages import debug_package, zip_bytes
@@ -128,8 +129,9 @@ async def _walk(cluster: Any, env: TestEnv, lc: Any, models: Any, api: dict[str,
 
     read_only, burst_key = await another_key("learn:read"), await another_key("learn:read")
     await cluster.user("acme", 123, "Ada Buyer", "ada@example.com")
-    client = lc.AuthenticatedClient(base_url=cluster.gateway_url, token=key, timeout=30)
-    runtime = lc.Client(base_url=cluster.content_url, timeout=30)
+    hooks = {"event_hooks": {"response": [RECORDER.record_httpx]}}  # answers checked against the document too
+    client = lc.AuthenticatedClient(base_url=cluster.gateway_url, token=key, timeout=30, httpx_args=hooks)
+    runtime = lc.Client(base_url=cluster.content_url, timeout=30, httpx_args=hooks)
 
     # 1. the seed: create a course, give it an activity (admin API), publish it, enroll the buyer
     course = (await _ok(api["create_course"], 201, models.CourseResponse, typed, client=client,
@@ -227,17 +229,17 @@ async def _walk(cluster: Any, env: TestEnv, lc: Any, models: Any, api: dict[str,
     # 5. one answer of each error class, typed as Error with its code
     await _error(api["create_course"], 400, "invalid_argument", models, typed, client=client,
                  body=models.CourseCreate(slug="Not A Slug", title="x"))
-    stranger = lc.AuthenticatedClient(base_url=cluster.gateway_url, token="mc_live_" + "x" * 40)
+    stranger = lc.AuthenticatedClient(base_url=cluster.gateway_url, token="mc_live_" + "x" * 40, httpx_args=hooks)
     denied = await _error(api["list_courses"], 401, "invalid_api_key", models, typed, client=stranger)
     assert denied.headers["WWW-Authenticate"].startswith("Bearer")
-    reader = lc.AuthenticatedClient(base_url=cluster.gateway_url, token=read_only)
+    reader = lc.AuthenticatedClient(base_url=cluster.gateway_url, token=read_only, httpx_args=hooks)
     await _error(api["publish_course"], 403, "insufficient_scope", models, typed, client=reader, id=course.id)
     await _error(api["get_course"], 404, "course_not_found", models, typed, client=client, id=999_999)
     await _error(api["create_enrollment"], 422, "idempotency_key_reused", models, typed, client=client,
                  idempotency_key="checkout-1", body=models.EnrollmentCreate(user_id=123, course_id=course.id))
     await _error(api["commit_runtime"], 410, "launch_ended", models, typed, client=runtime,
                  token=launch.runtime_token, body=models.RuntimeCommit(cmi=cmi))
-    burst = lc.AuthenticatedClient(base_url=cluster.gateway_url, token=burst_key)
+    burst = lc.AuthenticatedClient(base_url=cluster.gateway_url, token=burst_key, httpx_args=hooks)
     answers = await asyncio.gather(*(api["get_course"].asyncio_detailed(client=burst, id=course.id)
                                      for _ in range(80)))
     limited = [a for a in answers if a.status_code == 429]
