@@ -11,7 +11,9 @@ field the document says is always present, and nothing the document does not dec
 from __future__ import annotations
 
 import asyncio
+import base64
 import importlib
+import io
 import json
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from typing import Any
 
 import attrs
 import sqlalchemy as sa
+from PIL import Image
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from services.gateway.openapi import build_document
@@ -83,12 +86,12 @@ async def test_a_generated_python_client_walks_the_seed_flow_typed(postgres_url,
     models = importlib.import_module("learn_client.models")
     api = {name: importlib.import_module(f"learn_client.api.{tag}.{name}") for tag, names in {
         "catalog": ("create_course", "publish_course", "list_courses", "get_course", "update_course",
-                    "list_course_modules"),
+                    "list_course_modules", "list_module_lessons", "list_lesson_activities"),
         "enrollment": ("create_enrollment", "get_enrollment", "list_enrollments", "get_attempt"),
         "scorm": ("launch_activity", "commit_runtime", "finish_runtime", "list_scorm_packages",
                   "get_scorm_package"),
         "certificates": ("list_certificates", "get_certificate", "get_certificate_pdf",
-                         "list_certificate_templates"),
+                         "list_certificate_templates", "get_certificate_template"),
     }.items() for name in names}
     typed = Typed(lc)
     env = TestEnv(postgres_url=postgres_url, amqp_url=amqp_url, data_dir=tmp_path / "data")
@@ -140,9 +143,10 @@ async def _walk(cluster: Any, env: TestEnv, lc: Any, models: Any, api: dict[str,
                                                  credit_hours=2.5, credit_kind="CEU"))).data
     assert course.status == models.CourseStatus.DRAFT and course.credit.hours == 2.5
     status, body = await cluster.admin("POST", f"/tenants/acme/courses/{course.id}/modules", json={"title": "M1"})
-    status, body = await cluster.admin("POST", f"/tenants/acme/modules/{body['data']['id']}/lessons",
-                                       json={"title": "L1"})
-    status, body = await cluster.admin("POST", f"/tenants/acme/lessons/{body['data']['id']}/activities",
+    module_id = body["data"]["id"]
+    status, body = await cluster.admin("POST", f"/tenants/acme/modules/{module_id}/lessons", json={"title": "L1"})
+    lesson_id = body["data"]["id"]
+    status, body = await cluster.admin("POST", f"/tenants/acme/lessons/{lesson_id}/activities",
                                        json={"title": "Read this", "kind": "reading", "required": True})
     assert status == 201, body
     activity_id = body["data"]["id"]
@@ -152,6 +156,11 @@ async def _walk(cluster: Any, env: TestEnv, lc: Any, models: Any, api: dict[str,
                            id=course.id)).data
     assert published.version.status == models.CourseStatus.PUBLISHED
     await _ok(api["list_course_modules"], 200, models.ModuleList, typed, client=client, id=course.id)
+    await _ok(api["list_module_lessons"], 200, models.LessonList, typed, client=client, mid=module_id)
+    activities = await _ok(api["list_lesson_activities"], 200, models.ActivityList, typed, client=client,
+                           lid=lesson_id)
+    assert activities.data[0].kind == models.ActivityKind.READING and activities.data[0].scorm_package_id is None
+    await _ok(api["get_course"], 200, models.CourseResponse, typed, client=client, id=course.id)
 
     purchase = models.EnrollmentCreate(user_id=123, course_id=course.id, source="stripe_purchase")
 
@@ -195,6 +204,14 @@ async def _walk(cluster: Any, env: TestEnv, lc: Any, models: Any, api: dict[str,
     assert got.pdf.template_version >= 0 and len(got.verification_id) == 40
     pdf = await api["get_certificate_pdf"].asyncio_detailed(client=client, id=certificate.id)
     assert pdf.status_code == 200 and pdf.parsed.payload.read().startswith(b"%PDF-")
+    logo = io.BytesIO()
+    Image.new("RGB", (32, 32), "#1f3a93").save(logo, "PNG")
+    status, body = await cluster.admin("POST", "/tenants/acme/cert-templates", json={
+        "name": "Branded", "logo": base64.b64encode(logo.getvalue()).decode(), "signatory_name": "Grace Hopper"})
+    assert status == 201, body
+    template = (await _ok(api["get_certificate_template"], 200, models.CertificateTemplateResponse, typed,
+                          client=client, id=body["data"]["id"])).data
+    assert template.logo.content_type == "image/png" and template.background_pdf is None
     await _ok(api["list_certificate_templates"], 200, models.CertificateTemplateList, typed, client=client)
     done = (await _ok(api["get_enrollment"], 200, models.EnrollmentResponse, typed, client=client,
                       id=enrollment.id)).data
