@@ -35,11 +35,14 @@ def _many(resource: type[BaseModel]) -> type[BaseModel]:
                      f"A page of {name} objects, newest first, in the success envelope.")
 
 
-_SINGLE: tuple[type[BaseModel], ...] = (resources.Course, resources.Enrollment, resources.CohortGrant, resources.Attempt, resources.Launch,
-           resources.Certificate, resources.CertificateTemplate, resources.ScormPackageDetail,
-           resources.RuntimeCommitted)
-_LISTED: tuple[type[BaseModel], ...] = (resources.Course, resources.Module, resources.Lesson, resources.Activity, resources.Enrollment,
-           resources.Attempt, resources.Certificate, resources.CertificateTemplate, resources.ScormPackage)
+_SINGLE: tuple[type[BaseModel], ...] = (
+    resources.Course, resources.Enrollment, resources.CohortGrant, resources.Attempt, resources.Launch,
+    resources.Certificate, resources.CertificateTemplate, resources.ScormPackageDetail, resources.RuntimeCommitted,
+)
+_LISTED: tuple[type[BaseModel], ...] = (
+    resources.Course, resources.Module, resources.Lesson, resources.Activity, resources.Enrollment,
+    resources.Attempt, resources.Certificate, resources.CertificateTemplate, resources.ScormPackage,
+)
 
 ENVELOPES: dict[str, type[BaseModel]] = {}
 for _resource in _SINGLE:
