@@ -89,4 +89,8 @@ class ErrorBody(BaseModel):
 class Error(BaseModel):
     """Every error answer: ``{"error": {"code", "message", "request_id"}}``."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [  # a real answer (tests/openapi)
+        {"error": {"code": "course_not_found", "message": "Course not found.",
+                   "request_id": "req_9c1e0f3b5d2a47e8b6f41a07"}}]})
+
     error: ErrorBody
