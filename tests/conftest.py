@@ -10,6 +10,9 @@ import pytest
 from tests.support import infra
 from tests.support.env import EventRecorder, TestEnv
 
+# Every answer the e2e and client tests see is checked against the OpenAPI document (issue 17).
+pytest_plugins = ("tests.openapi.conformance",)
+
 
 @pytest.fixture(scope="session")
 def postgres_url() -> str:

@@ -1,4 +1,6 @@
-"""The OpenAPI 3.1 document of the public API, generated from the route table (so it cannot miss a route).
+"""The OpenAPI 3.1 document of the public API, generated from the route table (so it cannot miss a route) and
+the pydantic models of ``shared.api`` (so nullability, ``required`` and every field come from the models the
+services answer with).
 
 Served at ``/api/v1/learn/openapi.json``; ``python -m services.gateway.openapi`` prints it (docs/openapi.json).
 """
@@ -7,189 +9,91 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import cache
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
 from services.gateway.routes import PASS_THROUGH_ROUTES, PUBLIC_ROUTES, Route
+from shared import api
+from shared.api.examples import EXAMPLES
 
 VERSION = "1.3.0"
+REF = "#/components/schemas/{model}"
 
-_ts = {"type": "string", "format": "date-time"}
-_ts_null = {"type": ["string", "null"], "format": "date-time"}
-_id = {"type": "integer", "minimum": 1}
-_id_null = {"type": ["integer", "null"], "minimum": 1}
-_str_null = {"type": ["string", "null"]}
-_num_null = {"type": ["number", "null"]}
-
-
-def _obj(props: dict[str, Any], required: list[str] | None = None, closed: bool = False) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": props}
-    if required is not None:
-        schema["required"] = required
-    if closed:
-        schema["additionalProperties"] = False
-    return schema
+REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    api.CourseCreate, api.CourseUpdate, api.EnrollmentCreate, api.CohortGrantCreate, api.LaunchCreate,
+    api.CertificateRevoke, api.RuntimeCommit, api.RuntimeFinish,
+)
 
 
-def _enum(*values: str) -> dict[str, Any]:
-    return {"type": "string", "enum": list(values)}
+def _strip_titles(node: Any, *, top: bool = False) -> Any:
+    """Pydantic titles every property ("Id", "Slug"): noise for readers and generators. Keep component titles."""
+    if isinstance(node, dict):
+        return {k: _strip_titles(v) for k, v in node.items() if not (k == "title" and not top and isinstance(v, str))}
+    if isinstance(node, list):
+        return [_strip_titles(v) for v in node]
+    return node
 
 
-_COURSE_FIELDS = {
-    "slug": {"type": "string", "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$", "maxLength": 100},
-    "title": {"type": "string"},
-    "subtitle": _str_null,
-    "summary": _str_null,
-    "language": {"type": "string", "description": "BCP 47", "default": "en"},
-    "completion_rule": {**_enum("all_required", "all_activities", "any_activity"), "default": "all_required"},
-    "estimated_minutes": {"type": ["integer", "null"], "minimum": 0},
-    "credit_hours": {"type": ["number", "null"], "minimum": 0},
-    "credit_kind": _str_null,
-    "credit_expires_after_months": {"type": ["integer", "null"], "minimum": 1},
-    "certificate_template_id": _id_null,
+def _defaults_as_text(schema: dict[str, Any]) -> None:
+    """A request field's default goes into its description, not ``default``: generators read ``default`` as
+    "always there" (openapi-typescript makes such a field required in the body) or send it on every request;
+    and an update's omitted field keeps its value, which no ``default`` can say."""
+    for prop in schema.get("properties", {}).values():
+        if "default" in prop:
+            value = prop.pop("default")
+            if value is not None:
+                text = f"Default when omitted: `{json.dumps(value)}`."
+                prop["description"] = f"{prop['description']} {text}" if "description" in prop else text
+
+
+@cache
+def schemas() -> dict[str, Any]:
+    """Every component schema, generated from ``shared.api``."""
+    models: list[tuple[type[BaseModel], Any]] = [(m, "serialization") for m in api.ENVELOPES.values()]
+    models.append((api.Error, "serialization"))
+    models += [(m, "validation") for m in REQUEST_MODELS]
+    _, top = models_json_schema(models, ref_template=REF)
+    defs = {name: _strip_titles(schema, top=True) for name, schema in top["$defs"].items()}
+    for model in REQUEST_MODELS:
+        _defaults_as_text(defs[model.__name__])
+    for name, enum in api.ENUMS.items():
+        if name in defs:  # readable member names in generated clients (ScormVersion.V1_2, not VALUE_0)
+            defs[name]["x-enum-varnames"] = [enum(v).name for v in defs[name]["enum"]]
+    codes = defs["ErrorCode"]
+    codes["description"] = "The error code; stable, for programs (the message is for people).\n\n" + "\n".join(
+        f"- `{code.value}` ({status}): {text}" for code, (status, text) in api.ERROR_CODES.items())
+    codes["x-enum-descriptions"] = [api.ERROR_CODES[api.ErrorCode(v)][1] for v in codes["enum"]]
+    return dict(sorted(defs.items()))
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _header(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"description": description, "schema": schema or {"type": "string"}}
+
+
+HEADERS: dict[str, Any] = {
+    "X-Request-Id": _header("The request id (`req_...`), also in the body; quote it when reporting a problem.",
+                           {"type": "string", "pattern": "^req_"}),
+    "RateLimit": _header('Requests left for this key and seconds until the bucket is full (IETF draft), e.g. '
+                         '`"per-key";r=99;t=1`.'),
+    "RateLimit-Policy": _header('The key\'s limit (IETF draft), e.g. `"per-key";q=100;w=1`.'),
+    "Retry-After": _header("Seconds to wait before retrying.", {"type": "integer", "minimum": 0}),
+    "WWW-Authenticate": _header("`Bearer`, or `Bearer error=\"insufficient_scope\", scope=\"...\"` on 403."),
+    "Allow": _header("The methods the route takes (on 405)."),
+    "Idempotent-Replayed": _header("`true` when this is the stored answer of an earlier request with the same "
+                                   "Idempotency-Key.", {"type": "string", "enum": ["true"]}),
+    "Consistency-Token": _header("Echo it on the next request when talking to several gateway replicas "
+                                 "(read-your-writes, docs/decisions/0010-read-your-writes.md)."),
 }
 
-SCHEMAS: dict[str, Any] = {
-    "Error": _obj({"error": _obj({"code": {"type": "string"}, "message": {"type": "string"},
-                                  "request_id": {"type": "string", "pattern": "^req_"}},
-                                 ["code", "message", "request_id"])}, ["error"]),
-    "Course": _obj({
-        "id": _id, "slug": {"type": "string"}, "title": {"type": "string"}, "subtitle": _str_null,
-        "summary": _str_null, "language": {"type": "string"},
-        "completion_rule": _enum("all_required", "all_activities", "any_activity"),
-        "estimated_minutes": {"type": ["integer", "null"]}, "status": _enum("draft", "published", "archived"),
-        "credit": _obj({"hours": _num_null, "kind": _str_null, "expires_after_months": {"type": ["integer", "null"]}}),
-        "version": _obj({"number": {"type": "integer"}, "status": {"type": "string"}, "published_at": _ts_null}),
-        "owner": {"oneOf": [_obj({"id": _id_null, "name": _str_null}), {"type": "null"}]},
-        "certificate_template_id": _id_null, "created_at": _ts, "updated_at": _ts,
-    }, ["id", "slug", "title", "status"]),
-    "CourseCreate": _obj(_COURSE_FIELDS, ["slug", "title"], closed=True),
-    "CourseUpdate": _obj(_COURSE_FIELDS, [], closed=True),
-    "Module": _obj({"id": _id, "course_id": _id, "title": {"type": "string"}, "position": {"type": "integer"}},
-                   ["id", "course_id", "title", "position"]),
-    "Lesson": _obj({"id": _id, "module_id": _id, "title": {"type": "string"}, "position": {"type": "integer"}},
-                   ["id", "module_id", "title", "position"]),
-    "Activity": _obj({
-        "id": _id, "lesson_id": _id, "title": {"type": "string"}, "position": {"type": "integer"},
-        "kind": _enum("scorm", "video", "reading", "link", "assessment"), "required": {"type": "boolean"},
-        "scorm_package_id": _id_null, "sco_identifier": _str_null,
-        "passing_score_scaled": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
-    }, ["id", "lesson_id", "title", "position", "kind"]),
-    "Enrollment": _obj({
-        "id": _id, "user_id": _id, "course_id": _id, "status": _enum("active", "completed", "cancelled", "expired"),
-        "source": {"type": "string", "maxLength": 64}, "enrolled_at": _ts, "expires_at": _ts_null,
-        "completed_at": _ts_null, "cancelled_at": _ts_null,
-        "progress": _obj({"required_total": {"type": "integer"}, "required_done": {"type": "integer"}}),
-    }, ["id", "user_id", "course_id", "status"]),
-    "EnrollmentCreate": _obj({"user_id": _id, "course_id": _id, "source": {"type": "string", "maxLength": 64},
-                              "expires_at": _ts_null}, ["user_id", "course_id"], closed=True),
-    "CohortGrantCreate": _obj({"user_id": _id, "cohort_id": _id, "expires_at": _ts_null},
-                              ["user_id", "cohort_id"], closed=True),
-    "CohortGrant": _obj({"cohort_id": _id, "user_id": _id, "granted_at": _ts,
-                         "enrollments": {"type": "array", "items": {"$ref": "#/components/schemas/Enrollment"}}},
-                        ["cohort_id", "user_id", "enrollments"]),
-    "Attempt": _obj({
-        "id": _id, "enrollment_id": _id, "activity_id": _id, "user_id": _id, "course_id": _id,
-        "status": _enum("not_attempted", "incomplete", "completed", "passed", "failed", "browsed"),
-        "score_raw": _num_null, "score_scaled": {"type": ["number", "null"], "minimum": -1, "maximum": 1},
-        "passed": {"type": ["boolean", "null"]}, "time_started_at": _ts_null, "time_ended_at": _ts_null,
-        "total_time_seconds": {"type": "number"}, "created_at": _ts, "updated_at": _ts,
-    }, ["id", "enrollment_id", "activity_id", "status"]),
-    "LaunchCreate": _obj({"activity_id": _id}, ["activity_id"], closed=True),
-    "RuntimeCommit": _obj({"cmi": {"type": "object", "additionalProperties": {"type": "string"},
-                                   "description": "SCORM 1.2 or 2004 element names and string values"}},
-                          ["cmi"], closed=True),
-    "Launch": _obj({"launch_url": {"type": "string"}, "runtime_token": {"type": "string"}, "expires_at": _ts,
-                    "attempt_id": _id}, ["launch_url", "runtime_token", "expires_at", "attempt_id"]),
-    "Certificate": _obj({
-        "id": _id, "user_id": _id, "course_id": _id, "enrollment_id": _id, "template_id": _id_null,
-        "verification_id": {"type": "string", "minLength": 40, "maxLength": 40},
-        "verification_url": {"type": "string"}, "recipient_name": {"type": "string"},
-        "course_title": {"type": "string"}, "credit": _obj({"hours": _num_null, "kind": _str_null}),
-        "issued_at": _ts, "expires_at": _ts_null, "is_revoked": {"type": "boolean"}, "revoked_at": _ts_null,
-        "revoked_reason": _str_null,
-        "pdf": {"oneOf": [_obj({"url": {"type": "string"}, "sha256": {"type": "string"}, "bytes": {"type": "integer"},
-                                "version": {"type": "integer"}, "generated_at": _ts}), {"type": "null"}]},
-    }, ["id", "verification_id", "is_revoked"]),
-    "CertificateRevoke": _obj({"reason": {"type": "string", "minLength": 1}}, ["reason"], closed=True),
-    "CertificateTemplate": _obj({
-        "id": _id, "name": {"type": "string"}, "is_default": {"type": "boolean"},
-        "orientation": _enum("landscape", "portrait"), "page_size": _enum("A4", "Letter"),
-        "title_text": {"type": "string"}, "body_text": {"type": "string"},
-        "primary_color": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"},
-        "accent_color": {"type": "string", "pattern": "^#[0-9a-fA-F]{6}$"},
-        "signatory_name": _str_null, "signatory_title": _str_null, "version": {"type": "integer"},
-        "created_at": _ts, "updated_at": _ts,
-    }, ["id", "name", "is_default"]),
-    "ScormPackage": _obj({
-        "id": _id, "title": {"type": "string"}, "scorm_version": _enum("1.2", "2004-2nd", "2004-3rd", "2004-4th"),
-        "status": _enum("processing", "ready", "failed"), "error": _str_null, "bytes": {"type": "integer"},
-        "sha256": {"type": "string"}, "organization_identifier": _str_null, "created_at": _ts,
-        "scos": {"type": "array", "items": _obj({
-            "identifier": {"type": "string"}, "title": {"type": "string"}, "launch_url": {"type": "string"},
-            "parameters": _str_null, "mastery_score": _num_null, "position": {"type": "integer"},
-            "parent_identifier": _str_null})},
-    }, ["id", "title", "status"]),
-}
-
-_ERRORS = {
-    "400": "invalid_argument or missing_field: the payload or query was rejected.",
-    "401": "invalid_api_key: missing, malformed, unknown, revoked or expired key, or another tenant's host.",
-    "403": "insufficient_scope (the message names the scope) or plan_not_eligible.",
-    "404": "not_found (no such route) or <resource>_not_found.",
-    "405": "method_not_allowed.",
-    "413": "payload_too_large.",
-    "415": "unsupported_media_type: a JSON endpoint was sent something else.",
-    "429": "rate_limited: see Retry-After and RateLimit.",
-    "503": "service_unavailable: a backing service is down (504 when it is too slow).",
-}
-
-
-def _envelope(schema: str, many: bool) -> dict[str, Any]:
-    data = {"$ref": f"#/components/schemas/{schema}"}
-    return _obj({
-        "data": {"type": "array", "items": data} if many else data,
-        "next_cursor": _str_null,
-        "request_id": {"type": "string", "pattern": "^req_"},
-    }, ["data", "next_cursor", "request_id"])
-
-
-def _success(route: Route) -> tuple[str, dict[str, Any]]:
-    created = route.method == "POST" and route.path.endswith(("/courses", "/enrollments", "/launches"))
-    status = "201" if created else "200"
-    if route.response == "pdf":
-        return status, {"description": "The PDF.",
-                        "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}}
-    if route.response == "html":
-        return status, {"description": "An HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}}
-    if route.response == "binary":
-        return status, {"description": "A file.",
-                        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
-    if route.response == "raw" or route.schema is None:
-        return status, {"description": "The service's answer.", "content": {"application/json": {"schema": {}}}}
-    return status, {"description": "The " + ("list" if route.response == "list" else "resource") + ".",
-                    "content": {"application/json": {"schema": _envelope(route.schema, route.response == "list")}}}
-
-
-def _parameters(route: Route) -> list[dict[str, Any]]:
-    params = []
-    for seg in route.path.split("/"):
-        if seg.startswith("{"):
-            name = seg.strip("{}+")
-            params.append({"name": name, "in": "path", "required": True,
-                           "schema": {"type": "string"} if name in ("vid", "token", "path") else _id})
-    for name in route.query:
-        schema: dict[str, Any] = {"type": "string"} if name == "cursor" else (
-            {"type": "integer", "minimum": 1, "maximum": 100, "default": 50} if name == "limit" else _id)
-        params.append({"name": name, "in": "query", "required": False, "schema": schema})
-    return params
-
-
-def _error(text: str, html: bool = False) -> dict[str, Any]:
-    content: dict[str, Any] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-    if html:  # pages answer their own errors (a missing certificate) as HTML; the gateway's stay JSON
-        content["text/html"] = {"schema": {"type": "string"}}
-    return {"description": text, "content": content}
-
+CONSISTENCY_PARAMETER_DOC = ("Send back the last `Consistency-Token` response header to read your writes on any "
+                             "gateway replica.")
 
 IDEMPOTENCY_PARAMETER: dict[str, Any] = {
     "name": "Idempotency-Key", "in": "header", "required": False,
@@ -198,60 +102,169 @@ IDEMPOTENCY_PARAMETER: dict[str, Any] = {
                    "with the same request replays the first 2xx answer with `Idempotent-Replayed: true`; keys "
                    "belong to the tenant and expire after 24 hours.",
 }
-_IDEMPOTENCY_ERRORS = {
-    "409": "idempotency_key_in_flight: the first request with this Idempotency-Key is still running; retry "
-           "after Retry-After to get its answer.",
-    "422": "idempotency_key_reused: this Idempotency-Key was used for another request (method, path or body).",
+
+
+def _h(*names: str) -> dict[str, Any]:
+    return {name: {"$ref": f"#/components/headers/{name}"} for name in names}
+
+
+# status -> (description, headers beyond X-Request-Id)
+_ERRORS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "400": ("invalid_argument or missing_field: the payload or query was rejected.", ()),
+    "401": ("invalid_api_key: missing, malformed, unknown, revoked or expired key, or another tenant's host.",
+            ("WWW-Authenticate",)),
+    "403": ("insufficient_scope (the message names the scope) or plan_not_eligible.", ("WWW-Authenticate",)),
+    "404": ("not_found (no such route) or <resource>_not_found.", ()),
+    "409": ("idempotency_key_in_flight: the first request with this Idempotency-Key is still running; retry "
+            "after Retry-After to get its answer.", ("Retry-After",)),
+    "410": ("launch_ended: the launch of this runtime token has ended.", ()),
+    "413": ("payload_too_large.", ()),
+    "415": ("unsupported_media_type: a JSON endpoint was sent something else.", ()),
+    "422": ("idempotency_key_reused: this Idempotency-Key was used for another request (method, path or body).",
+            ()),
+    "429": ("rate_limited: see Retry-After and RateLimit.", ("RateLimit", "RateLimit-Policy", "Retry-After")),
+    "500": ("internal: a bug; the body has only the code, a generic message and the request id.", ()),
+    "502": ("service_unavailable: a backing service gave no usable answer.", ()),
+    "503": ("service_unavailable (a backing service is down) or not_yet_consistent (a write has not reached this "
+            "read yet): retry after Retry-After.", ("Retry-After",)),
+    "504": ("service_unavailable: a backing service was too slow.", ()),
+    "default": ("Any other error, in the error envelope.", ()),
 }
-_REPLAYED_HEADER = {"Idempotent-Replayed": {
-    "description": "`true` when this is the stored answer of an earlier request with the same Idempotency-Key.",
-    "schema": {"type": "string", "enum": ["true"]}}}
+
+
+def _common_headers(route: Route, status: str) -> tuple[str, ...]:
+    """Headers of any answer of the route: the request id; past the key check (not on 401/403) the rate limit
+    state; and, from the backing service's answer, the Consistency-Token."""
+    if route.scope is not None and status in ("401", "403"):
+        return ("X-Request-Id",)
+    limits = ("RateLimit", "RateLimit-Policy") if route.scope is not None else ()
+    return ("X-Request-Id", *limits, "Consistency-Token")
+
+
+def _error_response(route: Route, status: str) -> dict[str, Any]:
+    text, headers = _ERRORS[status]
+    names = dict.fromkeys((*_common_headers(route, status), *headers))
+    return {"description": text, "headers": _h(*names), "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+def _status_of(route: Route) -> str:
+    created = route.method == "POST" and route.path.endswith(("/courses", "/enrollments", "/launches"))
+    return "201" if created else "200"
+
+
+def _success(route: Route) -> dict[str, Any]:
+    if route.response == "pdf":
+        return {"description": "The PDF.", "content": {"application/pdf": {
+            "schema": {"type": "string", "format": "binary"}}}}
+    if route.response == "html":
+        return {"description": "An HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}}
+    if route.response == "binary":
+        return {"description": "A file (its media type is the file's).",
+                "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}
+    assert route.schema is not None, route.path
+    many = route.response == "list"
+    name = f"{route.schema}List" if many else f"{route.schema}Response"
+    media: dict[str, Any] = {"schema": _ref(name)}
+    example = EXAMPLES.get(route.operation_id)
+    if example is not None:
+        media["example"] = example
+    return {"description": "The " + ("list" if many else "resource") + ".", "content": {"application/json": media}}
+
+
+def _parameters(route: Route) -> list[dict[str, Any]]:
+    params = []
+    for seg in route.path.split("/"):
+        if seg.startswith("{"):
+            name = seg.strip("{}+")
+            params.append({"name": name, "in": "path", "required": True,
+                           "schema": {"type": "string"} if name in ("vid", "token", "path") else
+                           {"type": "integer", "minimum": 1}})
+    for name in route.query:
+        schema: dict[str, Any] = {"type": "string"} if name == "cursor" else (
+            {"type": "integer", "minimum": 1, "maximum": 100, "default": 50} if name == "limit" else
+            {"type": "integer", "minimum": 1})
+        params.append({"name": name, "in": "query", "required": False, "schema": schema})
+    return params
+
+
+def _error_statuses(route: Route) -> list[str]:
+    keyed = route.scope is not None
+    token = "{token}" in route.path
+    codes = ["400"] if keyed or route.body else []
+    if keyed or token:
+        codes.append("401")  # an API key, or a runtime token (no 403/429 there: no key, no scope, no limit)
+    if keyed:
+        codes.append("403")
+    codes.append("404")
+    if keyed and route.method == "POST":
+        codes.append("409")
+    if token:
+        codes.append("410")
+    if route.method == "POST":
+        codes += ["413", "415"]
+    if keyed and route.method == "POST":
+        codes.append("422")
+    if keyed:
+        codes.append("429")
+    return [*codes, "500", "502", "503", "504", "default"]
 
 
 def _operation(route: Route) -> dict[str, Any]:
-    status, success = _success(route)
+    keyed = route.scope is not None
+    status = _status_of(route)
+    success = _success(route)
+    ok_headers = list(_common_headers(route, status))
+    if keyed and route.method == "POST":
+        ok_headers.append("Idempotent-Replayed")
+    success["headers"] = _h(*ok_headers)
+    responses: dict[str, Any] = {status: success}
+    if route.method == "POST" and route.path.endswith(("/enrollments", "/cohorts/grant")):
+        # Idempotent creates: 201 when something was created, 200 when the existing resource is returned.
+        again = {**success, "description": "Nothing new: the existing resource (an idempotent repeat)."}
+        if status == "200":
+            responses = {"200": again, "201": {**success, "description": "Created."}}
+        else:
+            responses = {"200": again, status: success}
+    for code in _error_statuses(route):
+        responses[code] = _error_response(route, code)
+        if route.response == "html" and code in ("404", "410"):
+            # pages answer their own errors (a missing certificate, an ended launch) as HTML
+            responses[code]["content"]["text/html"] = {"schema": {"type": "string"}}
     op: dict[str, Any] = {
         "operationId": route.operation_id,
         "summary": route.summary,
         "tags": [route.upstream],
         "parameters": _parameters(route),
-        "responses": {status: success, **{code: _error(text, route.response == "html")
-                                          for code, text in _ERRORS.items()}},
+        "responses": responses,
         "x-upstream": route.upstream,
     }
-    if route.method == "POST" and route.path.endswith(("/enrollments", "/cohorts/grant")):
-        # Idempotent creates: 201 when something was created, 200 when the existing resource is returned.
-        again = dict(success)
-        again["description"] = "Nothing new: the existing resource (an idempotent repeat)."
-        op["responses"] = {"200": again, **op["responses"]}
-        if status == "200":
-            op["responses"]["201"] = dict(success, description="Created.")
-    if route.scope is None:
+    if not keyed:
         op["security"] = []
         op["description"] = "No API key: the service checks the token or id in the path."
     else:
         op["security"] = [{"ApiKey": [route.scope]}]
         op["x-required-scope"] = route.scope
-        op["description"] = f"Requires the `{route.scope}` scope."
-    if route.method == "POST" and route.scope is not None:  # every write of the public API
+        op["description"] = f"Requires the `{route.scope}` scope. " + CONSISTENCY_PARAMETER_DOC
+    if route.method == "POST" and keyed:  # every write of the public API honours Idempotency-Key
         op["parameters"].append(IDEMPOTENCY_PARAMETER)
-        op["responses"].update({code: _error(text) for code, text in _IDEMPOTENCY_ERRORS.items()})
-        for code, response in op["responses"].items():
-            if code.startswith("2"):
-                op["responses"][code] = {**response, "headers": _REPLAYED_HEADER}
     if route.body:
-        op["requestBody"] = {"required": True, "content": {
-            "application/json": {"schema": {"$ref": f"#/components/schemas/{route.body}"}}}}
-    elif route.method == "POST" and route.scope is not None:
-        op["requestBody"] = {"required": False, "content": {"application/json": {"schema": _obj({}, closed=True)}}}
+        op["requestBody"] = {"required": route.body != "RuntimeFinish", "content": {
+            "application/json": {"schema": _ref(route.body)}}}
     return op
 
 
-def build_document(server_url: str = "/") -> dict[str, Any]:
+def build_document(server_url: str | None = None) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in (*PUBLIC_ROUTES, *PASS_THROUGH_ROUTES):
         path = route.path.replace("+}", "}")
         paths.setdefault(path, {})[route.method.lower()] = _operation(route)
+    servers: list[dict[str, Any]] = [{
+        "url": "https://{tenant}.{domain}",
+        "description": "Your tenant's API host (the API key decides the tenant; a host of another tenant is 401).",
+        "variables": {"tenant": {"default": "acme", "description": "Your tenant's slug."},
+                      "domain": {"default": "learn.example.com", "description": "LEARN_BASE_DOMAIN of the install."}},
+    }]
+    servers.append({"url": server_url or "/", "description": "This server."})
     return {
         "openapi": "3.1.0",
         "info": {
@@ -262,13 +275,15 @@ def build_document(server_url: str = "/") -> dict[str, Any]:
                            "Read-your-writes: after a 2xx write, the tenant's next request on any route sees it; if "
                            "propagation takes longer than the bound, the answer is `503 not_yet_consistent` with "
                            "`Retry-After` (retry it). Behind several gateway replicas, echo the `Consistency-Token` "
-                           "response header on the next request (docs/decisions/0010-read-your-writes.md).",
+                           "response header on the next request (docs/decisions/0010-read-your-writes.md). "
+                           "Generating a client: docs/clients.md.",
         },
-        "servers": [{"url": server_url}],
+        "servers": servers,
         "security": [{"ApiKey": []}],
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": schemas(),
+            "headers": HEADERS,
             "securitySchemes": {"ApiKey": {"type": "http", "scheme": "bearer", "bearerFormat": "mc_live_...",
                                            "description": "An API key made in the admin API or with learnctl."}},
         },

@@ -25,9 +25,12 @@ class Route:
     body: str | None = None
     schema: str | None = None  # name of the resource schema (Course, Enrollment, ...)
     query: tuple[str, ...] = ()
+    op: str = ""  # the operationId (what generated clients name the call: ``updateCourse``)
 
     @property
     def operation_id(self) -> str:
+        if self.op:
+            return self.op
         words = [p.strip("{}+").replace("-", "_") for p in self.path.removeprefix(API_PREFIX).split("/") if p]
         return self.method.lower() + "_" + "_".join(words)
 
@@ -41,72 +44,83 @@ _LIST = ("limit", "cursor")
 PUBLIC_ROUTES: tuple[Route, ...] = (
     # courses (catalog)
     _api("GET", "/courses", READ, "catalog", "List courses (cursor-paginated).", response="list",
-         schema="Course", query=_LIST),
-    _api("POST", "/courses", WRITE, "catalog", "Create a course.", schema="Course", body="CourseCreate"),
-    _api("GET", "/courses/{id}", READ, "catalog", "Get a course.", schema="Course"),
+         schema="Course", query=_LIST, op="listCourses"),
+    _api("POST", "/courses", WRITE, "catalog", "Create a course.", schema="Course", body="CourseCreate",
+         op="createCourse"),
+    _api("GET", "/courses/{id}", READ, "catalog", "Get a course.", schema="Course", op="getCourse"),
     _api("POST", "/courses/{id}", WRITE, "catalog", "Update a course; omitted fields keep their value.",
-         schema="Course", body="CourseUpdate"),
-    _api("POST", "/courses/{id}/publish", WRITE, "catalog", "Publish a course.", schema="Course"),
-    _api("POST", "/courses/{id}/unpublish", WRITE, "catalog", "Revert a course to draft.", schema="Course"),
-    _api("POST", "/courses/{id}/archive", WRITE, "catalog", "Archive a course.", schema="Course"),
+         schema="Course", body="CourseUpdate", op="updateCourse"),
+    _api("POST", "/courses/{id}/publish", WRITE, "catalog", "Publish a course.", schema="Course", op="publishCourse"),
+    _api("POST", "/courses/{id}/unpublish", WRITE, "catalog", "Revert a course to draft.", schema="Course",
+         op="unpublishCourse"),
+    _api("POST", "/courses/{id}/archive", WRITE, "catalog", "Archive a course.", schema="Course", op="archiveCourse"),
     _api("GET", "/courses/{id}/modules", READ, "catalog", "Modules of a course.", response="list",
-         schema="Module", query=_LIST),
+         schema="Module", query=_LIST, op="listCourseModules"),
     _api("GET", "/modules/{mid}/lessons", READ, "catalog", "Lessons of a module.", response="list",
-         schema="Lesson", query=_LIST),
+         schema="Lesson", query=_LIST, op="listModuleLessons"),
     _api("GET", "/lessons/{lid}/activities", READ, "catalog", "Activities of a lesson.", response="list",
-         schema="Activity", query=_LIST),
+         schema="Activity", query=_LIST, op="listLessonActivities"),
     # enrollments, cohorts, attempts (enrollment)
     _api("GET", "/enrollments", READ, "enrollment", "List enrollments.", response="list", schema="Enrollment",
-         query=(*_LIST, "course_id", "user_id")),
+         query=(*_LIST, "course_id", "user_id"), op="listEnrollments"),
     _api("POST", "/enrollments", WRITE, "enrollment", "Enroll a user.", schema="Enrollment",
-         body="EnrollmentCreate"),
-    _api("GET", "/enrollments/{id}", READ, "enrollment", "Get an enrollment.", schema="Enrollment"),
-    _api("POST", "/enrollments/{id}/cancel", WRITE, "enrollment", "Cancel an enrollment.", schema="Enrollment"),
+         body="EnrollmentCreate", op="createEnrollment"),
+    _api("GET", "/enrollments/{id}", READ, "enrollment", "Get an enrollment.", schema="Enrollment", op="getEnrollment"),
+    _api("POST", "/enrollments/{id}/cancel", WRITE, "enrollment", "Cancel an enrollment.", schema="Enrollment",
+         op="cancelEnrollment"),
     _api("POST", "/enrollments/{id}/launches", WRITE, "scorm", "Launch an activity for the enrolled learner.",
-         schema="Launch", body="LaunchCreate"),
+         schema="Launch", body="LaunchCreate", op="launchActivity"),
     _api("POST", "/cohorts/grant", GRANT, "enrollment", "Grant a user access to a cohort.",
-         schema="CohortGrant", body="CohortGrantCreate"),
+         schema="CohortGrant", body="CohortGrantCreate", op="grantCohort"),
     _api("GET", "/attempts", READ, "enrollment", "List attempts.", response="list", schema="Attempt",
-         query=(*_LIST, "enrollment_id", "activity_id")),
-    _api("GET", "/attempts/{id}", READ, "enrollment", "Get an attempt.", schema="Attempt"),
+         query=(*_LIST, "enrollment_id", "activity_id"), op="listAttempts"),
+    _api("GET", "/attempts/{id}", READ, "enrollment", "Get an attempt.", schema="Attempt", op="getAttempt"),
     # certificates and templates (certificates)
     _api("GET", "/certificates", READ, "certificates", "List certificates.", response="list",
-         schema="Certificate", query=(*_LIST, "user_id", "course_id")),
-    _api("GET", "/certificates/{id}", READ, "certificates", "Get a certificate.", schema="Certificate"),
+         schema="Certificate", query=(*_LIST, "user_id", "course_id"), op="listCertificates"),
+    _api("GET", "/certificates/{id}", READ, "certificates", "Get a certificate.", schema="Certificate",
+         op="getCertificate"),
     _api("GET", "/certificates/verify/{vid}", READ, "certificates",
-         "Look a certificate up by its 40-character verification id.", schema="Certificate"),
+         "Look a certificate up by its 40-character verification id.", schema="Certificate", op="verifyCertificate"),
     _api("POST", "/certificates/{id}/revoke", WRITE, "certificates", "Revoke a certificate.",
-         schema="Certificate", body="CertificateRevoke"),
+         schema="Certificate", body="CertificateRevoke", op="revokeCertificate"),
     _api("POST", "/certificates/{id}/regenerate-pdf", WRITE, "certificates",
-         "Rebuild the certificate's PDF with the current template.", schema="Certificate"),
-    _api("GET", "/certificates/{id}/pdf", READ, "certificates", "Download the certificate PDF.", response="pdf"),
+         "Rebuild the certificate's PDF with the current template.", schema="Certificate",
+         op="regenerateCertificatePdf"),
+    _api("GET", "/certificates/{id}/pdf", READ, "certificates", "Download the certificate PDF.", response="pdf",
+         op="getCertificatePdf"),
     _api("GET", "/cert-templates", READ, "certificates", "List certificate templates.", response="list",
-         schema="CertificateTemplate", query=_LIST),
+         schema="CertificateTemplate", query=_LIST, op="listCertificateTemplates"),
     _api("GET", "/cert-templates/{id}", READ, "certificates", "Get a certificate template.",
-         schema="CertificateTemplate"),
+         schema="CertificateTemplate", op="getCertificateTemplate"),
     # SCORM packages (scorm)
     _api("GET", "/scorm-packages", READ, "scorm", "List SCORM packages (any status).", response="list",
-         schema="ScormPackage", query=_LIST),
+         schema="ScormPackage", query=_LIST, op="listScormPackages"),
     _api("GET", "/scorm-packages/{id}", READ, "scorm", "Get a SCORM package with its SCO list.",
-         schema="ScormPackage"),
+         schema="ScormPackageDetail", op="getScormPackage"),
 )
 
 # Reached without an API key and forwarded as they are: the service resolves the tenant from the vid / token.
 # The verification page is served on the API origin (LEARN_PUBLIC_URL) ...
 VERIFY_ROUTES: tuple[Route, ...] = (
-    Route("GET", "/verify/{vid}", None, "certificates", "Public certificate verification page.", response="html"),
+    Route("GET", "/verify/{vid}", None, "certificates", "Public certificate verification page.", response="html",
+          op="verifyCertificatePage"),
 )
 # ... the learner's player, package files and runtime on the content origin (LEARN_CONTENT_URL) and only there:
 # package JavaScript runs on that origin, which holds no authority (docs/security.md).
 CONTENT_ROUTES: tuple[Route, ...] = (
-    Route("GET", "/learn/player/{token}", None, "scorm", "Learner player page (content origin).", response="html"),
+    Route("GET", "/learn/player/{token}", None, "scorm", "Learner player page (content origin).", response="html",
+          op="getPlayerPage"),
     Route("GET", "/learn/content/{token}/{path+}", None, "scorm", "Files of the launched SCO (content origin).",
-          response="binary"),
+          response="binary", op="getContentFile"),
     Route("POST", "/learn/runtime/{token}/commit", None, "scorm", "Commit SCORM CMI data (content origin).",
-          response="raw", body="RuntimeCommit"),
+          response="raw", schema="RuntimeCommitted", body="RuntimeCommit",
+          op="commitRuntime"),
     Route("POST", "/learn/runtime/{token}/finish", None, "scorm", "End the runtime session (content origin).",
-          response="raw", body="RuntimeCommit"),
-    Route("GET", "/learn/static/{path+}", None, "scorm", "Player assets (content origin).", response="binary"),
+          response="raw", schema="RuntimeCommitted", body="RuntimeFinish",
+          op="finishRuntime"),
+    Route("GET", "/learn/static/{path+}", None, "scorm", "Player assets (content origin).", response="binary",
+          op="getPlayerAsset"),
 )
 PASS_THROUGH_ROUTES: tuple[Route, ...] = VERIFY_ROUTES + CONTENT_ROUTES
 
