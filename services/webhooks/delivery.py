@@ -60,8 +60,8 @@ class Deliverer:
         self.in_flight: dict[int, int] = defaultdict(int)
         self.buckets: dict[int, TokenBucket] = {}
         self.tasks: set[asyncio.Task[None]] = set()
-        #: a leased row is sent again after this (the attempt's timeout, and room for recording it)
-        self.lease = settings.timeout + 30.0
+        #: a leased row is sent again after this (twice the attempt's timeout, and room for recording it)
+        self.lease = settings.timeout * 2 + 5.0
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.db, deps=self.deps)

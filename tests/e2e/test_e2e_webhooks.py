@@ -6,6 +6,9 @@ failing is disabled with a ``webhook_endpoint.disabled`` event.
 
 from __future__ import annotations
 
+import asyncio
+import os
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,6 +23,10 @@ from tests.support.webhook_receiver import HOST, Receiver
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 READING = {"title": "Read the rules", "kind": "reading", "required": True}
+COMPLETED = {"cmi.completion_status": "completed", "cmi.session_time": "PT1M"}
+#: completions of the fault-injection test. The issue's run is 300 (LEARN_E2E_WEBHOOK_COMPLETIONS=300, about two
+#: minutes on a 2-core machine, mostly enrolling and issuing); the suite runs 60 to keep within its time budget.
+FAULT_COMPLETIONS = int(os.environ.get("LEARN_E2E_WEBHOOK_COMPLETIONS", "60"))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -37,8 +44,14 @@ async def cluster(module_env: TestEnv, receiver: Receiver) -> AsyncIterator[Clus
         "LEARN_WEBHOOKS_CA_FILE": str(receiver.cert),
         "LEARN_WEBHOOKS_RETRY_SCHEDULE": "0.2,0.2,0.3,0.3,0.5,0.5,1,1,1,1",
         "LEARN_WEBHOOKS_JITTER": "0.1",
-        "LEARN_WEBHOOKS_DISABLE_AFTER": "2",
+        "LEARN_WEBHOOKS_DISABLE_AFTER": "4",
         "LEARN_WEBHOOKS_POLL_INTERVAL": "0.2",
+        "LEARN_WEBHOOKS_TIMEOUT": "2",  # a killed process's leased messages go out again 9 s later
+        "LEARN_WEBHOOKS_ENDPOINT_CONCURRENCY": "16",
+        "LEARN_WEBHOOKS_ENDPOINT_RATE": "1000",
+        # the fault test drives hundreds of learners through one key on a busy machine
+        "LEARN_GATEWAY_RATE_LIMIT_PER_SECOND": "100000", "LEARN_GATEWAY_RATE_LIMIT_BURST": "100000",
+        "LEARN_CONSISTENCY_WAIT": "30",
     }
     try:
         async with running_cluster(module_env, module_env.data_dir.parent / "cluster", extra_env=extra) as c:
@@ -199,3 +212,50 @@ async def test_an_endpoint_failing_for_the_configured_time_is_disabled_with_an_e
         return bool(body["data"]) and body["data"][0]["status"] == "delivered"
 
     await c.eventually(delivered, message="the test message delivered after re-enabling")
+
+
+async def test_webhooks_killed_and_receiver_down_during_completions_lose_nothing(
+        cluster: Cluster, receiver: Receiver) -> None:
+    """SIGKILL the webhooks service and take the receiver down while certificates are being issued: afterwards
+    every certificate.issued arrived, and a duplicate (at least once) only ever repeats the same webhook-id."""
+    c = cluster
+    slug, total = "hooksfault", FAULT_COMPLETIONS
+    key = await c.tenant_with_key(slug)
+    hook = await endpoint(c, slug, receiver.url("/fault"), event_types=["certificate.issued"])
+    course, (activity,) = await c.course(key, slug, "fault", [READING], title="Fault")
+    learners = await c.learners(key, slug, course["id"], activity, list(range(5001, 5001 + total)))
+
+    gate = asyncio.Semaphore(8)
+
+    async def complete(token: str) -> None:
+        async with gate:
+            await c.runtime(token, "commit", COMPLETED)
+
+    completing = asyncio.gather(*(complete(learner.token) for learner in learners))
+    await received(c, receiver, "/fault", max(1, total // 10), timeout=120)
+    receiver.down = True  # 503 to everything, nothing recorded
+    await asyncio.sleep(0.5)
+    c.kill("webhooks")
+    delivered_at_kill = len({r.headers["webhook-id"] for r in receiver.at("/fault")})
+    await asyncio.sleep(1.5)
+    receiver.down = False
+    c.spawn("webhooks")
+    await c.wait_ready(timeout=120)
+    await completing
+    assert delivered_at_kill < total, "the faults came after the work: they tested nothing"
+
+    async def all_delivered() -> bool:
+        return len({r.headers["webhook-id"] for r in receiver.at("/fault")}) >= total
+
+    await c.eventually(all_delivered, timeout=180, message=f"{total} certificate.issued delivered")
+    ids_by_enrollment: dict[int, set[str]] = defaultdict(set)
+    bodies: dict[str, set[bytes]] = defaultdict(set)
+    verifier = Webhook(hook["secret"])
+    for message in receiver.at("/fault"):
+        verifier.verify(message.body, message.headers)
+        assert message.event_type == "certificate.issued"
+        ids_by_enrollment[message.event["data"]["enrollment_id"]].add(message.headers["webhook-id"])
+        bodies[message.headers["webhook-id"]].add(message.body)
+    assert sorted(ids_by_enrollment) == sorted(lr.enrollment["id"] for lr in learners), "lost or foreign"
+    assert all(len(ids) == 1 for ids in ids_by_enrollment.values()), "a duplicate with another webhook-id"
+    assert all(len(b) == 1 for b in bodies.values()), "one webhook-id, two bodies"
