@@ -22,9 +22,9 @@ from aiohttp import web
 
 from services.webhooks import domain, handlers
 from services.webhooks.config import WebhooksSettings
-from services.webhooks.metrics import ATTEMPT_DURATION, BACKLOG, BACKLOG_AGE, DELIVERIES
 from services.webhooks.sender import Sender
 from shared.db import Database, as_utc, listen_dsn, listen_forever, utcnow
+from shared.metrics import WEBHOOK_ATTEMPT_DURATION, WEBHOOK_BACKLOG, WEBHOOK_BACKLOG_AGE, WEBHOOK_DELIVERIES
 from shared.service import DB_KEY, SETTINGS_KEY
 from shared.uow import UnitOfWork
 
@@ -139,10 +139,10 @@ class Deliverer:
             start = time.perf_counter()
             status, error, response = await self.sender.post(endpoint.url, headers, item.body)
             elapsed = time.perf_counter() - start
-            ATTEMPT_DURATION.observe(elapsed)
+            WEBHOOK_ATTEMPT_DURATION.observe(elapsed)
             result = handlers.AttemptResult(status, error, int(elapsed * 1000), response or None)
             outcome = await self._record(item, result, now)
-            DELIVERIES.labels(str(endpoint.id), outcome).inc()
+            WEBHOOK_DELIVERIES.labels(str(endpoint.id), outcome).inc()
             if outcome != "delivered":
                 log.info("webhook_attempt_failed", endpoint=endpoint.id, message=item.message_id, status=status,
                          error=error, outcome=outcome)
@@ -172,12 +172,12 @@ class Deliverer:
             log.warning("webhook_backlog_failed", exc_info=True)
             return
         now = utcnow()
-        BACKLOG.clear()
-        BACKLOG_AGE.clear()
+        WEBHOOK_BACKLOG.clear()
+        WEBHOOK_BACKLOG_AGE.clear()
         for row in rows:
-            BACKLOG.labels(str(row.endpoint_id)).set(row.pending)
+            WEBHOOK_BACKLOG.labels(str(row.endpoint_id)).set(row.pending)
             age: timedelta = now - as_utc(row.oldest)
-            BACKLOG_AGE.labels(str(row.endpoint_id)).set(max(0.0, age.total_seconds()))
+            WEBHOOK_BACKLOG_AGE.labels(str(row.endpoint_id)).set(max(0.0, age.total_seconds()))
 
 
 DELIVERER_KEY = web.AppKey("webhooks_deliverer", Deliverer)
