@@ -7,6 +7,7 @@ failing is disabled with a ``webhook_endpoint.disabled`` event.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ import pytest
 import pytest_asyncio
 from standardwebhooks.webhooks import Webhook
 
+from services.gateway import cli
 from tests.support.cluster import Cluster, running_cluster
 from tests.support.env import TestEnv
 from tests.support.webhook_receiver import HOST, Receiver
@@ -149,7 +151,8 @@ async def _with_id(receiver: Receiver, path: str, webhook_id: str, count: int) -
     return found if len(found) >= count else None
 
 
-async def test_test_message_and_secret_rotation_sign_with_both_secrets(cluster: Cluster, receiver: Receiver) -> None:
+async def test_test_message_and_secret_rotation_sign_with_both_secrets(cluster: Cluster, receiver: Receiver,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     c = cluster
     await c.tenant_with_key("hooksrot")
     created = await endpoint(c, "hooksrot", receiver.url("/rot"), event_types=["enrollment.completed"])
@@ -164,6 +167,22 @@ async def test_test_message_and_secret_rotation_sign_with_both_secrets(cluster: 
     Webhook(created["secret"]).verify(test.body, test.headers)
     Webhook(rotated["secret"]).verify(test.body, test.headers)
     assert test.event["data"]["endpoint_id"] == created["id"]
+
+    # learnctl shows the same, through the admin API
+    async def learnctl(*args: str) -> Any:
+        capsys.readouterr()
+        code = await asyncio.to_thread(cli.main, ["--url", c.gateway_url, "--token", c.admin_token, "--json",
+                                                  "webhooks", *args])
+        assert code == 0
+        return json.loads(capsys.readouterr().out)
+
+    (listed,) = await learnctl("list", "hooksrot")
+    assert listed["id"] == created["id"] and "secret" not in listed
+    (logged,) = await learnctl("messages", "hooksrot", str(created["id"]), "--status", "delivered")
+    assert logged["webhook_id"] == test.headers["webhook-id"] and logged["event_type"] == "webhook.test"
+    replayed = await learnctl("replay", "hooksrot", str(created["id"]), "--since", "2000-01-01T00:00:00Z")
+    assert replayed == {"replayed": 1}
+    await c.eventually(lambda: _with_id(receiver, "/rot", test.headers["webhook-id"], 2), message="replay")
 
 
 async def test_unsafe_destinations_are_refused(cluster: Cluster) -> None:
