@@ -31,6 +31,7 @@ SECTIONS: list[tuple[str, str, str]] = [
     ("bench_scorm_import", "SCORM import throughput and peak memory", "issue 7"),
     ("bench_load", "Mixed load through the gateway (50 clients)", "issue 9"),
     ("bench_consistency", "Read-your-writes: added latency with and without a wait", "issue 14"),
+    ("bench_webhooks", "Webhook delivery to a local receiver vs the bus pipeline", "issue 19"),
 ]
 
 

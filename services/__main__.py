@@ -32,12 +32,15 @@ def _factories() -> list[tuple[str, Any, Any]]:
     from services.gateway.config import GatewaySettings
     from services.scorm.app import create_app as scorm_app
     from services.scorm.config import ScormSettings
+    from services.webhooks.app import create_app as webhooks_app
+    from services.webhooks.config import WebhooksSettings
 
     return [
         ("catalog", CatalogSettings, catalog_app),
         ("enrollment", EnrollmentSettings, enrollment_app),
         ("certificates", CertificatesSettings, certificates_app),
         ("scorm", ScormSettings, scorm_app),
+        ("webhooks", WebhooksSettings, webhooks_app),
         ("gateway", GatewaySettings, gateway_app),
     ]
 

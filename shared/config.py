@@ -18,8 +18,9 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICE_NAMES = ("gateway", "catalog", "enrollment", "certificates", "scorm")
-DEFAULT_PORTS = {"gateway": 8080, "catalog": 8081, "enrollment": 8082, "certificates": 8083, "scorm": 8084}
+SERVICE_NAMES = ("gateway", "catalog", "enrollment", "certificates", "scorm", "webhooks")
+DEFAULT_PORTS = {"gateway": 8080, "catalog": 8081, "enrollment": 8082, "certificates": 8083, "scorm": 8084,
+                 "webhooks": 8086}
 
 
 class CommonSettings(BaseSettings):

@@ -26,3 +26,16 @@ REGENERATION_PENDING = Gauge(
     "learn_certificates_regeneration_pending", "Certificates waiting for a PDF regeneration", ["service"]
 )
 REGENERATED = Counter("learn_certificates_regenerated_total", "Certificate PDFs regenerated", ["service"])
+# webhooks (services/webhooks/delivery.py); the backlog alert uses the age
+WEBHOOK_DELIVERIES = Counter(
+    "learn_webhook_deliveries_total", "Delivery attempts by endpoint and outcome (delivered|retrying|failed)",
+    ["endpoint", "outcome"],
+)
+WEBHOOK_ATTEMPT_DURATION = Histogram(
+    "learn_webhook_attempt_duration_seconds", "Time one delivery attempt took",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+WEBHOOK_BACKLOG = Gauge("learn_webhook_backlog", "Messages waiting for delivery, by endpoint", ["endpoint"])
+WEBHOOK_BACKLOG_AGE = Gauge(
+    "learn_webhook_backlog_oldest_age_seconds", "Age of the oldest undelivered message, by endpoint", ["endpoint"]
+)

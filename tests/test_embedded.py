@@ -27,13 +27,14 @@ def free_ports(n: int) -> list[int]:
 
 
 async def test_embedded_default_serves_readyz_through_the_gateway(tmp_path):
-    gateway, catalog, enrollment, certificates, scorm, content = free_ports(6)
+    gateway, catalog, enrollment, certificates, scorm, content, webhooks = free_ports(7)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEARN_")}
     env.update({
         "LEARN_DATA_DIR": str(tmp_path / "data"),
         "LEARN_GATEWAY_PORT": str(gateway), "LEARN_CATALOG_PORT": str(catalog),
         "LEARN_ENROLLMENT_PORT": str(enrollment), "LEARN_CERTIFICATES_PORT": str(certificates),
         "LEARN_SCORM_PORT": str(scorm), "LEARN_GATEWAY_CONTENT_PORT": str(content),
+        "LEARN_WEBHOOKS_PORT": str(webhooks),
         "LEARN_CONTENT_URL": f"http://localhost:{content}",
         "LEARN_GATEWAY_CATALOG_URL": f"http://127.0.0.1:{catalog}",
         "LEARN_GATEWAY_ENROLLMENT_URL": f"http://127.0.0.1:{enrollment}",
@@ -69,7 +70,7 @@ async def test_embedded_default_serves_readyz_through_the_gateway(tmp_path):
         assert body["status"] == "ready"
         data_files = sorted(p.name for p in (tmp_path / "data").glob("*.sqlite3"))
         assert data_files == [f"learn_{s}.sqlite3" for s in
-                              ("catalog", "certificates", "enrollment", "gateway", "scorm")]
+                              ("catalog", "certificates", "enrollment", "gateway", "scorm", "webhooks")]
     finally:
         proc.send_signal(signal.SIGINT)
         try:

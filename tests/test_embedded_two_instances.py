@@ -20,7 +20,7 @@ from tests.support.infra import wait_until
 from tests.test_embedded import free_ports
 
 REPO = Path(__file__).resolve().parents[1]
-SERVICES = ("gateway", "catalog", "enrollment", "certificates", "scorm")
+SERVICES = ("gateway", "catalog", "enrollment", "certificates", "scorm", "webhooks")
 
 
 @contextlib.contextmanager

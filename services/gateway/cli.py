@@ -4,6 +4,7 @@
     learnctl keys create acme --name "shop backend" --scope learn:read --scope learn:write
     learnctl users upsert acme 123 --name "Ada Lovelace" --email ada@example.com
     learnctl dlq list --service catalog
+    learnctl webhooks create acme https://hr.example.com/hooks --event-type certificate.issued
 
 ``--url`` defaults to ``LEARN_GATEWAY_URL`` or http://localhost:8080; ``--token`` to ``LEARN_ADMIN_TOKEN`` or the
 ``<LEARN_DATA_DIR>/admin_token`` file the gateway writes when no token is configured. ``--json`` prints the raw
@@ -98,6 +99,8 @@ TENANT_COLUMNS = ["id", "slug", "name", "plan", "status", "created_at"]
 KEY_COLUMNS = ["id", "name", "prefix", "scopes", "status", "created_by", "last_used_at", "expires_at"]
 USER_COLUMNS = ["id", "name", "email", "revision", "updated_at"]
 DLQ_COLUMNS = ["queue", "service", "messages"]
+WEBHOOK_COLUMNS = ["id", "url", "status", "event_types", "description", "failing_since"]
+MESSAGE_COLUMNS = ["id", "webhook_id", "event_type", "status", "attempts", "next_attempt_at", "delivered_at"]
 
 
 # --- commands -----------------------------------------------------------------------------------------------
@@ -192,7 +195,59 @@ def run(args: argparse.Namespace, client: AdminClient) -> tuple[Any, str]:
                 results.append(data)
                 texts.append(f"{name}: purged {data['purged']}")
         return results, "\n".join(texts)
+    if group == "webhooks":
+        return _webhooks(args, client)
     raise CliError(f"unknown command {group} {action}")
+
+
+def _webhooks(args: argparse.Namespace, client: AdminClient) -> tuple[Any, str]:
+    """``learnctl webhooks ...``: the tenant's webhook endpoints, their delivery log and replays."""
+    action = args.action
+    base = f"/tenants/{quote(args.slug)}/webhook-endpoints"
+    if action == "list":
+        rows = _all_pages(client, base, args.limit)
+        return rows, table(rows, WEBHOOK_COLUMNS)
+    if action == "create":
+        body = {"url": args.url, "description": args.description or "", "event_types": args.event_type or []}
+        data = client.call("POST", base, body)["data"]
+        text = record({k: v for k, v in data.items() if k != "secret"})
+        return data, f"{text}\n\nSigning secret (shown once, store it now):\n{data['secret']}"
+    path = f"{base}/{args.id}"
+    if action == "get":
+        data = client.call("GET", path)["data"]
+        return data, record(data)
+    if action == "update":
+        changes: dict[str, Any] = {k: getattr(args, k) for k in ("url", "description", "status")
+                                   if getattr(args, k) is not None}
+        if args.event_type is not None:
+            changes["event_types"] = [] if args.event_type == ["*"] else args.event_type
+        if not changes:
+            raise CliError("nothing to update: give --url, --description, --event-type or --status")
+        data = client.call("POST", path, changes)["data"]
+        return data, record(data)
+    if action == "delete":
+        data = client.call("DELETE", path)["data"]
+        return data, f"deleted webhook endpoint {data['id']}"
+    if action == "rotate-secret":
+        data = client.call("POST", f"{path}/rotate-secret")["data"]
+        return data, f"New signing secret (shown once; the previous one signs too until " \
+                     f"{data['previous_secret_expires_at']}):\n{data['secret']}"
+    if action == "test":
+        data = client.call("POST", f"{path}/test")["data"]
+        return data, record(data)
+    if action == "messages":
+        rows = client.call("GET", f"{path}/messages", query={"limit": min(args.limit, 100),
+                                                              "status": args.status})["data"]
+        return rows, table(rows, MESSAGE_COLUMNS)
+    if action == "replay":
+        if args.message is not None:
+            data = client.call("POST", f"{path}/messages/{args.message}/replay")["data"]
+            return data, record(data)
+        if not args.since:
+            raise CliError("name a --message or a --since time")
+        data = client.call("POST", f"{path}/replay", {"since": args.since})["data"]
+        return data, f"replaying {data['replayed']} message(s)"
+    raise CliError(f"unknown command webhooks {action}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -251,6 +306,31 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--limit", type=int, default=default_limit)
         if name == "purge":
             sp.add_argument("--yes", action="store_true")
+
+    hooks = groups.add_parser("webhooks").add_subparsers(dest="action", required=True)
+    ls = hooks.add_parser("list")
+    ls.add_argument("slug")
+    ls.add_argument("--limit", type=int)
+    c = hooks.add_parser("create")
+    c.add_argument("slug")
+    c.add_argument("url")
+    c.add_argument("--description")
+    c.add_argument("--event-type", action="append", help="exact type or family (enrollment.*); repeat; none: all")
+    for name in ("get", "update", "delete", "rotate-secret", "test", "messages", "replay"):
+        sp = hooks.add_parser(name)
+        sp.add_argument("slug")
+        sp.add_argument("id", type=int)
+        if name == "update":
+            sp.add_argument("--url")
+            sp.add_argument("--description")
+            sp.add_argument("--event-type", action="append", help="replaces the filter; '*' for every event")
+            sp.add_argument("--status", choices=["enabled", "disabled"])
+        if name == "messages":
+            sp.add_argument("--status", choices=["pending", "delivered", "failed"])
+            sp.add_argument("--limit", type=int, default=50)
+        if name == "replay":
+            sp.add_argument("--message", type=int, help="one message id")
+            sp.add_argument("--since", help="every message created since this RFC 3339 time")
     return p
 
 

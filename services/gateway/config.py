@@ -21,6 +21,7 @@ class GatewaySettings(ServiceSettings):
     enrollment_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['enrollment']}"
     certificates_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['certificates']}"
     scorm_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['scorm']}"
+    webhooks_url: str = f"http://127.0.0.1:{DEFAULT_PORTS['webhooks']}"
 
     admin_token: str | None = Field(
         default=None, validation_alias=AliasChoices("LEARN_ADMIN_TOKEN", "admin_token"),
@@ -66,6 +67,7 @@ class GatewaySettings(ServiceSettings):
             "enrollment": self.enrollment_url,
             "certificates": self.certificates_url,
             "scorm": self.scorm_url,
+            "webhooks": self.webhooks_url,
         }
 
     def resolved_admin_token(self) -> str:

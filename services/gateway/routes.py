@@ -18,7 +18,7 @@ class Route:
     method: str
     path: str  # pattern: ``{name}`` is one segment, ``{name+}`` the rest of the path (one or more segments)
     scope: str | None  # None: no API key (the service checks its own token or serves public data)
-    upstream: str  # catalog | enrollment | certificates | scorm
+    upstream: str  # catalog | enrollment | certificates | scorm | webhooks
     summary: str
     # For the OpenAPI document: the response shape and the request body, by schema name.
     response: str = "object"  # object | list | pdf | html | binary | raw
@@ -135,6 +135,7 @@ ADMIN_PREFIXES: dict[str, str] = {
     "cert-templates": "certificates",
     "certificates": "certificates",
     "scorm-packages": "scorm",
+    "webhook-endpoints": "webhooks",
 }
 UPLOAD_PREFIXES = frozenset({"scorm-packages"})  # zip bodies, streamed, LEARN_GATEWAY_MAX_UPLOAD_BYTES
 

@@ -19,6 +19,8 @@ import json
 import sys
 from dataclasses import dataclass
 
+from shared.events import ALL_MODELS
+
 EVENTS_EXCHANGE = "learn.events"
 DEAD_LETTER_EXCHANGE = "learn.dlx"
 DEFAULT_DELIVERY_LIMIT = 5
@@ -63,6 +65,8 @@ QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec("scorm", "courses", ("course.published", "course.unpublished", "course.archived")),
     QueueSpec("scorm", "users", ("user.upserted",)),
     QueueSpec("scorm", "tenants", ("tenant.updated",)),
+    # every event of every tenant, for the tenants' webhook endpoints (docs/webhooks.md)
+    QueueSpec("webhooks", "events", tuple(model.event_type for model in ALL_MODELS)),
 )
 
 

@@ -34,6 +34,7 @@ from shared.events.enrollment import (
     EnrollmentExpired,
 )
 from shared.events.scorm import RuntimeCommitted, ScormPackageFailed, ScormPackageReady
+from shared.events.webhooks import WebhookEndpointDisabled
 
 #: every payload model; each names its own event type (``Model.event_type``)
 ALL_MODELS: tuple[type[EventModel], ...] = (
@@ -43,6 +44,7 @@ ALL_MODELS: tuple[type[EventModel], ...] = (
     AttemptUpdated,
     CertificateIssued, CertificateRevoked, CertificatePdfRegenerated, TemplateCreated, TemplateUpdated,
     ScormPackageReady, ScormPackageFailed, RuntimeCommitted,
+    WebhookEndpointDisabled,
 )
 
 #: event type (the routing key's suffix) -> payload model, derived from the models themselves
@@ -55,6 +57,7 @@ PUBLISHERS: dict[str, str] = {
     **{t: "enrollment" for t in EVENT_MODELS if t.startswith(("enrollment.", "cohort.", "attempt."))},
     **{t: "certificates" for t in EVENT_MODELS if t.startswith(("certificate.", "template."))},
     **{t: "scorm" for t in EVENT_MODELS if t.startswith(("scorm_package.", "runtime."))},
+    **{t: "webhooks" for t in EVENT_MODELS if t.startswith("webhook_endpoint.")},
 }
 
 

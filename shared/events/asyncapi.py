@@ -111,6 +111,7 @@ def build_document(queues: Sequence[QueueSpec]) -> dict[str, Any]:
                 f"published persistently to the topic exchange `{EVENTS_EXCHANGE}` with routing key "
                 "`<tenant_slug>.<event_type>`, from a transactional outbox (at-least-once: deduplicate on `id`). "
                 f"Failed deliveries of internal queues are dead-lettered through `{DEAD_LETTER_EXCHANGE}`. "
+                "The same CloudEvents reach HTTPS endpoints as signed webhooks (Standard Webhooks; docs/webhooks.md). "
                 "Generated from shared/events; do not edit by hand."
             ),
         },
@@ -162,7 +163,12 @@ def render_markdown(queues: Sequence[QueueSpec]) -> str:
         "",
         "## Subscribing from outside",
         "",
-        "Create a RabbitMQ user for the external system whose topic permissions are limited to its tenant:",
+        "Over HTTPS: register a webhook endpoint (`POST /admin/api/v1/tenants/<slug>/webhook-endpoints`, or "
+        "`learnctl webhooks create`); every event of the tenant that matches its filter is POSTed to it as this "
+        "same CloudEvent JSON, signed per Standard Webhooks, with retries for about 3 days, a delivery log and "
+        "replay. See [webhooks.md](webhooks.md).",
+        "",
+        "Over AMQP: create a RabbitMQ user for the external system whose topic permissions are limited to its tenant:",
         "",
         "```sh",
         "rabbitmqctl add_user acme-subscriber '<password>'",

@@ -13,9 +13,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-SERVICES = ("gateway", "catalog", "enrollment", "certificates", "scorm")
+SERVICES = ("gateway", "catalog", "enrollment", "certificates", "scorm", "webhooks")
 INTERNAL_SERVICES = SERVICES[1:]
-PORTS = {"gateway": 8080, "catalog": 8081, "enrollment": 8082, "certificates": 8083, "scorm": 8084}
+PORTS = {"gateway": 8080, "catalog": 8081, "enrollment": 8082, "certificates": 8083, "scorm": 8084,
+         "webhooks": 8086}
 CONTENT_PORT = 8085  # the gateway's second listener: the content origin
 OVERLAYS = ("dev", "prod")
 K8S_SCHEMA_VERSION = "1.30.0"

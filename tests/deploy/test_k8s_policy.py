@@ -260,6 +260,12 @@ def test_egress_goes_only_to_dns_postgres_rabbitmq_and_from_the_gateway_to_the_s
     for workload, pod in labels.items():
         allowed: set[tuple[str, int]] = set()
         for rule in _egress_rules_for(rendered[overlay], pod):
+            if workload == "webhooks" and "ports" not in rule:
+                # the tenants' endpoints: public addresses on any port, never the private ranges
+                blocks = [peer["ipBlock"] for peer in rule["to"]]
+                assert [b["cidr"] for b in blocks] == ["0.0.0.0/0", "::/0"], blocks
+                assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(blocks[0]["except"])
+                continue
             for port in rule["ports"]:
                 for number in range(port["port"], port.get("endPort", port["port"]) + 1):
                     allowed.add((port["protocol"], number))

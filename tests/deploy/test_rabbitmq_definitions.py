@@ -42,7 +42,7 @@ def test_the_policy_covers_every_work_queue_and_no_dead_letter_queue() -> None:
     (policy,) = load("policies.json")["policies"]
     # RabbitMQ matches policy patterns with PCRE; this pattern uses nothing Python's `re` reads differently.
     pattern = re.compile(policy["pattern"])
-    assert policy["pattern"].startswith("^(catalog|enrollment|certificates|scorm)\\.")
+    assert policy["pattern"].startswith("^(catalog|enrollment|certificates|scorm|webhooks)\\.")
     assert [q for q in WORK_QUEUES if not pattern.search(q)] == []
     assert [q for q in DEAD_LETTER_QUEUES if pattern.search(q)] == []
     assert policy["apply-to"] == "queues"

@@ -21,7 +21,7 @@ from services.gateway.config import GatewaySettings
 from tests.support.env import TestEnv
 
 ADMIN_TOKEN = "test-admin-token"
-UPSTREAMS = ("catalog", "enrollment", "certificates", "scorm")
+UPSTREAMS = ("catalog", "enrollment", "certificates", "scorm", "webhooks")
 
 
 @dataclass

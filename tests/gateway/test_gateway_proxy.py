@@ -45,7 +45,7 @@ async def test_readiness_needs_every_service(make_gateway):
 
     await wait_until(ready, timeout=10, message="gateway ready")
     body = await (await gw.client.get("/readyz")).json()
-    assert set(body["services"]) == {"catalog", "enrollment", "certificates", "scorm"}
+    assert set(body["services"]) == {"catalog", "enrollment", "certificates", "scorm", "webhooks"}
     down = await make_gateway(scorm_url=f"http://127.0.0.1:{free_port()}")
     resp = await down.client.get("/readyz")
     assert resp.status == 503

@@ -23,7 +23,7 @@ import aiohttp
 from tests.support.env import TestEnv
 from tests.support.infra import wait_until
 
-SERVICES = ("catalog", "enrollment", "certificates", "scorm", "gateway")
+SERVICES = ("catalog", "enrollment", "certificates", "scorm", "webhooks", "gateway")
 REPO = Path(__file__).resolve().parents[2]
 
 

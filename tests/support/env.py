@@ -82,7 +82,7 @@ class TestEnv:
         return headers
 
     async def cleanup(self) -> None:
-        for service in ("gateway", "catalog", "enrollment", "certificates", "scorm", "bench", "bus"):
+        for service in ("gateway", "catalog", "enrollment", "certificates", "scorm", "webhooks", "bench", "bus"):
             url = self.common().database_url(service)
             with contextlib.suppress(Exception):
                 await drop_database(url)

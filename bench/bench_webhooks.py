@@ -1,0 +1,153 @@
+"""Webhook delivery benchmark (issue 19): events on ``learn.events`` → the webhooks service (inbox consumer,
+delivery table, delivery loop) → signed POST to a local receiver that answers 204 at once, against the bus
+pipeline's own throughput (bench_bus.pipeline_path) in the same run.
+
+- burst: ``n`` events published at once; throughput is events delivered per second, first publish to last
+  delivery;
+- paced: 300 events at 50/s; latency is publish → received by the endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import statistics
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import aio_pika
+from aiohttp import web
+
+from bench.bench_bus import AMQP, PG, pipeline_path
+from services.webhooks import handlers
+from services.webhooks.app import create_app
+from services.webhooks.config import WebhooksSettings
+from shared.bus.envelope import Origin, build_event
+from shared.config import CommonSettings
+from shared.db import drop_database
+from shared.events.directory import TenantUpdated
+from shared.logging import configure_logging
+from shared.service import BUS_KEY, DB_KEY
+from shared.uow import UnitOfWork
+
+
+class Endpoint:
+    def __init__(self) -> None:
+        self.received: dict[str, float] = {}
+        self.changed = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        self.received.setdefault(request.headers["webhook-id"], time.time())
+        self.changed.set()
+        return web.Response(status=204)
+
+
+async def _wait_for(endpoint: Endpoint, count: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while len(endpoint.received) < count:
+        endpoint.changed.clear()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(endpoint.received)} of {count} delivered")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(endpoint.changed.wait(), 1)
+
+
+async def _publish(exchange: Any, count: int, rate: float | None) -> dict[str, float]:
+    """Publish ``count`` tenant.updated events of tenant ``bench``; returns event id -> publish time."""
+    sent: dict[str, float] = {}
+    start = time.perf_counter()
+    origin = Origin(1, "bench")
+    for i in range(count):
+        if rate:
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+        event = build_event(origin, TenantUpdated(status="active", updated_at=datetime.now(UTC)), service="bench")
+        sent[event.id] = time.time()
+        await exchange.publish(aio_pika.Message(event.to_bytes(), message_id=event.id,
+                                                delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                               routing_key=event.routing_key)
+    return sent
+
+
+async def webhooks_path(n: int, namespace: str, prefix: str) -> dict[str, Any]:
+    endpoint = Endpoint()
+    receiver_app = web.Application()
+    receiver_app.router.add_post("/hook", endpoint.handle)
+    receiver = web.AppRunner(receiver_app, access_log=None)
+    await receiver.setup()
+    await web.TCPSite(receiver, "127.0.0.1", 0).start()
+    port = receiver.addresses[0][1]
+
+    common = CommonSettings(postgres_url=PG, amqp_url=AMQP, database_prefix=prefix, amqp_namespace=namespace,
+                            log_json=True)
+    settings = WebhooksSettings(common=common, allow_http=True, allowed_networks="127.0.0.1/32",
+                                endpoint_concurrency=32, endpoint_rate=100000, concurrency=64, poll_interval=0.2)
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        while not app[BUS_KEY].ready:  # noqa: ASYNC110 - the bus exposes a flag, no event
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1)  # the consumer declares and binds its queue after connecting
+        uow = UnitOfWork(app[DB_KEY], deps=handlers.Deps(settings))
+        await handlers.create_endpoint(uow, Origin(1, "bench"), handlers.NewEndpoint(f"http://127.0.0.1:{port}/hook"))
+        conn = await aio_pika.connect(AMQP)
+        async with conn:
+            channel = await conn.channel(publisher_confirms=True)
+            exchange = await channel.get_exchange(namespace + "learn.events", ensure=False)
+            start = time.time()
+            await _publish(exchange, n, None)
+            await _wait_for(endpoint, n)
+            burst_s = max(endpoint.received.values()) - start
+            endpoint.received.clear()
+            sent = await _publish(exchange, 300, 50)
+            await _wait_for(endpoint, 300)
+        latencies = sorted((endpoint.received[i] - t) * 1000 for i, t in sent.items())
+        return {"msgs_per_s": n / burst_s, "p50_ms": statistics.median(latencies),
+                "p99_ms": latencies[int(len(latencies) * 0.99) - 1]}
+    finally:
+        await runner.cleanup()
+        await receiver.cleanup()
+        await drop_database(common.database_url("webhooks"))
+        conn = await aio_pika.connect(AMQP)
+        async with conn:
+            channel = await conn.channel()
+            for name in ("webhooks.events", "webhooks.events.dlq"):
+                await channel.queue_delete(namespace + name)
+            await channel.exchange_delete(namespace + "learn.events")
+            await channel.exchange_delete(namespace + "learn.dlx")
+
+
+async def _run(n: int) -> dict[str, Any]:
+    token = secrets.token_hex(3)
+    pipe = await pipeline_path(n, f"benchw{token}.", f"benchw{token}_")
+    hooks = await webhooks_path(n, f"benchw{token}h.", f"benchw{token}h_")
+    return {"events": n, "pipeline": pipe, "webhooks": hooks, "ratio": hooks["msgs_per_s"] / pipe["msgs_per_s"]}
+
+
+def run(n: int = 2000) -> dict[str, Any]:
+    configure_logging("bench", "warning")
+    return asyncio.run(_run(n))
+
+
+def markdown(result: dict[str, Any]) -> str:
+    pipe, hooks = result["pipeline"], result["webhooks"]
+    ok = "holds" if result["ratio"] >= 0.5 else "misses"
+    return "\n".join([
+        "| path | events/s (burst) | p50 | p99 |",
+        "|---|---|---|---|",
+        f"| bus pipeline: outbox → relay → RabbitMQ → inbox consumer | {pipe['msgs_per_s']:.0f} | – | – |",
+        f"| webhooks: RabbitMQ → inbox consumer → delivery table → signed POST (receiver answers at once) "
+        f"| {hooks['msgs_per_s']:.0f} | {hooks['p50_ms']:.1f} ms | {hooks['p99_ms']:.1f} ms |",
+        "",
+        f"Throughput ratio webhooks / pipeline: **{result['ratio']:.2f}** (target ≥ 0.5: {ok}); {result['events']} "
+        "events, one endpoint, both paths in one process and one run. Latency (event published → received by "
+        "the endpoint) is measured at light load: 300 events paced at 50/s.",
+    ])
+
+
+if __name__ == "__main__":
+    print(markdown(run()))

@@ -1,0 +1,191 @@
+"""The delivery loop (a background job of the service): lease due rows from the delivery table, POST each one
+signed, record the attempt. Many loops (replicas) can run: a row is leased by one of them at a time.
+
+- ``concurrency`` attempts in flight per process, ``endpoint_concurrency`` and ``endpoint_rate`` per endpoint,
+  so one slow endpoint cannot take the capacity of the others;
+- woken by ``NOTIFY webhooks_due`` (PostgreSQL) when rows are added, and polls every ``poll_interval`` anyway
+  (retries fall due by time);
+- a process killed mid-attempt leaves its rows leased until the lease ends, then they are sent again: delivery is
+  at least once, duplicates carry the same ``webhook-id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+import structlog
+from aiohttp import web
+
+from services.webhooks import domain, handlers
+from services.webhooks.config import WebhooksSettings
+from services.webhooks.sender import Sender
+from shared.db import Database, as_utc, listen_dsn, listen_forever, utcnow
+from shared.metrics import WEBHOOK_ATTEMPT_DURATION, WEBHOOK_BACKLOG, WEBHOOK_BACKLOG_AGE, WEBHOOK_DELIVERIES
+from shared.service import DB_KEY, SETTINGS_KEY
+from shared.uow import UnitOfWork
+
+log = structlog.get_logger("webhooks.delivery")
+
+PURGE_EVERY = 3600.0
+GAUGES_EVERY = 5.0
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: float):
+        self.rate, self.burst = rate, burst
+        self.tokens, self.at = burst, time.monotonic()
+
+    def available(self) -> int:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        return int(self.tokens)
+
+    def take(self) -> None:
+        self.tokens -= 1
+
+
+class Deliverer:
+    def __init__(self, db: Database, settings: WebhooksSettings, deps: handlers.Deps):
+        self.db = db
+        self.settings = settings
+        self.deps = deps
+        self.sender = Sender(settings)
+        self.wake = asyncio.Event()
+        self.active = 0
+        self.in_flight: dict[int, int] = defaultdict(int)
+        self.buckets: dict[int, TokenBucket] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        #: a leased row is sent again after this (twice the attempt's timeout, and room for recording it)
+        self.lease = settings.timeout * 2 + 5.0
+
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.db, deps=self.deps)
+
+    def _bucket(self, endpoint_id: int) -> TokenBucket:
+        bucket = self.buckets.get(endpoint_id)
+        if bucket is None:
+            rate = self.settings.endpoint_rate
+            bucket = self.buckets[endpoint_id] = TokenBucket(rate, max(1.0, rate))
+        return bucket
+
+    def room(self, endpoint_id: int) -> int:
+        free = self.settings.endpoint_concurrency - self.in_flight[endpoint_id]
+        return max(0, min(free, self._bucket(endpoint_id).available()))
+
+    async def run(self) -> None:
+        await self.sender.start()
+        listener = None
+        if self.db.is_postgres:
+            listener = asyncio.create_task(listen_forever(
+                listen_dsn(self.db.url), handlers.NOTIFY_CHANNEL, lambda *_: self.wake.set(),
+                on_connect=self.wake.set, what="webhooks_listen"))
+        last_purge = last_gauges = 0.0
+        try:
+            while True:
+                self.wake.clear()
+                started = await self.tick()
+                now = time.monotonic()
+                if now - last_gauges >= GAUGES_EVERY:
+                    last_gauges = now
+                    await self.refresh_gauges()
+                if now - last_purge >= PURGE_EVERY:
+                    last_purge = now
+                    await handlers.purge(self.uow())
+                if started and self.active < self.settings.concurrency:  # there may be more due right now
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.settings.poll_interval)
+        finally:
+            if listener is not None:
+                listener.cancel()
+            for task in list(self.tasks):
+                task.cancel()
+            await asyncio.gather(listener or asyncio.sleep(0), *self.tasks, return_exceptions=True)
+            await self.sender.close()
+
+    async def tick(self) -> int:
+        free = self.settings.concurrency - self.active
+        if free <= 0:
+            return 0
+        try:
+            claimed = await handlers.claim_due(self.uow(), free, self.room, self.lease)
+        except Exception:
+            log.exception("webhooks_claim_failed")
+            await asyncio.sleep(1)
+            return 0
+        for item in claimed:
+            self.active += 1
+            self.in_flight[item.endpoint.id] += 1
+            self._bucket(item.endpoint.id).take()
+            task = asyncio.create_task(self.attempt(item))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return len(claimed)
+
+    async def attempt(self, item: handlers.Claimed) -> None:
+        endpoint = item.endpoint
+        try:
+            now = utcnow()
+            timestamp = int(now.timestamp())
+            secrets = domain.active_secrets(endpoint.secret, endpoint.previous_secret,
+                                            as_utc(endpoint.previous_secret_until), now)
+            headers = {"webhook-id": item.webhook_id, "webhook-timestamp": str(timestamp),
+                       "webhook-signature": domain.signature_header(secrets, item.webhook_id, timestamp, item.body)}
+            start = time.perf_counter()
+            status, error, response = await self.sender.post(endpoint.url, headers, item.body)
+            elapsed = time.perf_counter() - start
+            WEBHOOK_ATTEMPT_DURATION.observe(elapsed)
+            result = handlers.AttemptResult(status, error, int(elapsed * 1000), response or None)
+            outcome = await self._record(item, result, now)
+            WEBHOOK_DELIVERIES.labels(str(endpoint.id), outcome).inc()
+            if outcome != "delivered":
+                log.info("webhook_attempt_failed", endpoint=endpoint.id, message=item.message_id, status=status,
+                         error=error, outcome=outcome)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("webhook_attempt_crashed", endpoint=endpoint.id, message=item.message_id)
+        finally:
+            self.in_flight[endpoint.id] -= 1
+            self.active -= 1
+            self.wake.set()
+
+    async def _record(self, item: handlers.Claimed, result: handlers.AttemptResult, at: datetime) -> str:
+        """Record the attempt, retrying while the database is briefly away (the lease would resend it anyway)."""
+        for pause in (0.5, 1, 2, 4, 8):
+            try:
+                return await handlers.record_attempt(self.uow(), item, result, at)
+            except Exception:
+                log.warning("webhook_record_failed", message=item.message_id, exc_info=True)
+                await asyncio.sleep(pause)
+        return "retrying"
+
+    async def refresh_gauges(self) -> None:
+        try:
+            rows = await handlers.backlog(self.uow())
+        except Exception:
+            log.warning("webhook_backlog_failed", exc_info=True)
+            return
+        now = utcnow()
+        WEBHOOK_BACKLOG.clear()
+        WEBHOOK_BACKLOG_AGE.clear()
+        for row in rows:
+            WEBHOOK_BACKLOG.labels(str(row.endpoint_id)).set(row.pending)
+            age: timedelta = now - as_utc(row.oldest)
+            WEBHOOK_BACKLOG_AGE.labels(str(row.endpoint_id)).set(max(0.0, age.total_seconds()))
+
+
+DELIVERER_KEY = web.AppKey("webhooks_deliverer", Deliverer)
+
+
+async def deliver_forever(app: web.Application) -> None:
+    """The service's background job (shared/service.py supervises it)."""
+    settings = app[SETTINGS_KEY]
+    assert isinstance(settings, WebhooksSettings)
+    deliverer = Deliverer(app[DB_KEY], settings, handlers.Deps(settings))
+    await deliverer.run()

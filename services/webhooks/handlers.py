@@ -1,0 +1,312 @@
+"""Use cases: one function per command of the admin API, the event handler that fans every event out to the
+tenant's endpoints, and the two steps of a delivery (claim the due rows, record an attempt's result).
+
+Command handlers open their own transaction and raise domain errors (domain.py); the event handler runs inside
+the consumer's transaction, so the delivery rows commit with the inbox row (a redelivered event adds nothing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from services.webhooks import domain, events, store
+from services.webhooks.config import WebhooksSettings
+from services.webhooks.sender import refused_name
+from shared.bus.envelope import CloudEvent, Origin
+from shared.db import as_utc, utcnow
+from shared.events import EVENT_MODELS
+from shared.events.base import EventModel
+from shared.uow import UnitOfWork
+
+NOTIFY_CHANNEL = "webhooks_due"
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: WebhooksSettings
+
+
+@dataclass(frozen=True)
+class NewEndpoint:
+    url: str
+    description: str = ""
+    event_types: Sequence[str] = ()
+    status: str = "enabled"
+
+
+@dataclass(frozen=True)
+class EndpointChanges:
+    url: str | None = None
+    description: str | None = None
+    event_types: Sequence[str] | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A delivery row leased for one attempt, with its endpoint."""
+
+    message_id: int
+    webhook_id: str
+    body: bytes
+    failures: int
+    endpoint: Any
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    status_code: int | None
+    error: str | None
+    latency_ms: int
+    response: str | None
+
+
+def _settings(uow: UnitOfWork) -> WebhooksSettings:
+    settings: WebhooksSettings = uow.deps.settings
+    return settings
+
+
+def _known_types() -> list[str]:
+    return [*EVENT_MODELS, domain.TEST_EVENT_TYPE]
+
+
+def _filters(raw: Sequence[str]) -> list[str]:
+    return domain.normalize_filters(raw, _known_types())
+
+
+def _status(value: str) -> str:
+    if value not in domain.STATUSES:
+        raise domain.InvalidEndpoint(f"'status' must be one of {', '.join(domain.STATUSES)}.")
+    return value
+
+
+# --- commands -----------------------------------------------------------------------------------------------
+
+
+async def create_endpoint(uow: UnitOfWork, origin: Origin, command: NewEndpoint) -> tuple[Any, str]:
+    """The endpoint and its signing secret (shown once)."""
+    settings = _settings(uow)
+    url = domain.check_url(command.url, allow_http=settings.allow_http, networks=settings.networks)
+    await _check_name(url, settings)
+    secret = domain.new_secret()
+    now = utcnow()
+    async with uow:
+        row = await store.insert_endpoint(uow.session, dict(
+            tenant_id=origin.tenant_id, tenant_slug=origin.tenant_slug, url=url, description=command.description,
+            event_types=_filters(command.event_types), status=_status(command.status), secret=secret,
+            created_at=now, updated_at=now))
+    return row, secret
+
+
+async def _check_name(url: str, settings: WebhooksSettings) -> None:
+    """A name that resolves to a refused address now is refused at once (it is checked again at send time)."""
+    reason = await refused_name(url, settings.networks)
+    if reason:
+        raise domain.UnsafeDestination(reason)
+
+
+async def list_endpoints(uow: UnitOfWork, origin: Origin, limit: int, before: int | None) -> list[Any]:
+    async with uow:
+        return await store.list_endpoints(uow.session, origin.tenant_id, limit, before)
+
+
+async def get_endpoint(uow: UnitOfWork, origin: Origin, endpoint_id: int) -> Any:
+    async with uow:
+        return await _endpoint(uow, origin, endpoint_id)
+
+
+async def _endpoint(uow: UnitOfWork, origin: Origin, endpoint_id: int, *, lock: bool = False) -> Any:
+    row = await store.endpoint(uow.session, origin.tenant_id, endpoint_id, lock=lock)
+    if row is None:
+        raise domain.EndpointNotFound()
+    return row
+
+
+async def update_endpoint(uow: UnitOfWork, origin: Origin, endpoint_id: int, changes: EndpointChanges) -> Any:
+    settings = _settings(uow)
+    values: dict[str, Any] = {}
+    if changes.url is not None:
+        values["url"] = domain.check_url(changes.url, allow_http=settings.allow_http, networks=settings.networks)
+        await _check_name(values["url"], settings)
+    if changes.description is not None:
+        values["description"] = changes.description
+    if changes.event_types is not None:
+        values["event_types"] = _filters(changes.event_types)
+    if changes.status is not None:
+        values["status"] = _status(changes.status)
+        if changes.status == "enabled":  # a fresh start: the failure run that disabled it is over
+            values.update(failing_since=None, disabled_reason=None)
+    async with uow:
+        await _endpoint(uow, origin, endpoint_id, lock=True)
+        return await store.update_endpoint(uow.session, endpoint_id, {**values, "updated_at": utcnow()})
+
+
+async def delete_endpoint(uow: UnitOfWork, origin: Origin, endpoint_id: int) -> None:
+    async with uow:
+        if not await store.delete_endpoint(uow.session, origin.tenant_id, endpoint_id):
+            raise domain.EndpointNotFound()
+
+
+async def rotate_secret(uow: UnitOfWork, origin: Origin, endpoint_id: int) -> tuple[Any, str]:
+    """A new secret; the previous one keeps signing (next to it) for the overlap window."""
+    settings = _settings(uow)
+    secret = domain.new_secret()
+    now = utcnow()
+    async with uow:
+        row = await _endpoint(uow, origin, endpoint_id, lock=True)
+        row = await store.update_endpoint(uow.session, endpoint_id, dict(
+            secret=secret, previous_secret=row.secret,
+            previous_secret_until=now + timedelta(seconds=settings.secret_overlap), updated_at=now))
+    return row, secret
+
+
+async def list_messages(uow: UnitOfWork, origin: Origin, endpoint_id: int, limit: int, before: int | None,
+                        status: str | None) -> tuple[list[Any], dict[int, list[Any]]]:
+    """A page of the endpoint's messages (newest first) and each one's attempts (oldest first)."""
+    async with uow:
+        await _endpoint(uow, origin, endpoint_id)
+        rows = await store.list_messages(uow.session, origin.tenant_id, endpoint_id, limit, before, status)
+        tries = await store.attempts_of(uow.session, [r.id for r in rows])
+    by_message: dict[int, list[Any]] = {r.id: [] for r in rows}
+    for attempt in tries:
+        by_message[attempt.message_id].append(attempt)
+    return rows, by_message
+
+
+async def get_message(uow: UnitOfWork, origin: Origin, endpoint_id: int, message_id: int) -> tuple[Any, list[Any]]:
+    async with uow:
+        row = await store.message(uow.session, origin.tenant_id, endpoint_id, message_id)
+        if row is None:
+            raise domain.MessageNotFound()
+        return row, await store.attempts_of(uow.session, [row.id])
+
+
+async def replay_message(uow: UnitOfWork, origin: Origin, endpoint_id: int, message_id: int) -> Any:
+    """Deliver a message again (same ``webhook-id``), whatever its state."""
+    async with uow:
+        await _endpoint(uow, origin, endpoint_id)
+        if not await store.make_pending(uow.session, origin.tenant_id, endpoint_id, utcnow(), message_id=message_id):
+            raise domain.MessageNotFound()
+        await _notify(uow)
+        return await store.message(uow.session, origin.tenant_id, endpoint_id, message_id)
+
+
+async def replay_since(uow: UnitOfWork, origin: Origin, endpoint_id: int, since: datetime) -> int:
+    """Deliver again every message of the endpoint created at or after ``since``; returns how many."""
+    async with uow:
+        await _endpoint(uow, origin, endpoint_id)
+        count = await store.make_pending(uow.session, origin.tenant_id, endpoint_id, utcnow(), since=since)
+        await _notify(uow)
+        return count
+
+
+async def send_test(uow: UnitOfWork, origin: Origin, endpoint_id: int) -> Any:
+    """Queue a ``webhook.test`` message for this endpoint only."""
+    now = utcnow()
+    async with uow:
+        await _endpoint(uow, origin, endpoint_id)
+        event = events.test_message(origin, endpoint_id, now)
+        await store.enqueue(uow.session, [_delivery(event, endpoint_id, now)])
+        await _notify(uow)
+        rows = await store.list_messages(uow.session, origin.tenant_id, endpoint_id, 1, None, None)
+    return rows[0]
+
+
+# --- events -------------------------------------------------------------------------------------------------
+
+
+async def event_received(uow: UnitOfWork, event: CloudEvent, payload: EventModel) -> None:
+    """Every event of every tenant: one delivery row per enabled endpoint of the tenant whose filter takes it."""
+    targets = [row.id for row in await store.enabled_endpoints(uow.session, event.tenantid)
+               if domain.matches(row.event_types, event.event_type)]
+    if targets:
+        now = utcnow()
+        await store.enqueue(uow.session, [_delivery(event, endpoint_id, now) for endpoint_id in targets])
+        await _notify(uow)
+
+
+def _delivery(event: CloudEvent, endpoint_id: int, now: datetime) -> dict[str, Any]:
+    return dict(tenant_id=event.tenantid, endpoint_id=endpoint_id, webhook_id=event.id,
+                event_type=event.event_type, body=event.to_bytes().decode(), status="pending", failures=0,
+                attempts=0, next_attempt_at=now, created_at=now)
+
+
+async def _notify(uow: UnitOfWork) -> None:
+    """Wake the delivery loops when the transaction commits (PostgreSQL; SQLite's loop polls)."""
+    if uow.session.get_bind().dialect.name == "postgresql":
+        await uow.session.execute(sa.text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+
+# --- delivery -----------------------------------------------------------------------------------------------
+
+
+async def claim_due(uow: UnitOfWork, limit: int, room: Callable[[int], int], lease: float) -> list[Claimed]:
+    """Lease up to ``limit`` due rows, at most ``room(endpoint_id)`` per endpoint (its concurrency and rate)."""
+    settings = _settings(uow)
+    now = utcnow()
+    async with uow:
+        candidates = await store.due_candidates(uow.session, now, settings.endpoint_concurrency, limit * 4)
+        picked: list[int] = []
+        taken: dict[int, int] = {}
+        for row in candidates:
+            if len(picked) >= limit:
+                break
+            if taken.get(row.endpoint_id, 0) < room(row.endpoint_id):
+                taken[row.endpoint_id] = taken.get(row.endpoint_id, 0) + 1
+                picked.append(row.id)
+        claimed = await store.claim(uow.session, picked, now, now + timedelta(seconds=lease))
+        by_id = await store.endpoints_by_id(uow.session, sorted({row.endpoint_id for row in claimed}))
+    return [Claimed(row.id, row.webhook_id, row.body.encode(), row.failures, by_id[row.endpoint_id])
+            for row in claimed]
+
+
+async def record_attempt(uow: UnitOfWork, claimed: Claimed, result: AttemptResult, at: datetime) -> str:
+    """Log the attempt; a 2xx delivers the row, anything else schedules the next try (or gives up), and an
+    endpoint failing for ``disable_after`` is disabled with a ``webhook_endpoint.disabled`` event. Returns
+    ``delivered``, ``retrying`` or ``failed``."""
+    settings = _settings(uow)
+    endpoint_id = claimed.endpoint.id
+    async with uow:
+        await store.record_attempt(uow.session, dict(
+            message_id=claimed.message_id, endpoint_id=endpoint_id, attempted_at=at,
+            status_code=result.status_code, error=result.error, latency_ms=result.latency_ms,
+            response=result.response))
+        if domain.delivered(result.status_code):
+            await store.finish_attempt(uow.session, claimed.message_id, dict(
+                status="delivered", delivered_at=at, last_attempt_at=at, next_attempt_at=None))
+            await store.mark_healthy(uow.session, endpoint_id)
+            return "delivered"
+        failures = claimed.failures + 1
+        delay = domain.retry_delay(failures, settings.retries, settings.jitter)
+        outcome = "failed" if delay is None else "retrying"
+        await store.finish_attempt(uow.session, claimed.message_id, dict(
+            failures=failures, last_attempt_at=at,
+            status="failed" if delay is None else "pending",
+            next_attempt_at=None if delay is None else utcnow() + timedelta(seconds=delay)))
+        endpoint = await store.mark_failing(uow.session, endpoint_id, at)
+        if endpoint is None or endpoint.status != "enabled":
+            return outcome
+        failing_since = as_utc(endpoint.failing_since)
+        if domain.should_disable(failing_since, at, settings.disable_after):
+            reason = f"every delivery failed since {failing_since.isoformat()}"
+            await store.update_endpoint(uow.session, endpoint_id, dict(
+                status="disabled", disabled_reason=reason, updated_at=at))
+            origin = Origin(endpoint.tenant_id, endpoint.tenant_slug)
+            await uow.emit(events.endpoint_disabled(origin, endpoint_id, endpoint.url, reason, failing_since, at))
+        return outcome
+
+
+async def backlog(uow: UnitOfWork) -> list[Any]:
+    async with uow:
+        return await store.backlog(uow.session)
+
+
+async def purge(uow: UnitOfWork) -> int:
+    """Forget finished messages and attempts older than the retention."""
+    async with uow:
+        return await store.purge(uow.session, utcnow() - timedelta(seconds=_settings(uow).retention))
