@@ -10,6 +10,8 @@ Both paths run in one process, on the same broker, in the same run:
 from __future__ import annotations
 
 import asyncio
+import cProfile
+import pstats
 import secrets
 import statistics
 import time
@@ -150,12 +152,102 @@ async def pipeline_path(n: int, namespace: str, prefix: str, rate: float | None 
     }
 
 
+def _top_frames(profile: cProfile.Profile, limit: int = 8) -> list[str]:
+    """The functions with the most own time (a flame graph's widest leaf frames), as ``file:line(name) ms``."""
+    stats = pstats.Stats(profile)
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)  # type: ignore[attr-defined]
+    out = []
+    for (filename, line, name), (_cc, _nc, tottime, _ct, _callers) in rows[:limit]:
+        short = "/".join(filename.split("/")[-2:])
+        out.append(f"{short}:{line}({name}) {tottime * 1000:.0f} ms")
+    return out
+
+
+async def staged_path(n: int, namespace: str, prefix: str) -> dict[str, Any]:
+    """The pipeline one stage at a time, so each stage's client CPU per event is its own.
+
+    1. commit ``n`` events to the outbox (transactions of 50), no relay running;
+    2. relay them all to RabbitMQ (no consumer yet), profiled;
+    3. consume them all (inbox + effect row), profiled.
+    """
+    common = CommonSettings(postgres_url=PG, database_prefix=prefix)
+    url = common.database_url("bench")
+    await ensure_database(url)
+    db = Database(url, pool_size=20)
+    async with db.engine.begin() as c:
+        await c.run_sync(bus_metadata.create_all)
+        await c.run_sync(effects_md.create_all)
+    spec = QueueSpec("bench", "pipeline", ("bench.happened",))
+
+    async def handler(session: Any, event: Any, payload: Bench) -> None:
+        await session.execute(sa.insert(effects).values(n=payload.n, committed_at=payload.committed_at,
+                                                        effect_at=time.time()))
+
+    pub_bus = AmqpBus(AMQP, service="bench", namespace=namespace)
+    sub_bus = AmqpBus(AMQP, service="bench", namespace=namespace, prefetch=100, concurrency=16)
+    await pub_bus.connect()
+    await sub_bus.connect()
+    channel = await sub_bus._connection.channel()  # type: ignore[union-attr]
+    await sub_bus.declare_queue(channel, spec)  # bound before the relay runs, so nothing is unroutable
+    await channel.close()
+    pad = "x" * 300
+    stages: dict[str, Any] = {}
+    cpu = time.process_time()
+    start = time.perf_counter()
+    for offset in range(0, n, 50):
+        async with db.transaction() as session:
+            now = time.time()
+            await outbox.add(session, *[
+                new_event("bench.happened", Bench(n=i, committed_at=now, pad=pad), service="bench", tenant="bench",
+                          tenant_id=1)
+                for i in range(offset, min(offset + 50, n))
+            ])
+    stages["produce"] = {"cpu_ms_per_event": (time.process_time() - cpu) * 1000 / n,
+                         "events_per_s": n / (time.perf_counter() - start)}
+    relay = OutboxRelay(db, pub_bus, service="bench", batch_size=200, poll_interval=0.5)
+    profile = cProfile.Profile()
+    cpu = time.process_time()
+    start = time.perf_counter()
+    profile.enable()
+    await relay.drain()
+    profile.disable()
+    stages["relay"] = {"cpu_ms_per_event": (time.process_time() - cpu) * 1000 / n,
+                       "events_per_s": n / (time.perf_counter() - start), "top": _top_frames(profile)}
+    profile = cProfile.Profile()
+    cpu = time.process_time()
+    start = time.perf_counter()
+    profile.enable()
+    await sub_bus.consume(spec, ConsumerRunner(db, Subscription(spec, handler, {"bench.happened": Bench}), "bench"))
+    while True:
+        async with db.engine.connect() as c:
+            count = (await c.execute(sa.select(sa.func.count()).select_from(effects))).scalar_one()
+        if count >= n:
+            break
+        await asyncio.sleep(0.05)
+    profile.disable()
+    stages["consume"] = {"cpu_ms_per_event": (time.process_time() - cpu) * 1000 / n,
+                         "events_per_s": n / (time.perf_counter() - start), "top": _top_frames(profile)}
+    await sub_bus.close()
+    await pub_bus.close()
+    await db.dispose()
+    await drop_database(url)
+    conn = await aio_pika.connect(AMQP)
+    async with conn:
+        ch = await conn.channel()
+        for q in (spec.name, spec.dead_letter_name):
+            await ch.queue_delete(namespace + q)
+        await ch.exchange_delete(namespace + "learn.events")
+        await ch.exchange_delete(namespace + "learn.dlx")
+    return stages
+
+
 async def _run(n: int) -> dict[str, Any]:
     token = secrets.token_hex(3)
     raw = await raw_path(n, f"bench{token}.")
     pipe = await pipeline_path(n, f"bench{token}.", f"bench{token}_")
     paced = await pipeline_path(1000, f"bench{token}p.", f"bench{token}p_", rate=200)
-    return {"events": n, "raw": raw, "pipeline": pipe, "paced": paced,
+    stages = await staged_path(n, f"bench{token}s.", f"bench{token}s_")
+    return {"events": n, "raw": raw, "pipeline": pipe, "paced": paced, "stages": stages,
             "ratio": pipe["msgs_per_s"] / raw["msgs_per_s"]}
 
 
@@ -179,7 +271,21 @@ def markdown(result: dict[str, Any]) -> str:
         "persistent events into quorum queues, each path in one process. Latency is measured separately with "
         "1,000 events paced at 200/s (a burst measures queueing, not latency). The pipeline's consumer handles "
         "deliveries in batches of up to 32 per transaction (one multi-row inbox insert, one commit).",
+        *_stages_markdown(result.get("stages")),
     ])
+
+
+def _stages_markdown(stages: dict[str, Any] | None) -> list[str]:
+    if not stages:
+        return []
+    lines = ["", "Client CPU per event at each stage (the pipeline run one stage at a time, same process; relay and "
+             "consumer under cProfile, so their CPU includes the profiler's overhead):", "",
+             "| stage | client CPU per event | events/s |", "|---|---|---|"]
+    for name in ("produce", "relay", "consume"):
+        lines.append(f"| {name} | {stages[name]['cpu_ms_per_event']:.3f} ms | {stages[name]['events_per_s']:.0f} |")
+    for name in ("relay", "consume"):
+        lines += ["", f"Top frames by own time, {name} stage:", "", "```", *stages[name]["top"], "```"]
+    return lines
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ attempts.py, services/certificates/api_certificates.py):
 - verify: one ``SELECT`` of the certificate by verification id.
 
 The same number of requests at the same concurrency goes (a) through the gateway to the real services of the
-multi-process cluster, and (b) to the floor. CPU is read from /proc (psutil) for the gateway's process tree and
+multi-process cluster, and (b) to the floor. CPU (less what the processes burn idle, measured for a second
+just before) is read from /proc (psutil) for the gateway's process tree and
 every service process (so the relay and consumers that a write sets off are counted with the write; the floor
 has no relay: its outbox rows are written, not published), and for the floor's process.
 Targets: ≤ 2× the floor for reads, ≤ 2.5× for writes.
@@ -219,11 +220,16 @@ async def measure_route(call: Callable[[int], Awaitable[int]], pids: list[int], 
                         concurrency: int) -> dict[str, Any]:
     await drive(call, max(10, n // 10), concurrency)  # warm-up (connections, caches, JIT-free Python paths)
     await asyncio.sleep(0.5)  # let the writes' relay/consumer work of the warm-up settle before the clock starts
-    before = tree_cpu(pids)
+    # What the processes burn doing nothing (timers, polls, metrics) is not the route's: measured, then subtracted.
+    idle_start, idle_cpu = time.perf_counter(), tree_cpu(pids)
+    await asyncio.sleep(1.0)
+    idle_rate = (tree_cpu(pids) - idle_cpu) / (time.perf_counter() - idle_start)
+    before, started = tree_cpu(pids), time.perf_counter()
     errors, seconds = await drive(call, n, concurrency)
     await asyncio.sleep(0.5)  # the events the writes set off are handled within this (p99 commit → effect)
-    cpu = tree_cpu(pids) - before
-    return {"n": n, "errors": errors, "seconds": seconds, "cpu_ms_per_req": cpu * 1000 / n}
+    cpu = tree_cpu(pids) - before - idle_rate * (time.perf_counter() - started)
+    return {"n": n, "errors": errors, "seconds": seconds, "cpu_ms_per_req": max(cpu, 0.0) * 1000 / n,
+            "idle_cpu_ms_per_s": idle_rate * 1000}
 
 
 async def _floor(n: int, concurrency: int) -> dict[str, Any]:
