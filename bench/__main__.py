@@ -128,6 +128,32 @@ def loaded_note(before: float, after: float, attempts: int) -> str:
             "compare the ratios measured side by side._")
 
 
+def write_report(bodies: dict[str, str], previous: dict[str, str]) -> None:
+    """docs/benchmarks.md: this run's sections, the previous run's for the others, and hand-written notes
+    (sections whose title starts with "Notes", kept as they are)."""
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Every figure in a section was measured "
+        "side by side in the same run, on:",
+        "",
+        f"> {machine()}",
+        "",
+        "Each section states its target and whether it holds. Figures move with the machine's load; compare the "
+        "ratios, not the absolute numbers. Every section runs in its own process; a section measured above load "
+        f"{LOAD_LIMIT:g} (after up to {MAX_REPEATS} repeats) says so at its top.",
+    ]
+    for _, title, _ in SECTIONS:
+        body = bodies.get(title, previous.get(title))
+        if body is not None:
+            lines += ["", f"## {title}", "", body]
+    for title, body in previous.items():
+        if title.startswith("Notes"):
+            lines += ["", f"## {title}", "", body]
+    REPORT.write_text("\n".join(lines) + "\n")
+    sys.stderr.write(f"Wrote {REPORT}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("only", nargs="*", help="module names to run (default: all)")
@@ -176,27 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         if peak > LOAD_LIMIT:
             body = loaded_note(before, after, attempts) + "\n\n" + body
         bodies[title] = body
+        write_report(bodies, previous)  # after every section: an interrupted run still leaves what it measured
     sys.stderr.write(f"All sections took {time.perf_counter() - total_start:.0f} s\n")
-    if args.only:
-        for _, title, _ in SECTIONS:
-            if title not in bodies and title in previous:
-                bodies[title] = previous[title]
-    lines = [
-        "# Benchmarks",
-        "",
-        f"Written by `make bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Every figure in a section was measured "
-        "side by side in the same run, on:",
-        "",
-        f"> {machine()}",
-        "",
-        "Each section states its target and whether it holds. Figures move with the machine's load; compare the "
-        "ratios, not the absolute numbers.",
-    ]
-    for _, title, _ in SECTIONS:
-        if title in bodies:
-            lines += ["", f"## {title}", "", bodies[title]]
-    REPORT.write_text("\n".join(lines) + "\n")
-    sys.stderr.write(f"Wrote {REPORT}\n")
+    write_report(bodies, previous)
     return 1 if failures else 0
 
 

@@ -306,7 +306,7 @@ async def _services(n: int, concurrency: int) -> dict[str, Any]:
             async with running_cluster(env, Path(tmp) / "cluster", extra_env=UNLIMITED) as c:
                 users = (n + n // 10) // 5 + 1
                 w = await prepare(c, "floorco", courses=5, users=users, progressing=20, to_complete=0, certified=3)
-                gateway = [c.services["gateway"].proc.pid]  # type: ignore[union-attr]
+                gateway = [c.services["gateway"].proc.pid]
                 services = [s.proc.pid for name, s in c.services.items() if name != "gateway" and s.proc]
                 players: asyncio.Queue[Any] = asyncio.Queue()
                 for learner in w.progressing:
