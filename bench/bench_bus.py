@@ -86,8 +86,9 @@ async def raw_path(n: int, namespace: str) -> dict[str, float]:
     return {"msgs_per_s": n / total, "publish_per_s": n / publish_s, "cpu_ms_per_msg": cpu * 1000 / n}
 
 
-async def pipeline_path(n: int, namespace: str, prefix: str, rate: float | None = None) -> dict[str, float]:
-    """Burst ``n`` events (``rate`` None) for throughput, or pace them at ``rate``/s for latency."""
+async def _setup(namespace: str, prefix: str
+                 ) -> tuple[str, Database, QueueSpec, ConsumerRunner, AmqpBus, AmqpBus]:
+    """A throwaway database with the bus tables and an effect table, a consumer runner and two connected buses."""
     common = CommonSettings(postgres_url=PG, database_prefix=prefix)
     url = common.database_url("bench")
     await ensure_database(url)
@@ -105,7 +106,29 @@ async def pipeline_path(n: int, namespace: str, prefix: str, rate: float | None 
     sub_bus = AmqpBus(AMQP, service="bench", namespace=namespace, prefetch=100, concurrency=16)
     await pub_bus.connect()
     await sub_bus.connect()
-    await sub_bus.consume(spec, ConsumerRunner(db, Subscription(spec, handler, {"bench.happened": Bench}), "bench"))
+    runner = ConsumerRunner(db, Subscription(spec, handler, {"bench.happened": Bench}), "bench")
+    return url, db, spec, runner, pub_bus, sub_bus
+
+
+async def _teardown(url: str, db: Database, spec: QueueSpec, pub_bus: AmqpBus, sub_bus: AmqpBus,
+                    namespace: str) -> None:
+    await sub_bus.close()
+    await pub_bus.close()
+    await db.dispose()
+    await drop_database(url)
+    conn = await aio_pika.connect(AMQP)
+    async with conn:
+        ch = await conn.channel()
+        for q in (spec.name, spec.dead_letter_name):
+            await ch.queue_delete(namespace + q)
+        await ch.exchange_delete(namespace + "learn.events")
+        await ch.exchange_delete(namespace + "learn.dlx")
+
+
+async def pipeline_path(n: int, namespace: str, prefix: str, rate: float | None = None) -> dict[str, float]:
+    """Burst ``n`` events (``rate`` None) for throughput, or pace them at ``rate``/s for latency."""
+    url, db, spec, runner, pub_bus, sub_bus = await _setup(namespace, prefix)
+    await sub_bus.consume(spec, runner)
     relay = OutboxRelay(db, pub_bus, service="bench", batch_size=200, poll_interval=0.5)
     relay_task = asyncio.create_task(relay.run())
     pad = "x" * 300
@@ -133,17 +156,7 @@ async def pipeline_path(n: int, namespace: str, prefix: str, rate: float | None 
         lat = sorted((r[0] - r[1]) * 1000 for r in (await c.execute(sa.select(effects.c.effect_at,
                                                                                 effects.c.committed_at))).all())
     relay_task.cancel()
-    await sub_bus.close()
-    await pub_bus.close()
-    await db.dispose()
-    await drop_database(url)
-    conn = await aio_pika.connect(AMQP)
-    async with conn:
-        ch = await conn.channel()
-        for q in (spec.name, spec.dead_letter_name):
-            await ch.queue_delete(namespace + q)
-        await ch.exchange_delete(namespace + "learn.events")
-        await ch.exchange_delete(namespace + "learn.dlx")
+    await _teardown(url, db, spec, pub_bus, sub_bus, namespace)
     return {
         "msgs_per_s": n / total,
         "cpu_ms_per_msg": cpu * 1000 / n,
@@ -170,23 +183,7 @@ async def staged_path(n: int, namespace: str, prefix: str) -> dict[str, Any]:
     2. relay them all to RabbitMQ (no consumer yet), profiled;
     3. consume them all (inbox + effect row), profiled.
     """
-    common = CommonSettings(postgres_url=PG, database_prefix=prefix)
-    url = common.database_url("bench")
-    await ensure_database(url)
-    db = Database(url, pool_size=20)
-    async with db.engine.begin() as c:
-        await c.run_sync(bus_metadata.create_all)
-        await c.run_sync(effects_md.create_all)
-    spec = QueueSpec("bench", "pipeline", ("bench.happened",))
-
-    async def handler(session: Any, event: Any, payload: Bench) -> None:
-        await session.execute(sa.insert(effects).values(n=payload.n, committed_at=payload.committed_at,
-                                                        effect_at=time.time()))
-
-    pub_bus = AmqpBus(AMQP, service="bench", namespace=namespace)
-    sub_bus = AmqpBus(AMQP, service="bench", namespace=namespace, prefetch=100, concurrency=16)
-    await pub_bus.connect()
-    await sub_bus.connect()
+    url, db, spec, runner, pub_bus, sub_bus = await _setup(namespace, prefix)
     channel = await sub_bus._connection.channel()  # type: ignore[union-attr]
     await sub_bus.declare_queue(channel, spec)  # bound before the relay runs, so nothing is unroutable
     await channel.close()
@@ -217,7 +214,7 @@ async def staged_path(n: int, namespace: str, prefix: str) -> dict[str, Any]:
     cpu = time.process_time()
     start = time.perf_counter()
     profile.enable()
-    await sub_bus.consume(spec, ConsumerRunner(db, Subscription(spec, handler, {"bench.happened": Bench}), "bench"))
+    await sub_bus.consume(spec, runner)
     while True:
         async with db.engine.connect() as c:
             count = (await c.execute(sa.select(sa.func.count()).select_from(effects))).scalar_one()
@@ -227,17 +224,7 @@ async def staged_path(n: int, namespace: str, prefix: str) -> dict[str, Any]:
     profile.disable()
     stages["consume"] = {"cpu_ms_per_event": (time.process_time() - cpu) * 1000 / n,
                          "events_per_s": n / (time.perf_counter() - start), "top": _top_frames(profile)}
-    await sub_bus.close()
-    await pub_bus.close()
-    await db.dispose()
-    await drop_database(url)
-    conn = await aio_pika.connect(AMQP)
-    async with conn:
-        ch = await conn.channel()
-        for q in (spec.name, spec.dead_letter_name):
-            await ch.queue_delete(namespace + q)
-        await ch.exchange_delete(namespace + "learn.events")
-        await ch.exchange_delete(namespace + "learn.dlx")
+    await _teardown(url, db, spec, pub_bus, sub_bus, namespace)
     return stages
 
 
