@@ -125,6 +125,15 @@ async def _teardown(url: str, db: Database, spec: QueueSpec, pub_bus: AmqpBus, s
         await ch.exchange_delete(namespace + "learn.dlx")
 
 
+async def _effects_reach(db: Database, n: int) -> None:
+    while True:
+        async with db.engine.connect() as c:
+            count = (await c.execute(sa.select(sa.func.count()).select_from(effects))).scalar_one()
+        if count >= n:
+            break
+        await asyncio.sleep(0.05)
+
+
 async def pipeline_path(n: int, namespace: str, prefix: str, rate: float | None = None) -> dict[str, float]:
     """Burst ``n`` events (``rate`` None) for throughput, or pace them at ``rate``/s for latency."""
     url, db, spec, runner, pub_bus, sub_bus = await _setup(namespace, prefix)
@@ -144,12 +153,7 @@ async def pipeline_path(n: int, namespace: str, prefix: str, rate: float | None 
                           tenant_id=1)
                 for i in range(offset, min(offset + 50, n))
             ])
-    while True:
-        async with db.engine.connect() as c:
-            count = (await c.execute(sa.select(sa.func.count()).select_from(effects))).scalar_one()
-        if count >= n:
-            break
-        await asyncio.sleep(0.05)
+    await _effects_reach(db, n)
     total = time.perf_counter() - start
     cpu = time.process_time() - cpu
     async with db.engine.connect() as c:
@@ -215,12 +219,7 @@ async def staged_path(n: int, namespace: str, prefix: str) -> dict[str, Any]:
     start = time.perf_counter()
     profile.enable()
     await sub_bus.consume(spec, runner)
-    while True:
-        async with db.engine.connect() as c:
-            count = (await c.execute(sa.select(sa.func.count()).select_from(effects))).scalar_one()
-        if count >= n:
-            break
-        await asyncio.sleep(0.05)
+    await _effects_reach(db, n)
     profile.disable()
     stages["consume"] = {"cpu_ms_per_event": (time.process_time() - cpu) * 1000 / n,
                          "events_per_s": n / (time.perf_counter() - start), "top": _top_frames(profile)}

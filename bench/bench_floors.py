@@ -32,7 +32,6 @@ import random
 import secrets
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -294,56 +293,49 @@ async def _floor(n: int, concurrency: int) -> dict[str, Any]:
 
 
 async def _services(n: int, concurrency: int) -> dict[str, Any]:
-    from bench.bench_load import UNLIMITED, prepare
-    from tests.support import infra
-    from tests.support.cluster import running_cluster
-    from tests.support.env import TestEnv
+    from bench.bench_load import prepare, unlimited_cluster
 
-    with tempfile.TemporaryDirectory(prefix="bench-floors-") as tmp:
-        env = TestEnv(postgres_url=infra.postgres_url(), amqp_url=infra.amqp_url(), data_dir=Path(tmp) / "data")
-        env.data_dir.mkdir()
-        try:
-            async with running_cluster(env, Path(tmp) / "cluster", extra_env=UNLIMITED) as c:
-                users = (n + n // 10) // 5 + 1
-                w = await prepare(c, "floorco", courses=5, users=users, progressing=20, to_complete=0, certified=3)
-                gateway = [c.services["gateway"].proc.pid]
-                services = [s.proc.pid for name, s in c.services.items() if name != "gateway" and s.proc]
-                players: asyncio.Queue[Any] = asyncio.Queue()
-                for learner in w.progressing:
-                    players.put_nowait(learner)
+    async with unlimited_cluster("bench-floors-") as c:
+        users = (n + n // 10) // 5 + 1
+        w = await prepare(c, "floorco", courses=5, users=users, progressing=20, to_complete=0, certified=3)
+        gateway_proc = c.services["gateway"].proc
+        assert gateway_proc is not None
+        gateway = [gateway_proc.pid]
+        services = [s.proc.pid for name, s in c.services.items() if name != "gateway" and s.proc]
+        players: asyncio.Queue[Any] = asyncio.Queue()
+        for learner in w.progressing:
+            players.put_nowait(learner)
 
-                async def api(method: str, path: str, **kw: Any) -> int:
-                    status, _ = await c.api(w.key, method, path, **kw)
-                    return status
+        async def api(method: str, path: str, **kw: Any) -> int:
+            status, _ = await c.api(w.key, method, path, **kw)
+            return status
 
-                async def commit(i: int) -> int:
-                    learner = await players.get()
-                    try:
-                        status, _ = await c.request("POST", f"/learn/runtime/{learner.token}/commit", json={"cmi": {
-                            "cmi.completion_status": "incomplete", "cmi.location": f"page-{i}",
-                            "cmi.session_time": "PT5S"}}, origin=c.content_url)
-                        return status
-                    finally:
-                        players.put_nowait(learner)
+        async def commit(i: int) -> int:
+            learner = await players.get()
+            try:
+                status, _ = await c.request("POST", f"/learn/runtime/{learner.token}/commit", json={"cmi": {
+                    "cmi.completion_status": "incomplete", "cmi.location": f"page-{i}",
+                    "cmi.session_time": "PT5S"}}, origin=c.content_url)
+                return status
+            finally:
+                players.put_nowait(learner)
 
-                def enroll(i: int) -> Awaitable[int]:
-                    user_id, course_id = w.enroll_pairs.pop()
-                    return api("POST", "/enrollments", json={"user_id": user_id, "course_id": course_id})
+        def enroll(i: int) -> Awaitable[int]:
+            user_id, course_id = w.enroll_pairs.pop()
+            return api("POST", "/enrollments", json={"user_id": user_id, "course_id": course_id})
 
-                calls: dict[str, Callable[[int], Awaitable[int]]] = {
-                    "get course": lambda i: api("GET", f"/courses/{random.choice(w.course_ids)}"),
-                    "list courses": lambda i: api("GET", "/courses?limit=20"),
-                    "enroll": enroll,
-                    "runtime commit": commit,
-                    "verify": lambda i: api("GET", f"/certificates/verify/{random.choice(w.verification_ids)}"),
-                }
-                out: dict[str, Any] = {}
-                for route in ROUTES:
-                    both = await measure_route(calls[route], [*gateway, *services], n, concurrency)
-                    out[route] = both
-                return out
-        finally:
-            await env.cleanup()
+        calls: dict[str, Callable[[int], Awaitable[int]]] = {
+            "get course": lambda i: api("GET", f"/courses/{random.choice(w.course_ids)}"),
+            "list courses": lambda i: api("GET", "/courses?limit=20"),
+            "enroll": enroll,
+            "runtime commit": commit,
+            "verify": lambda i: api("GET", f"/certificates/verify/{random.choice(w.verification_ids)}"),
+        }
+        out: dict[str, Any] = {}
+        for route in ROUTES:
+            both = await measure_route(calls[route], [*gateway, *services], n, concurrency)
+            out[route] = both
+        return out
 
 
 async def _run(n: int, concurrency: int) -> dict[str, Any]:
