@@ -256,7 +256,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"Throughput ratio pipeline / raw: **{result['ratio']:.2f}** (target ≥ 0.5: {ok}); {result['events']} "
         "persistent events into quorum queues, each path in one process. Latency is measured separately with "
         "1,000 events paced at 200/s (a burst measures queueing, not latency). The pipeline's consumer handles "
-        "deliveries in batches of up to 32 per transaction (one multi-row inbox insert, one commit).",
+        "deliveries in batches of up to 32 per transaction (one inbox insert of the batch's ids, one commit).",
         *_stages_markdown(result.get("stages")),
     ])
 
