@@ -125,6 +125,21 @@ async def _teardown(url: str, db: Database, spec: QueueSpec, pub_bus: AmqpBus, s
         await ch.exchange_delete(namespace + "learn.dlx")
 
 
+async def _produce(db: Database, n: int, start: float, rate: float | None) -> None:
+    """Commit ``n`` events to the outbox in transactions of 50, paced at ``rate``/s from ``start`` if given."""
+    pad = "x" * 300
+    for offset in range(0, n, 50):
+        if rate:
+            await asyncio.sleep(max(0.0, start + offset / rate - time.perf_counter()))
+        async with db.transaction() as session:
+            now = time.time()
+            await outbox.add(session, *[
+                new_event("bench.happened", Bench(n=i, committed_at=now, pad=pad), service="bench", tenant="bench",
+                          tenant_id=1)
+                for i in range(offset, min(offset + 50, n))
+            ])
+
+
 async def _effects_reach(db: Database, n: int) -> None:
     while True:
         async with db.engine.connect() as c:
@@ -140,19 +155,9 @@ async def pipeline_path(n: int, namespace: str, prefix: str, rate: float | None 
     await sub_bus.consume(spec, runner)
     relay = OutboxRelay(db, pub_bus, service="bench", batch_size=200, poll_interval=0.5)
     relay_task = asyncio.create_task(relay.run())
-    pad = "x" * 300
     start = time.perf_counter()
     cpu = time.process_time()
-    for offset in range(0, n, 50):
-        if rate:
-            await asyncio.sleep(max(0.0, start + offset / rate - time.perf_counter()))
-        async with db.transaction() as session:
-            now = time.time()
-            await outbox.add(session, *[
-                new_event("bench.happened", Bench(n=i, committed_at=now, pad=pad), service="bench", tenant="bench",
-                          tenant_id=1)
-                for i in range(offset, min(offset + 50, n))
-            ])
+    await _produce(db, n, start, rate)
     await _effects_reach(db, n)
     total = time.perf_counter() - start
     cpu = time.process_time() - cpu
@@ -191,18 +196,10 @@ async def staged_path(n: int, namespace: str, prefix: str) -> dict[str, Any]:
     channel = await sub_bus._connection.channel()  # type: ignore[union-attr]
     await sub_bus.declare_queue(channel, spec)  # bound before the relay runs, so nothing is unroutable
     await channel.close()
-    pad = "x" * 300
     stages: dict[str, Any] = {}
     cpu = time.process_time()
     start = time.perf_counter()
-    for offset in range(0, n, 50):
-        async with db.transaction() as session:
-            now = time.time()
-            await outbox.add(session, *[
-                new_event("bench.happened", Bench(n=i, committed_at=now, pad=pad), service="bench", tenant="bench",
-                          tenant_id=1)
-                for i in range(offset, min(offset + 50, n))
-            ])
+    await _produce(db, n, start, None)
     stages["produce"] = {"cpu_ms_per_event": (time.process_time() - cpu) * 1000 / n,
                          "events_per_s": n / (time.perf_counter() - start)}
     relay = OutboxRelay(db, pub_bus, service="bench", batch_size=200, poll_interval=0.5)
