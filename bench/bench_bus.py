@@ -10,6 +10,8 @@ Both paths run in one process, on the same broker, in the same run:
 from __future__ import annotations
 
 import asyncio
+import cProfile
+import pstats
 import secrets
 import statistics
 import time
@@ -84,8 +86,9 @@ async def raw_path(n: int, namespace: str) -> dict[str, float]:
     return {"msgs_per_s": n / total, "publish_per_s": n / publish_s, "cpu_ms_per_msg": cpu * 1000 / n}
 
 
-async def pipeline_path(n: int, namespace: str, prefix: str, rate: float | None = None) -> dict[str, float]:
-    """Burst ``n`` events (``rate`` None) for throughput, or pace them at ``rate``/s for latency."""
+async def _setup(namespace: str, prefix: str
+                 ) -> tuple[str, Database, QueueSpec, ConsumerRunner, AmqpBus, AmqpBus]:
+    """A throwaway database with the bus tables and an effect table, a consumer runner and two connected buses."""
     common = CommonSettings(postgres_url=PG, database_prefix=prefix)
     url = common.database_url("bench")
     await ensure_database(url)
@@ -103,34 +106,12 @@ async def pipeline_path(n: int, namespace: str, prefix: str, rate: float | None 
     sub_bus = AmqpBus(AMQP, service="bench", namespace=namespace, prefetch=100, concurrency=16)
     await pub_bus.connect()
     await sub_bus.connect()
-    await sub_bus.consume(spec, ConsumerRunner(db, Subscription(spec, handler, {"bench.happened": Bench}), "bench"))
-    relay = OutboxRelay(db, pub_bus, service="bench", batch_size=200, poll_interval=0.5)
-    relay_task = asyncio.create_task(relay.run())
-    pad = "x" * 300
-    start = time.perf_counter()
-    cpu = time.process_time()
-    for offset in range(0, n, 50):
-        if rate:
-            await asyncio.sleep(max(0.0, start + offset / rate - time.perf_counter()))
-        async with db.transaction() as session:
-            now = time.time()
-            await outbox.add(session, *[
-                new_event("bench.happened", Bench(n=i, committed_at=now, pad=pad), service="bench", tenant="bench",
-                          tenant_id=1)
-                for i in range(offset, min(offset + 50, n))
-            ])
-    while True:
-        async with db.engine.connect() as c:
-            count = (await c.execute(sa.select(sa.func.count()).select_from(effects))).scalar_one()
-        if count >= n:
-            break
-        await asyncio.sleep(0.05)
-    total = time.perf_counter() - start
-    cpu = time.process_time() - cpu
-    async with db.engine.connect() as c:
-        lat = sorted((r[0] - r[1]) * 1000 for r in (await c.execute(sa.select(effects.c.effect_at,
-                                                                                effects.c.committed_at))).all())
-    relay_task.cancel()
+    runner = ConsumerRunner(db, Subscription(spec, handler, {"bench.happened": Bench}), "bench")
+    return url, db, spec, runner, pub_bus, sub_bus
+
+
+async def _teardown(url: str, db: Database, spec: QueueSpec, pub_bus: AmqpBus, sub_bus: AmqpBus,
+                    namespace: str) -> None:
     await sub_bus.close()
     await pub_bus.close()
     await db.dispose()
@@ -142,6 +123,49 @@ async def pipeline_path(n: int, namespace: str, prefix: str, rate: float | None 
             await ch.queue_delete(namespace + q)
         await ch.exchange_delete(namespace + "learn.events")
         await ch.exchange_delete(namespace + "learn.dlx")
+
+
+async def _produce(db: Database, n: int, start: float, rate: float | None) -> None:
+    """Commit ``n`` events to the outbox in transactions of 50, paced at ``rate``/s from ``start`` if given."""
+    pad = "x" * 300
+    for offset in range(0, n, 50):
+        if rate:
+            await asyncio.sleep(max(0.0, start + offset / rate - time.perf_counter()))
+        async with db.transaction() as session:
+            now = time.time()
+            await outbox.add(session, *[
+                new_event("bench.happened", Bench(n=i, committed_at=now, pad=pad), service="bench", tenant="bench",
+                          tenant_id=1)
+                for i in range(offset, min(offset + 50, n))
+            ])
+
+
+async def _effects_reach(db: Database, n: int) -> None:
+    while True:
+        async with db.engine.connect() as c:
+            count = (await c.execute(sa.select(sa.func.count()).select_from(effects))).scalar_one()
+        if count >= n:
+            break
+        await asyncio.sleep(0.05)
+
+
+async def pipeline_path(n: int, namespace: str, prefix: str, rate: float | None = None) -> dict[str, float]:
+    """Burst ``n`` events (``rate`` None) for throughput, or pace them at ``rate``/s for latency."""
+    url, db, spec, runner, pub_bus, sub_bus = await _setup(namespace, prefix)
+    await sub_bus.consume(spec, runner)
+    relay = OutboxRelay(db, pub_bus, service="bench", batch_size=200, poll_interval=0.5)
+    relay_task = asyncio.create_task(relay.run())
+    start = time.perf_counter()
+    cpu = time.process_time()
+    await _produce(db, n, start, rate)
+    await _effects_reach(db, n)
+    total = time.perf_counter() - start
+    cpu = time.process_time() - cpu
+    async with db.engine.connect() as c:
+        lat = sorted((r[0] - r[1]) * 1000 for r in (await c.execute(sa.select(effects.c.effect_at,
+                                                                                effects.c.committed_at))).all())
+    relay_task.cancel()
+    await _teardown(url, db, spec, pub_bus, sub_bus, namespace)
     return {
         "msgs_per_s": n / total,
         "cpu_ms_per_msg": cpu * 1000 / n,
@@ -150,12 +174,63 @@ async def pipeline_path(n: int, namespace: str, prefix: str, rate: float | None 
     }
 
 
+def _top_frames(profile: cProfile.Profile, limit: int = 8) -> list[str]:
+    """The functions with the most own time (a flame graph's widest leaf frames), as ``file:line(name) ms``."""
+    stats = pstats.Stats(profile)
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)  # type: ignore[attr-defined]
+    out = []
+    for (filename, line, name), (_cc, _nc, tottime, _ct, _callers) in rows[:limit]:
+        short = "/".join(filename.split("/")[-2:])
+        out.append(f"{short}:{line}({name}) {tottime * 1000:.0f} ms")
+    return out
+
+
+async def staged_path(n: int, namespace: str, prefix: str) -> dict[str, Any]:
+    """The pipeline one stage at a time, so each stage's client CPU per event is its own.
+
+    1. commit ``n`` events to the outbox (transactions of 50), no relay running;
+    2. relay them all to RabbitMQ (no consumer yet), profiled;
+    3. consume them all (inbox + effect row), profiled.
+    """
+    url, db, spec, runner, pub_bus, sub_bus = await _setup(namespace, prefix)
+    channel = await sub_bus._connection.channel()  # type: ignore[union-attr]
+    await sub_bus.declare_queue(channel, spec)  # bound before the relay runs, so nothing is unroutable
+    await channel.close()
+    stages: dict[str, Any] = {}
+    cpu = time.process_time()
+    start = time.perf_counter()
+    await _produce(db, n, start, None)
+    stages["produce"] = {"cpu_ms_per_event": (time.process_time() - cpu) * 1000 / n,
+                         "events_per_s": n / (time.perf_counter() - start)}
+    relay = OutboxRelay(db, pub_bus, service="bench", batch_size=200, poll_interval=0.5)
+    profile = cProfile.Profile()
+    cpu = time.process_time()
+    start = time.perf_counter()
+    profile.enable()
+    await relay.drain()
+    profile.disable()
+    stages["relay"] = {"cpu_ms_per_event": (time.process_time() - cpu) * 1000 / n,
+                       "events_per_s": n / (time.perf_counter() - start), "top": _top_frames(profile)}
+    profile = cProfile.Profile()
+    cpu = time.process_time()
+    start = time.perf_counter()
+    profile.enable()
+    await sub_bus.consume(spec, runner)
+    await _effects_reach(db, n)
+    profile.disable()
+    stages["consume"] = {"cpu_ms_per_event": (time.process_time() - cpu) * 1000 / n,
+                         "events_per_s": n / (time.perf_counter() - start), "top": _top_frames(profile)}
+    await _teardown(url, db, spec, pub_bus, sub_bus, namespace)
+    return stages
+
+
 async def _run(n: int) -> dict[str, Any]:
     token = secrets.token_hex(3)
     raw = await raw_path(n, f"bench{token}.")
     pipe = await pipeline_path(n, f"bench{token}.", f"bench{token}_")
     paced = await pipeline_path(1000, f"bench{token}p.", f"bench{token}p_", rate=200)
-    return {"events": n, "raw": raw, "pipeline": pipe, "paced": paced,
+    stages = await staged_path(n, f"bench{token}s.", f"bench{token}s_")
+    return {"events": n, "raw": raw, "pipeline": pipe, "paced": paced, "stages": stages,
             "ratio": pipe["msgs_per_s"] / raw["msgs_per_s"]}
 
 
@@ -178,8 +253,22 @@ def markdown(result: dict[str, Any]) -> str:
         f"Throughput ratio pipeline / raw: **{result['ratio']:.2f}** (target ≥ 0.5: {ok}); {result['events']} "
         "persistent events into quorum queues, each path in one process. Latency is measured separately with "
         "1,000 events paced at 200/s (a burst measures queueing, not latency). The pipeline's consumer handles "
-        "deliveries in batches of up to 32 per transaction (one multi-row inbox insert, one commit).",
+        "deliveries in batches of up to 32 per transaction (one inbox insert of the batch's ids, one commit).",
+        *_stages_markdown(result.get("stages")),
     ])
+
+
+def _stages_markdown(stages: dict[str, Any] | None) -> list[str]:
+    if not stages:
+        return []
+    lines = ["", "Client CPU per event at each stage (the pipeline run one stage at a time, same process; relay and "
+             "consumer under cProfile, so their CPU includes the profiler's overhead):", "",
+             "| stage | client CPU per event | events/s |", "|---|---|---|"]
+    for name in ("produce", "relay", "consume"):
+        lines.append(f"| {name} | {stages[name]['cpu_ms_per_event']:.3f} ms | {stages[name]['events_per_s']:.0f} |")
+    for name in ("relay", "consume"):
+        lines += ["", f"Top frames by own time, {name} stage:", "", "```", *stages[name]["top"], "```"]
+    return lines
 
 
 if __name__ == "__main__":

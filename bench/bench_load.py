@@ -13,11 +13,13 @@ variant of the same workload and asserts zero errors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import statistics
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,18 +197,25 @@ async def measure(c: Cluster, slug: str, seconds: float, clients: int, *, small:
     return result
 
 
-async def _run(seconds: float, clients: int) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def unlimited_cluster(prefix: str) -> AsyncIterator[Cluster]:
+    """The multi-process cluster on the real PostgreSQL and RabbitMQ, rate limit lifted, cleaned up after."""
     from tests.support import infra
     from tests.support.env import TestEnv
 
-    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         env = TestEnv(postgres_url=infra.postgres_url(), amqp_url=infra.amqp_url(), data_dir=Path(tmp) / "data")
         env.data_dir.mkdir()
         try:
             async with running_cluster(env, Path(tmp) / "cluster", extra_env=UNLIMITED) as c:
-                return await measure(c, "loadco", seconds, clients)
+                yield c
         finally:
             await env.cleanup()
+
+
+async def _run(seconds: float, clients: int) -> dict[str, Any]:
+    async with unlimited_cluster("bench-load-") as c:
+        return await measure(c, "loadco", seconds, clients)
 
 
 def run(seconds: float = 60, clients: int = 50) -> dict[str, Any]:

@@ -7,7 +7,8 @@ The package mixes what real courses hold: 4,990 small text-like pages and script
 - a DatabaseBlobStore in a throwaway PostgreSQL database ``bench_scorm_<random>`` (dropped afterwards).
 
 Throughput is uncompressed MB stored per second of wall time. Peak RSS is sampled every 10 ms during each import
-(target ≤ 150 MB: memory must not grow with the package).
+(target ≤ 150 MB: memory must not grow with the package). Each import runs standalone in its own process
+(``--import-one``), so the package build and the other import never show in its figures.
 
     .venv/bin/python -m bench.bench_scorm_import
 """
@@ -15,9 +16,13 @@ Throughput is uncompressed MB stored per second of wall time. Peak RSS is sample
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
 import os
 import random
 import secrets
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -38,6 +43,7 @@ PG = os.environ.get("LEARN_TEST_POSTGRES_URL") or os.environ.get("LEARN_POSTGRES
 MB = 1_000_000
 MiB = 1024 * 1024
 RSS_TARGET_MB = 150
+ROOT = Path(__file__).resolve().parents[1]
 SMALL_FILES = 4_990
 MEDIA_FILES = 10
 MEDIA_BYTES = 10 * MiB
@@ -117,6 +123,7 @@ async def _measure(
     label: str, zip_path: Path, store_factory: Callable[[], Awaitable[tuple[BlobStore, Callable[[], Awaitable[None]]]]]
 ) -> dict[str, Any]:
     store, close = await store_factory()
+    gc.collect()
     try:
         baseline = psutil.Process().memory_info().rss
         with RssSampler() as sampler:
@@ -136,40 +143,40 @@ async def _measure(
     }
 
 
+async def _store(label: str, workdir: Path) -> tuple[BlobStore, Callable[[], Awaitable[None]]]:
+    if label == "filesystem":
+        async def close_nothing() -> None:
+            return None
+
+        return FilesystemBlobStore(workdir / "blobs"), close_nothing
+    database_url = make_url(PG).set(drivername="postgresql+asyncpg", database=f"bench_scorm_{secrets.token_hex(4)}")
+    rendered = database_url.render_as_string(hide_password=False)
+    await ensure_database(rendered)
+    database = Database(rendered, pool_size=2)
+    store = DatabaseBlobStore(database.engine)
+    await store.create_tables()
+
+    async def close() -> None:
+        await database.dispose()
+        await drop_database(rendered)
+
+    return store, close
+
+
+def import_standalone(label: str, zip_path: Path, workdir: Path) -> dict[str, Any]:
+    """One import in a fresh interpreter (``--import-one``): its peak RSS is the import's own, not the bench's."""
+    out = subprocess.run([sys.executable, "-m", "bench.bench_scorm_import", "--import-one", label, str(zip_path),
+                          str(workdir)], capture_output=True, text=True, check=True, cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 async def _run(workdir: Path) -> dict[str, Any]:
     zip_path = workdir / "package.zip"
     started = time.perf_counter()
     uncompressed = build_package(zip_path)
     build_seconds = time.perf_counter() - started
-
-    async def filesystem() -> tuple[BlobStore, Callable[[], Awaitable[None]]]:
-        async def close() -> None:
-            return None
-
-        return FilesystemBlobStore(workdir / "blobs"), close
-
-    database_url = make_url(PG).set(drivername="postgresql+asyncpg", database=f"bench_scorm_{secrets.token_hex(4)}")
-    rendered = database_url.render_as_string(hide_password=False)
-
-    async def postgres() -> tuple[BlobStore, Callable[[], Awaitable[None]]]:
-        await ensure_database(rendered)
-        database = Database(rendered, pool_size=2)
-        store = DatabaseBlobStore(database.engine)
-        await store.create_tables()
-
-        async def close() -> None:
-            await database.dispose()
-            await drop_database(rendered)
-
-        return store, close
-
-    try:
-        results = [
-            await _measure("filesystem", zip_path, filesystem),
-            await _measure("postgresql", zip_path, postgres),
-        ]
-    finally:
-        await drop_database(rendered)  # idempotent; covers a failure between create and close
+    results = [await asyncio.to_thread(import_standalone, label, zip_path, workdir)
+               for label in ("filesystem", "postgresql")]
     return {
         "package": {
             "files": SMALL_FILES + MEDIA_FILES + 1,
@@ -211,4 +218,9 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    print(markdown(run()))
+    if len(sys.argv) == 5 and sys.argv[1] == "--import-one":
+        configure_logging("bench", "warning")
+        label, zip_arg, work_arg = sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4])
+        print(json.dumps(asyncio.run(_measure(label, zip_arg, lambda: _store(label, work_arg)))))
+    else:
+        print(markdown(run()))

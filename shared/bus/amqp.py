@@ -141,11 +141,19 @@ class AmqpBus:
         async def on_message(message: AbstractIncomingMessage) -> None:
             work.put_nowait(message)
 
+        # Only one idle worker waits for the next delivery at a time. With every idle worker blocked in
+        # ``work.get()``, a burst was dealt out one message per worker (batches of 1: one transaction and one
+        # commit per event); behind the gate a free worker takes everything that has arrived, up to batch_size.
+        gate = asyncio.Lock()
+
         async def worker() -> None:
             while True:
-                batch = [await work.get()]
-                while len(batch) < self.batch_size and not work.empty():
-                    batch.append(work.get_nowait())
+                async with gate:
+                    batch = [await work.get()]
+                    if work.empty():
+                        await asyncio.sleep(0)  # frames already read from the socket are queued in this turn
+                    while len(batch) < self.batch_size and not work.empty():
+                        batch.append(work.get_nowait())
                 try:
                     await self._deliver(runner, batch)
                 except asyncio.CancelledError:

@@ -16,7 +16,6 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.dialects.postgresql import insert as _pg_insert
 from sqlalchemy.dialects.sqlite import insert as _sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -61,6 +60,10 @@ class Subscription:
 
 
 _INBOX_INSERT = sa.insert(inbox)
+_PG_INBOX_BATCH = sa.text(
+    "INSERT INTO inbox (consumer, event_id) SELECT :consumer, unnest(CAST(:ids AS varchar[])) "
+    "ON CONFLICT DO NOTHING RETURNING event_id"
+)
 
 
 class _AlreadyHandled(Exception):
@@ -79,12 +82,16 @@ class ConsumerRunner:
 
             subscription.models = {t: EVENT_MODELS[t] for t in subscription.queue.event_types}
 
+        # one labelled child per outcome, looked up once (``labels()`` per message was a dict build + lock each time)
+        self._counters = {o: CONSUMER_MESSAGES.labels(service, subscription.queue.name, o.value) for o in Outcome}
+
     def _count(self, outcome: Outcome) -> None:
-        CONSUMER_MESSAGES.labels(self.service, self.subscription.queue.name, outcome.value).inc()
+        self._counters[outcome].inc()
 
     def decode(self, body: bytes) -> tuple[CloudEvent, Any]:
         try:
-            event = CloudEvent.from_bytes(body)
+            # Parsed and validated in one pass by pydantic-core (not json.loads into dicts, then validated again).
+            event = CloudEvent.model_validate_json(body)
             model = self.subscription.models.get(event.event_type)
             if model is None:
                 raise PermanentError(f"queue {self.subscription.queue.name} does not handle {event.type}")
@@ -149,12 +156,16 @@ class ConsumerRunner:
                                outcomes: list[Outcome | None]) -> None:
         consumer = self.subscription.consumer_name
         async with self.db.transaction() as session:
-            rows = [{"consumer": consumer, "event_id": e.id} for _, e, _ in decoded]
+            ids = [e.id for _, e, _ in decoded]
             if self.db.is_postgres:
-                stmt = _pg_insert(inbox).values(rows).on_conflict_do_nothing().returning(inbox.c.event_id)
+                # One cached statement whatever the batch size (a multi-row VALUES compiles anew for every size and
+                # coerces every value in Python): the ids travel as one array parameter.
+                result = await session.execute(_PG_INBOX_BATCH, {"consumer": consumer, "ids": ids})
             else:
-                stmt = _sqlite_insert(inbox).values(rows).on_conflict_do_nothing().returning(inbox.c.event_id)
-            new_ids = set((await session.execute(stmt)).scalars().all())
+                rows = [{"consumer": consumer, "event_id": event_id} for event_id in ids]
+                result = await session.execute(
+                    _sqlite_insert(inbox).values(rows).on_conflict_do_nothing().returning(inbox.c.event_id))
+            new_ids = set(result.scalars().all())
             for index, event, payload in decoded:
                 if event.id not in new_ids:
                     outcomes[index] = Outcome.DUPLICATE
