@@ -15,7 +15,7 @@ from shared.bus.topology import QueueSpec
 from shared.events import asyncapi
 
 #: the services that consume events (the gateway publishes only)
-CONSUMERS = ("catalog", "enrollment", "certificates", "scorm")
+CONSUMERS = ("catalog", "enrollment", "certificates", "scorm", "webhooks")
 
 
 def wired_queues() -> list[QueueSpec]:
