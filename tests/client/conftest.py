@@ -122,7 +122,7 @@ def _free_ports(n: int) -> list[int]:
 async def embedded_system(workdir: Path) -> AsyncIterator[tuple[str, str, str]]:
     """`python -m services run` with nothing configured (the embedded default), on free ports: (API URL, admin
     token, content URL)."""
-    names = ("gateway", "catalog", "enrollment", "certificates", "scorm", "gateway_content")
+    names = ("gateway", "catalog", "enrollment", "certificates", "scorm", "webhooks", "gateway_content")
     ports = dict(zip(names, _free_ports(len(names)), strict=True))
     admin_token = secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEARN_")}

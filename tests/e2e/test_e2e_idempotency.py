@@ -50,6 +50,7 @@ class Embedded(Cluster):
         for name, port in zip(("gateway", "catalog", "enrollment", "certificates", "scorm"), ports, strict=True):
             self.services[name].port = port
             env[f"LEARN_{name.upper()}_PORT"] = str(port)
+        env["LEARN_WEBHOOKS_PORT"] = str(free_ports(1)[0])  # never the default 8086: another system may hold it
         env.update({"LEARN_DATA_DIR": str(self.workdir / "data"), "LEARN_ADMIN_TOKEN": self.admin_token,
                     "LEARN_PUBLIC_URL": self.gateway_url, "LEARN_LOG_LEVEL": "warning",
                     "LEARN_CONTENT_URL": self.content_url, "LEARN_GATEWAY_CONTENT_PORT": str(self.content_port),

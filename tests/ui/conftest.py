@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import signal
@@ -119,6 +120,10 @@ _clusters: list[Cluster] = []
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # Under pytest-xdist a worker runs the files it is handed, in no fixed order: "the last test in
+        # collection order" may run before others that need the cluster. The session's teardown stops it.
+        return
     users = [item for item in items if "ui_cluster" in getattr(item, "fixturenames", ())]
     if users:
         users[-1].stash[LAST_CLUSTER_TEST] = True
