@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 
 import pytest
 
 from tests.support import infra
-from tests.support.env import EventRecorder, TestEnv
+from tests.support.env import REAPER, EventRecorder, TestEnv
 
 # Every answer the e2e and client tests see is checked against the OpenAPI document (issue 17).
 pytest_plugins = ("tests.openapi.conformance",)
@@ -47,6 +48,8 @@ async def events(test_env: TestEnv) -> AsyncIterator[EventRecorder]:
 
 
 def pytest_sessionfinish(session, exitstatus):
+    if REAPER.pending:
+        asyncio.run(REAPER.drop_all())
     infra.stop_containers()
 
 

@@ -14,6 +14,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest.mark.slow
+@pytest.mark.exclusive  # measures the system under load: another worker's tests would be part of the load
 async def test_fifty_clients_on_the_mixed_workload_see_zero_errors(healthy_cluster: Cluster) -> None:
     result = await measure(healthy_cluster, "loadtest", seconds=8, clients=50, small=True)
     assert result["errors"] == 0, result["error_samples"]

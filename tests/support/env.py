@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import secrets
@@ -15,6 +16,47 @@ from shared.bus.envelope import CloudEvent
 from shared.bus.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, QUEUES
 from shared.config import CommonSettings
 from shared.db import drop_database
+
+
+class DatabaseReaper:
+    """Drops test databases in concurrent batches instead of one at a time.
+
+    PostgreSQL's ``DROP DATABASE`` waits for a checkpoint. One at a time, in every test's teardown, that cost
+    0.3 s on a quiet machine and several seconds under load: about a third of the suite's time. Checkpoint
+    requests that arrive together are served by one checkpoint, so the names are collected and dropped
+    ``BATCH`` at a time, concurrently, and the rest when the test session ends (``tests/conftest.py``).
+    SQLite files (the embedded default) are deleted at once.
+    """
+
+    BATCH = 24
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []
+
+    async def drop(self, url: str) -> None:
+        if url.startswith("postgresql"):
+            self.pending.append(url)
+        else:
+            with contextlib.suppress(Exception):
+                await drop_database(url)
+
+    async def drop_batch_if_full(self) -> None:
+        if len(self.pending) >= self.BATCH * 4:  # eight names per environment, most never created
+            await self.drop_all()
+
+    async def drop_all(self) -> None:
+        urls, self.pending = self.pending, []
+        limit = asyncio.Semaphore(self.BATCH)
+
+        async def one(url: str) -> None:
+            async with limit:
+                with contextlib.suppress(Exception):
+                    await drop_database(url)
+
+        await asyncio.gather(*(one(url) for url in urls))
+
+
+REAPER = DatabaseReaper()
 
 
 @dataclass
@@ -82,10 +124,13 @@ class TestEnv:
         return headers
 
     async def cleanup(self) -> None:
+        """Drop this test's databases (batched: see ``DatabaseReaper``) and delete its queues and exchanges.
+
+        The environment takes a fresh token afterwards, so reusing it can never find the old, not yet dropped,
+        databases."""
         for service in ("gateway", "catalog", "enrollment", "certificates", "scorm", "webhooks", "bench", "bus"):
-            url = self.common().database_url(service)
-            with contextlib.suppress(Exception):
-                await drop_database(url)
+            await REAPER.drop(self.common().database_url(service))
+        await REAPER.drop_batch_if_full()
         with contextlib.suppress(Exception):
             connection = await aio_pika.connect(self.amqp_url, timeout=5)
             async with connection:
@@ -104,6 +149,7 @@ class TestEnv:
                 for ex in (EVENTS_EXCHANGE, DEAD_LETTER_EXCHANGE):
                     with contextlib.suppress(Exception):
                         await channel.exchange_delete(self.namespace + ex)
+        self.token = secrets.token_hex(4)
 
     extra_queues: list[str] = field(default_factory=list)
 
