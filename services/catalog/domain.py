@@ -12,17 +12,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shared.domain_errors import DomainError
+
 # --- errors -------------------------------------------------------------------------------------------------
 
 
-class CatalogError(Exception):
-    """Base of the catalog's domain errors."""
-
-    code = "invalid_argument"
+class CatalogError(DomainError):
+    """Base of the catalog's domain errors (``code`` defaults to ``invalid_argument``)."""
 
     def __init__(self, message: str):
         super().__init__(message)
-        self.message = message
 
 
 class InvalidArgument(CatalogError):

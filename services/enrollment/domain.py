@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from shared.domain_errors import DomainError
 from shared.events.base import Credit
 
 # --- domain exceptions ------------------------------------------------------------------------------------------
 
 
-class EnrollmentError(Exception):
+class EnrollmentError(DomainError):
     """A command this service refuses; the message says why (the API maps each subclass, ``api.ERRORS``)."""
 
 

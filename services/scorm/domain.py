@@ -24,18 +24,16 @@ from typing import Any
 
 from services.scorm.runtime.cmi import CmiLimits, initial_cmi, player_state
 from shared.db import as_utc
+from shared.domain_errors import DomainError
 
 # --- exceptions ---------------------------------------------------------------------------------------------
 
 
-class ScormError(Exception):
+class ScormError(DomainError):
     """A refusal meant for the caller: ``code`` is the contract's error code, ``message`` the text."""
-
-    code = "invalid_argument"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.message = message
 
 
 class Invalid(ScormError):
