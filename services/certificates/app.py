@@ -15,8 +15,7 @@ from services.certificates.api import certificates as api_certificates
 from services.certificates.api import templates as api_templates
 from services.certificates.api.common import ERRORS, RUNTIME_KEY
 from services.certificates.config import CertificatesSettings
-from services.certificates.documents import Documents
-from services.certificates.handlers import Runtime
+from services.certificates.handlers import Documents, Runtime
 from services.certificates.pdf.pool import RenderPool
 from services.certificates.regeneration import Regenerator
 from shared.blobstore import choose_blob_store

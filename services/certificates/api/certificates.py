@@ -13,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.certificates import handlers
 from services.certificates.api.common import ADMIN, API, origin_of, public_url, uow_of
 from services.certificates.api.views import certificate_resource
-from services.certificates.documents import PDF_CONTENT_TYPE
 from services.certificates.domain import is_verification_id
+from services.certificates.store import PDF_CONTENT_TYPE
 from shared.http import (
     H_REQUEST_ID,
     ApiError,
