@@ -19,7 +19,10 @@ from typing import ParamSpec, TypeVar
 
 from aiohttp import web
 
-from shared.http import ApiError, Handler
+from shared.http import ApiError, Handler, not_found_message
+
+__all__ = ["Answer", "DomainError", "ErrorTable", "answering", "api_error", "domain_errors_middleware",
+           "not_found_message"]
 
 
 class DomainError(Exception):
@@ -47,6 +50,9 @@ class Answer:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 #: a service's one table: domain error class -> how the API answers it (nearest class wins)
 ErrorTable = Mapping[type[DomainError], Answer]
 
@@ -61,25 +67,26 @@ def api_error(table: ErrorTable, exc: DomainError) -> ApiError | None:
     return None
 
 
+async def _answered(table: ErrorTable, call: Awaitable[R]) -> R:
+    """``await call``, its domain errors answered through ``table`` (an unlisted one propagates unchanged)."""
+    try:
+        return await call
+    except DomainError as exc:
+        error = api_error(table, exc)
+        if error is None:
+            raise
+        raise error from None
+
+
 def domain_errors_middleware(table: ErrorTable) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
     """Every route's domain errors, answered through ``table`` (install it innermost: the middlewares around it,
     idempotency included, see an :class:`ApiError` as if the route had raised it)."""
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except DomainError as exc:
-            error = api_error(table, exc)
-            if error is None:
-                raise
-            raise error from None
+        return await _answered(table, handler(request))
 
     return middleware
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def answering(table: ErrorTable) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
@@ -88,13 +95,7 @@ def answering(table: ErrorTable) -> Callable[[Callable[P, Awaitable[R]]], Callab
     def decorate(view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
         @functools.wraps(view)
         async def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
-                return await view(*args, **kwargs)
-            except DomainError as exc:
-                error = api_error(table, exc)
-                if error is None:
-                    raise
-                raise error from None
+            return await _answered(table, view(*args, **kwargs))
 
         return wrapped
 

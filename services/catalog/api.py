@@ -37,7 +37,7 @@ from services.catalog.schemas import (
 )
 from shared.bus.envelope import Origin
 from shared.domain_errors import Answer, ErrorTable
-from shared.http import ApiError, context_of, next_cursor, ok, page_request, path_id, read_json
+from shared.http import ApiError, admin_only, context_of, next_cursor, ok, page_request, path_id, read_json
 from shared.service import CURSOR_KEY, DB_KEY
 from shared.uow import UnitOfWork
 
@@ -180,17 +180,6 @@ async def list_scorm_scos(request: web.Request) -> web.Response:
 
 
 # --- routing ------------------------------------------------------------------------------------------------
-
-
-def admin_only(handler: Handler) -> Handler:
-    """``/admin/v1/*`` is the admin API's: the gateway forwards the scope ``admin`` for admin tokens only."""
-
-    async def guarded(request: web.Request) -> web.StreamResponse:
-        if not context_of(request).is_admin:
-            raise ApiError(403, "insufficient_scope", "This endpoint needs the 'admin' scope.")
-        return await handler(request)
-
-    return guarded
 
 
 def setup_routes(app: web.Application) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.domain_errors import DomainError
+from shared.domain_errors import DomainError, not_found_message
 
 # --- errors -------------------------------------------------------------------------------------------------
 
@@ -42,8 +42,7 @@ class NotFound(CatalogError):
     """No such course/module/lesson/activity in this tenant (404 ``<resource>_not_found``)."""
 
     def __init__(self, resource: str):
-        label = resource.replace("_", " ")
-        super().__init__(f"{label[0].upper()}{label[1:]} not found.")
+        super().__init__(not_found_message(resource))
         self.resource = resource
         self.code = f"{resource}_not_found"
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from functools import wraps
 from typing import Any
 
 from aiohttp import web
@@ -20,7 +19,7 @@ from services.webhooks.handlers import EndpointChanges, NewEndpoint
 from shared.bus.envelope import Origin
 from shared.db import as_utc
 from shared.domain_errors import Answer, ErrorTable
-from shared.http import ApiError, context_of, next_cursor, ok, page_request, path_id, read_json
+from shared.http import ApiError, admin_only, context_of, next_cursor, ok, page_request, path_id, read_json
 from shared.service import CURSOR_KEY, DB_KEY, SETTINGS_KEY
 from shared.uow import UnitOfWork
 
@@ -59,16 +58,8 @@ class ReplaySince(BaseModel):
     since: datetime
 
 
-def admin_view(handler: Handler) -> Handler:
-    """Admin scope only (the domain errors are answered through :data:`ERRORS`, ``ServiceSpec(errors=...)``)."""
-
-    @wraps(handler)
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        if not context_of(request).is_admin:
-            raise ApiError(403, "insufficient_scope", "This endpoint needs the 'admin' scope.")
-        return await handler(request)
-
-    return wrapper
+#: every route here is the admin API's: the shared admin scope guard
+admin_view = admin_only
 
 
 def _uow(request: web.Request) -> UnitOfWork:
