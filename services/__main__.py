@@ -10,13 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 from typing import Any
 
 from aiohttp import web
 
-from shared.cli import install_uvloop
+from shared.cli import run_until_signal
 from shared.config import CommonSettings
 from shared.logging import configure_logging, get_logger
 
@@ -124,16 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services")
     parser.add_argument("command", choices=["run"], help="run every service in this process")
     parser.parse_args(argv)
-    install_uvloop()
-
-    async def entry() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await run_all(stop)
-
-    asyncio.run(entry())
+    run_until_signal(run_all)
     return 0
 
 

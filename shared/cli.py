@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,20 @@ def install_uvloop() -> None:
     except ImportError:  # pragma: no cover - optional on some platforms
         return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``main(stop)`` on the event loop (uvloop where installed); ``stop`` is set on SIGINT or SIGTERM."""
+    install_uvloop()
+
+    async def entry() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(entry())
 
 
 def service_main(

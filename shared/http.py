@@ -8,6 +8,7 @@ error ``{"error": {"code": ..., "message": ..., "request_id": ...}}``.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -47,6 +48,12 @@ CONTEXT_KEY = web.RequestKey("learn_context", object)
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
+def not_found_message(resource: str) -> str:
+    """``resource`` is the snake_case name: ``api_key`` gives "Api key not found."."""
+    label = resource.replace("_", " ")
+    return f"{label[0].upper()}{label[1:]} not found."
+
+
 class ApiError(Exception):
     """The one error type: raised anywhere, rendered into the error envelope by :func:`error_middleware`."""
 
@@ -68,8 +75,7 @@ class ApiError(Exception):
     @classmethod
     def not_found(cls, resource: str) -> ApiError:
         """``resource`` is the snake_case name: ``course`` gives ``404 course_not_found`` "Course not found."."""
-        label = resource.replace("_", " ")
-        return cls(404, f"{resource}_not_found", f"{label[0].upper()}{label[1:]} not found.")
+        return cls(404, f"{resource}_not_found", not_found_message(resource))
 
 
 def new_request_id() -> str:
@@ -285,6 +291,18 @@ def require_scope(ctx: RequestContext, scope: str) -> None:
     """The gateway checks scopes too; this keeps a service safe if a route is ever forwarded without it."""
     if scope not in ctx.scopes:
         raise ApiError(403, "insufficient_scope", f"This request needs the '{scope}' scope.")
+
+
+def admin_only(handler: Handler) -> Handler:
+    """``/admin/v1/*`` is the admin API's: the gateway forwards the scope ``admin`` for admin tokens only."""
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        if not context_of(request).is_admin:
+            raise ApiError(403, "insufficient_scope", "This endpoint needs the 'admin' scope.")
+        return await handler(request)
+
+    return guarded
 
 
 def context_of(request: web.Request) -> RequestContext:

@@ -28,6 +28,7 @@ from shared.bus.wiring import EventTable
 from shared.config import CommonSettings, ServiceSettings
 from shared.consistency import consistency_middleware
 from shared.db import Database, migrate, migrations_applied
+from shared.domain_errors import ErrorTable, domain_errors_middleware
 from shared.http import (
     SERVICE_NAME_KEY,
     CursorCodec,
@@ -78,6 +79,8 @@ class ServiceSpec:
     contexts: list[CleanupContext] = field(default_factory=list)
     #: more readiness checks, run alongside the database and broker ones
     readiness: Readiness | None = None
+    #: the service's one table of domain errors (shared/domain_errors.py): every route answers them through it
+    errors: ErrorTable | None = None
 
 
 DB_KEY = web.AppKey("db", Database)
@@ -125,6 +128,8 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
                                lambda app: app[SETTINGS_KEY].common.consistency_wait),
         idempotency_middleware(idempotency),
     ]
+    if spec.errors is not None:
+        middlewares.append(domain_errors_middleware(spec.errors))  # innermost: as if the route raised ApiError
     app = web.Application(middlewares=middlewares, client_max_size=spec.client_max_size)
     app[SERVICE_NAME_KEY] = spec.name
     app[SETTINGS_KEY] = settings

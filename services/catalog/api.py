@@ -9,7 +9,7 @@ follows ``/admin/api/v1/tenants/{slug}/`` in the gateway, and need the forwarded
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from functools import partial, wraps
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -36,7 +36,8 @@ from services.catalog.schemas import (
     Reorder,
 )
 from shared.bus.envelope import Origin
-from shared.http import ApiError, context_of, next_cursor, ok, page_request, path_id, read_json
+from shared.domain_errors import Answer, ErrorTable
+from shared.http import ApiError, admin_only, context_of, next_cursor, ok, page_request, path_id, read_json
 from shared.service import CURSOR_KEY, DB_KEY
 from shared.uow import UnitOfWork
 
@@ -45,31 +46,13 @@ ADMIN = "/admin/v1"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-#: domain error -> HTTP status; the error code and message are the error's own (most specific class first)
-ERRORS: dict[type[CatalogError], int] = {
-    NotFound: 404,  # course_not_found, module_not_found, lesson_not_found, activity_not_found
-    MissingField: 400,  # missing_field
-    InvalidArgument: 400,  # invalid_argument: slug taken, illegal transition, not publishable, not editable, ...
-    CatalogError: 400,
+#: domain error -> answer (shared/domain_errors.py); the error code and message are the error's own (nearest class)
+ERRORS: ErrorTable = {
+    NotFound: Answer(404),  # course_not_found, module_not_found, lesson_not_found, activity_not_found
+    MissingField: Answer(400),  # missing_field
+    InvalidArgument: Answer(400),  # invalid_argument: slug taken, illegal transition, not publishable, not editable
+    CatalogError: Answer(400),
 }
-
-
-def api_error(exc: CatalogError) -> ApiError:
-    status = next(ERRORS[cls] for cls in type(exc).__mro__ if cls in ERRORS)
-    return ApiError(status, exc.code, exc.message)
-
-
-def domain_errors(handler: Handler) -> Handler:
-    """Every route answers a domain error with the envelope of :data:`ERRORS`."""
-
-    @wraps(handler)
-    async def mapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except CatalogError as exc:
-            raise api_error(exc) from None
-
-    return mapped
 
 
 def _uow(request: web.Request) -> UnitOfWork:
@@ -199,20 +182,9 @@ async def list_scorm_scos(request: web.Request) -> web.Response:
 # --- routing ------------------------------------------------------------------------------------------------
 
 
-def admin_only(handler: Handler) -> Handler:
-    """``/admin/v1/*`` is the admin API's: the gateway forwards the scope ``admin`` for admin tokens only."""
-
-    async def guarded(request: web.Request) -> web.StreamResponse:
-        if not context_of(request).is_admin:
-            raise ApiError(403, "insufficient_scope", "This endpoint needs the 'admin' scope.")
-        return await handler(request)
-
-    return guarded
-
-
 def setup_routes(app: web.Application) -> None:
     def add(method: str, path: str, handler: Handler) -> None:
-        app.router.add_route(method, path, domain_errors(handler))
+        app.router.add_route(method, path, handler)
 
     course_routes: list[tuple[str, str, Handler]] = [
         ("GET", "/courses", list_courses),

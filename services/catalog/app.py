@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from services.catalog import handlers
-from services.catalog.api import setup_routes
+from services.catalog.api import ERRORS, setup_routes
 from services.catalog.config import CatalogSettings
 from shared.bus.wiring import EventTable
 from shared.events.scorm import ScormPackageFailed, ScormPackageReady
@@ -27,5 +27,6 @@ EVENT_HANDLERS: EventTable = {
 
 def create_app(settings: CatalogSettings | None = None, *, bus: Any = None) -> web.Application:
     spec = ServiceSpec(name="catalog", migrations_dir=MIGRATIONS, setup_routes=setup_routes,
-                       event_handlers=EVENT_HANDLERS, deps=lambda app: None)  # the handlers need no collaborators
+                       event_handlers=EVENT_HANDLERS, errors=ERRORS,
+                       deps=lambda app: None)  # the handlers need no collaborators
     return create_service_app(settings or CatalogSettings(), spec, bus=bus)

@@ -12,17 +12,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shared.domain_errors import DomainError, not_found_message
+
 # --- errors -------------------------------------------------------------------------------------------------
 
 
-class CatalogError(Exception):
-    """Base of the catalog's domain errors."""
-
-    code = "invalid_argument"
+class CatalogError(DomainError):
+    """Base of the catalog's domain errors (``code`` defaults to ``invalid_argument``)."""
 
     def __init__(self, message: str):
         super().__init__(message)
-        self.message = message
 
 
 class InvalidArgument(CatalogError):
@@ -43,8 +42,7 @@ class NotFound(CatalogError):
     """No such course/module/lesson/activity in this tenant (404 ``<resource>_not_found``)."""
 
     def __init__(self, resource: str):
-        label = resource.replace("_", " ")
-        super().__init__(f"{label[0].upper()}{label[1:]} not found.")
+        super().__init__(not_found_message(resource))
         self.resource = resource
         self.code = f"{resource}_not_found"
 

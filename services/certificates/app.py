@@ -13,10 +13,9 @@ from aiohttp import web
 from services.certificates import handlers, verify_page
 from services.certificates.api import certificates as api_certificates
 from services.certificates.api import templates as api_templates
-from services.certificates.api.common import RUNTIME_KEY
+from services.certificates.api.common import ERRORS, RUNTIME_KEY
 from services.certificates.config import CertificatesSettings
-from services.certificates.documents import Documents
-from services.certificates.handlers import Runtime
+from services.certificates.handlers import Documents, Runtime
 from services.certificates.pdf.pool import RenderPool
 from services.certificates.regeneration import Regenerator
 from shared.blobstore import choose_blob_store
@@ -85,7 +84,7 @@ def create_app(settings: CertificatesSettings | None = None, *, bus: Any = None)
     background: list[BackgroundTask] = [regeneration_worker] if settings.regeneration_enabled else []
     spec = ServiceSpec(name="certificates", migrations_dir=MIGRATIONS, setup_routes=setup_routes,
                        event_handlers=EVENT_HANDLERS, deps=lambda app: app[RUNTIME_KEY], background=background,
-                       client_max_size=ADMIN_BODY_LIMIT)
+                       client_max_size=ADMIN_BODY_LIMIT, errors=ERRORS)
     # The broker connection, with small consumer batches. The shared consumer runs a batch's handlers one after
     # another in one transaction; an issue waits for its render, so a batch of 32 would render 32 certificates in
     # turn while the other workers idle. Batches of a few, several at once, keep every render worker busy.

@@ -14,6 +14,7 @@ from typing import Any
 
 from services.certificates.pdf.spec import BUILTIN_DEFAULT_TEMPLATE, TemplateSpec
 from shared.db import as_utc
+from shared.domain_errors import DomainError
 from shared.events.enrollment import EnrollmentCompleted
 
 VERIFICATION_ID_LENGTH = 40
@@ -195,14 +196,8 @@ def preview_spec(values: dict[str, Any], issuer_name: str) -> TemplateSpec:
 # --- errors ------------------------------------------------------------------------------------------------
 
 
-class CertificatesError(Exception):
+class CertificatesError(DomainError):
     """A domain error of the certificates service; ``message`` is what the caller is told."""
-
-    message = "The request cannot be carried out."
-
-    def __init__(self, message: str | None = None):
-        super().__init__(message or self.message)
-        self.message = message or self.message
 
 
 class CertificateNotFound(CertificatesError):

@@ -2,7 +2,7 @@
 open and commit their own transaction (``async with uow``); event handlers run in the consumer's.
 
 Issuing happens inside the consumer's inbox transaction (ADR 0006): the PDF is rendered (in the worker pool) and
-stored with the certificate row and ``certificate.issued``, committed together (see documents.py), so a
+stored with the certificate row and ``certificate.issued``, committed together (see :class:`Documents`), so a
 certificate never exists without its PDF; a crash before the commit leaves nothing (with the filesystem store,
 at most an orphan file) and the redelivered message issues again.
 
@@ -21,7 +21,9 @@ Errors are domain errors (services/certificates/domain.py); the API maps them to
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,7 +33,6 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.certificates import domain, events, store
-from services.certificates.documents import Documents
 from services.certificates.domain import (
     AlreadyRevoked,
     CertificateBusy,
@@ -42,8 +43,10 @@ from services.certificates.domain import (
     RenderUnavailable,
     TemplateNotFound,
 )
-from services.certificates.pdf.pool import RenderFailed
-from services.certificates.pdf.spec import CertificateData
+from services.certificates.pdf.pool import RenderFailed, RenderPool
+from services.certificates.pdf.spec import CertificateData, TemplateSpec
+from services.certificates.store import Rendered
+from shared.blobstore import BlobInfo, BlobStore, DatabaseBlobStore
 from shared.bus.consumer import PermanentError
 from shared.bus.envelope import CloudEvent, Origin
 from shared.db import utcnow
@@ -53,6 +56,132 @@ from shared.events.enrollment import EnrollmentCompleted
 from shared.uow import UnitOfWork
 
 log = structlog.get_logger("certificates.handlers")
+
+
+# --- documents: a certificate's PDF, rendered in the pool and kept in the blob store --------------------------
+
+_STORE_CONCURRENCY = 8
+_documents_log = structlog.get_logger("certificates.documents")
+
+
+class Documents:
+    """The render pool, the blob store and the public base URL, as the use cases need them.
+
+    How a PDF is stored depends on the blob store: database (the default with PostgreSQL): its rows are written in
+    the *same* transaction as the certificate row that points at them (store.py), and a superseded version is
+    deleted in it too; nothing is ever orphaned. Filesystem (the embedded default): files cannot join a
+    transaction, so a PDF is written before the row that points at it commits, and a superseded one is deleted
+    after. A crash in between leaves an orphan file, never a certificate without its PDF.
+    """
+
+    def __init__(self, pool: RenderPool, blobs: BlobStore, public_url: str):
+        self.pool = pool
+        self.blobs = blobs
+        self.public_url = public_url.rstrip("/")
+        self.transactional = isinstance(blobs, DatabaseBlobStore)
+        self._store_slots = asyncio.Semaphore(_STORE_CONCURRENCY)
+        self._background: set[asyncio.Task[None]] = set()
+        self.template_rows = store.TemplateRows()
+
+    def certificate_data(self, facts: Facts) -> CertificateData:
+        return CertificateData(
+            recipient_name=facts.recipient_name,
+            course_title=facts.course_title,
+            credit_hours=facts.credit_hours,
+            credit_kind=facts.credit_kind,
+            issued_at=facts.issued_at,
+            expires_at=facts.expires_at,
+            verification_id=facts.verification_id,
+            verification_url=domain.verification_url(self.public_url, facts.verification_id),
+            revoked=facts.revoked_at is not None,
+            revoked_at=facts.revoked_at,
+            revoked_reason=facts.revoked_reason,
+        )
+
+    async def render(self, tenant_id: int, template: TemplateSpec,
+                     items: Sequence[tuple[Facts, int]]) -> list[Rendered]:
+        """Render each ``(facts, pdf_version)`` with ``template``, in the worker pool; results keep the order."""
+        pdfs = await self.pool.render_many(template, [self.certificate_data(facts) for facts, _ in items])
+        return [Rendered(store.pdf_key(tenant_id, facts.verification_id, version), pdf, hashlib.sha256(pdf).hexdigest())
+                for (facts, version), pdf in zip(items, pdfs, strict=True)]
+
+    async def store(self, session: AsyncSession, rendered: Sequence[Rendered], *, superseded: Sequence[str] = (),
+                    alongside: Any = None, params: dict[str, Any] | None = None) -> Any:
+        """Store ``rendered`` (and drop ``superseded`` versions) for ``session``'s transaction, then run the
+        ``alongside`` INSERT/UPDATE (with ``params``), whose result is returned.
+
+        Database store on PostgreSQL: everything is one statement, the PDF rows riding as data-modifying CTEs
+        of ``alongside`` (round trips are what a certificate costs beyond its render). Files: written now,
+        superseded ones left for :meth:`discard_later` after the commit.
+        """
+        if self.transactional:
+            if session.get_bind().dialect.name == "postgresql":
+                all_params = {**store.pdf_row_params(rendered, superseded), **(params or {})}
+                if alongside is not None:
+                    return await session.execute(store.with_pdf_rows(alongside), all_params)
+                await session.execute(store.PDF_ROWS_ONLY, all_params)
+                return None
+            await store.write_pdf_rows(session, rendered, superseded)
+        else:
+            await self._put_files(rendered)
+        return await session.execute(alongside, params or {}) if alongside is not None else None
+
+    async def produce(self, session: AsyncSession, tenant_id: int, template: TemplateSpec,
+                      items: Sequence[tuple[Facts, int]]) -> list[BlobInfo]:
+        rendered = await self.render(tenant_id, template, items)
+        await self.store(session, rendered)
+        return [r.info for r in rendered]
+
+    async def _put_files(self, rendered: Sequence[Rendered]) -> None:
+        results = await asyncio.gather(*(self._put(r.key, r.data) for r in rendered), return_exceptions=True)
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            await self._delete_files([r.key for r in results if isinstance(r, BlobInfo)])
+            raise failure
+
+    async def _put(self, key: str, pdf: bytes) -> BlobInfo:
+        async with self._store_slots:
+            return await self.blobs.put(key, pdf, store.PDF_CONTENT_TYPE)
+
+    async def retract(self, session: AsyncSession, keys: Sequence[str]) -> None:
+        """Take back PDFs just produced that no row will point at (a lost race, a failure before commit)."""
+        if self.transactional:
+            await store.delete_pdf_rows(session, keys)
+        else:
+            await self._delete_files(keys)
+
+    async def abandon(self, keys: Sequence[str]) -> None:
+        """After a rollback: PDFs written outside the transaction are removed (database ones rolled back)."""
+        if not self.transactional:
+            await self._delete_files(keys)
+
+    def superseded_later(self, keys: Sequence[str]) -> list[str]:
+        """Of the old versions replaced in a transaction, those still to delete after it commits (files only:
+        database rows were deleted in the transaction by :meth:`store`)."""
+        return [] if self.transactional else list(keys)
+
+    def stream(self, key: str) -> AsyncIterator[bytes]:
+        return self.blobs.stream(key)
+
+    async def _delete_files(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            try:
+                await self.blobs.delete(key)
+            except Exception as exc:  # an orphan costs storage, not correctness
+                _documents_log.warning("certificate_pdf_delete_failed", key=key, error=repr(exc))
+
+    def discard_later(self, keys: Sequence[str]) -> None:
+        """Delete superseded files after the caller's transaction committed, without making the caller wait."""
+        if not keys:
+            return
+        task = asyncio.get_running_loop().create_task(self._delete_files(list(keys)))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            with contextlib.suppress(Exception):
+                await task
 
 
 class Runtime:

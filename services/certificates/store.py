@@ -4,7 +4,7 @@ Owned data: ``templates`` (with their logo and background bytes), ``certificates
 current PDF's blob key and facts), ``regeneration_jobs`` (one per template version to re-render).
 Read models filled from events and forwarded headers: ``tenants`` (slug and display name, the issuer) and
 ``users`` (directory names for future renders). PDFs live in the blob store (``blobs``/``blob_chunks`` when it
-is the database one).
+is the database one; their rows are written here, in the certificate's transaction: the last section).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -20,7 +21,7 @@ import structlog
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.blobstore import BlobInfo, blob_tables
+from shared.blobstore import DB_CHUNK_BYTES, BlobInfo, blob_tables, validate_key
 from shared.db import (
     BigId,
     TenantScope,
@@ -34,7 +35,7 @@ from shared.db import (
 log = structlog.get_logger("certificates.templates")  # its one line: a missing template, default used
 
 metadata = sa.MetaData()
-blob_tables(metadata)
+_blobs, _chunks = blob_tables(metadata)
 
 tenants = tenant_names_table(metadata)
 users = directory_users_table(metadata)
@@ -536,3 +537,118 @@ async def regeneration_pending(session: AsyncSession) -> int:
                certificates.c.pdf_template_version < templates.c.version)
     )
     return int((await session.execute(stmt)).scalar() or 0)
+
+
+# --- certificate PDFs as blob rows ------------------------------------------------------------------------------
+#
+# A PDF version lives under ``certificates/<tenant_id>/<verification_id>/v<n>.pdf``. With the database blob store
+# (the default with PostgreSQL) its ``blobs``/``blob_chunks`` rows are written in the *same* transaction as the
+# certificate row that points at them, and a superseded version is deleted in it too: a certificate and its PDF
+# commit together or not at all. (``handlers.Documents`` decides when; the filesystem store writes files instead.)
+
+PDF_CONTENT_TYPE = "application/pdf"
+
+
+def pdf_key(tenant_id: int, verification_id: str, version: int) -> str:
+    return f"certificates/{tenant_id}/{verification_id}/v{version}.pdf"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A rendered PDF version, not stored yet."""
+
+    key: str
+    data: bytes
+    sha256: str
+
+    @property
+    def info(self) -> BlobInfo:
+        return BlobInfo(key=self.key, bytes=len(self.data), sha256=self.sha256)
+
+
+def _pdf_rows(rendered: Sequence[Rendered]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The ``blobs`` and ``blob_chunks`` rows :class:`DatabaseBlobStore` reads back. Keys are fresh (a new
+    version of a certificate whose row is locked), so there is never anything to replace."""
+    now = datetime.now(UTC)
+    blob_rows: list[dict[str, Any]] = []
+    chunk_rows: list[dict[str, Any]] = []
+    for pdf in rendered:
+        validate_key(pdf.key)
+        blob_rows.append({"key": pdf.key, "bytes": len(pdf.data), "sha256": pdf.sha256,
+                          "content_type": PDF_CONTENT_TYPE, "created_at": now})
+        chunk_rows.extend({"key": pdf.key, "seq": seq, "data": pdf.data[start:start + DB_CHUNK_BYTES]}
+                          for seq, start in enumerate(range(0, len(pdf.data), DB_CHUNK_BYTES)))
+    return blob_rows, chunk_rows
+
+
+def _array(name: str, item: Any) -> Any:
+    return sa.bindparam(name, type_=postgresql.ARRAY(item))
+
+
+def _pdf_row_ctes() -> list[Any]:
+    """PostgreSQL: the PDF rows to add and the superseded versions' rows to delete, as data-modifying CTEs.
+
+    Rows travel as arrays (``INSERT ... SELECT unnest(...)``), so the statement is built once, has the same
+    shape for one PDF or a batch, and stays in SQLAlchemy's compiled cache (multi-row VALUES are compiled anew
+    each time, which costs about as much as a render). Bind with :func:`pdf_row_params`.
+    """
+    unnest = sa.func.unnest
+    return [
+        sa.delete(_chunks).where(_chunks.c.key == sa.any_(_array("old_keys", sa.String))).cte("old_chunks"),
+        sa.delete(_blobs).where(_blobs.c.key == sa.any_(_array("old_keys", sa.String))).cte("old_blobs"),
+        sa.insert(_blobs).from_select(
+            ["key", "bytes", "sha256", "content_type", "created_at"],
+            sa.select(unnest(_array("blob_keys", sa.String)), unnest(_array("blob_sizes", sa.BigInteger)),
+                      unnest(_array("blob_hashes", sa.String)), sa.bindparam("blob_type", type_=sa.String),
+                      sa.bindparam("blob_created", type_=sa.DateTime(timezone=True))),
+        ).cte("new_blobs"),
+        sa.insert(_chunks).from_select(
+            ["key", "seq", "data"],
+            sa.select(unnest(_array("chunk_keys", sa.String)), unnest(_array("chunk_seqs", sa.Integer)),
+                      unnest(_array("chunk_data", sa.LargeBinary))),
+        ).cte("new_chunks"),
+    ]
+
+
+_PDF_ROW_CTES = _pdf_row_ctes()
+PDF_ROWS_ONLY = sa.select(sa.literal(1)).add_cte(*_PDF_ROW_CTES)
+_combined: dict[int, tuple[Any, Any]] = {}
+
+
+def with_pdf_rows(statement: Any) -> Any:
+    """``statement`` with the PDF row CTEs, built once per (prebuilt) statement so its cache key is memoized."""
+    held = _combined.get(id(statement))
+    if held is None or held[0] is not statement:
+        held = (statement, statement.add_cte(*_PDF_ROW_CTES))
+        if len(_combined) < 64:
+            _combined[id(statement)] = held
+    return held[1]
+
+
+def pdf_row_params(rendered: Sequence[Rendered], superseded: Sequence[str]) -> dict[str, Any]:
+    blob_rows, chunk_rows = _pdf_rows(rendered)
+    return {
+        "old_keys": list(superseded),
+        "blob_keys": [r["key"] for r in blob_rows], "blob_sizes": [r["bytes"] for r in blob_rows],
+        "blob_hashes": [r["sha256"] for r in blob_rows], "blob_type": PDF_CONTENT_TYPE,
+        "blob_created": datetime.now(UTC),
+        "chunk_keys": [r["key"] for r in chunk_rows], "chunk_seqs": [r["seq"] for r in chunk_rows],
+        "chunk_data": [r["data"] for r in chunk_rows],
+    }
+
+
+async def write_pdf_rows(session: AsyncSession, rendered: Sequence[Rendered],
+                                superseded: Sequence[str] = ()) -> None:
+    """The same rows as :func:`_pdf_row_ctes`, statement by statement (SQLite)."""
+    await delete_pdf_rows(session, superseded)
+    if rendered:
+        blob_rows, chunk_rows = _pdf_rows(rendered)
+        await session.execute(sa.insert(_chunks), chunk_rows)
+        await session.execute(sa.insert(_blobs), blob_rows)
+
+
+async def delete_pdf_rows(session: AsyncSession, keys: Sequence[str]) -> None:
+    if not keys:
+        return
+    await session.execute(sa.delete(_chunks).where(_chunks.c.key.in_(list(keys))))
+    await session.execute(sa.delete(_blobs).where(_blobs.c.key.in_(list(keys))))

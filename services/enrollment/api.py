@@ -9,7 +9,6 @@ service. Reads go to store.py on an autocommit connection (one statement, no tra
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Annotated, Any
@@ -22,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.enrollment import domain, handlers, store
 from shared.bus.envelope import Origin
 from shared.db import as_utc
+from shared.domain_errors import Answer, ErrorTable
 from shared.http import (
     ApiError,
-    Handler,
     context_of,
     int_param,
     next_cursor,
@@ -40,36 +39,15 @@ from shared.uow import UnitOfWork
 #: the app's caches, handed to every handler as ``uow.deps`` (one set per app: each app has its own database)
 CACHES_KEY = web.AppKey("enrollment_caches", handlers.Caches)
 
-#: domain exception -> (status, code, headers) of the error envelope; a subclass answers as its nearest listed
-#: base (every ``Rejected`` is ``400 invalid_argument``). The message is the exception's.
-ERRORS: dict[type[domain.EnrollmentError], tuple[int, str, dict[str, str]]] = {
-    domain.CourseNotFound: (404, "course_not_found", {}),
-    domain.EnrollmentNotFound: (404, "enrollment_not_found", {}),
-    domain.CohortNotFound: (404, "cohort_not_found", {}),
-    domain.Rejected: (400, "invalid_argument", {}),
-    domain.ConcurrentChange: (503, "service_unavailable", {"Retry-After": "1"}),
+#: domain exception -> answer of the error envelope (shared/domain_errors.py); a subclass answers as its nearest
+#: listed base (every ``Rejected`` is ``400 invalid_argument``). The message is the exception's.
+ERRORS: ErrorTable = {
+    domain.CourseNotFound: Answer(404, "course_not_found"),
+    domain.EnrollmentNotFound: Answer(404, "enrollment_not_found"),
+    domain.CohortNotFound: Answer(404, "cohort_not_found"),
+    domain.Rejected: Answer(400, "invalid_argument"),
+    domain.ConcurrentChange: Answer(503, "service_unavailable", headers={"Retry-After": "1"}),
 }
-
-
-def _api_error(exc: domain.EnrollmentError) -> ApiError:
-    for cls in type(exc).__mro__:
-        if cls in ERRORS:
-            status, code, headers = ERRORS[cls]
-            return ApiError(status, code, str(exc), headers)
-    raise TypeError(f"{type(exc).__name__} has no entry in api.ERRORS") from exc
-
-
-def answers_domain_errors(view: Handler) -> Handler:
-    """The view's domain exceptions, answered through :data:`ERRORS`."""
-
-    @functools.wraps(view)
-    async def mapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await view(request)
-        except domain.EnrollmentError as exc:
-            raise _api_error(exc) from None
-
-    return mapped
 
 
 def _uow(request: web.Request) -> UnitOfWork:
@@ -219,7 +197,6 @@ async def _one(request: web.Request, scope: str, resource: str,
 # --- enrollments -------------------------------------------------------------------------------------------------
 
 
-@answers_domain_errors
 async def create_enrollment(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "learn:write")
@@ -239,7 +216,6 @@ async def get_enrollment(request: web.Request) -> web.Response:
     return await _one(request, "learn:read", "enrollment", store.enrollment, enrollment_view)
 
 
-@answers_domain_errors
 async def cancel_enrollment(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "learn:write")
@@ -251,7 +227,6 @@ async def cancel_enrollment(request: web.Request) -> web.Response:
 # --- cohorts -----------------------------------------------------------------------------------------------------
 
 
-@answers_domain_errors
 async def create_cohort(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "admin")
@@ -269,7 +244,6 @@ async def get_cohort(request: web.Request) -> web.Response:
     return await _one(request, "admin", "cohort", store.cohort, cohort_view)
 
 
-@answers_domain_errors
 async def update_cohort(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "admin")
@@ -286,7 +260,6 @@ async def update_cohort(request: web.Request) -> web.Response:
     return ok(request, cohort_view(row))
 
 
-@answers_domain_errors
 async def grant_cohort(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "learn:cohorts:grant")

@@ -45,7 +45,7 @@ def _closing(bus: AmqpBus) -> Callable[[web.Application], AsyncIterator[None]]:
 def create_app(settings: EnrollmentSettings | None = None, *, bus: Any = None) -> web.Application:
     settings = settings or EnrollmentSettings()
     spec = ServiceSpec(name="enrollment", migrations_dir=MIGRATIONS, setup_routes=api.setup,
-                       event_handlers=EVENT_HANDLERS, deps=lambda app: app[api.CACHES_KEY],
+                       event_handlers=EVENT_HANDLERS, errors=api.ERRORS, deps=lambda app: app[api.CACHES_KEY],
                        background=[expiry_sweeper] if settings.sweeper_enabled else [])
     # The broker connection with this service's consumer concurrency and batch size (docs/enrollment.md).
     own_bus = own_amqp_bus(settings.common, "enrollment", concurrency=settings.consumer_concurrency,

@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from shared.domain_errors import DomainError, not_found_message
 from shared.events.base import Credit
 
 # --- domain exceptions ------------------------------------------------------------------------------------------
 
 
-class EnrollmentError(Exception):
+class EnrollmentError(DomainError):
     """A command this service refuses; the message says why (the API maps each subclass, ``api.ERRORS``)."""
 
 
@@ -26,8 +27,7 @@ class NotFound(EnrollmentError):
     resource = ""
 
     def __init__(self) -> None:
-        label = self.resource.replace("_", " ")
-        super().__init__(f"{label[0].upper()}{label[1:]} not found.")
+        super().__init__(not_found_message(self.resource))
 
 
 class CourseNotFound(NotFound):

@@ -19,7 +19,7 @@ from aiohttp import web
 from services.gateway.app import GATEWAY_KEY, MIGRATIONS, create_app
 from services.gateway.config import GatewaySettings
 from services.gateway.content import create_content_app
-from shared.cli import install_uvloop, service_main
+from shared.cli import run_until_signal, service_main
 from shared.db import migrate
 from shared.logging import configure_logging, get_logger
 
@@ -49,13 +49,8 @@ async def start_gateway(settings: GatewaySettings, app: web.Application | None =
 
 def run_gateway(settings: GatewaySettings, *, reuse_port: bool = False) -> None:
     """Serve until SIGINT or SIGTERM (what ``web.run_app`` does, for two listeners)."""
-    install_uvloop()
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+    async def main(stop: asyncio.Event) -> None:
         runners = await start_gateway(settings, reuse_port=reuse_port)
         try:
             await stop.wait()
@@ -63,7 +58,7 @@ def run_gateway(settings: GatewaySettings, *, reuse_port: bool = False) -> None:
             for runner in reversed(runners):
                 await runner.cleanup()
 
-    asyncio.run(main())
+    run_until_signal(main)
 
 
 def serve_workers(argv: list[str]) -> int:

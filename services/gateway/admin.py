@@ -8,10 +8,9 @@ Writes that another service owns (modules, lessons, cohorts, templates, SCORM up
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import structlog
@@ -24,6 +23,7 @@ from services.gateway.routes import ADMIN_PREFIXES, UPLOAD_PREFIXES, RouteTable
 from shared.bus.topology import QueueSpec
 from shared.consistency import H_TOKEN
 from shared.db import Database, as_utc
+from shared.domain_errors import Answer, ErrorTable, answering
 from shared.http import (
     H_INTERNAL,
     H_REQUEST_ID,
@@ -48,35 +48,17 @@ ADMIN = "/admin/api/v1"
 TENANT_OWN = frozenset({"api-keys", "users"})
 log = structlog.get_logger("gateway")
 
-#: the directory's domain exceptions as the error envelope: (status, code, message; None: the exception's)
-ERRORS: dict[type[domain.DirectoryError], tuple[int, str, str | None]] = {
-    domain.TenantNotFound: (404, "tenant_not_found", "Tenant not found."),
-    domain.ApiKeyNotFound: (404, "api_key_not_found", "Api key not found."),
-    domain.UserNotFound: (404, "user_not_found", "User not found."),
-    domain.SlugTaken: (400, "invalid_argument", None),
-    domain.UnknownCreator: (400, "invalid_argument", None),
+#: the directory's domain exceptions as the error envelope (shared/domain_errors.py; message None: the exception's)
+ERRORS: ErrorTable = {
+    domain.TenantNotFound: Answer(404, "tenant_not_found", "Tenant not found."),
+    domain.ApiKeyNotFound: Answer(404, "api_key_not_found", "Api key not found."),
+    domain.UserNotFound: Answer(404, "user_not_found", "User not found."),
+    domain.SlugTaken: Answer(400, "invalid_argument"),
+    domain.UnknownCreator: Answer(400, "invalid_argument"),
 }
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def api_error(exc: domain.DirectoryError) -> ApiError:
-    status, code, message = ERRORS[type(exc)]
-    return ApiError(status, code, message if message is not None else str(exc))
-
-
-def refusals(view: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Answer the directory's domain exceptions in the error envelope (:data:`ERRORS`)."""
-
-    @wraps(view)
-    async def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await view(*args, **kwargs)
-        except domain.DirectoryError as exc:
-            raise api_error(exc) from None
-
-    return wrapped
+#: answer the directory's domain exceptions in the error envelope (:data:`ERRORS`); the admin views are methods
+refusals = answering(ERRORS)
 
 
 class TenantCreate(BaseModel):

@@ -10,6 +10,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from shared.domain_errors import DomainError
+
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PLANS = ("free", "starter", "pro", "creator_plus", "sovereign")
@@ -24,19 +26,26 @@ _KEY_RE = re.compile(r"^mc_(?:live|test)_[A-Za-z0-9_-]{40,128}$")
 DISPLAY_PREFIX_LEN = 12  # "mc_live_" + 4 characters: enough to tell keys apart in a list
 
 
-class DirectoryError(Exception):
+class DirectoryError(DomainError):
     """A directory command or query refused; ``admin.ERRORS`` gives its status and error code."""
 
 
-class TenantNotFound(DirectoryError):
+class NotFound(DirectoryError):
+    """No such row; the exception names it (slug or id), the envelope's message is ``admin.ERRORS``'."""
+
+    def __init__(self, ref: object) -> None:
+        super().__init__(str(ref))
+
+
+class TenantNotFound(NotFound):
     pass
 
 
-class ApiKeyNotFound(DirectoryError):
+class ApiKeyNotFound(NotFound):
     pass
 
 
-class UserNotFound(DirectoryError):
+class UserNotFound(NotFound):
     pass
 
 

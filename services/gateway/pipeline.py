@@ -20,7 +20,7 @@ from services.gateway.clientip import FailureLimiter, TrustedProxies
 from services.gateway.consistency import CausalTracker
 from services.gateway.keys import KeyDirectory, Principal, RateLimiter, UsageRecorder
 from services.gateway.proxy import Upstreams
-from services.gateway.routes import API_TABLE, VERIFY_TABLE, RouteTable
+from services.gateway.routes import API_TABLE, VERIFY_TABLE, Route, RouteTable
 from shared.consistency import H_TOKEN, format_events, start_recording
 from shared.http import H_INTERNAL, H_REQUEST_ID, REQUEST_ID_KEY, ApiError, error_response, is_unavailable
 from shared.metrics import HTTP_DURATION, HTTP_REQUESTS
@@ -68,6 +68,17 @@ def failure(exc: Exception, rid: str, **where: Any) -> web.Response:
                               "A backing service is temporarily unavailable; retry shortly.", {"Retry-After": "1"})
     log.exception("gateway_error", request_id=rid, **where)
     return error_response(rid, 500, "internal", "Internal error.")
+
+
+def route_of(table: RouteTable, request: web.Request) -> Route:
+    """The route of ``table`` for the request's path and method: 404, or 405 with ``Allow``, if there is none."""
+    match = table.match(request.rel_url.raw_path)
+    if match is None:
+        raise NOT_FOUND
+    route = match.methods.get(request.method)
+    if route is None:
+        raise ApiError(405, "method_not_allowed", "Method not allowed on this route.", {"Allow": match.allow})
+    return route
 
 
 class Observer:
@@ -130,13 +141,7 @@ class Gateway:
         principal: Principal | None = None
         try:
             principal = await self._authenticate(request)
-            match = API_TABLE.match(request.rel_url.raw_path)
-            if match is None:
-                raise NOT_FOUND
-            route = match.methods.get(request.method)
-            if route is None:
-                raise ApiError(405, "method_not_allowed", "Method not allowed on this route.",
-                               {"Allow": match.allow})
+            route = route_of(API_TABLE, request)
             route_label = route.path
             if route.scope not in principal.scopes:
                 raise ApiError(403, "insufficient_scope", f"This API key lacks the '{route.scope}' scope.",
@@ -204,13 +209,7 @@ class Gateway:
         rid = new_request_id()
         route_label = "unmatched"
         try:
-            match = table.match(request.rel_url.raw_path)
-            if match is None:
-                raise NOT_FOUND
-            route = match.methods.get(request.method)
-            if route is None:
-                raise ApiError(405, "method_not_allowed", "Method not allowed on this route.",
-                               {"Allow": match.allow})
+            route = route_of(table, request)
             route_label = route.path
             headers = {H_INTERNAL: self.internal_secret, H_REQUEST_ID: rid, **(extra or {})}
             # No tenant known here (the service resolves it from the token or vid); writes still report theirs.

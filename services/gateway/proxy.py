@@ -66,6 +66,18 @@ class _LimitedBody:
             yield chunk
 
 
+def _forwarded_headers(request: web.Request, headers: dict[str, str]) -> None:
+    """Add to ``headers`` what the gateway forwards of the client's request: the allowed headers (a malformed
+    Idempotency-Key is a 400 here: a key that is not ASCII would not arrive intact) and ``X-Forwarded-For``."""
+    for name in FORWARDED_REQUEST_HEADERS:
+        value = request.headers.get(name)
+        if value is not None:
+            headers[name] = value
+    if IDEMPOTENCY_HEADER in headers:
+        parse_key(headers[IDEMPOTENCY_HEADER])
+    headers["X-Forwarded-For"] = client_ip(request)
+
+
 class Upstreams:
     """One pooled client session for every service the gateway talks to."""
 
@@ -107,13 +119,7 @@ class Upstreams:
                       causal: CausalExchange | None = None) -> web.StreamResponse:
         """Send ``request`` to ``upstream`` at ``path_qs`` with ``headers`` (identity already set); the answer
         carries ``response_headers`` too."""
-        for name in FORWARDED_REQUEST_HEADERS:
-            value = request.headers.get(name)
-            if value is not None:
-                headers[name] = value
-        if IDEMPOTENCY_HEADER in headers:
-            parse_key(headers[IDEMPOTENCY_HEADER])  # 400 here: a key that is not ASCII would not arrive intact
-        headers["X-Forwarded-For"] = client_ip(request)
+        _forwarded_headers(request, headers)
         body: bytes | AsyncIterator[bytes] | None = None
         limited: _LimitedBody | None = None
         if request.body_exists:
@@ -155,13 +161,7 @@ class Upstreams:
         chunked = request.body_exists and length is None
         if pool is None or chunked or (length is not None and length > BUFFER_LIMIT):
             return await self.forward(request, upstream, path_qs, headers, body_limit, response_headers, causal)
-        for name in FORWARDED_REQUEST_HEADERS:
-            value = request.headers.get(name)
-            if value is not None:
-                headers[name] = value
-        if IDEMPOTENCY_HEADER in headers:
-            parse_key(headers[IDEMPOTENCY_HEADER])  # 400 here: a key that is not ASCII would not arrive intact
-        headers["X-Forwarded-For"] = client_ip(request)
+        _forwarded_headers(request, headers)
         body = await request.content.readexactly(length) if length else None
         try:
             status, raw_headers, payload = await pool.request(request.method, path_qs, headers, body)

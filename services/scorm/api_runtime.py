@@ -96,7 +96,7 @@ _ENDED_PAGE = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><
 def ended_page(exc: LaunchEnded, headers: dict[str, str] | None = None) -> web.Response:
     """The player's answer for a token whose launch has ended: a small page, no launch state."""
     text = _ENDED_PAGE.format(title="This launch has ended", message=html.escape(exc.message))
-    return web.Response(status=ERRORS[LaunchEnded], text=text, content_type="text/html", charset="utf-8",
+    return web.Response(status=ERRORS[LaunchEnded].status, text=text, content_type="text/html", charset="utf-8",
                         headers=headers or PAGE_HEADERS)
 
 

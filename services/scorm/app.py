@@ -38,7 +38,6 @@ EVENT_HANDLERS: EventTable = {
 
 
 def setup_routes(app: web.Application) -> None:
-    api_errors.setup(app)
     api_packages.setup(app)
     api_runtime.setup(app)
 
@@ -48,7 +47,7 @@ def create_app(settings: ScormSettings | None = None, *, bus: Any = None) -> web
     # Uploads are streamed from request.content, which client_max_size does not bound: the upload handler
     # enforces max_upload_bytes itself, so JSON bodies (commits, launches) keep the default 1 MiB cap.
     spec = ServiceSpec(name="scorm", migrations_dir=MIGRATIONS, setup_routes=setup_routes,
-                       event_handlers=EVENT_HANDLERS, deps=lambda app: app[SCORM_KEY],
+                       event_handlers=EVENT_HANDLERS, errors=api_errors.ERRORS, deps=lambda app: app[SCORM_KEY],
                        background=[package_importer] if settings.importer_enabled else [])
     app = create_service_app(settings, spec, bus=bus)
     app[SCORM_KEY] = build_context(settings)

@@ -24,18 +24,16 @@ from typing import Any
 
 from services.scorm.runtime.cmi import CmiLimits, initial_cmi, player_state
 from shared.db import as_utc
+from shared.domain_errors import DomainError, not_found_message
 
 # --- exceptions ---------------------------------------------------------------------------------------------
 
 
-class ScormError(Exception):
+class ScormError(DomainError):
     """A refusal meant for the caller: ``code`` is the contract's error code, ``message`` the text."""
-
-    code = "invalid_argument"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
-        self.message = message
 
 
 class Invalid(ScormError):
@@ -46,8 +44,7 @@ class NotFound(ScormError):
     """``resource`` (snake_case) does not exist in this tenant: ``<resource>_not_found``."""
 
     def __init__(self, resource: str) -> None:
-        label = resource.replace("_", " ")
-        super().__init__(f"{label[0].upper()}{label[1:]} not found.")
+        super().__init__(not_found_message(resource))
         self.code = f"{resource}_not_found"
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from functools import wraps
 from typing import Any
 
 from aiohttp import web
@@ -19,7 +18,8 @@ from services.webhooks import domain, handlers
 from services.webhooks.handlers import EndpointChanges, NewEndpoint
 from shared.bus.envelope import Origin
 from shared.db import as_utc
-from shared.http import ApiError, context_of, next_cursor, ok, page_request, path_id, read_json
+from shared.domain_errors import Answer, ErrorTable
+from shared.http import ApiError, admin_only, context_of, next_cursor, ok, page_request, path_id, read_json
 from shared.service import CURSOR_KEY, DB_KEY, SETTINGS_KEY
 from shared.uow import UnitOfWork
 
@@ -28,12 +28,12 @@ MESSAGE_STATUSES = ("pending", "delivered", "failed")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-#: domain error -> (HTTP status, error code); the message is the exception's
-ERRORS: dict[type[domain.WebhooksError], tuple[int, str]] = {
-    domain.EndpointNotFound: (404, "webhook_endpoint_not_found"),
-    domain.MessageNotFound: (404, "webhook_message_not_found"),
-    domain.UnsafeDestination: (400, "invalid_argument"),
-    domain.InvalidEndpoint: (400, "invalid_argument"),
+#: domain error -> answer (shared/domain_errors.py); the message is the exception's
+ERRORS: ErrorTable = {
+    domain.EndpointNotFound: Answer(404, "webhook_endpoint_not_found"),
+    domain.MessageNotFound: Answer(404, "webhook_message_not_found"),
+    domain.UnsafeDestination: Answer(400, "invalid_argument"),
+    domain.InvalidEndpoint: Answer(400, "invalid_argument"),
 }
 
 
@@ -58,20 +58,8 @@ class ReplaySince(BaseModel):
     since: datetime
 
 
-def admin_view(handler: Handler) -> Handler:
-    """Admin scope only, and the domain errors of the service rendered through :data:`ERRORS`."""
-
-    @wraps(handler)
-    async def wrapper(request: web.Request) -> web.StreamResponse:
-        if not context_of(request).is_admin:
-            raise ApiError(403, "insufficient_scope", "This endpoint needs the 'admin' scope.")
-        try:
-            return await handler(request)
-        except domain.WebhooksError as exc:
-            status, code = next(v for k, v in ERRORS.items() if isinstance(exc, k))
-            raise ApiError(status, code, exc.message) from None
-
-    return wrapper
+#: every route here is the admin API's: the shared admin scope guard
+admin_view = admin_only
 
 
 def _uow(request: web.Request) -> UnitOfWork:

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from services.webhooks import handlers
-from services.webhooks.api import setup_routes
+from services.webhooks.api import ERRORS, setup_routes
 from services.webhooks.config import WebhooksSettings
 from services.webhooks.delivery import deliver_forever
 from shared.bus.wiring import EventTable
@@ -24,7 +24,7 @@ EVENT_HANDLERS: EventTable = {
 
 def create_app(settings: WebhooksSettings | None = None, *, bus: Any = None) -> web.Application:
     spec = ServiceSpec(name="webhooks", migrations_dir=MIGRATIONS, setup_routes=setup_routes,
-                       event_handlers=EVENT_HANDLERS,
+                       event_handlers=EVENT_HANDLERS, errors=ERRORS,
                        deps=lambda app: handlers.Deps(app[SETTINGS_KEY]),  # type: ignore[arg-type]
                        background=[deliver_forever])
     return create_service_app(settings or WebhooksSettings(), spec, bus=bus)

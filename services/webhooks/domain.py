@@ -15,6 +15,8 @@ from datetime import datetime, timedelta
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from urllib.parse import urlsplit
 
+from shared.domain_errors import DomainError
+
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the prefix of every signing secret, not one
 STATUSES = ("enabled", "disabled")
 MAX_FILTERS = 50
@@ -24,14 +26,11 @@ IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
 
 
-class WebhooksError(Exception):
+class WebhooksError(DomainError):
     """Base of this service's domain errors; ``code`` is the stable error code of the API's envelope."""
-
-    code = "invalid_argument"
 
     def __init__(self, message: str):
         super().__init__(message)
-        self.message = message
 
 
 class EndpointNotFound(WebhooksError):

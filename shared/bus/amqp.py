@@ -15,7 +15,7 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
 
-from shared.bus.consumer import ConsumerRunner, Outcome
+from shared.bus.consumer import ConsumerRunner, Outcome, stop_tasks
 from shared.bus.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, QueueSpec, queue_arguments
 from shared.metrics import CONSUMERS_CONNECTED
 
@@ -192,12 +192,7 @@ class AmqpBus:
                 log.warning("ack_lost_channel_closed", message_id=message.message_id)
 
     async def close(self) -> None:
-        for task in self._consumer_tasks:
-            task.cancel()
-        for task in self._consumer_tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._consumer_tasks.clear()
+        await stop_tasks(self._consumer_tasks)
         if self._connection is not None:
             # Bounded: a channel whose RPC (a queue declare, say) was cancelled by the shutdown can leave the
             # client library waiting for an answer that never comes, and shutdown must still end.

@@ -8,6 +8,7 @@ was already handled: the message is acked and nothing else happens. The transpor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,16 @@ from shared.metrics import CONSUMER_MESSAGES
 log = structlog.get_logger("shared.bus.consumer")
 
 Handler = Callable[[AsyncSession, CloudEvent, Any], Awaitable[None]]
+
+
+async def stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel a transport's consumer tasks and wait for them to end (whatever they end with); empties ``tasks``."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    tasks.clear()
 
 
 class PermanentError(Exception):

@@ -7,14 +7,13 @@ embedded default is for trying the API, not for production.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import structlog
 
 from shared.bus.amqp import OutgoingMessage
-from shared.bus.consumer import ConsumerRunner, Outcome
+from shared.bus.consumer import ConsumerRunner, Outcome, stop_tasks
 from shared.bus.topology import QueueSpec
 
 log = structlog.get_logger("shared.bus.inprocess")
@@ -96,9 +95,4 @@ class InProcessBus:
             self._tasks.append(asyncio.create_task(worker()))
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks.clear()
+        await stop_tasks(self._tasks)

@@ -182,7 +182,8 @@ async def test_unknown_user_is_invalid_argument(service, ids):
 
 
 @pytest.mark.parametrize("expires_at", [
-    pytest.param((datetime.now(UTC) - timedelta(minutes=1)).isoformat(), id="a-minute-ago"), "2099-01-01", "2099-01-01T10:00:00",
+    pytest.param((datetime.now(UTC) - timedelta(minutes=1)).isoformat(), id="a-minute-ago"), "2099-01-01",
+    "2099-01-01T10:00:00",
     "tomorrow", "1767225600", 1767225600,
 ])
 async def test_expires_at_in_the_past_or_not_rfc3339_is_invalid_argument(service, ids, expires_at):

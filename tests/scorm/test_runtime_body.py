@@ -8,9 +8,10 @@ import json
 
 import pytest
 
-from services.scorm.api_errors import api_error
+from services.scorm.api_errors import ERRORS
 from services.scorm.domain import ScormError
 from services.scorm.runtime.body import parse_runtime_body
+from shared.domain_errors import api_error
 from shared.http import ApiError
 
 
@@ -19,7 +20,7 @@ async def parsed(text: str, max_elements: int = 10) -> dict[str, str] | None:
     try:
         return await parse_runtime_body(text, max_elements=max_elements)
     except ScormError as exc:
-        raise api_error(exc) from None
+        raise api_error(ERRORS, exc) or exc from None
 
 
 @pytest.mark.parametrize("body", [

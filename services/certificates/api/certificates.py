@@ -11,10 +11,10 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.certificates import handlers
-from services.certificates.api.common import ADMIN, API, answers_domain_errors, origin_of, public_url, uow_of
+from services.certificates.api.common import ADMIN, API, origin_of, public_url, uow_of
 from services.certificates.api.views import certificate_resource
-from services.certificates.documents import PDF_CONTENT_TYPE
 from services.certificates.domain import is_verification_id
+from services.certificates.store import PDF_CONTENT_TYPE
 from shared.http import (
     H_REQUEST_ID,
     ApiError,
@@ -50,7 +50,6 @@ async def _list(request: web.Request, ctx: RequestContext, list_name: str, filte
     return ok(request, [_resource(request, r) for r in rows], next_cursor=cursor)
 
 
-@answers_domain_errors
 async def list_certificates(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "learn:read")
@@ -58,7 +57,6 @@ async def list_certificates(request: web.Request) -> web.Response:
     return await _list(request, ctx, "certificates", filters)
 
 
-@answers_domain_errors
 async def admin_list_certificates(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "admin")
@@ -70,7 +68,6 @@ async def admin_list_certificates(request: web.Request) -> web.Response:
     return await _list(request, ctx, "admin-certificates", filters)
 
 
-@answers_domain_errors
 async def get_certificate(request: web.Request, scope: str = "learn:read") -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, scope)
@@ -79,7 +76,6 @@ async def get_certificate(request: web.Request, scope: str = "learn:read") -> we
     return ok(request, _resource(request, row))
 
 
-@answers_domain_errors
 async def verify_certificate(request: web.Request) -> web.Response:
     """By verification id, within the caller's tenant (another tenant's vid answers like an unknown one)."""
     ctx = context_of(request)
@@ -88,7 +84,6 @@ async def verify_certificate(request: web.Request) -> web.Response:
     return ok(request, _resource(request, row))
 
 
-@answers_domain_errors
 async def revoke_certificate(request: web.Request, scope: str = "learn:write") -> web.Response:
     """Revoke (or regenerate, below): render and write in one transaction, so it happens whole or not at all; a
     render that cannot happen just now answers ``503 service_unavailable`` with ``Retry-After``."""
@@ -101,7 +96,6 @@ async def revoke_certificate(request: web.Request, scope: str = "learn:write") -
     return ok(request, _resource(request, row))
 
 
-@answers_domain_errors
 async def regenerate_pdf(request: web.Request, scope: str = "learn:write") -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, scope)
@@ -118,7 +112,6 @@ def _filename(row: Any) -> str:
             f"filename*=UTF-8''{quote(readable + '.pdf', safe='')}")
 
 
-@answers_domain_errors
 async def download_pdf(request: web.Request, scope: str = "learn:read") -> web.StreamResponse:
     ctx = context_of(request)
     require_scope(ctx, scope)

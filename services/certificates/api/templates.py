@@ -18,7 +18,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from services.certificates import handlers
-from services.certificates.api.common import ADMIN, API, answers_domain_errors, origin_of, public_url, uow_of
+from services.certificates.api.common import ADMIN, API, origin_of, public_url, uow_of
 from services.certificates.api.views import template_resource
 from services.certificates.domain import verification_url
 from services.certificates.pdf.assets import (
@@ -120,7 +120,6 @@ async def _validated_fields(body: TemplateUpdate) -> dict[str, Any]:
     return fields
 
 
-@answers_domain_errors
 async def list_templates(request: web.Request, scope: str = "learn:read") -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, scope)
@@ -135,7 +134,6 @@ async def admin_list_templates(request: web.Request) -> web.Response:
     return await list_templates(request, "admin")
 
 
-@answers_domain_errors
 async def get_template(request: web.Request, scope: str = "learn:read") -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, scope)
@@ -147,7 +145,6 @@ async def admin_get_template(request: web.Request) -> web.Response:
     return await get_template(request, "admin")
 
 
-@answers_domain_errors
 async def create_template(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "admin")
@@ -156,7 +153,6 @@ async def create_template(request: web.Request) -> web.Response:
     return ok(request, template_resource(row), status=201)
 
 
-@answers_domain_errors
 async def update_template(request: web.Request) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, "admin")
@@ -167,7 +163,6 @@ async def update_template(request: web.Request) -> web.Response:
     return ok(request, template_resource(row))
 
 
-@answers_domain_errors
 async def regeneration_progress(request: web.Request) -> web.Response:
     """How many of the template's live (non-revoked) certificates already show its current version."""
     ctx = context_of(request)
@@ -191,7 +186,6 @@ def _sample_certificate(public_url: str) -> CertificateData:
     )
 
 
-@answers_domain_errors
 async def preview_template(request: web.Request) -> web.Response:
     """Render a sample certificate with the posted fields (over ``template_id``'s, over the defaults)."""
     ctx = context_of(request)
