@@ -29,6 +29,8 @@ log = structlog.get_logger("gateway")
 
 _BEARER = {"WWW-Authenticate": "Bearer"}
 NOT_FOUND = ApiError(404, "not_found", "No such route.")
+COURSE_LIMITED = ApiError(403, "course_limited_key",
+                          "This API key is limited to some courses; this route is not about one of them.")
 
 
 class RequestIds:
@@ -141,6 +143,8 @@ class Gateway:
             if route.scope not in principal.scopes:
                 raise ApiError(403, "insufficient_scope", f"This API key lacks the '{route.scope}' scope.",
                                {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{route.scope}"'})
+            if principal.course_ids is not None and not route.course_scoped:
+                raise COURSE_LIMITED
             now = time.monotonic()
             allowed, bucket = self.limiter.take(principal.key_id, now)
             limit_headers = {"RateLimit-Policy": self.limiter.policy}
