@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -189,20 +188,3 @@ class UsageRecorder:
                 raise
             except Exception as exc:  # the stamp is best effort; the next minute tries again
                 log.warning("last_used_flush_failed", error=repr(exc))
-
-
-class RateLimiter:
-    """Token bucket per key. The state lives in this process: each replica (and worker) limits on its own."""
-
-    def __init__(self, rate: float, burst: int):
-        self.rate = rate
-        self.burst = burst
-        self._buckets: dict[int, domain.TokenBucket] = {}
-        # IETF draft-ietf-httpapi-ratelimit-headers: quota ``q`` per window ``w`` (time to refill from empty).
-        self.policy = f'"per-key";q={burst};w={max(1, math.ceil(burst / rate))}'
-
-    def take(self, key_id: int, now: float) -> tuple[bool, domain.TokenBucket]:
-        bucket = self._buckets.get(key_id)
-        if bucket is None:
-            bucket = self._buckets[key_id] = domain.TokenBucket.full(self.rate, self.burst, now)
-        return bucket.take(now), bucket
