@@ -47,6 +47,7 @@ class GatewaySettings(ServiceSettings):
         description="prefix of the gateway's Redis keys (several deployments may share one Redis)",
     )
     redis_timeout: float = Field(default=0.25, gt=0, le=10,
+                                 validation_alias=AliasChoices("LEARN_REDIS_TIMEOUT", "redis_timeout"),
                                  description="seconds a Redis call may take before the replica decides alone")
     key_cache_ttl: float = Field(default=5.0, gt=0, le=5.0, description="a revoked key dies within this")
     last_used_resolution: float = Field(default=60.0, gt=0, description="last_used_at is written at most this often")

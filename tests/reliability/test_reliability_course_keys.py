@@ -82,7 +82,7 @@ def _name(route: Any) -> str:
     return f"{route.method} {route.path.removeprefix(API_PREFIX)}"
 
 
-def test_the_sweep_covers_every_get_route_of_the_table() -> None:
+async def test_the_sweep_covers_every_get_route_of_the_table() -> None:
     gets = [r for r in PUBLIC_ROUTES if r.method == "GET"]
     covered = COURSE_ROUTES + [r for r in LIST_ROUTES] + [r for r in TENANT_ROUTES if r.method == "GET"]
     assert sorted(map(_name, gets)) == sorted(set(map(_name, covered)))
