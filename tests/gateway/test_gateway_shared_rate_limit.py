@@ -29,9 +29,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from services.gateway.ratelimit import FALLBACKS, RedisRateLimiter
+from services.gateway.ratelimit import RedisRateLimiter
 from tests.gateway.conftest import ADMIN_TOKEN, Echo
 from tests.support.cluster import REPO, free_port
 from tests.support.env import TestEnv
@@ -40,6 +41,10 @@ from tests.support.infra import wait_until
 REDIS_URL = os.environ.get("LEARN_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 RATE, BURST, SECONDS = 20.0, 40, 3.0
 COURSES = "/api/v1/learn/courses"
+
+
+def fallbacks_here() -> float:
+    return REGISTRY.get_sample_value("learn_gateway_rate_limit_fallbacks_total") or 0.0
 
 
 @pytest.fixture
@@ -64,14 +69,14 @@ async def test_the_script_lets_the_burst_through_then_refuses(redis_prefix: str)
     limiter = RedisRateLimiter.from_url(REDIS_URL, rate=0.01, burst=5, prefix=redis_prefix, timeout=5)
     other = RedisRateLimiter.from_url(REDIS_URL, rate=0.01, burst=5, prefix=redis_prefix, timeout=5)
     try:
-        before = FALLBACKS._value.get()
+        before = fallbacks_here()
         # Two limiters (two replicas) on one key share one bucket: 5 in all, whichever replica answers.
         decisions = [await (limiter if i % 2 else other).take(1, 0.0) for i in range(7)]
         assert [d.allowed for d in decisions] == [True] * 5 + [False] * 2
         assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
         assert all(d.retry_after >= 1 for d in decisions[5:])
         assert (await limiter.take(2, 0.0)).allowed  # another key has its own bucket
-        assert FALLBACKS._value.get() == before
+        assert fallbacks_here() == before
     finally:
         await limiter.close()
         await other.close()
@@ -80,12 +85,67 @@ async def test_the_script_lets_the_burst_through_then_refuses(redis_prefix: str)
 async def test_an_unreachable_redis_falls_back_to_this_process_and_counts_it() -> None:
     limiter = RedisRateLimiter.from_url(f"redis://127.0.0.1:{free_port()}", rate=0.01, burst=3, timeout=0.5)
     try:
-        before = FALLBACKS._value.get()
+        before = fallbacks_here()
         decisions = [await limiter.take(1, 100.0) for _ in range(4)]
         assert [d.allowed for d in decisions] == [True, True, True, False]  # this process's own bucket
-        assert FALLBACKS._value.get() == before + 4
+        assert fallbacks_here() == before + 4
     finally:
         await limiter.close()
+
+
+class RedisDoor:
+    """A TCP forwarder in front of the shared Redis that the test opens and closes (Redis itself keeps running)."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.server: asyncio.Server | None = None
+        self.links: set[asyncio.StreamWriter] = set()
+
+    async def open(self) -> None:
+        host, port = REDIS_URL.removeprefix("redis://").split("/")[0].rsplit(":", 1)
+
+        async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            writer.close()
+
+        async def link(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+            redis_r, redis_w = await asyncio.open_connection(host, int(port))
+            self.links |= {client_w, redis_w}
+            await asyncio.gather(pipe(client_r, redis_w), pipe(redis_r, client_w))
+
+        self.server = await asyncio.start_server(link, "127.0.0.1", self.port)
+
+    async def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in self.links:
+            writer.close()
+        self.links.clear()
+        await self.server.wait_closed()
+
+
+async def test_the_shared_limit_comes_back_when_redis_does(redis_prefix: str) -> None:
+    door = RedisDoor(free_port())
+    await door.open()
+    client = Redis.from_url(f"redis://127.0.0.1:{door.port}", socket_timeout=2, socket_connect_timeout=2)
+    limiter = RedisRateLimiter(0.01, 100, client, prefix=redis_prefix, retry_after=0.0)
+    try:
+        start = fallbacks_here()
+        assert (await limiter.take(1, 0.0)).remaining == 99  # shared: Redis holds the bucket
+        await door.close()
+        alone = await limiter.take(1, 0.0)
+        assert alone.allowed and alone.remaining == 99  # this process's own, full bucket
+        assert fallbacks_here() == start + 1
+        await door.open()
+        assert (await limiter.take(1, 0.0)).remaining == 98  # Redis again, where the bucket was left
+        assert fallbacks_here() == start + 1
+    finally:
+        await limiter.close()
+        if door.server is not None and door.server.is_serving():
+            await door.close()
 
 
 # --- two replicas behind one address --------------------------------------------------------------------------

@@ -5,6 +5,7 @@ two courses of one tenant, each with a module, lesson, activities, an enrollment
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,13 +14,27 @@ import pytest_asyncio
 
 from services.gateway.routes import API_PREFIX, PUBLIC_ROUTES
 from shared.http import H_COURSE_IDS
+from tests.reliability.conftest import UNLIMITED
 from tests.reliability.test_reliability_api_surface import concrete, error_of, missing
-from tests.support.cluster import Cluster
+from tests.support.cluster import Cluster, running_cluster
+from tests.support.env import TestEnv
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SLUG = "course-keys"
 ALL = ("learn:read", "learn:write", "learn:cohorts:grant")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_cluster(module_env: TestEnv) -> AsyncIterator[Cluster]:
+    """This module's cluster. Read-your-writes may wait longer than the default 5 s: the world below is built by
+    a burst of writes on a loaded machine, and a 503 not_yet_consistent there would only say the machine is slow."""
+    extra = {**UNLIMITED, "LEARN_CONSISTENCY_WAIT": "30"}
+    try:
+        async with running_cluster(module_env, module_env.data_dir.parent / "cluster", extra_env=extra) as c:
+            yield c
+    finally:
+        await module_env.cleanup()
 
 
 @dataclass
