@@ -216,26 +216,53 @@ class TenantScope:
     """Builds statements that always filter on ``tenant_id``, so forgetting it takes effort.
 
     ``scope.select(courses)`` ≡ ``select(courses).where(courses.c.tenant_id == tenant_id)``; ``insert`` fills it.
+
+    A scope may also be limited to some courses (a per-course API key, ADR 0019): then every ``select``,
+    ``update`` and ``delete`` of a table with a course column (``course_id``, or the column a table names in
+    ``info={"course_column": ...}``: the catalog's ``courses.id``) also filters on those courses, so a row of
+    another course is not found, exactly like a missing one.
     """
 
-    def __init__(self, tenant_id: int):
+    def __init__(self, tenant_id: int, course_ids: frozenset[int] | None = None):
         self.tenant_id = tenant_id
+        self.course_ids = course_ids
+
+    @classmethod
+    def of(cls, origin: Any) -> TenantScope:
+        """The scope of a request's ``Origin`` (its tenant and, for a per-course key, its courses)."""
+        return cls(origin.tenant_id, getattr(origin, "course_ids", None))
+
+    def _filters(self, table: sa.Table) -> list[sa.ColumnElement[bool]]:
+        filters: list[sa.ColumnElement[bool]] = [table.c.tenant_id == self.tenant_id]
+        column = course_column(table)
+        if self.course_ids is not None and column is not None:
+            filters.append(column.in_(sorted(self.course_ids)))
+        return filters
 
     def select(self, table: sa.Table, *columns: Any) -> sa.Select[Any]:
         stmt = sa.select(*columns) if columns else sa.select(table)
-        return stmt.where(table.c.tenant_id == self.tenant_id)
+        return stmt.where(*self._filters(table))
 
     def update(self, table: sa.Table) -> sa.Update:
-        return sa.update(table).where(table.c.tenant_id == self.tenant_id)
+        return sa.update(table).where(*self._filters(table))
 
     def delete(self, table: sa.Table) -> sa.Delete:
-        return sa.delete(table).where(table.c.tenant_id == self.tenant_id)
+        return sa.delete(table).where(*self._filters(table))
 
     def insert(self, table: sa.Table, **values: Any) -> sa.Insert:
         return sa.insert(table).values(tenant_id=self.tenant_id, **values)
 
     def where(self, table: sa.Table) -> sa.ColumnElement[bool]:
-        return table.c.tenant_id == self.tenant_id
+        return sa.and_(*self._filters(table))
+
+    def allows_course(self, course_id: int) -> bool:
+        return self.course_ids is None or course_id in self.course_ids
+
+
+def course_column(table: sa.Table) -> sa.Column[Any] | None:
+    """The column naming a row's course, if the table has one (see :class:`TenantScope`)."""
+    name = table.info.get("course_column", "course_id")
+    return table.c[name] if name in table.c else None
 
 
 # --- read models several services keep ----------------------------------------------------------------------

@@ -14,7 +14,7 @@ import hmac
 import json
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -40,6 +40,9 @@ H_KEY_ID = "X-Learn-Key-Id"
 H_SCOPES = "X-Learn-Scopes"
 H_OWNER_ID = "X-Learn-Owner-Id"
 H_OWNER_NAME = "X-Learn-Owner-Name"
+# A per-course API key: the course ids it is limited to, space-separated (ADR 0019). Absent: every course of the
+# tenant. The gateway sets it from the key's row and drops any client-sent one (request headers are allow-listed).
+H_COURSE_IDS = "X-Learn-Course-Ids"
 H_REQUEST_ID = "X-Request-Id"
 
 REQUEST_ID_KEY = web.RequestKey("request_id", str)
@@ -281,6 +284,8 @@ class RequestContext:
     scopes: frozenset[str]
     owner_id: int | None
     owner_name: str | None
+    #: the courses a per-course API key is limited to; None: every course of the tenant (ADR 0019)
+    course_ids: frozenset[int] | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -326,9 +331,34 @@ def context_of(request: web.Request) -> RequestContext:
         scopes=frozenset(s for s in headers.get(H_SCOPES, "").split(" ") if s),
         owner_id=positive_int(owner),
         owner_name=_unquote(headers[H_OWNER_NAME]) if H_OWNER_NAME in headers else None,
+        course_ids=parse_course_ids(headers.get(H_COURSE_IDS)),
     )
     request[CONTEXT_KEY] = ctx
     return ctx
+
+
+def parse_course_ids(raw: str | None) -> frozenset[int] | None:
+    """The ``X-Learn-Course-Ids`` header: None when absent (no course limit). A present header that does not
+    parse limits to no course at all (fail closed: a garbled limit must never widen to the whole tenant)."""
+    if raw is None:
+        return None
+    ids: set[int] = set()
+    for part in raw.split():
+        value = positive_int(part)
+        if value is None:
+            return frozenset()
+        ids.add(value)
+    return frozenset(ids)
+
+
+def format_course_ids(course_ids: Iterable[int]) -> str:
+    return " ".join(str(c) for c in sorted(set(course_ids)))
+
+
+def require_all_courses(ctx: RequestContext, what: str = "create a course") -> None:
+    """A per-course key cannot act outside its courses: creating a course is refused (403 course_limited_key)."""
+    if ctx.course_ids is not None:
+        raise ApiError(403, "course_limited_key", f"This API key is limited to some courses; it cannot {what}.")
 
 
 def _unquote(value: str) -> str:

@@ -37,7 +37,17 @@ from services.catalog.schemas import (
 )
 from shared.bus.envelope import Origin
 from shared.domain_errors import Answer, ErrorTable
-from shared.http import ApiError, admin_only, context_of, next_cursor, ok, page_request, path_id, read_json
+from shared.http import (
+    ApiError,
+    admin_only,
+    context_of,
+    next_cursor,
+    ok,
+    page_request,
+    path_id,
+    read_json,
+    require_all_courses,
+)
 from shared.service import CURSOR_KEY, DB_KEY
 from shared.uow import UnitOfWork
 
@@ -76,8 +86,9 @@ async def list_courses(request: web.Request) -> web.Response:
 
 
 async def create_course(request: web.Request) -> web.Response:
-    body = await read_json(request, CourseCreate)
     ctx = context_of(request)
+    require_all_courses(ctx)
+    body = await read_json(request, CourseCreate)
     course = await handlers.create_course(_uow(request), Origin.of_request(ctx), body, owner_id=ctx.owner_id,
                                           owner_name=ctx.owner_name)
     return ok(request, course, status=201)

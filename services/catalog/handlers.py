@@ -71,7 +71,7 @@ async def _ensure_slug_free(uow: UnitOfWork, scope: TenantScope, slug: str, exce
 
 async def create_course(uow: UnitOfWork, origin: Origin, body: CourseCreate, *, owner_id: int | None,
                         owner_name: str | None) -> dict[str, Any]:
-    scope = TenantScope(origin.tenant_id)
+    scope = TenantScope.of(origin)
     when = utcnow()
     values = {column: getattr(body, field) for field, column in _COLUMNS.items()}
     for name, default in DEFAULTS.items():
@@ -98,7 +98,7 @@ async def create_course(uow: UnitOfWork, origin: Origin, body: CourseCreate, *, 
 async def update_course(uow: UnitOfWork, origin: Origin, course_id: int, changes: dict[str, Any]
                         ) -> dict[str, Any]:
     """Change the fields the client sent (``CourseUpdate.changes()``); ``null`` clears (or restores a default)."""
-    scope = TenantScope(origin.tenant_id)
+    scope = TenantScope.of(origin)
     values = {_COLUMNS[name]: value for name, value in changes.items()}
     for name, default in DEFAULTS.items():
         if name in values and values[name] is None:
@@ -123,7 +123,7 @@ async def update_course(uow: UnitOfWork, origin: Origin, course_id: int, changes
 
 async def get_course(uow: UnitOfWork, origin: Origin, course_id: int, *, with_tree: bool = False
                      ) -> dict[str, Any]:
-    scope = TenantScope(origin.tenant_id)
+    scope = TenantScope.of(origin)
     async with uow:
         view = views.course_view(await _course(uow, scope, course_id))
         if with_tree:
@@ -134,7 +134,7 @@ async def get_course(uow: UnitOfWork, origin: Origin, course_id: int, *, with_tr
 async def list_courses(uow: UnitOfWork, origin: Origin, page: PageRequest) -> list[dict[str, Any]]:
     """Up to ``page.limit + 1`` courses, newest first."""
     async with uow:
-        rows = await store.list_courses(uow.session, TenantScope(origin.tenant_id), page.limit + 1, page.after_id)
+        rows = await store.list_courses(uow.session, TenantScope.of(origin), page.limit + 1, page.after_id)
     return [views.course_view(r) for r in rows]
 
 
@@ -143,7 +143,7 @@ async def list_courses(uow: UnitOfWork, origin: Origin, page: PageRequest) -> li
 
 async def publish_course(uow: UnitOfWork, origin: Origin, course_id: int) -> dict[str, Any]:
     """A new published version: the tree must be publishable; its snapshot is kept in ``course_versions``."""
-    scope = TenantScope(origin.tenant_id)
+    scope = TenantScope.of(origin)
     async with uow:
         row = await _course(uow, scope, course_id, for_update=True)
         target = next_status(Transition.PUBLISH, row.status)
@@ -177,7 +177,7 @@ async def _transition(uow: UnitOfWork, origin: Origin, course_id: int, action: T
                       event: Callable[[Origin, Any], CloudEvent],
                       changes: Callable[[Any, datetime], dict[str, Any]]) -> dict[str, Any]:
     """A lifecycle action that only changes the course's row: its new status, ``changes``, and ``event``."""
-    scope = TenantScope(origin.tenant_id)
+    scope = TenantScope.of(origin)
     async with uow:
         row = await _course(uow, scope, course_id, for_update=True)
         target = next_status(action, row.status)
@@ -233,7 +233,7 @@ async def _sibling_count(uow: UnitOfWork, scope: TenantScope, level: Level, pare
 async def create_node(uow: UnitOfWork, origin: Origin, level: Level, parent_id: int, fields: dict[str, Any]
                       ) -> dict[str, Any]:
     """Add a module, lesson or activity under its parent, at ``position`` (clamped) or at the end."""
-    scope = TenantScope(origin.tenant_id)
+    scope = TenantScope.of(origin)
     async with uow:
         parent = await _row(uow, scope, level.parent_resource, parent_id)
         course_id = _course_of(level, parent)
@@ -255,7 +255,7 @@ async def create_node(uow: UnitOfWork, origin: Origin, level: Level, parent_id: 
 async def update_node(uow: UnitOfWork, origin: Origin, level: Level, node_id: int, changes: dict[str, Any]
                       ) -> dict[str, Any]:
     """Change a node's fields and/or move it among its siblings (``position``, clamped)."""
-    scope = TenantScope(origin.tenant_id)
+    scope = TenantScope.of(origin)
     async with uow:
         node = await _row(uow, scope, level.resource, node_id)
         await _lock_draft_course(uow, scope, node.course_id)
@@ -283,7 +283,7 @@ async def update_node(uow: UnitOfWork, origin: Origin, level: Level, node_id: in
 
 async def delete_node(uow: UnitOfWork, origin: Origin, level: Level, node_id: int) -> dict[str, Any]:
     """Delete a node with everything under it; later siblings move up. Returns the deleted node."""
-    scope = TenantScope(origin.tenant_id)
+    scope = TenantScope.of(origin)
     async with uow:
         node = await _row(uow, scope, level.resource, node_id)
         await _lock_draft_course(uow, scope, node.course_id)
@@ -307,7 +307,7 @@ async def _delete_subtree(uow: UnitOfWork, scope: TenantScope, level: Level, ids
 async def reorder_children(uow: UnitOfWork, origin: Origin, level: Level, parent_id: int, ids: list[int]
                            ) -> list[dict[str, Any]]:
     """Move a parent's children into the order of ``ids`` (every child exactly once)."""
-    scope = TenantScope(origin.tenant_id)
+    scope = TenantScope.of(origin)
     async with uow:
         parent = await _row(uow, scope, level.parent_resource, parent_id)
         course_id = _course_of(level, parent)
@@ -323,14 +323,14 @@ async def reorder_children(uow: UnitOfWork, origin: Origin, level: Level, parent
 
 async def get_node(uow: UnitOfWork, origin: Origin, level: Level, node_id: int) -> dict[str, Any]:
     async with uow:
-        row = await _row(uow, TenantScope(origin.tenant_id), level.resource, node_id)
+        row = await _row(uow, TenantScope.of(origin), level.resource, node_id)
     return views.node_view(level.resource, row)
 
 
 async def list_children(uow: UnitOfWork, origin: Origin, level: Level, parent_id: int, page: PageRequest
                         ) -> list[dict[str, Any]]:
     """Up to ``page.limit + 1`` children ordered by position; the cursor is the last position seen."""
-    scope = TenantScope(origin.tenant_id)
+    scope = TenantScope.of(origin)
     async with uow:
         await _row(uow, scope, level.parent_resource, parent_id)
         rows = await store.list_children(uow.session, scope, level.resource, level.parent_column, parent_id,
@@ -344,7 +344,7 @@ async def list_children(uow: UnitOfWork, origin: Origin, level: Level, parent_id
 async def list_ready_packages(uow: UnitOfWork, origin: Origin, page: PageRequest) -> list[dict[str, Any]]:
     """Ready packages and their SCOs, newest first: what a ``scorm`` activity may reference."""
     async with uow:
-        rows = await store.list_ready_packages(uow.session, TenantScope(origin.tenant_id), page.limit + 1,
+        rows = await store.list_ready_packages(uow.session, TenantScope.of(origin), page.limit + 1,
                                                page.after_id)
     return [views.scorm_package_view(r) for r in rows]
 

@@ -47,6 +47,7 @@ courses = sa.Table(
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.UniqueConstraint("tenant_id", "slug", name="uq_courses_tenant_slug"),
     sa.Index("ix_courses_tenant_id", "tenant_id", "id"),
+    info={"course_column": "id"},  # a per-course key's scope filters on it (shared.db.TenantScope)
 )
 
 modules = sa.Table(

@@ -376,7 +376,8 @@ async def _rerender_one(uow: UnitOfWork, origin: Origin, tenant_name: str | None
             async with uow:
                 session = uow.session
                 await _note_caller(session, origin, tenant_name)
-                row = await store.get_certificate(session, origin.tenant_id, certificate_id, lock=True)
+                row = await store.get_certificate(session, origin.tenant_id, certificate_id, lock=True,
+                                                  course_ids=origin.course_ids)
                 if row is None:
                     raise CertificateNotFound()
                 if revoke_reason is not None and row.revoked_at is not None:
@@ -476,25 +477,29 @@ async def regeneration_pending(uow: UnitOfWork) -> int:
 
 
 async def list_certificates(uow: UnitOfWork, tenant_id: int, filters: dict[str, Any], after_id: int | None,
-                            limit: int) -> list[Any]:
+                            limit: int, *, course_ids: frozenset[int] | None = None) -> list[Any]:
     async with uow:
-        return await store.list_certificates(uow.session, tenant_id, filters, after_id, limit)
+        return await store.list_certificates(uow.session, tenant_id, filters, after_id, limit, course_ids=course_ids)
 
 
-async def get_certificate(uow: UnitOfWork, tenant_id: int, certificate_id: int) -> Any:
+async def get_certificate(uow: UnitOfWork, tenant_id: int, certificate_id: int, *,
+                          course_ids: frozenset[int] | None = None) -> Any:
+    """``course_ids``: a per-course key's courses (ADR 0019); another course's certificate is not found."""
     async with uow:
-        row = await store.get_certificate(uow.session, tenant_id, certificate_id)
+        row = await store.get_certificate(uow.session, tenant_id, certificate_id, course_ids=course_ids)
     if row is None:
         raise CertificateNotFound()
     return row
 
 
-async def find_certificate(uow: UnitOfWork, tenant_id: int, verification_id: str) -> Any:
+async def find_certificate(uow: UnitOfWork, tenant_id: int, verification_id: str, *,
+                           course_ids: frozenset[int] | None = None) -> Any:
     """By verification id, within the tenant (another tenant's vid answers like an unknown one)."""
     if not domain.is_verification_id(verification_id):
         raise CertificateNotFound()
     async with uow:
-        row = await store.certificate_by_verification_id(uow.session, verification_id, tenant_id)
+        row = await store.certificate_by_verification_id(uow.session, verification_id, tenant_id,
+                                                         course_ids=course_ids)
     if row is None:
         raise CertificateNotFound()
     return row
@@ -512,9 +517,10 @@ async def verification(uow: UnitOfWork, verification_id: str) -> tuple[Any, str]
     return row, issuer
 
 
-async def certificate_pdf(uow: UnitOfWork, tenant_id: int, certificate_id: int) -> tuple[Any, AsyncIterator[bytes]]:
+async def certificate_pdf(uow: UnitOfWork, tenant_id: int, certificate_id: int, *,
+                          course_ids: frozenset[int] | None = None) -> tuple[Any, AsyncIterator[bytes]]:
     """The certificate and its current PDF's bytes (the stream opens at its first chunk, not before)."""
-    row = await get_certificate(uow, tenant_id, certificate_id)
+    row = await get_certificate(uow, tenant_id, certificate_id, course_ids=course_ids)
     return row, _docs(uow).stream(row.pdf_key)
 
 

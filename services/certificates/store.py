@@ -442,23 +442,26 @@ async def write_pdf_versions(session: AsyncSession, rows: Sequence[Any], items: 
 
 
 async def get_certificate(session: AsyncSession, tenant_id: int, certificate_id: int, *,
-                          lock: bool = False) -> Any | None:
-    stmt = TenantScope(tenant_id).select(certificates).where(certificates.c.id == certificate_id)
+                          lock: bool = False, course_ids: frozenset[int] | None = None) -> Any | None:
+    """With ``course_ids`` (a per-course key's, ADR 0019) a certificate of another course is not found."""
+    stmt = TenantScope(tenant_id, course_ids).select(certificates).where(certificates.c.id == certificate_id)
     return (await session.execute(stmt.with_for_update() if lock else stmt)).first()
 
 
 async def certificate_by_verification_id(session: AsyncSession, verification_id: str,
-                                         tenant_id: int | None = None) -> Any | None:
-    """The certificate with this vid (in ``tenant_id`` when given; the public page looks across tenants)."""
+                                         tenant_id: int | None = None, *,
+                                         course_ids: frozenset[int] | None = None) -> Any | None:
+    """The certificate with this vid (in ``tenant_id`` when given; the public page looks across tenants; with
+    ``course_ids``, only of those courses)."""
     stmt = sa.select(certificates).where(certificates.c.verification_id == verification_id)
     if tenant_id is not None:
-        stmt = stmt.where(certificates.c.tenant_id == tenant_id)
+        stmt = stmt.where(TenantScope(tenant_id, course_ids).where(certificates))
     return (await session.execute(stmt)).first()
 
 
 async def list_certificates(session: AsyncSession, tenant_id: int, filters: dict[str, Any], after_id: int | None,
-                            limit: int) -> list[Any]:
-    stmt = TenantScope(tenant_id).select(certificates)
+                            limit: int, *, course_ids: frozenset[int] | None = None) -> list[Any]:
+    stmt = TenantScope(tenant_id, course_ids).select(certificates)
     for name, value in filters.items():
         if value is not None:
             stmt = stmt.where(certificates.c[name] == value)

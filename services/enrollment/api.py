@@ -16,7 +16,6 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.enrollment import domain, handlers, store
 from shared.bus.envelope import Origin
@@ -175,20 +174,20 @@ async def _page(request: web.Request, scope: str, table: sa.Table, filter_names:
     codec, resource = request.app[CURSOR_KEY], table.name
     page = page_request(request, codec, resource, ctx.tenant_id, filters)
     rows = await store.keyset_page(request.app[DB_KEY], table, ctx.tenant_id, filters, page.after_id,
-                                   page.limit + 1)
+                                   page.limit + 1, course_ids=ctx.course_ids)
     cursor = next_cursor(codec, rows, page, resource, ctx.tenant_id, filters, id_of=lambda r: r.id)
     return ok(request, [view(r) for r in rows], next_cursor=cursor)
 
 
 async def _one(request: web.Request, scope: str, resource: str,
-               query: Callable[[AsyncConnection, int, int], Awaitable[Any]],
+               query: Callable[..., Awaitable[Any]],
                view: Callable[[Any], dict[str, Any]]) -> web.Response:
     """One of the tenant's rows by the path's id (``404 <resource>_not_found`` if there is none)."""
     ctx = context_of(request)
     require_scope(ctx, scope)
     row_id = path_id(request, "id", resource)
     async with store.reading(request.app[DB_KEY]) as conn:
-        row = await query(conn, ctx.tenant_id, row_id)
+        row = await query(conn, ctx.tenant_id, row_id, course_ids=ctx.course_ids)
     if row is None:
         raise ApiError.not_found(resource)
     return ok(request, view(row))

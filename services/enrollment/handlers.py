@@ -165,7 +165,8 @@ async def enroll(uow: UnitOfWork, origin: Origin, command: Enroll, *,
     expires_at = domain.future_expiry(command.expires_at, now)
     async with uow:
         await _note_tenant(uow, origin.tenant_id, origin.tenant_slug, tenant_name, now)
-        facts = await store.enrollment_facts(uow.session, origin.tenant_id, command.user_id, command.course_id)
+        facts = await store.enrollment_facts(uow.session, origin.tenant_id, command.user_id, command.course_id,
+                                             course_ids=origin.course_ids)
         if facts is None:
             raise domain.CourseNotFound()
         existing = _live_of(facts, now)
@@ -219,7 +220,8 @@ async def cancel(uow: UnitOfWork, origin: Origin, enrollment_id: int, *, tenant_
     now = utcnow()
     async with uow:
         await _note_tenant(uow, origin.tenant_id, origin.tenant_slug, tenant_name, now)
-        row = await store.enrollment(uow.session, origin.tenant_id, enrollment_id, lock=True)
+        row = await store.enrollment(uow.session, origin.tenant_id, enrollment_id, lock=True,
+                                     course_ids=origin.course_ids)
         if row is None:
             raise domain.EnrollmentNotFound()
         if not domain.cancel(row.status):
@@ -288,7 +290,7 @@ async def grant_cohort(uow: UnitOfWork, origin: Origin, command: GrantCohort, *,
     user_id = command.user_id
     async with uow:
         await _note_tenant(uow, origin.tenant_id, origin.tenant_slug, tenant_name, now)
-        cohort = await store.cohort(uow.session, origin.tenant_id, command.cohort_id)
+        cohort = await store.cohort(uow.session, origin.tenant_id, command.cohort_id, course_ids=origin.course_ids)
         if cohort is None:
             raise domain.CohortNotFound()
         if not await store.user_known(uow.session, origin.tenant_id, user_id):

@@ -189,10 +189,13 @@ async def reading(db: Database) -> AsyncIterator[AsyncConnection]:
 
 
 @functools.cache
-def page_query(table: sa.Table, filters: tuple[str, ...], after: bool) -> sa.Select[Any]:
+def page_query(table: sa.Table, filters: tuple[str, ...], after: bool, courses: bool = False) -> sa.Select[Any]:
     """A keyset page of a tenant's rows, id descending, built once per combination of filters. Parameters:
-    ``tenant_id``, each filter by name, ``after_id`` (with ``after``) and ``limit``."""
+    ``tenant_id``, each filter by name, ``after_id`` (with ``after``), ``course_ids`` (with ``courses``: a
+    per-course key's courses, ADR 0019) and ``limit``."""
     stmt = sa.select(table).where(table.c.tenant_id == sa.bindparam("tenant_id"))
+    if courses:
+        stmt = stmt.where(table.c.course_id.in_(sa.bindparam("course_ids", expanding=True)))
     for name in filters:
         stmt = stmt.where(table.c[name] == sa.bindparam(name))
     if after:
@@ -201,14 +204,18 @@ def page_query(table: sa.Table, filters: tuple[str, ...], after: bool) -> sa.Sel
 
 
 async def keyset_page(db: Database, table: sa.Table, tenant_id: int, filters: Mapping[str, int | None],
-                      after_id: int | None, limit: int) -> list[Any]:
-    """Up to ``limit`` rows of ``table`` for ``next_cursor`` (which trims the extra one)."""
+                      after_id: int | None, limit: int, course_ids: frozenset[int] | None = None) -> list[Any]:
+    """Up to ``limit`` rows of ``table`` for ``next_cursor`` (which trims the extra one); with ``course_ids``
+    only the rows of those courses."""
     given = {name: value for name, value in filters.items() if value is not None}
     params: dict[str, Any] = {"tenant_id": tenant_id, "limit": limit, **given}
     if after_id is not None:
         params["after_id"] = after_id
+    if course_ids is not None:
+        params["course_ids"] = sorted(course_ids)
+    stmt = page_query(table, tuple(given), after_id is not None, course_ids is not None)
     async with reading(db) as conn:
-        return list((await conn.execute(page_query(table, tuple(given), after_id is not None), params)).all())
+        return list((await conn.execute(stmt, params)).all())
 
 
 # --- read models: tenants, courses and their published versions, directory users ----------------------------
@@ -319,10 +326,17 @@ _LIVE_ENROLLMENT = sa.select(enrollments).where(
 _ENROLLMENT = sa.select(enrollments).where(enrollments.c.tenant_id == sa.bindparam("tenant_id"),
                                            enrollments.c.id == sa.bindparam("id"))
 _ENROLLMENT_LOCKED = _ENROLLMENT.with_for_update()
+_IN_COURSES = enrollments.c.course_id.in_(sa.bindparam("course_ids", expanding=True))
+_ENROLLMENT_IN_COURSES = _ENROLLMENT.where(_IN_COURSES)
+_ENROLLMENT_IN_COURSES_LOCKED = _ENROLLMENT_IN_COURSES.with_for_update()
 
 
-async def enrollment_facts(session: AsyncSession, tenant_id: int, user_id: int, course_id: int) -> Any | None:
-    """The course, the user and the learner's live enrollment as enrolling sees them (``_ENROLL_FACTS``)."""
+async def enrollment_facts(session: AsyncSession, tenant_id: int, user_id: int, course_id: int, *,
+                           course_ids: frozenset[int] | None = None) -> Any | None:
+    """The course, the user and the learner's live enrollment as enrolling sees them (``_ENROLL_FACTS``); None
+    for a course outside ``course_ids`` (a per-course key's), exactly as for a missing course."""
+    if course_ids is not None and course_id not in course_ids:
+        return None
     return (await session.execute(_ENROLL_FACTS, {"tenant_id": tenant_id, "user_id": user_id,
                                                   "course_id": course_id})).first()
 
@@ -340,9 +354,15 @@ async def live_enrollment(session: AsyncSession, tenant_id: int, user_id: int, c
 
 
 async def enrollment(db: AsyncSession | AsyncConnection, tenant_id: int, enrollment_id: int, *,
-                     lock: bool = False) -> Any | None:
-    params = {"tenant_id": tenant_id, "id": enrollment_id}
-    return (await db.execute(_ENROLLMENT_LOCKED if lock else _ENROLLMENT, params)).first()
+                     lock: bool = False, course_ids: frozenset[int] | None = None) -> Any | None:
+    """The enrollment; with ``course_ids`` (a per-course key's) None unless it is of one of those courses."""
+    params: dict[str, Any] = {"tenant_id": tenant_id, "id": enrollment_id}
+    if course_ids is None:
+        stmt = _ENROLLMENT_LOCKED if lock else _ENROLLMENT
+    else:
+        params["course_ids"] = sorted(course_ids)
+        stmt = _ENROLLMENT_IN_COURSES_LOCKED if lock else _ENROLLMENT_IN_COURSES
+    return (await db.execute(stmt, params)).first()
 
 
 async def cancel_enrollment(session: AsyncSession, enrollment_id: int, status: str, now: datetime) -> Any:
@@ -386,8 +406,14 @@ async def insert_cohort(session: AsyncSession, tenant_id: int, name: str, course
     )).one()
 
 
-async def cohort(db: AsyncSession | AsyncConnection, tenant_id: int, cohort_id: int) -> Any | None:
-    return (await db.execute(TenantScope(tenant_id).select(cohorts).where(cohorts.c.id == cohort_id))).first()
+async def cohort(db: AsyncSession | AsyncConnection, tenant_id: int, cohort_id: int, *,
+                 course_ids: frozenset[int] | None = None) -> Any | None:
+    """The cohort; with ``course_ids`` (a per-course key's) None unless every course of the cohort is one of
+    them (a cohort reaching another course is not the key's to grant)."""
+    row = (await db.execute(TenantScope(tenant_id).select(cohorts).where(cohorts.c.id == cohort_id))).first()
+    if row is not None and course_ids is not None and not {int(c) for c in row.course_ids} <= course_ids:
+        return None
+    return row
 
 
 async def update_cohort(session: AsyncSession, tenant_id: int, cohort_id: int, changes: Mapping[str, Any],
@@ -487,8 +513,16 @@ _ATTEMPT = sa.select(attempts).where(attempts.c.tenant_id == sa.bindparam("tenan
                                      attempts.c.id == sa.bindparam("id"))
 
 
-async def attempt(db: AsyncSession | AsyncConnection, tenant_id: int, attempt_id: int) -> Any | None:
-    return (await db.execute(_ATTEMPT, {"tenant_id": tenant_id, "id": attempt_id})).first()
+_ATTEMPT_IN_COURSES = _ATTEMPT.where(attempts.c.course_id.in_(sa.bindparam("course_ids", expanding=True)))
+
+
+async def attempt(db: AsyncSession | AsyncConnection, tenant_id: int, attempt_id: int, *,
+                  course_ids: frozenset[int] | None = None) -> Any | None:
+    """The attempt; with ``course_ids`` (a per-course key's) None unless it is of one of those courses."""
+    if course_ids is None:
+        return (await db.execute(_ATTEMPT, {"tenant_id": tenant_id, "id": attempt_id})).first()
+    return (await db.execute(_ATTEMPT_IN_COURSES, {"tenant_id": tenant_id, "id": attempt_id,
+                                                   "course_ids": sorted(course_ids)})).first()
 
 
 async def lock_enrollment(session: AsyncSession, tenant_id: int, enrollment_id: int, *,

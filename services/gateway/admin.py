@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from services.gateway import domain, handlers
 from services.gateway.dlq import DeadLetters, spec_of
@@ -110,6 +110,17 @@ class KeyCreate(BaseModel):
     expires_at: datetime | None = None
     created_by: int | None = Field(default=None, ge=1, description="directory user id of the admin behind it")
     mode: str = "live"
+    #: a per-course key (ADR 0019): it reads and writes only these courses and what hangs under them
+    course_ids: list[StrictInt] | None = Field(default=None, min_length=1, max_length=domain.MAX_KEY_COURSES)
+
+    @field_validator("course_ids")
+    @classmethod
+    def _courses(cls, v: list[int] | None) -> list[int] | None:
+        if v is None:
+            return None
+        if any(c < 1 or c > domain.MAX_ID for c in v):
+            raise ValueError("course ids are positive integers")
+        return sorted(set(v))
 
     @field_validator("scopes")
     @classmethod
@@ -167,7 +178,8 @@ def key_view(row: Any, slug: str) -> dict[str, Any]:
         status = "active"
     return {"id": row.id, "tenant": slug, "name": row.name, "prefix": row.prefix, "scopes": list(row.scopes),
             "status": status, "created_by": row.created_by, "created_at": as_utc(row.created_at),
-            "last_used_at": as_utc(row.last_used_at), "expires_at": expires, "revoked_at": as_utc(row.revoked_at)}
+            "last_used_at": as_utc(row.last_used_at), "expires_at": expires, "revoked_at": as_utc(row.revoked_at),
+            "course_ids": list(row.course_ids) if row.course_ids is not None else None}
 
 
 def user_view(row: Any) -> dict[str, Any]:
@@ -250,7 +262,7 @@ class AdminApi:
         body = await read_json(request, KeyCreate)
         owner, row, plain = await handlers.create_key(
             self.uow, request.match_info["slug"], self.pepper, name=body.name, scopes=body.scopes,
-            expires_at=body.expires_at, created_by=body.created_by, mode=body.mode)
+            expires_at=body.expires_at, created_by=body.created_by, mode=body.mode, course_ids=body.course_ids)
         view = key_view(row, owner.slug)
         # An Idempotency-Key replay answers the same key without its secret: the secret is shown once and never
         # stored in plain text (a client that lost the first answer revokes this key, by its id, and makes another).

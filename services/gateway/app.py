@@ -30,10 +30,11 @@ from services.gateway.clientip import TRUSTED_PROXIES_KEY, FailureLimiter, Trust
 from services.gateway.config import GatewaySettings
 from services.gateway.consistency import ReplicaFanout
 from services.gateway.dlq import AmqpDeadLetters, DeadLetters, InProcessDeadLetters
-from services.gateway.keys import KeyDirectory, RateLimiter, UsageRecorder
+from services.gateway.keys import KeyDirectory, UsageRecorder
 from services.gateway.openapi import build_document
 from services.gateway.pipeline import Gateway, Observer
 from services.gateway.proxy import Upstreams
+from services.gateway.ratelimit import RateLimiter, RedisRateLimiter
 from services.gateway.ui import setup_admin_ui
 from shared.bus.amqp import AmqpBus
 from shared.bus.wiring import EventTable
@@ -76,7 +77,7 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
                       consistency=settings.consistency, consistency_window=settings.consistency_window,
                       proxies=proxies,
                       admin_failures=FailureLimiter(settings.admin_auth_max_failures, settings.admin_auth_window))
-    gateway.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    gateway.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)  # until the app starts
     gateway.upstreams = Upstreams(settings.upstreams(), connect_timeout=settings.upstream_connect_timeout,
                                   read_timeout=settings.upstream_read_timeout, pool_size=settings.upstream_pool_size)
 
@@ -125,6 +126,18 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
         yield
         await gateway.upstreams.close()
 
+    async def rate_limit_ctx(_app: web.Application) -> AsyncIterator[None]:
+        """The shared rate limit's Redis client, made in the serving process (each worker has its own)."""
+        if settings.redis_url:
+            gateway.limiter = RedisRateLimiter.from_url(settings.redis_url, settings.rate_limit_per_second,
+                                                        settings.rate_limit_burst, prefix=settings.redis_prefix,
+                                                        timeout=settings.redis_timeout)
+        yield
+        limiter, gateway.limiter = gateway.limiter, RateLimiter(settings.rate_limit_per_second,
+                                                                settings.rate_limit_burst)
+        with contextlib.suppress(Exception):
+            await limiter.close()
+
     async def revocations_job(app: web.Application) -> None:
         if settings.consumers_enabled:
             await revocations.listen(common, app[BUS_KEY], lambda: gateway.keys)
@@ -146,7 +159,7 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
     spec = ServiceSpec(
         name="gateway", migrations_dir=MIGRATIONS, setup_routes=setup_routes, event_handlers=EVENT_HANDLERS,
         background=[revocations_job], client_max_size=common.json_body_limit + 1024, edge=True,
-        contexts=[directory_ctx, dead_letters_ctx, upstreams_ctx], readiness=readiness,
+        contexts=[directory_ctx, dead_letters_ctx, upstreams_ctx, rate_limit_ctx], readiness=readiness,
     )
     app = create_service_app(settings, spec, bus=bus)
     token_file = str(Path(common.data_dir).resolve() / "admin_token")

@@ -96,7 +96,20 @@ def record(row: dict[str, Any]) -> str:
 
 
 TENANT_COLUMNS = ["id", "slug", "name", "plan", "status", "created_at"]
-KEY_COLUMNS = ["id", "name", "prefix", "scopes", "status", "created_by", "last_used_at", "expires_at"]
+KEY_COLUMNS = ["id", "name", "prefix", "scopes", "course_ids", "status", "created_by", "last_used_at", "expires_at"]
+
+
+def _course_ids(values: list[str]) -> list[int]:
+    """``--course 12 --course 13,14`` → [12, 13, 14]; anything but positive integers is a usage error."""
+    ids: list[int] = []
+    for value in values:
+        for part in value.replace(",", " ").split():
+            if not part.isdigit() or int(part) < 1:
+                raise CliError(f"--course: {part!r} is not a course id (a positive integer)")
+            ids.append(int(part))
+    if not ids:
+        raise CliError("--course: give at least one course id")
+    return ids
 USER_COLUMNS = ["id", "name", "email", "revision", "updated_at"]
 DLQ_COLUMNS = ["queue", "service", "messages"]
 WEBHOOK_COLUMNS = ["id", "url", "status", "event_types", "description", "failing_since"]
@@ -154,6 +167,8 @@ def run(args: argparse.Namespace, client: AdminClient) -> tuple[Any, str]:
                 body["expires_at"] = args.expires_at
             if args.created_by is not None:
                 body["created_by"] = args.created_by
+            if args.course:
+                body["course_ids"] = _course_ids(args.course)
             data = client.call("POST", base, body)["data"]
             text = record({k: v for k, v in data.items() if k != "key"})
             return data, f"{text}\n\nAPI key (shown once, store it now):\n{data['key']}"
@@ -279,6 +294,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--expires-at", help="RFC 3339 time")
     c.add_argument("--created-by", type=int, help="directory user id of the admin behind the key")
     c.add_argument("--test", action="store_true", help="make an mc_test_ key")
+    c.add_argument("--course", action="append",
+                   help="limit the key to this course id (repeat or comma-separate; default: every course)")
     ls = keys.add_parser("list")
     ls.add_argument("slug")
     ls.add_argument("--limit", type=int)

@@ -34,9 +34,21 @@ class GatewaySettings(ServiceSettings):
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1, description="SCORM zip upload limit")
     admin_json_body_limit: int = Field(default=8 * 1024 * 1024, ge=1,
                                        description="admin JSON bodies (templates carry base64 images)")
-    # Token bucket per API key, per replica (see docs/gateway.md).
+    # Token bucket per API key (see docs/gateway.md): in Redis, shared by every replica, when LEARN_REDIS_URL is set;
+    # else (and while Redis does not answer) per replica.
     rate_limit_per_second: float = Field(default=50.0, gt=0)
     rate_limit_burst: int = Field(default=100, ge=1)
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("LEARN_REDIS_URL", "redis_url"),
+        description="redis://host:port/db for the rate limit shared by the replicas; unset: per replica",
+    )
+    redis_prefix: str = Field(
+        default="learn:", validation_alias=AliasChoices("LEARN_REDIS_PREFIX", "redis_prefix"), max_length=100,
+        description="prefix of the gateway's Redis keys (several deployments may share one Redis)",
+    )
+    redis_timeout: float = Field(default=0.25, gt=0, le=10,
+                                 validation_alias=AliasChoices("LEARN_REDIS_TIMEOUT", "redis_timeout"),
+                                 description="seconds a Redis call may take before the replica decides alone")
     key_cache_ttl: float = Field(default=5.0, gt=0, le=5.0, description="a revoked key dies within this")
     last_used_resolution: float = Field(default=60.0, gt=0, description="last_used_at is written at most this often")
     upstream_connect_timeout: float = Field(default=2.0, gt=0)

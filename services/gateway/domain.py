@@ -19,6 +19,8 @@ API_PLANS = frozenset({"pro", "creator_plus", "sovereign"})
 TENANT_STATUSES = ("active", "suspended")
 SCOPES = ("learn:read", "learn:write", "learn:cohorts:grant")
 ADMIN_SCOPE = "admin"
+MAX_KEY_COURSES = 100  # a per-course key names at most this many courses (ADR 0019)
+MAX_ID = 2**63 - 1
 
 KEY_PREFIXES = ("mc_live_", "mc_test_")
 KEY_BODY_BYTES = 32  # 256 bits, 43 URL-safe characters

@@ -72,8 +72,10 @@ async def list_tenants(uow: UnitOfWork, after_id: int | None, limit: int) -> lis
 
 
 async def create_key(uow: UnitOfWork, slug: str, pepper: bytes, *, name: str, scopes: list[str],
-                     expires_at: datetime | None, created_by: int | None, mode: str) -> tuple[Any, Any, str]:
-    """A new key: (its tenant, its row, the key itself, which is stored only as its hash)."""
+                     expires_at: datetime | None, created_by: int | None, mode: str,
+                     course_ids: list[int] | None = None) -> tuple[Any, Any, str]:
+    """A new key: (its tenant, its row, the key itself, which is stored only as its hash). With ``course_ids``
+    the key is limited to those courses (ADR 0019)."""
     plain = domain.generate_key(mode)
     now = datetime.now(UTC)
     async with uow:
@@ -83,7 +85,7 @@ async def create_key(uow: UnitOfWork, slug: str, pepper: bytes, *, name: str, sc
         row = await store.insert_key(uow.session, dict(
             tenant_id=owner.id, name=name.strip(), prefix=domain.display_prefix(plain),
             key_hash=domain.hash_key(pepper, plain), scopes=scopes, created_by=created_by, created_at=now,
-            expires_at=expires_at,
+            expires_at=expires_at, course_ids=course_ids,
         ))
     return owner, row, plain
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,7 +19,18 @@ import structlog
 
 from services.gateway import domain, store
 from shared.db import Database
-from shared.http import H_INTERNAL, H_KEY_ID, H_OWNER_ID, H_OWNER_NAME, H_SCOPES, H_TENANT, H_TENANT_ID, H_TENANT_NAME
+from shared.http import (
+    H_COURSE_IDS,
+    H_INTERNAL,
+    H_KEY_ID,
+    H_OWNER_ID,
+    H_OWNER_NAME,
+    H_SCOPES,
+    H_TENANT,
+    H_TENANT_ID,
+    H_TENANT_NAME,
+    format_course_ids,
+)
 
 log = structlog.get_logger("gateway.keys")
 
@@ -39,6 +49,8 @@ class Principal:
     expires_at: float | None  # epoch seconds
     revoked: bool
     headers: dict[str, str]
+    #: a per-course key's courses (ADR 0019); None: every course of the tenant
+    course_ids: frozenset[int] | None = None
 
 
 @dataclass(slots=True)
@@ -116,6 +128,10 @@ class KeyDirectory:
             H_KEY_ID: str(row.id),
             H_SCOPES: " ".join(sorted(scopes)),
         }
+        course_ids = frozenset(int(c) for c in row.course_ids) if row.course_ids is not None else None
+        if course_ids is not None:
+            # The services filter every query of this request on these courses (shared.db.TenantScope).
+            headers[H_COURSE_IDS] = format_course_ids(course_ids)
         if row.created_by is not None:
             headers[H_OWNER_ID] = str(row.created_by)
             if row.owner_name is not None:
@@ -124,7 +140,7 @@ class KeyDirectory:
             key_id=row.id, key_hash=row.key_hash, tenant_id=row.tenant_id, slug=row.slug,
             plan_allowed=domain.plan_allows_api(row.plan), tenant_active=row.status == "active",
             scopes=scopes, expires_at=_epoch(row.expires_at), revoked=row.revoked_at is not None,
-            headers=headers,
+            headers=headers, course_ids=course_ids,
         )
 
     def forget_key(self, key_id: int) -> None:
@@ -172,20 +188,3 @@ class UsageRecorder:
                 raise
             except Exception as exc:  # the stamp is best effort; the next minute tries again
                 log.warning("last_used_flush_failed", error=repr(exc))
-
-
-class RateLimiter:
-    """Token bucket per key. The state lives in this process: each replica (and worker) limits on its own."""
-
-    def __init__(self, rate: float, burst: int):
-        self.rate = rate
-        self.burst = burst
-        self._buckets: dict[int, domain.TokenBucket] = {}
-        # IETF draft-ietf-httpapi-ratelimit-headers: quota ``q`` per window ``w`` (time to refill from empty).
-        self.policy = f'"per-key";q={burst};w={max(1, math.ceil(burst / rate))}'
-
-    def take(self, key_id: int, now: float) -> tuple[bool, domain.TokenBucket]:
-        bucket = self._buckets.get(key_id)
-        if bucket is None:
-            bucket = self._buckets[key_id] = domain.TokenBucket.full(self.rate, self.burst, now)
-        return bucket.take(now), bucket

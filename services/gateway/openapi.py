@@ -113,7 +113,8 @@ _ERRORS: dict[str, tuple[str, tuple[str, ...]]] = {
     "400": ("invalid_argument or missing_field: the payload or query was rejected.", ()),
     "401": ("invalid_api_key: missing, malformed, unknown, revoked or expired key, or another tenant's host.",
             ("WWW-Authenticate",)),
-    "403": ("insufficient_scope (the message names the scope) or plan_not_eligible.", ("WWW-Authenticate",)),
+    "403": ("insufficient_scope (the message names the scope), plan_not_eligible, or course_limited_key (a "
+            "per-course key on a route not about one of its courses).", ("WWW-Authenticate",)),
     "404": ("not_found (no such route) or <resource>_not_found.", ()),
     "409": ("idempotency_key_in_flight: the first request with this Idempotency-Key is still running; retry "
             "after Retry-After to get its answer.", ("Retry-After",)),
@@ -244,13 +245,25 @@ def _operation(route: Route) -> dict[str, Any]:
     else:
         op["security"] = [{"ApiKey": [route.scope]}]
         op["x-required-scope"] = route.scope
-        op["description"] = f"Requires the `{route.scope}` scope. " + CONSISTENCY_PARAMETER_DOC
+        op["description"] = (f"Requires the `{route.scope}` scope. " + _course_limit_doc(route) + " "
+                             + CONSISTENCY_PARAMETER_DOC)
+        op["x-course-scoped"] = route.course_scoped
     if route.method == "POST" and keyed:  # every write of the public API honours Idempotency-Key
         op["parameters"].append(IDEMPOTENCY_PARAMETER)
     if route.body:
         op["requestBody"] = {"required": route.body != "RuntimeFinish", "content": {
             "application/json": {"schema": _ref(route.body)}}}
     return op
+
+
+def _course_limit_doc(route: Route) -> str:
+    """What a per-course API key (``course_ids``, ADR 0019) may do on this route."""
+    if not route.course_scoped:
+        return "A per-course API key gets `403 course_limited_key` here."
+    if route.response == "list":
+        return "A per-course API key lists only its courses' rows."
+    return ("A per-course API key reaches only its courses and what hangs under them; another course's id "
+            "answers `404` exactly like a missing id.")
 
 
 def build_document(server_url: str | None = None) -> dict[str, Any]:
@@ -285,7 +298,11 @@ def build_document(server_url: str | None = None) -> dict[str, Any]:
             "schemas": schemas(),
             "headers": HEADERS,
             "securitySchemes": {"ApiKey": {"type": "http", "scheme": "bearer", "bearerFormat": "mc_live_...",
-                                           "description": "An API key made in the admin API or with learnctl."}},
+                                           "description": "An API key made in the admin API or with learnctl. "
+                                                          "A key made with `course_ids` reads and writes only "
+                                                          "those courses and their modules, lessons, activities, "
+                                                          "enrollments, attempts, certificates and cohort grants "
+                                                          "(docs/gateway.md)."}},
         },
     }
 

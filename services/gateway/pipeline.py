@@ -18,8 +18,9 @@ from aiohttp import web
 from services.gateway import domain
 from services.gateway.clientip import FailureLimiter, TrustedProxies
 from services.gateway.consistency import CausalTracker
-from services.gateway.keys import KeyDirectory, Principal, RateLimiter, UsageRecorder
+from services.gateway.keys import KeyDirectory, Principal, UsageRecorder
 from services.gateway.proxy import Upstreams
+from services.gateway.ratelimit import RateLimiter
 from services.gateway.routes import API_TABLE, VERIFY_TABLE, Route, RouteTable
 from shared.consistency import H_TOKEN, format_events, start_recording
 from shared.http import H_INTERNAL, H_REQUEST_ID, REQUEST_ID_KEY, ApiError, error_response, is_unavailable
@@ -29,6 +30,8 @@ log = structlog.get_logger("gateway")
 
 _BEARER = {"WWW-Authenticate": "Bearer"}
 NOT_FOUND = ApiError(404, "not_found", "No such route.")
+COURSE_LIMITED = ApiError(403, "course_limited_key",
+                          "This API key is limited to some courses; this route is not about one of them.")
 
 
 class RequestIds:
@@ -146,16 +149,18 @@ class Gateway:
             if route.scope not in principal.scopes:
                 raise ApiError(403, "insufficient_scope", f"This API key lacks the '{route.scope}' scope.",
                                {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{route.scope}"'})
+            if principal.course_ids is not None and not route.course_scoped:
+                raise COURSE_LIMITED
             now = time.monotonic()
-            allowed, bucket = self.limiter.take(principal.key_id, now)
+            decision = await self.limiter.take(principal.key_id, now)
             limit_headers = {"RateLimit-Policy": self.limiter.policy}
-            if not allowed:
-                retry = bucket.seconds_until_token()
+            if not decision.allowed:
+                retry = decision.retry_after
                 limit_headers["RateLimit"] = f'"per-key";r=0;t={retry}'
                 limit_headers["Retry-After"] = str(retry)
                 raise ApiError(429, "rate_limited", f"Too many requests for this API key; retry in {retry} s.",
                                limit_headers)
-            limit_headers["RateLimit"] = f'"per-key";r={bucket.remaining};t={bucket.seconds_until_full()}'
+            limit_headers["RateLimit"] = f'"per-key";r={decision.remaining};t={decision.reset}'
             self.usage.used(principal.key_id, now)
             headers = dict(principal.headers)
             headers[H_REQUEST_ID] = rid

@@ -26,6 +26,9 @@ class Route:
     schema: str | None = None  # name of the resource schema (Course, Enrollment, ...)
     query: tuple[str, ...] = ()
     op: str = ""  # the operationId (what generated clients name the call: ``updateCourse``)
+    # False: the route is not about one of the tenant's courses (creating a course, templates, packages): a
+    # per-course API key gets 403 course_limited_key on it (ADR 0019).
+    course_scoped: bool = True
 
     @property
     def operation_id(self) -> str:
@@ -46,7 +49,7 @@ PUBLIC_ROUTES: tuple[Route, ...] = (
     _api("GET", "/courses", READ, "catalog", "List courses (cursor-paginated).", response="list",
          schema="Course", query=_LIST, op="listCourses"),
     _api("POST", "/courses", WRITE, "catalog", "Create a course.", schema="Course", body="CourseCreate",
-         op="createCourse"),
+         op="createCourse", course_scoped=False),
     _api("GET", "/courses/{id}", READ, "catalog", "Get a course.", schema="Course", op="getCourse"),
     _api("POST", "/courses/{id}", WRITE, "catalog", "Update a course; omitted fields keep their value.",
          schema="Course", body="CourseUpdate", op="updateCourse"),
@@ -90,14 +93,14 @@ PUBLIC_ROUTES: tuple[Route, ...] = (
     _api("GET", "/certificates/{id}/pdf", READ, "certificates", "Download the certificate PDF.", response="pdf",
          op="getCertificatePdf"),
     _api("GET", "/cert-templates", READ, "certificates", "List certificate templates.", response="list",
-         schema="CertificateTemplate", query=_LIST, op="listCertificateTemplates"),
+         schema="CertificateTemplate", query=_LIST, op="listCertificateTemplates", course_scoped=False),
     _api("GET", "/cert-templates/{id}", READ, "certificates", "Get a certificate template.",
-         schema="CertificateTemplate", op="getCertificateTemplate"),
+         schema="CertificateTemplate", op="getCertificateTemplate", course_scoped=False),
     # SCORM packages (scorm)
     _api("GET", "/scorm-packages", READ, "scorm", "List SCORM packages (any status).", response="list",
-         schema="ScormPackage", query=_LIST, op="listScormPackages"),
+         schema="ScormPackage", query=_LIST, op="listScormPackages", course_scoped=False),
     _api("GET", "/scorm-packages/{id}", READ, "scorm", "Get a SCORM package with its SCO list.",
-         schema="ScormPackageDetail", op="getScormPackage"),
+         schema="ScormPackageDetail", op="getScormPackage", course_scoped=False),
 )
 
 # Reached without an API key and forwarded as they are: the service resolves the tenant from the vid / token.

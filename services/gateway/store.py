@@ -53,6 +53,8 @@ api_keys = sa.Table(
     sa.Column("last_used_at", Timestamp, nullable=True),
     sa.Column("expires_at", Timestamp, nullable=True),
     sa.Column("revoked_at", Timestamp, nullable=True),
+    # A per-course key's course ids (ADR 0019); NULL: every course of the tenant.
+    sa.Column("course_ids", sa.JSON, nullable=True),
 )
 
 
@@ -152,7 +154,8 @@ async def key_by_hash(conn: AsyncConnection, key_hash: str) -> Any:
     stmt = (
         sa.select(
             api_keys.c.id, api_keys.c.key_hash, api_keys.c.scopes, api_keys.c.expires_at, api_keys.c.revoked_at,
-            api_keys.c.created_by, tenants.c.id.label("tenant_id"), tenants.c.slug, tenants.c.name.label("tenant_name"),
+            api_keys.c.created_by, api_keys.c.course_ids, tenants.c.id.label("tenant_id"), tenants.c.slug,
+            tenants.c.name.label("tenant_name"),
             tenants.c.plan, tenants.c.status, users.c.name.label("owner_name"),
         )
         .select_from(

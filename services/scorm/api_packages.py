@@ -24,6 +24,7 @@ from shared.http import (
     page_request,
     path_id,
     read_json,
+    require_all_courses,
     require_scope,
 )
 from shared.idempotency import claim_streamed, streams_its_body
@@ -97,6 +98,7 @@ async def upload(request: web.Request) -> web.Response:
 async def _list(request: web.Request, scope: str, admin: bool) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, scope)
+    require_all_courses(ctx, "read SCORM packages")  # tenant-wide, not one course's (ADR 0019)
     codec = request.app[CURSOR_KEY]
     page = page_request(request, codec, LIST_NAME, ctx.tenant_id, {})
     rows = await handlers.list_packages(unit_of_work(request), Origin.of_request(ctx), page.limit + 1,
@@ -108,6 +110,7 @@ async def _list(request: web.Request, scope: str, admin: bool) -> web.Response:
 async def _get(request: web.Request, scope: str, admin: bool) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, scope)
+    require_all_courses(ctx, "read SCORM packages")
     package_id = path_id(request, "id", "scorm_package")
     row, scos = await handlers.get_package(unit_of_work(request), Origin.of_request(ctx), package_id)
     if row.status in ("ready", "failed"):

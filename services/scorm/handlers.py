@@ -199,7 +199,7 @@ async def launch(uow: UnitOfWork, origin: Origin, enrollment_id: int, activity_i
     expires_at = domain.token_expiry(stamp, scorm.settings.token_ttl)
     async with uow:
         session = uow.session
-        enrollment = await store.enrollment(session, tenant_id, enrollment_id)
+        enrollment = await store.enrollment(session, tenant_id, enrollment_id, course_ids=origin.course_ids)
         if enrollment is None:
             raise NotFound("enrollment")
         mode = domain.launch_mode(enrollment, stamp)

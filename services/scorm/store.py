@@ -238,8 +238,10 @@ async def replace_scos(session: AsyncSession, package_id: int, scos: Sequence[Ma
 # --- launches -----------------------------------------------------------------------------------------------
 
 
-async def enrollment(session: AsyncSession, tenant_id: int, enrollment_id: int) -> Any | None:
-    return (await session.execute(TenantScope(tenant_id).select(enrollments)
+async def enrollment(session: AsyncSession, tenant_id: int, enrollment_id: int, *,
+                     course_ids: frozenset[int] | None = None) -> Any | None:
+    """With ``course_ids`` (a per-course key's, ADR 0019) an enrollment of another course is not found."""
+    return (await session.execute(TenantScope(tenant_id, course_ids).select(enrollments)
                                   .where(enrollments.c.enrollment_id == enrollment_id))).first()
 
 

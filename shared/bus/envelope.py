@@ -94,11 +94,14 @@ class Origin:
     tenant_id: int
     tenant_slug: str
     request_id: str | None = None
+    #: a per-course API key's courses (``shared.http.RequestContext.course_ids``); None: no course limit.
+    #: ``shared.db.TenantScope.of(origin)`` turns it into query filters (ADR 0019). Events never carry it.
+    course_ids: frozenset[int] | None = None
 
     @classmethod
     def of_request(cls, ctx: Any) -> Origin:
         """From a ``shared.http.RequestContext`` (anything with tenant_id, tenant_slug and request_id)."""
-        return cls(ctx.tenant_id, ctx.tenant_slug, ctx.request_id)
+        return cls(ctx.tenant_id, ctx.tenant_slug, ctx.request_id, getattr(ctx, "course_ids", None))
 
     @classmethod
     def of_event(cls, event: CloudEvent) -> Origin:

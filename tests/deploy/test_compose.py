@@ -43,8 +43,8 @@ def test_the_file_follows_the_compose_specification() -> None:
     assert errors == []
 
 
-def test_the_stack_is_postgres_rabbitmq_a_migration_and_the_five_services() -> None:
-    assert set(COMPOSE["services"]) == {"postgres", "rabbitmq", "migrate", *SERVICES}
+def test_the_stack_is_postgres_rabbitmq_redis_a_migration_and_the_services() -> None:
+    assert set(COMPOSE["services"]) == {"postgres", "rabbitmq", "redis", "migrate", *SERVICES}
     assert service("postgres")["image"].startswith("postgres:15")
     version = re.match(r"rabbitmq:(\d+)\.(\d+)-management$", service("rabbitmq")["image"])
     assert version and (int(version[1]), int(version[2])) >= (3, 10)
@@ -151,13 +151,24 @@ def test_every_learn_variable_set_is_one_the_services_read(where: str) -> None:
     known = {f"LEARN_{field.upper()}" for field in CommonSettings.model_fields}
     known |= {f"LEARN_{name.upper()}_{suffix}" for name in SERVICES for suffix in ("PORT", "DATABASE_URL")}
     known |= {f"LEARN_GATEWAY_{name.upper()}_URL" for name in INTERNAL_SERVICES}
-    known |= {"LEARN_ADMIN_TOKEN", "LEARN_API_KEY_PEPPER", "LEARN_TRUSTED_PROXIES", "LEARN_GATEWAY_CONTENT_PORT"}
+    known |= {"LEARN_ADMIN_TOKEN", "LEARN_API_KEY_PEPPER", "LEARN_TRUSTED_PROXIES", "LEARN_GATEWAY_CONTENT_PORT",
+              "LEARN_REDIS_URL"}
     if where == "compose":
         text = (DEPLOY / "compose.yaml").read_text()
     else:
         text = "\n".join(p.read_text() for p in sorted((DEPLOY / "k8s").rglob("*.yaml")))
     used = set(re.findall(r"\bLEARN_[A-Z_]+\b", text)) - {"LEARN_IMAGE"}  # LEARN_IMAGE: compose's own knob
     assert used - known == set()
+
+
+def test_the_gateway_shares_its_rate_limit_through_the_unpublished_redis() -> None:
+    gateway, redis = service("gateway"), service("redis")
+    assert gateway["environment"]["LEARN_REDIS_URL"] == "redis://redis:6379/0"
+    assert gateway["depends_on"]["redis"] == {"condition": "service_healthy"}
+    assert re.match(r"redis:\d+\.\d+\.\d+-alpine$", redis["image"]), redis["image"]
+    assert "ports" not in redis
+    assert redis["read_only"] is True and redis["cap_drop"] == ["ALL"]
+    assert redis["command"][:5] == ["redis-server", "--save", "", "--appendonly", "no"]  # disposable state
 
 
 def test_the_image_is_built_from_the_repository_root() -> None:

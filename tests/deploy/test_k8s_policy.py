@@ -28,6 +28,8 @@ from tests.deploy.manifests import (
     selects,
 )
 
+REDIS_PORT = 6379
+
 
 @pytest.fixture(params=OVERLAYS)
 def overlay(request: pytest.FixtureRequest) -> str:
@@ -139,6 +141,8 @@ def test_every_service_selects_the_pods_of_a_deployment_on_a_named_port(
 ) -> None:
     deployments = of_kind(rendered[overlay], "Deployment")
     for service in of_kind(rendered[overlay], "Service"):
+        if service["metadata"]["name"] == "redis":
+            continue  # a StatefulSet's: test_prod_runs_one_disposable_redis_only_the_gateway_reaches
         matching = [
             d for d in deployments
             if selects({"matchLabels": service["spec"]["selector"]}, d["spec"]["template"]["metadata"]["labels"])
@@ -197,7 +201,8 @@ def test_certificates_gets_the_most_cpu(rendered: dict[str, list[Manifest]], ove
 
 
 def test_the_overlay_pins_an_image_tag(rendered: dict[str, list[Manifest]], overlay: str) -> None:
-    images = {container["image"] for _, container in containers(rendered[overlay])}
+    images = {container["image"] for where, container in containers(rendered[overlay])
+              if not where.startswith("StatefulSet/redis/")}
     assert len(images) == 1, "one image for every service"
     image = images.pop()
     repository, _, tag = image.rpartition(":")
@@ -272,9 +277,39 @@ def test_egress_goes_only_to_dns_postgres_rabbitmq_and_from_the_gateway_to_the_s
             if "to" in rule:
                 assert workload == "gateway", f"{workload} may only reach datastores and DNS"
                 assert all(not selects(peer["podSelector"], labels["gateway"]) for peer in rule["to"])
-        datastores_and_dns = {("UDP", 53), ("TCP", 53), ("TCP", 5432), ("TCP", 5672)}
+        dns = {("UDP", 53), ("TCP", 53)}
+        datastores_and_dns = dns | {("TCP", 5432), ("TCP", 5672)}
         services = {("TCP", PORTS[s]) for s in INTERNAL_SERVICES}
-        assert allowed == (datastores_and_dns | services if workload == "gateway" else datastores_and_dns), workload
+        if "redis" in labels:  # the prod overlay's Redis (the gateway's shared rate limit)
+            services.add(("TCP", REDIS_PORT))
+        if workload == "redis":
+            assert allowed == dns, workload
+        else:
+            assert allowed == (datastores_and_dns | services if workload == "gateway" else datastores_and_dns), workload
+
+
+def test_prod_runs_one_disposable_redis_only_the_gateway_reaches(rendered: dict[str, list[Manifest]],
+                                                                 overlay: str) -> None:
+    objects = rendered[overlay]
+    config = of_kind(objects, "ConfigMap")[0]["data"]
+    if overlay != "prod":
+        assert not [o for o in objects if o["metadata"]["name"] == "redis"]
+        assert "LEARN_REDIS_URL" not in config  # per-replica limits in dev
+        return
+    redis = named(objects, "StatefulSet", "redis")
+    assert redis["spec"]["replicas"] == 1
+    container = redis["spec"]["template"]["spec"]["containers"][0]
+    image, _, tag = container["image"].rpartition(":")
+    assert image == "redis" and tag and tag != "latest", container["image"]
+    assert container["args"][:5] == ["redis-server", "--save", "", "--appendonly", "no"]  # no persistence
+    service = named(objects, "Service", "redis")
+    assert selects({"matchLabels": service["spec"]["selector"]}, redis["spec"]["template"]["metadata"]["labels"])
+    assert service["spec"]["ports"][0]["port"] == REDIS_PORT
+    assert config["LEARN_REDIS_URL"] == f"redis://redis:{REDIS_PORT}/0"
+    labels = _pod_labels(objects)
+    sources = [peer for rule in _ingress_rules_for(objects, labels["redis"]) for peer in rule["from"]]
+    assert sources and all(selects(peer["podSelector"], labels["gateway"]) for peer in sources)
+    assert not any(selects(peer["podSelector"], labels[s]) for peer in sources for s in INTERNAL_SERVICES)
 
 
 def test_migrations_run_as_a_hook_before_the_rollout(rendered: dict[str, list[Manifest]], overlay: str) -> None:

@@ -45,7 +45,8 @@ def _resource(request: web.Request, row: Any) -> dict[str, Any]:
 async def _list(request: web.Request, ctx: RequestContext, list_name: str, filters: dict[str, Any]) -> web.Response:
     codec = request.app[CURSOR_KEY]
     page = page_request(request, codec, list_name, ctx.tenant_id, filters)
-    rows = await handlers.list_certificates(uow_of(request), ctx.tenant_id, filters, page.after_id, page.limit + 1)
+    rows = await handlers.list_certificates(uow_of(request), ctx.tenant_id, filters, page.after_id, page.limit + 1,
+                                            course_ids=ctx.course_ids)
     cursor = next_cursor(codec, rows, page, list_name, ctx.tenant_id, filters, id_of=lambda r: r.id)
     return ok(request, [_resource(request, r) for r in rows], next_cursor=cursor)
 
@@ -72,7 +73,8 @@ async def get_certificate(request: web.Request, scope: str = "learn:read") -> we
     ctx = context_of(request)
     require_scope(ctx, scope)
     certificate_id = path_id(request, "id", "certificate")
-    row = await handlers.get_certificate(uow_of(request), ctx.tenant_id, certificate_id)
+    row = await handlers.get_certificate(uow_of(request), ctx.tenant_id, certificate_id,
+                                         course_ids=ctx.course_ids)
     return ok(request, _resource(request, row))
 
 
@@ -80,7 +82,8 @@ async def verify_certificate(request: web.Request) -> web.Response:
     """By verification id, within the caller's tenant (another tenant's vid answers like an unknown one)."""
     ctx = context_of(request)
     require_scope(ctx, "learn:read")
-    row = await handlers.find_certificate(uow_of(request), ctx.tenant_id, request.match_info["vid"])
+    row = await handlers.find_certificate(uow_of(request), ctx.tenant_id, request.match_info["vid"],
+                                          course_ids=ctx.course_ids)
     return ok(request, _resource(request, row))
 
 
@@ -116,7 +119,8 @@ async def download_pdf(request: web.Request, scope: str = "learn:read") -> web.S
     ctx = context_of(request)
     require_scope(ctx, scope)
     certificate_id = path_id(request, "id", "certificate")
-    row, chunks = await handlers.certificate_pdf(uow_of(request), ctx.tenant_id, certificate_id)
+    row, chunks = await handlers.certificate_pdf(uow_of(request), ctx.tenant_id, certificate_id,
+                                                  course_ids=ctx.course_ids)
     etag = f'"{row.pdf_sha256}"'
     headers = {H_REQUEST_ID: request_id_of(request), "ETag": etag, "Cache-Control": "private, no-cache",
                "X-Content-Type-Options": "nosniff"}

@@ -37,6 +37,7 @@ from shared.http import (
     path_id,
     read_json,
     request_id_of,
+    require_all_courses,
     require_scope,
 )
 from shared.pdf_preview import first_page_png
@@ -123,6 +124,7 @@ async def _validated_fields(body: TemplateUpdate) -> dict[str, Any]:
 async def list_templates(request: web.Request, scope: str = "learn:read") -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, scope)
+    require_all_courses(ctx, "read certificate templates")  # tenant-wide, not one course's (ADR 0019)
     codec = request.app[CURSOR_KEY]
     page = page_request(request, codec, "cert-templates", ctx.tenant_id, {})
     rows = await handlers.list_templates(uow_of(request), ctx.tenant_id, page.after_id, page.limit + 1)
@@ -137,6 +139,7 @@ async def admin_list_templates(request: web.Request) -> web.Response:
 async def get_template(request: web.Request, scope: str = "learn:read") -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, scope)
+    require_all_courses(ctx, "read certificate templates")
     row = await handlers.get_template(uow_of(request), ctx.tenant_id, path_id(request, "id", "template"))
     return ok(request, template_resource(row))
 

@@ -173,7 +173,8 @@ async def create_key(view: View) -> web.StreamResponse:
     form = await view.form()
     chosen = [s for s in form.getall("scopes", []) if s in SCOPES]
     values: dict[str, Any] = {"name": (form.get("name") or "").strip(), "scopes": chosen,
-                              "expires_on": form.get("expires_on") or "", "mode": form.get("mode") or "live"}
+                              "expires_on": form.get("expires_on") or "", "mode": form.get("mode") or "live",
+                              "course_ids": (form.get("course_ids") or "").strip()}
     try:
         if not chosen:
             raise forms.FormError("Tick at least one scope.")
@@ -182,6 +183,8 @@ async def create_key(view: View) -> web.StreamResponse:
         expires = forms.end_of_day_utc(form.get("expires_on"))
         if expires is not None:
             body["expires_at"] = expires
+        if values["course_ids"]:
+            body["course_ids"] = _course_ids(values["course_ids"])
         key = (await view.api.post(view.tenant_api_path("api-keys"), body)).data
     except (forms.FormError, AdminApiError) as exc:
         if isinstance(exc, AdminApiError) and exc.status >= 500:
@@ -190,6 +193,13 @@ async def create_key(view: View) -> web.StreamResponse:
     log.info("admin_ui_key_created", tenant=view.slug, key_id=key["id"])
     # Shown once, in this answer only: never stored in the session, never in a URL.
     return view.render("api_key_created.html", key=key)
+
+
+def _course_ids(raw: str) -> list[int]:
+    parts = raw.replace(",", " ").split()
+    if not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise forms.FormError("Courses: give course ids (whole numbers), separated by commas or spaces.")
+    return [int(p) for p in parts]
 
 
 async def revoke_key_form(view: View) -> web.StreamResponse:
