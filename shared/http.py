@@ -39,6 +39,9 @@ H_KEY_ID = "X-Learn-Key-Id"
 H_SCOPES = "X-Learn-Scopes"
 H_OWNER_ID = "X-Learn-Owner-Id"
 H_OWNER_NAME = "X-Learn-Owner-Name"
+# The acting tenant staff member on a forwarded admin call (ADR 0021); absent for the platform operator.
+H_STAFF_ID = "X-Learn-Staff-Id"
+H_STAFF_ROLE = "X-Learn-Staff-Role"
 H_REQUEST_ID = "X-Request-Id"
 
 REQUEST_ID_KEY = web.RequestKey("request_id", str)

@@ -15,6 +15,7 @@ class ErrorCode(StrEnum):
     INVALID_API_KEY = "invalid_api_key"
     INSUFFICIENT_SCOPE = "insufficient_scope"
     PLAN_NOT_ELIGIBLE = "plan_not_eligible"
+    NOT_ON_COURSE_TEAM = "not_on_course_team"
     NOT_FOUND = "not_found"
     COURSE_NOT_FOUND = "course_not_found"
     MODULE_NOT_FOUND = "module_not_found"
@@ -48,6 +49,8 @@ ERROR_CODES: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.INSUFFICIENT_SCOPE: (403, "The API key lacks the scope; the message names it."),
     ErrorCode.PLAN_NOT_ELIGIBLE: (403, "The tenant's plan does not include the public API (Pro, Creator Plus and "
                                        "Sovereign do)."),
+    ErrorCode.NOT_ON_COURSE_TEAM: (403, "A staff author changed a course (or its modules, lessons, activities, "
+                                        "lifecycle) whose team they are not on (admin API and UI; ADR 0021)."),
     ErrorCode.NOT_FOUND: (404, "No such route."),
     ErrorCode.COURSE_NOT_FOUND: (404, "No course with this id in the tenant."),
     ErrorCode.MODULE_NOT_FOUND: (404, "No module with this id in the tenant."),
