@@ -102,7 +102,8 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
         app[STAFF_API_KEY] = staff_api
         staff_routes.setup(app, gateway, staff_api, app[IDEMPOTENCY_KEY], _admin_scope)
         _routes(app, gateway, admin_api, admin_proxy, AdminDeadLetters(lambda: app[DLQ_KEY]), app[IDEMPOTENCY_KEY])
-        setup_admin_ui(app, settings)  # the admin web UI under /admin (a client of the admin API)
+        # the admin web UI under /admin (a client of the admin API; sessions in this database)
+        setup_admin_ui(app, settings, db_of=lambda: app[DB_KEY], staff_api_of=lambda: app[STAFF_API_KEY])
 
     async def directory_ctx(app: web.Application) -> AsyncIterator[None]:
         """The key cache, the last-used stamps and the consistency fanout to the other replicas."""
