@@ -339,7 +339,7 @@ async def on_team(session: AsyncSession, tenant_id: int, course_id: int, staff_i
     return (await session.execute(stmt)).first() is not None
 
 
-async def team_of(session: AsyncSession, tenant_id: int, course_id: int) -> list[sa.Row[Any]]:
+async def team_of(session: AsyncSession, tenant_id: int, course_id: int) -> list[Any]:
     stmt = (sa.select(course_team.c.staff_id, course_team.c.role, course_team.c.added_at, staff_members.c.email,
                       staff_members.c.name, staff_members.c.status)
             .select_from(course_team.join(staff_members, sa.and_(

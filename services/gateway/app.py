@@ -84,12 +84,13 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
     gateway.upstreams = Upstreams(settings.upstreams(), connect_timeout=settings.upstream_connect_timeout,
                                   read_timeout=settings.upstream_read_timeout, pool_size=settings.upstream_pool_size)
 
-    access = staff_routes.StaffAccess(lambda: app[DB_KEY], admin_token, common.base_domain)
+    access = staff_routes.StaffAccess(admin_token, common.base_domain)
     gateway.staff = access
     passwords = Passwords()
     mailer = Mailer(settings.smtp_url, settings.mail_from) if settings.smtp_url else None
 
     def setup_routes(app: web.Application) -> None:
+        access.db_of = lambda: app[DB_KEY]
         app[TRUSTED_PROXIES_KEY] = proxies
         app[GATEWAY_KEY] = gateway
         admin_api = AdminApi(lambda: app[DB_KEY], app[CURSOR_KEY], lambda: gateway.keys, pepper.encode())

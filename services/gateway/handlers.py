@@ -277,6 +277,7 @@ async def use_link(uow: UnitOfWork, token: str, password_hash: str, request_id: 
         if member.status == "suspended":
             raise domain.LinkInvalid()
         tenant_row = await store.tenant_by_id(uow.session, member.tenant_id)
+        assert tenant_row is not None
         status = "active"
         member = await store.update_staff(uow.session, member.id, dict(password_hash=password_hash, status=status,
                                                                        updated_at=now))
@@ -300,7 +301,7 @@ async def create_session(uow: UnitOfWork, *, kind: str, ttl: float, tenant_id: i
     """A new session: (its secret, its row). The secret is stored only as its SHA-256."""
     now = datetime.now(UTC)
     secret = domain.SESSION_PREFIX + domain.new_secret()
-    values = dict(id_hash=domain.sha256_hex(secret), kind=kind, tenant_id=tenant_id, staff_id=staff_id,
+    values: dict[str, Any] = dict(id_hash=domain.sha256_hex(secret), kind=kind, tenant_id=tenant_id, staff_id=staff_id,
                   csrf_token=domain.new_secret(), current_tenant=current_tenant, flashes=[], created_at=now,
                   expires_at=now + timedelta(seconds=ttl))
     async with uow:

@@ -118,15 +118,17 @@ def resource_of(rest: str) -> str | None:
 
 
 class StaffAccess:
-    def __init__(self, db_of: Any, admin_token: str, base_domain: str):
-        self._db_of = db_of
+    """Who a staff bearer token is, and the audit log's before/after digests (asked by the admin guard)."""
+
+    def __init__(self, admin_token: str, base_domain: str):
+        self.db_of: Any = None  # the app's database, once the routes are set up
         self.admin_token = admin_token
         self.base_domain = base_domain
         self.http: aiohttp.ClientSession | None = None
 
     @property
     def uow(self) -> UnitOfWork:
-        db: Database = self._db_of()
+        db: Database = self.db_of()
         return UnitOfWork(db)
 
     async def start(self) -> None:

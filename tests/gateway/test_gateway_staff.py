@@ -7,6 +7,7 @@ import asyncio
 import email
 import email.policy
 import hashlib
+import json
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -280,3 +281,25 @@ async def test_with_smtp_the_link_is_mailed_not_returned(make_gateway):
         assert (await sign_in(gw, "acme", "ada@acme.test")).status == 201
     finally:
         await asyncio.to_thread(controller.stop)
+
+
+async def test_learnctl_staff_mirrors_the_admin_api(gw, capsys):
+    from tests.gateway.test_gateway_cli_dlq import ctl
+
+    await gw.tenant("acme")
+    code, out, _ = await ctl(gw, capsys, "staff", "invite", "acme", "ada@acme.test", "--name", "Ada", "--role",
+                             "owner")
+    assert code == 0 and "Single-use link" in out
+    url = out.strip().splitlines()[-1]
+    assert (await accept(gw, url)).status == 200
+    code, out, _ = await ctl(gw, capsys, "--json", "staff", "list", "acme")
+    staff_id = json.loads(out)[0]["id"]
+    assert json.loads(out)[0]["status"] == "active"
+    code, out, err = await ctl(gw, capsys, "staff", "update", "acme", str(staff_id), "--role", "admin")
+    assert code != 0 and "owner" in err  # the last owner stays an owner
+    code, out, _ = await ctl(gw, capsys, "staff", "reset-password", "acme", str(staff_id))
+    assert code == 0 and "/admin/accept?token=" in out
+    code, out, _ = await ctl(gw, capsys, "audit", "list", "acme")
+    assert code == 0 and "/admin/api/v1/tenants/acme/staff" in out
+    code, out, _ = await ctl(gw, capsys, "staff", "suspend", "acme", str(staff_id))
+    assert code != 0  # the last owner cannot be suspended either
