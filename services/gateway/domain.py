@@ -276,10 +276,10 @@ def authorize(actor: Actor, method: str, slug: str | None, rest: str) -> Refusal
     if prefix == "" or role == "viewer":
         return Refusal(403, "insufficient_role", f"A {role} cannot change this." if prefix else
                        "Only the platform operator changes a tenant's plan and status.")
-    if prefix == "staff":
+    if prefix in ("staff", "sso"):
         if role == "owner":
             return None
-        return Refusal(403, "insufficient_role", "Only an owner manages the staff.")
+        return Refusal(403, "insufficient_role", "Only an owner manages the staff and single sign-on.")
     if role in ("owner", "admin"):
         return None
     # an author

@@ -384,3 +384,26 @@ async def list_audit(uow: UnitOfWork, slug: str, page_of: PageOf) -> list[Any]:
         owner = await _tenant(uow, slug)
         after_id, limit = page_of(owner.id)
         return await store.audit_page(uow.session, owner.id, after_id, limit)
+
+
+# --- single sign-on per tenant -------------------------------------------------------------------------------
+
+
+async def sso_config(uow: UnitOfWork, slug: str) -> tuple[Any, Any | None]:
+    """(tenant, its OIDC configuration or None)."""
+    async with uow:
+        owner = await _tenant(uow, slug)
+        return owner, await store.sso_of(uow.session, owner.id)
+
+
+async def set_sso(uow: UnitOfWork, slug: str, issuer: str | None, client_id: str | None,
+                  client_secret: str | None) -> tuple[Any, Any | None]:
+    """Configure (``issuer`` set) or remove (None) the tenant's OIDC provider."""
+    async with uow:
+        owner = await _tenant(uow, slug)
+        if issuer is None or client_id is None:
+            await store.delete_sso(uow.session, owner.id)
+        else:
+            await store.put_sso(uow.session, dict(tenant_id=owner.id, issuer=issuer, client_id=client_id,
+                                                  client_secret=client_secret, updated_at=datetime.now(UTC)))
+        return owner, await store.sso_of(uow.session, owner.id)

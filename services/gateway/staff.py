@@ -23,6 +23,7 @@ from services.gateway import domain, handlers
 from services.gateway.admin import ADMIN, _Page, _positive, refusals
 from services.gateway.clientip import client_ip
 from services.gateway.mail import Mailer, MailError, staff_link_url
+from services.gateway.sso import SsoConfig, sso_view
 from shared.db import Database, as_utc
 from shared.http import ApiError, CursorCodec, ok, read_json, request_id_of
 from shared.uow import UnitOfWork
@@ -280,6 +281,25 @@ class StaffApi:
         cursor = page.cursor(rows, id_of=lambda r: r.id)
         return ok(request, [audit_view(r) for r in rows], cursor)
 
+    # --- single sign-on configuration (owners) --------------------------------------------------------------
+
+    @refusals
+    async def get_sso(self, request: web.Request) -> web.Response:
+        _tenant, row = await handlers.sso_config(self.uow, request.match_info["slug"])
+        return ok(request, {"sso": sso_view(row)})
+
+    @refusals
+    async def put_sso(self, request: web.Request) -> web.Response:
+        body = await read_json(request, SsoConfig)
+        _tenant, row = await handlers.set_sso(self.uow, request.match_info["slug"], body.issuer, body.client_id,
+                                              body.client_secret)
+        return ok(request, {"sso": sso_view(row)})
+
+    @refusals
+    async def delete_sso(self, request: web.Request) -> web.Response:
+        _tenant, row = await handlers.set_sso(self.uow, request.match_info["slug"], None, None, None)
+        return ok(request, {"sso": sso_view(row)})
+
     # --- sign-in (no credential: these routes are the way to get one) -------------------------------------
 
     @refusals
@@ -295,6 +315,10 @@ class StaffApi:
         token, row, member = result
         return ok(request, {"token": token, "expires_at": as_utc(row.expires_at), "csrf_token": row.csrf_token,
                             "staff": staff_view(member)}, status=201)
+
+    async def session_for(self, tenant: Any, member: Any) -> tuple[str, Any]:
+        return await handlers.create_session(self.uow, kind="staff", ttl=self.session_ttl, tenant_id=tenant.id,
+                                             staff_id=member.id, current_tenant=tenant.slug)
 
     async def authenticate(self, request: web.Request, slug: str, email: str, password: str
                            ) -> tuple[str, Any, Any] | ApiError:
@@ -356,6 +380,9 @@ def setup(app: web.Application, gateway: Any, api: StaffApi, idempotency: Any, s
         ("POST", t + "/staff/{id}", api.update),
         ("POST", t + "/staff/{id}/reset-password", api.reset_password),
         ("GET", t + "/audit-log", api.audit_log),
+        ("GET", t + "/sso", api.get_sso),
+        ("PUT", t + "/sso", api.put_sso),
+        ("DELETE", t + "/sso", api.delete_sso),
         ("DELETE", t + "/sessions/current", api.sign_out),
     ]
     for method, path, handler in routes:

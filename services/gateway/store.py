@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from shared.db import BigId, Timestamp, insert_ignoring_conflicts
+from shared.db import BigId, Timestamp, insert_ignoring_conflicts, upsert
 
 metadata = sa.MetaData()
 
@@ -363,3 +363,28 @@ async def insert_audit(session: AsyncSession, values: dict[str, Any]) -> sa.Row[
 async def audit_page(session: AsyncSession, tenant_id: int, after_id: int | None, limit: int) -> list[sa.Row[Any]]:
     stmt = sa.select(audit_log).where(audit_log.c.tenant_id == tenant_id)
     return await _page(session, stmt, audit_log.c.id, after_id, limit)
+
+
+# Per-tenant single sign-on (OIDC authorization code + PKCE): the provider and this gateway's client there.
+tenant_sso = sa.Table(
+    "tenant_sso",
+    metadata,
+    sa.Column("tenant_id", sa.BigInteger, sa.ForeignKey("tenants.id"), primary_key=True),
+    sa.Column("issuer", sa.String(500), nullable=False),
+    sa.Column("client_id", sa.String(300), nullable=False),
+    sa.Column("client_secret", sa.String(500), nullable=True),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+
+async def sso_of(session: AsyncSession, tenant_id: int) -> sa.Row[Any] | None:
+    return (await session.execute(sa.select(tenant_sso).where(tenant_sso.c.tenant_id == tenant_id))).first()
+
+
+async def put_sso(session: AsyncSession, values: dict[str, Any]) -> None:
+    await session.execute(upsert(session, tenant_sso, values, ["tenant_id"],
+                                 {k: v for k, v in values.items() if k != "tenant_id"}))
+
+
+async def delete_sso(session: AsyncSession, tenant_id: int) -> None:
+    await session.execute(sa.delete(tenant_sso).where(tenant_sso.c.tenant_id == tenant_id))

@@ -359,6 +359,7 @@ def hostile_requests(world: World) -> list[tuple[str, str, str, bytes | None]]:
     for path in (f"{admin_base}/staff", f"{admin_base}/sessions", "/admin/api/v1/staff-links/accept",
                  "/admin/api/v1/staff-links/lookup"):
         cases.append(("POST", path, "admin", DEEP_JSON))
+    cases.append(("PUT", f"{admin_base}/sso", "admin", DEEP_JSON))
     return sorted(set(cases), key=repr)
 
 

@@ -19,6 +19,7 @@ from services.gateway.ui import (
     pages_courses,
     pages_directory,
     pages_scorm,
+    pages_sso,
     pages_staff,
     pages_templates,
 )
@@ -48,6 +49,7 @@ def setup_admin_ui(app: web.Application, settings: GatewaySettings, ui_settings:
     pages_certificates.setup(ui, router)
     pages_cohorts.setup(ui, router)
     pages_staff.setup(ui, router)
+    pages_sso.setup(ui, router)
     router.add_route("*", "/admin/{tail:.*}", ui.page(_not_found, signed_in=False))
 
     async def client_ctx(_app: web.Application) -> AsyncIterator[None]:

@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 import structlog
 from aiohttp import web
 
+from services.gateway import handlers
 from services.gateway.clientip import client_ip
 from services.gateway.domain import PLANS, SCOPES, TenantNotFound, plan_allows_api
 from services.gateway.ui import forms
@@ -21,6 +22,7 @@ from services.gateway.ui.security import (
 )
 from services.gateway.ui.views import Problem, Ui, View
 from shared.http import ApiError
+from shared.uow import UnitOfWork
 
 log = structlog.get_logger("gateway.ui")
 ADMIN_ACCOUNT = "admin"  # the UI has one account: whoever holds the admin token
@@ -48,13 +50,21 @@ def _safe_next(target: str | None) -> str:
 async def login_form(view: View) -> web.StreamResponse:
     if await view.ui.session_of(view.request) is not None:
         return view.redirect(_safe_next(view.request.query.get("next")))
-    return _login_page(view)
+    sso = False
+    slug = view.ui.host_tenant(view.request)
+    if slug is not None:
+        try:
+            sso = (await handlers.sso_config(UnitOfWork(view.ui.db_of()), slug))[1] is not None
+        except TenantNotFound:
+            sso = False
+    return _login_page(view, sso=sso)
 
 
-def _login_page(view: View, *, message: str | None = None, status: int = 200, email: str = "") -> web.Response:
+def _login_page(view: View, *, message: str | None = None, status: int = 200, email: str = "",
+                sso: bool = False) -> web.Response:
     nonce = view.ui.login_tokens.new_nonce()
     host_tenant = view.ui.host_tenant(view.request)
-    response = view.render("login.html", status=status, login_token=view.ui.login_tokens.token_for(nonce),
+    response = view.render("login.html", sso=sso, status=status, login_token=view.ui.login_tokens.token_for(nonce),
                            message=message, next=_safe_next(view.request.query.get("next")),
                            signed_out=view.request.query.get("signed_out") == "1", host_tenant=host_tenant,
                            email=email, info=view.request.query.get("info"))

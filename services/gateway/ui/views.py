@@ -109,6 +109,9 @@ class Ui:
         self.account_limiter = SharedLimiter(db_of, settings.sign_in_max_account_failures, settings.sign_in_window,
                                              "ui-account")
         self.base_domain = base_domain
+        self.db_of = db_of
+        self.oidc: Any = None  # services/gateway/sso.OidcClient and the flow cookie's sealer (pages_sso.setup)
+        self.sso_cookie: Any = None
         self.staff_api_of = staff_api_of  # the admin API's staff sign-in (services/gateway/staff.py)
         self.login_tokens = LoginTokens(admin_token.encode())
         self.client = AdminClient(admin_token, settings.api_url, settings.api_timeout)

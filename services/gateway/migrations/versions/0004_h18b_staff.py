@@ -1,4 +1,4 @@
-"""staff: tenant staff, their invite/reset links, shared UI sessions, sign-in failures, the audit log (ADR 0021)
+"""staff: tenant staff, their invite/reset links, shared UI sessions, sign-in failures, the audit log, per-tenant OIDC (ADR 0021)
 
 Revision ID: 0004_h18b_staff
 Revises: 0003_idempotency
@@ -75,9 +75,18 @@ def upgrade() -> None:
         sa.Column("at", _TS, nullable=False),
     )
     op.create_index("ix_audit_log_tenant_id", "audit_log", ["tenant_id", "id"])
+    op.create_table(
+        "tenant_sso",
+        sa.Column("tenant_id", sa.BigInteger, sa.ForeignKey("tenants.id"), primary_key=True),
+        sa.Column("issuer", sa.String(500), nullable=False),
+        sa.Column("client_id", sa.String(300), nullable=False),
+        sa.Column("client_secret", sa.String(500), nullable=True),
+        sa.Column("updated_at", _TS, nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("tenant_sso")
     op.drop_table("audit_log")
     op.drop_table("sign_in_failures")
     op.drop_table("ui_sessions")
