@@ -57,7 +57,7 @@ def expected(actor: str, method: str, rest: str | None, course: str | None) -> b
     if actor == "other-tenant-owner" or rest is None or rest == "" or actor == "viewer":
         return False
     prefix = rest.split("/")[0]
-    if prefix == "staff":
+    if prefix in ("staff", "sso"):  # the staff and single sign-on: owners only
         return actor == "owner"
     if actor in ("owner", "admin"):
         return True
