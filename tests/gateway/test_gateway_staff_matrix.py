@@ -174,3 +174,46 @@ async def test_every_admin_write_route_by_role_tenant_and_course(system):
             checked += 1
     assert wrong == [], f"{len(wrong)} of {checked} calls wrongly allowed or refused"
     assert checked > 200
+
+
+async def test_teams_are_checked_and_a_suspended_member_loses_their_places(system):
+    gw = system
+    await gw.tenant("acme")
+    await gw.tenant("globex")
+    owner = await member(gw, "acme", "owner@acme.test", "owner")
+    author = await member(gw, "acme", "author@acme.test", "author", owner)
+    staff = (await (await gw.client.get(f"{ADMIN}/tenants/acme/staff", headers=owner)).json())["data"]
+    author_id = next(s["id"] for s in staff if s["email"] == "author@acme.test")
+    resp = await gw.client.post(f"{ADMIN}/tenants/acme/courses", json={"slug": "c", "title": "C"}, headers=owner)
+    course_id = (await resp.json())["data"]["id"]
+    team = f"{ADMIN}/tenants/acme/courses/{course_id}/team"
+    for path, body, status, code in (
+        (f"{team}/{author_id}", {"role": "boss"}, 400, "invalid_argument"),
+        (f"{team}/{author_id}", {}, 400, "missing_field"),
+        (f"{team}/999999", {"role": "editor"}, 400, "invalid_argument"),
+        (f"{ADMIN}/tenants/acme/courses/999999/team/{author_id}", {"role": "editor"}, 404, "course_not_found"),
+        (f"{ADMIN}/tenants/globex/courses/{course_id}/team/{author_id}", {"role": "editor"}, 404, "course_not_found"),
+    ):
+        resp = await gw.client.put(path, json=body, headers=gw.admin())
+        assert resp.status == status, (path, body, await resp.text())
+        assert (await resp.json())["error"]["code"] == code, (path, body)
+    resp = await gw.client.put(f"{team}/{author_id}", json={"role": "lead"}, headers=owner)
+    assert resp.status == 200
+    assert [(m["staff_id"], m["role"]) for m in (await resp.json())["data"]] == [(author_id, "lead")]
+    assert (await gw.client.post(f"{ADMIN}/tenants/acme/courses/{course_id}", json={"title": "By the author"},
+                                 headers=author)).status == 200
+    # Suspended: the session ends and the team place goes (through staff.updated, read-your-writes).
+    resp = await gw.client.post(f"{ADMIN}/tenants/acme/staff/{author_id}", json={"status": "suspended"},
+                                headers=owner)
+    assert resp.status == 200
+    assert (await gw.client.get(team, headers=author)).status == 401
+    assert (await (await gw.client.get(team, headers=owner)).json())["data"] == []
+    resp = await gw.client.put(f"{team}/{author_id}", json={"role": "editor"}, headers=owner)
+    assert resp.status == 400  # a suspended member cannot be put back on a team
+    # Lifted: signed in again, the author is on no team any more.
+    await gw.client.post(f"{ADMIN}/tenants/acme/staff/{author_id}", json={"status": "active"}, headers=owner)
+    resp = await gw.client.post(f"{ADMIN}/tenants/acme/sessions", json={"email": "author@acme.test",
+                                                                        "password": "correct horse battery"})
+    again = {"Authorization": f"Bearer {(await resp.json())['data']['token']}"}
+    resp = await gw.client.post(f"{ADMIN}/tenants/acme/courses/{course_id}", json={"title": "Again"}, headers=again)
+    assert resp.status == 403 and (await resp.json())["error"]["code"] == "not_on_course_team"
