@@ -43,6 +43,9 @@ H_OWNER_NAME = "X-Learn-Owner-Name"
 # A per-course API key: the course ids it is limited to, space-separated (ADR 0019). Absent: every course of the
 # tenant. The gateway sets it from the key's row and drops any client-sent one (request headers are allow-listed).
 H_COURSE_IDS = "X-Learn-Course-Ids"
+# The acting tenant staff member on a forwarded admin call (ADR 0021); absent for the platform operator.
+H_STAFF_ID = "X-Learn-Staff-Id"
+H_STAFF_ROLE = "X-Learn-Staff-Role"
 H_REQUEST_ID = "X-Request-Id"
 
 REQUEST_ID_KEY = web.RequestKey("request_id", str)

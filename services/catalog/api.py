@@ -9,21 +9,26 @@ follows ``/admin/api/v1/tenants/{slug}/`` in the gateway, and need the forwarded
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from functools import partial
+from functools import partial, wraps
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from services.catalog import handlers
 from services.catalog.domain import (
     ACTIVITIES,
+    ALL_COURSES_ROLES,
     LESSONS,
     MODULES,
+    TEAM_ROLES,
     CatalogError,
     InvalidArgument,
     Level,
     MissingField,
     NotFound,
+    NotOnCourseTeam,
+    StaffRoleRefused,
     Transition,
 )
 from services.catalog.schemas import (
@@ -38,6 +43,8 @@ from services.catalog.schemas import (
 from shared.bus.envelope import Origin
 from shared.domain_errors import Answer, ErrorTable
 from shared.http import (
+    H_STAFF_ID,
+    H_STAFF_ROLE,
     ApiError,
     admin_only,
     context_of,
@@ -45,6 +52,7 @@ from shared.http import (
     ok,
     page_request,
     path_id,
+    positive_int,
     read_json,
     require_all_courses,
 )
@@ -58,6 +66,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: domain error -> answer (shared/domain_errors.py); the error code and message are the error's own (nearest class)
 ERRORS: ErrorTable = {
+    NotOnCourseTeam: Answer(403),  # not_on_course_team (ADR 0021)
+    StaffRoleRefused: Answer(403),  # insufficient_role
     NotFound: Answer(404),  # course_not_found, module_not_found, lesson_not_found, activity_not_found
     MissingField: Answer(400),  # missing_field
     InvalidArgument: Answer(400),  # invalid_argument: slug taken, illegal transition, not publishable, not editable
@@ -190,6 +200,76 @@ async def list_scorm_scos(request: web.Request) -> web.Response:
     return ok(request, rows, next_cursor(codec, rows, page, "scorm-scos", ctx.tenant_id, {}))
 
 
+# --- course teams (ADR 0021) -------------------------------------------------------------------------------
+
+
+class TeamPlace(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    role: str
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, v: str) -> str:
+        if v not in TEAM_ROLES:
+            raise ValueError(f"must be one of {', '.join(TEAM_ROLES)}")
+        return v
+
+
+def _staff_role(request: web.Request) -> str | None:
+    """The acting staff member's role, set by the gateway's admin proxy (None: the platform operator)."""
+    return request.headers.get(H_STAFF_ROLE)
+
+
+def _team_editors_only(request: web.Request) -> None:
+    role = _staff_role(request)
+    if role is not None and role not in ALL_COURSES_ROLES:
+        raise StaffRoleRefused("Only an owner or admin changes this.")
+
+
+async def get_team(request: web.Request) -> web.Response:
+    course_id = path_id(request, "id", "course")
+    return ok(request, await handlers.course_team(_uow(request), _origin(request), course_id))
+
+
+async def put_team(request: web.Request) -> web.Response:
+    _team_editors_only(request)
+    course_id = path_id(request, "id", "course")
+    staff_id = path_id(request, "staff_id", "team_member")
+    body = await read_json(request, TeamPlace)
+    return ok(request, await handlers.put_team_member(_uow(request), _origin(request), course_id, staff_id,
+                                                      body.role))
+
+
+async def delete_team(request: web.Request) -> web.Response:
+    _team_editors_only(request)
+    course_id = path_id(request, "id", "course")
+    staff_id = path_id(request, "staff_id", "team_member")
+    return ok(request, await handlers.remove_team_member(_uow(request), _origin(request), course_id, staff_id))
+
+
+def team_rule(resource: str | None, handler: Handler) -> Handler:
+    """Admin writes to a course, its tree and its lifecycle: owners and admins (and the operator) change every
+    course; other staff only those whose team they are on (``resource``: the row the path's ``{id}`` names;
+    None: a new course, which owners and admins create)."""
+
+    @wraps(handler)
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        role = _staff_role(request)
+        if role is not None and role not in ALL_COURSES_ROLES:
+            if resource is None:
+                raise StaffRoleRefused("An owner or admin creates courses; authors edit those whose team they "
+                                       "are on.")
+            staff_id = positive_int(request.headers.get(H_STAFF_ID, ""))
+            if staff_id is None:
+                raise NotOnCourseTeam()
+            row_id = positive_int(request.match_info.get("id", ""))
+            if row_id is not None:
+                await handlers.check_team(_uow(request), _origin(request), staff_id, resource, row_id)
+        return await handler(request)
+
+    return guarded
+
+
 # --- routing ------------------------------------------------------------------------------------------------
 
 
@@ -211,15 +291,24 @@ def setup_routes(app: web.Application) -> None:
     ]
     for method, path, handler in [*course_routes, *nested_reads, ("GET", "/courses/{id}", get_course)]:
         add(method, PUBLIC + path, handler)
+    course_writes: dict[str, str | None] = {"/courses": None, "/courses/{id}": "course",
+                                            **{f"/courses/{{id}}/{a.value}": "course" for a in Transition}}
     for method, path, handler in [*course_routes, *nested_reads]:
+        if method == "POST":
+            handler = team_rule(course_writes[path], handler)
         add(method, ADMIN + path, admin_only(handler))
+    add("GET", ADMIN + "/courses/{id}/team", admin_only(get_team))
+    add("PUT", ADMIN + "/courses/{id}/team/{staff_id}", admin_only(put_team))
+    add("DELETE", ADMIN + "/courses/{id}/team/{staff_id}", admin_only(delete_team))
     add("GET", ADMIN + "/courses/{id}", admin_only(partial(get_course, with_tree=True)))
     add("GET", ADMIN + "/scorm-scos", admin_only(list_scorm_scos))
     for level, parent_path, path in ((MODULES, "/courses/{id}/modules", "/modules/{id}"),
                                      (LESSONS, "/modules/{id}/lessons", "/lessons/{id}"),
                                      (ACTIVITIES, "/lessons/{id}/activities", "/activities/{id}")):
-        add("POST", ADMIN + parent_path, admin_only(partial(create_node, level=level)))
-        add("POST", ADMIN + parent_path + "/reorder", admin_only(partial(reorder_children, level=level)))
+        parent = level.parent_resource
+        add("POST", ADMIN + parent_path, admin_only(team_rule(parent, partial(create_node, level=level))))
+        add("POST", ADMIN + parent_path + "/reorder",
+            admin_only(team_rule(parent, partial(reorder_children, level=level))))
         add("GET", ADMIN + path, admin_only(partial(get_node, level=level)))
-        add("POST", ADMIN + path, admin_only(partial(update_node, level=level)))
-        add("DELETE", ADMIN + path, admin_only(partial(delete_node, level=level)))
+        add("POST", ADMIN + path, admin_only(team_rule(level.resource, partial(update_node, level=level))))
+        add("DELETE", ADMIN + path, admin_only(team_rule(level.resource, partial(delete_node, level=level))))

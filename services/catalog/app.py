@@ -11,6 +11,7 @@ from services.catalog import handlers
 from services.catalog.api import ERRORS, setup_routes
 from services.catalog.config import CatalogSettings
 from shared.bus.wiring import EventTable
+from shared.events.directory import StaffInvited, StaffUpdated
 from shared.events.scorm import ScormPackageFailed, ScormPackageReady
 from shared.service import ServiceSpec, create_service_app
 
@@ -21,6 +22,11 @@ EVENT_HANDLERS: EventTable = {
     "scorm_packages": {
         ScormPackageReady: [handlers.scorm_package_ready],
         ScormPackageFailed: [handlers.scorm_package_failed],
+    },
+    # the gateway's tenant staff: who may be on a course's team (ADR 0021)
+    "staff": {
+        StaffInvited: [handlers.staff_changed],
+        StaffUpdated: [handlers.staff_changed],
     },
 }
 

@@ -66,6 +66,26 @@ class NotEditable(InvalidArgument):
     """The course (or its tree) cannot be changed in its current status."""
 
 
+class NotOnCourseTeam(CatalogError):
+    """A staff author changed a course whose team they are not on (403 ``not_on_course_team``; ADR 0021)."""
+
+    code = "not_on_course_team"
+
+    def __init__(self) -> None:
+        super().__init__("You are not on this course's team: an owner or admin can add you to it.")
+
+
+class StaffRoleRefused(CatalogError):
+    """A staff member whose role does not allow this (403 ``insufficient_role``)."""
+
+    code = "insufficient_role"
+
+
+TEAM_ROLES = ("lead", "editor")
+#: staff roles that change any course of the tenant; the others only the courses whose team they are on
+ALL_COURSES_ROLES = frozenset({"owner", "admin"})
+
+
 # --- the tree -----------------------------------------------------------------------------------------------
 
 

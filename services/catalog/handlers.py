@@ -23,8 +23,10 @@ from services.catalog.domain import (
     ACTIVITIES,
     MODULES,
     CourseStatus,
+    InvalidArgument,
     Level,
     NotFound,
+    NotOnCourseTeam,
     ReadyPackage,
     SlugTaken,
     Transition,
@@ -42,6 +44,7 @@ from services.catalog.schemas import CourseCreate
 from shared.bus.consumer import PermanentError
 from shared.bus.envelope import CloudEvent, Origin
 from shared.db import TenantScope, is_unique_violation, utcnow
+from shared.events.directory import StaffChanged
 from shared.events.scorm import ScormPackageFailed, ScormPackageReady
 from shared.http import PageRequest
 from shared.uow import UnitOfWork
@@ -370,3 +373,69 @@ async def _record_package(uow: UnitOfWork, event: CloudEvent, package_id: int, v
         await store.record_scorm_package(uow.session, event.tenantid, package_id,
                                          {**values, "updated_at": utcnow()})
     log.info("scorm_package_recorded", package_id=package_id, status=values["status"])
+
+
+# --- course teams (ADR 0021) --------------------------------------------------------------------------------
+
+
+async def check_team(uow: UnitOfWork, origin: Origin, staff_id: int, resource: str, row_id: int) -> None:
+    """A staff member who is neither owner nor admin writes only to the courses whose team they are on. A missing
+    row passes (the command itself answers 404)."""
+    scope = TenantScope(origin.tenant_id)
+    async with uow:
+        course_id = await store.course_id_of(uow.session, scope, resource, row_id)
+        if course_id is None:
+            return
+        if not await store.on_team(uow.session, origin.tenant_id, course_id, staff_id):
+            raise NotOnCourseTeam()
+
+
+def _member_view(row: Any) -> dict[str, Any]:
+    return {"staff_id": row.staff_id, "role": row.role, "email": row.email, "name": row.name,
+            "status": row.status, "added_at": row.added_at}
+
+
+async def course_team(uow: UnitOfWork, origin: Origin, course_id: int) -> list[dict[str, Any]]:
+    scope = TenantScope(origin.tenant_id)
+    async with uow:
+        await _course(uow, scope, course_id)
+        return [_member_view(r) for r in await store.team_of(uow.session, origin.tenant_id, course_id)]
+
+
+async def put_team_member(uow: UnitOfWork, origin: Origin, course_id: int, staff_id: int,
+                          role: str) -> list[dict[str, Any]]:
+    """Add a staff member to the course's team (or change their team role); the member must be known from the
+    gateway's staff events and not suspended."""
+    scope = TenantScope(origin.tenant_id)
+    async with uow:
+        await _course(uow, scope, course_id, for_update=True)
+        member = await store.staff_member(uow.session, origin.tenant_id, staff_id)
+        if member is None or member.status == "suspended":
+            raise InvalidArgument(f"'staff_id': no staff member {staff_id} in this tenant"
+                                  + (" (suspended)" if member is not None else "") + ".")
+        await store.put_team_member(uow.session, dict(tenant_id=origin.tenant_id, course_id=course_id,
+                                                      staff_id=staff_id, role=role, added_at=utcnow()))
+        return [_member_view(r) for r in await store.team_of(uow.session, origin.tenant_id, course_id)]
+
+
+async def remove_team_member(uow: UnitOfWork, origin: Origin, course_id: int, staff_id: int
+                             ) -> list[dict[str, Any]]:
+    scope = TenantScope(origin.tenant_id)
+    async with uow:
+        await _course(uow, scope, course_id, for_update=True)
+        if not await store.delete_team_member(uow.session, origin.tenant_id, course_id, staff_id):
+            raise NotFound("team_member")
+        return [_member_view(r) for r in await store.team_of(uow.session, origin.tenant_id, course_id)]
+
+
+async def staff_changed(uow: UnitOfWork, event: CloudEvent, payload: StaffChanged) -> None:
+    """Keep the staff read model; a suspended member loses every team place (idempotent, by revision)."""
+    if event.tenantid < 1:
+        raise PermanentError(f"event {event.id} has no valid tenant id")
+    async with uow:
+        applied = await store.record_staff(uow.session, event.tenantid, dict(
+            staff_id=payload.staff_id, email=payload.email[:320], name=payload.name[:200], role=payload.role,
+            status=payload.status, revision=payload.revision))
+        if applied and payload.status == "suspended":
+            await store.delete_staff_places(uow.session, event.tenantid, payload.staff_id)
+    log.info("staff_recorded", staff_id=payload.staff_id, status=payload.status, applied=applied)

@@ -293,3 +293,91 @@ async def list_ready_packages(session: AsyncSession, scope: TenantScope, limit: 
     if after_id is not None:
         stmt = stmt.where(table.c.package_id < after_id)
     return (await session.execute(stmt)).all()
+
+
+# --- course teams and the staff read model (ADR 0021) -------------------------------------------------------
+
+# Read model of the gateway's tenant staff, fed by staff.invited / staff.updated (applied by revision).
+staff_members = sa.Table(
+    "staff_members",
+    metadata,
+    sa.Column("tenant_id", sa.BigInteger, primary_key=True),
+    sa.Column("staff_id", sa.BigInteger, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+)
+
+course_team = sa.Table(
+    "course_team",
+    metadata,
+    sa.Column("tenant_id", sa.BigInteger, primary_key=True),
+    sa.Column("course_id", sa.BigInteger, sa.ForeignKey("courses.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("staff_id", sa.BigInteger, primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("added_at", Timestamp, nullable=False),
+    sa.Index("ix_course_team_staff", "tenant_id", "staff_id"),
+)
+
+
+async def course_id_of(session: AsyncSession, scope: TenantScope, resource: str, row_id: int) -> int | None:
+    """The course a course/module/lesson/activity belongs to (None: no such row in the tenant)."""
+    table = TABLES[resource]
+    column = table.c.id if resource == "course" else table.c.course_id
+    return (await session.execute(scope.select(table).with_only_columns(column).where(table.c.id == row_id))
+            ).scalar_one_or_none()
+
+
+async def on_team(session: AsyncSession, tenant_id: int, course_id: int, staff_id: int) -> bool:
+    stmt = (sa.select(course_team.c.role)
+            .select_from(course_team.join(staff_members, sa.and_(
+                staff_members.c.tenant_id == course_team.c.tenant_id,
+                staff_members.c.staff_id == course_team.c.staff_id)))
+            .where(course_team.c.tenant_id == tenant_id, course_team.c.course_id == course_id,
+                   course_team.c.staff_id == staff_id, staff_members.c.status == "active"))
+    return (await session.execute(stmt)).first() is not None
+
+
+async def team_of(session: AsyncSession, tenant_id: int, course_id: int) -> list[Any]:
+    stmt = (sa.select(course_team.c.staff_id, course_team.c.role, course_team.c.added_at, staff_members.c.email,
+                      staff_members.c.name, staff_members.c.status)
+            .select_from(course_team.join(staff_members, sa.and_(
+                staff_members.c.tenant_id == course_team.c.tenant_id,
+                staff_members.c.staff_id == course_team.c.staff_id)))
+            .where(course_team.c.tenant_id == tenant_id, course_team.c.course_id == course_id)
+            .order_by(course_team.c.staff_id))
+    return list((await session.execute(stmt)).all())
+
+
+async def staff_member(session: AsyncSession, tenant_id: int, staff_id: int) -> sa.Row[Any] | None:
+    stmt = sa.select(staff_members).where(staff_members.c.tenant_id == tenant_id,
+                                          staff_members.c.staff_id == staff_id)
+    return (await session.execute(stmt)).first()
+
+
+async def put_team_member(session: AsyncSession, values: Mapping[str, Any]) -> None:
+    await session.execute(upsert(session, course_team, values, ["tenant_id", "course_id", "staff_id"],
+                                 {"role": values["role"]}))
+
+
+async def delete_team_member(session: AsyncSession, tenant_id: int, course_id: int, staff_id: int) -> bool:
+    result = await session.execute(sa.delete(course_team).where(
+        course_team.c.tenant_id == tenant_id, course_team.c.course_id == course_id,
+        course_team.c.staff_id == staff_id))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def delete_staff_places(session: AsyncSession, tenant_id: int, staff_id: int) -> None:
+    await session.execute(sa.delete(course_team).where(course_team.c.tenant_id == tenant_id,
+                                                       course_team.c.staff_id == staff_id))
+
+
+async def record_staff(session: AsyncSession, tenant_id: int, values: Mapping[str, Any]) -> bool:
+    """Apply a staff snapshot if its revision is newer than the one held; True if applied."""
+    row = {"tenant_id": tenant_id, **values}
+    changes = {k: v for k, v in values.items() if k != "staff_id"}
+    stmt = upsert(session, staff_members, row, ["tenant_id", "staff_id"], changes,
+                  where=staff_members.c.revision < int(values["revision"])).returning(staff_members.c.staff_id)
+    return (await session.execute(stmt)).first() is not None

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from services.gateway import domain, handlers
 from services.gateway.dlq import DeadLetters, spec_of
+from services.gateway.pipeline import ACTOR_KEY
 from services.gateway.routes import ADMIN_PREFIXES, UPLOAD_PREFIXES, RouteTable
 from shared.bus.topology import QueueSpec
 from shared.consistency import H_TOKEN
@@ -28,6 +29,8 @@ from shared.http import (
     H_INTERNAL,
     H_REQUEST_ID,
     H_SCOPES,
+    H_STAFF_ID,
+    H_STAFF_ROLE,
     H_TENANT,
     H_TENANT_ID,
     H_TENANT_NAME,
@@ -45,7 +48,7 @@ from shared.idempotency import store_instead
 from shared.uow import UnitOfWork
 
 ADMIN = "/admin/api/v1"
-TENANT_OWN = frozenset({"api-keys", "users"})
+TENANT_OWN = frozenset({"api-keys", "users", "staff", "sessions", "audit-log", "sso"})
 log = structlog.get_logger("gateway")
 
 #: the directory's domain exceptions as the error envelope (shared/domain_errors.py; message None: the exception's)
@@ -55,6 +58,12 @@ ERRORS: ErrorTable = {
     domain.UserNotFound: Answer(404, "user_not_found", "User not found."),
     domain.SlugTaken: Answer(400, "invalid_argument"),
     domain.UnknownCreator: Answer(400, "invalid_argument"),
+    domain.StaffNotFound: Answer(404, "staff_not_found", "Staff member not found."),
+    domain.EmailTaken: Answer(400, "invalid_argument"),
+    domain.LastOwner: Answer(400, "invalid_argument"),
+    domain.LinkInvalid: Answer(400, "invalid_argument"),
+    domain.WeakPassword: Answer(400, "invalid_argument"),
+    domain.StaffSuspended: Answer(400, "invalid_argument"),
 }
 
 #: answer the directory's domain exceptions in the error envelope (:data:`ERRORS`); the admin views are methods
@@ -393,6 +402,9 @@ class AdminProxy:
             H_INTERNAL: self.internal_secret, H_TENANT_ID: str(tenant.id), H_TENANT: tenant.slug,
             H_TENANT_NAME: quote(tenant.name, safe=""), H_SCOPES: domain.ADMIN_SCOPE, H_REQUEST_ID: rid,
         }
+        actor = request.get(ACTOR_KEY)
+        if actor is not None and not actor.is_operator:
+            headers[H_STAFF_ID], headers[H_STAFF_ROLE] = str(actor.staff_id), str(actor.role)
         query = request.rel_url.raw_query_string
         path_qs = "/admin/v1/" + rest + (f"?{query}" if query else "")
         limit = self.upload_limit if prefix in UPLOAD_PREFIXES else self.json_limit

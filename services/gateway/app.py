@@ -25,12 +25,15 @@ import structlog
 from aiohttp import web
 
 from services.gateway import revocations
+from services.gateway import staff as staff_routes
 from services.gateway.admin import ADMIN, AdminApi, AdminDeadLetters, AdminProxy
 from services.gateway.clientip import TRUSTED_PROXIES_KEY, FailureLimiter, TrustedProxies
 from services.gateway.config import GatewaySettings
 from services.gateway.consistency import ReplicaFanout
 from services.gateway.dlq import AmqpDeadLetters, DeadLetters, InProcessDeadLetters
+from services.gateway.domain import Passwords
 from services.gateway.keys import KeyDirectory, UsageRecorder
+from services.gateway.mail import Mailer
 from services.gateway.openapi import build_document
 from services.gateway.pipeline import Gateway, Observer
 from services.gateway.proxy import Upstreams
@@ -55,6 +58,7 @@ log = structlog.get_logger("gateway")
 
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 DLQ_KEY = web.AppKey("gateway_dlq", DeadLetters)
+STAFF_API_KEY = web.AppKey("gateway_staff_api", staff_routes.StaffApi)
 __all__ = ["BUS_KEY", "DB_KEY", "DLQ_KEY", "EVENT_HANDLERS", "GATEWAY_KEY", "IDEMPOTENCY_KEY", "MIGRATIONS",
            "announce_admin_token", "create_app"]
 
@@ -81,14 +85,27 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
     gateway.upstreams = Upstreams(settings.upstreams(), connect_timeout=settings.upstream_connect_timeout,
                                   read_timeout=settings.upstream_read_timeout, pool_size=settings.upstream_pool_size)
 
+    access = staff_routes.StaffAccess(admin_token, common.base_domain)
+    gateway.staff = access
+    passwords = Passwords()
+    mailer = Mailer(settings.smtp_url, settings.mail_from) if settings.smtp_url else None
+
     def setup_routes(app: web.Application) -> None:
+        access.db_of = lambda: app[DB_KEY]
         app[TRUSTED_PROXIES_KEY] = proxies
         app[GATEWAY_KEY] = gateway
         admin_api = AdminApi(lambda: app[DB_KEY], app[CURSOR_KEY], lambda: gateway.keys, pepper.encode())
         admin_proxy = AdminProxy(gateway, lambda: app[DB_KEY], secret, settings.max_upload_bytes,
                                  settings.admin_json_body_limit)
+        staff_api = staff_routes.StaffApi(
+            lambda: app[DB_KEY], app[CURSOR_KEY], passwords=passwords, mailer=mailer, public_url=common.public_url,
+            base_domain=common.base_domain, link_ttl=settings.staff_link_ttl, session_ttl=settings.staff_session_ttl,
+            max_failures=settings.staff_sign_in_max_failures, window=settings.staff_sign_in_window, proxies=proxies)
+        app[STAFF_API_KEY] = staff_api
+        staff_routes.setup(app, gateway, staff_api, app[IDEMPOTENCY_KEY], _admin_scope)
         _routes(app, gateway, admin_api, admin_proxy, AdminDeadLetters(lambda: app[DLQ_KEY]), app[IDEMPOTENCY_KEY])
-        setup_admin_ui(app, settings)  # the admin web UI under /admin (a client of the admin API)
+        # the admin web UI under /admin (a client of the admin API; sessions in this database)
+        setup_admin_ui(app, settings, db_of=lambda: app[DB_KEY], staff_api_of=lambda: app[STAFF_API_KEY])
 
     async def directory_ctx(app: web.Application) -> AsyncIterator[None]:
         """The key cache, the last-used stamps and the consistency fanout to the other replicas."""
@@ -101,7 +118,9 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
         gateway.keys = KeyDirectory(db, pepper, secret, ttl=settings.key_cache_ttl)
         gateway.usage = UsageRecorder(db, settings.last_used_resolution)
         flusher = asyncio.create_task(gateway.usage.run(), name="gateway-last-used")
+        await access.start()
         yield
+        await access.close()
         for task in (flusher, fanout_task):
             if task is None:
                 continue

@@ -3,6 +3,8 @@
     learnctl tenants create acme --name "Acme" --plan pro
     learnctl keys create acme --name "shop backend" --scope learn:read --scope learn:write
     learnctl users upsert acme 123 --name "Ada Lovelace" --email ada@example.com
+    learnctl staff invite acme ada@example.com --name "Ada" --role author
+    learnctl team set acme 12 7 --role editor
     learnctl dlq list --service catalog
     learnctl webhooks create acme https://hr.example.com/hooks --event-type certificate.issued
 
@@ -112,6 +114,9 @@ def _course_ids(values: list[str]) -> list[int]:
     return ids
 USER_COLUMNS = ["id", "name", "email", "revision", "updated_at"]
 DLQ_COLUMNS = ["queue", "service", "messages"]
+STAFF_COLUMNS = ["id", "email", "name", "role", "status", "updated_at"]
+TEAM_COLUMNS = ["staff_id", "email", "name", "role", "status"]
+AUDIT_COLUMNS = ["id", "at", "actor", "actor_email", "method", "path", "status"]
 WEBHOOK_COLUMNS = ["id", "url", "status", "event_types", "description", "failing_since"]
 MESSAGE_COLUMNS = ["id", "webhook_id", "event_type", "status", "attempts", "next_attempt_at", "delivered_at"]
 
@@ -212,6 +217,52 @@ def run(args: argparse.Namespace, client: AdminClient) -> tuple[Any, str]:
         return results, "\n".join(texts)
     if group == "webhooks":
         return _webhooks(args, client)
+    if group in ("staff", "team", "audit"):
+        return _staff(args, client)
+    raise CliError(f"unknown command {group} {action}")
+
+
+def _link_text(data: dict[str, Any], key: str) -> str:
+    link = data.get(key) or {}
+    if link.get("mailed"):
+        return f"\n\nThe link was mailed to {data['email']}."
+    return f"\n\nSingle-use link (shown once; give it to {data['email']}):\n{link.get('url')}"
+
+
+def _staff(args: argparse.Namespace, client: AdminClient) -> tuple[Any, str]:
+    """``staff`` (tenant staff), ``team`` (a course's team) and ``audit`` (the tenant's audit log); ADR 0021."""
+    group, action = args.group, args.action
+    base = f"/tenants/{quote(args.slug)}"
+    if group == "staff":
+        if action == "invite":
+            data = client.call("POST", f"{base}/staff", {"email": args.email, "name": args.name,
+                                                         "role": args.role})["data"]
+            return data, record({k: v for k, v in data.items() if k != "invitation"}) + _link_text(data, "invitation")
+        if action == "list":
+            rows = _all_pages(client, f"{base}/staff", args.limit)
+            return rows, table(rows, STAFF_COLUMNS)
+        if action in ("update", "suspend", "activate"):
+            changes = ({"status": "suspended"} if action == "suspend" else {"status": "active"} if action == "activate"
+                       else {k: getattr(args, k) for k in ("name", "role") if getattr(args, k) is not None})
+            if not changes:
+                raise CliError("nothing to update: give --name or --role")
+            data = client.call("POST", f"{base}/staff/{args.id}", changes)["data"]
+            return data, record(data)
+        if action == "reset-password":
+            data = client.call("POST", f"{base}/staff/{args.id}/reset-password")["data"]
+            return data, record({k: v for k, v in data.items() if k != "link"}) + _link_text(data, "link")
+    if group == "team":
+        path = f"{base}/courses/{args.course_id}/team"
+        if action == "list":
+            rows = client.call("GET", path)["data"]
+        elif action == "set":
+            rows = client.call("PUT", f"{path}/{args.staff_id}", {"role": args.role})["data"]
+        else:
+            rows = client.call("DELETE", f"{path}/{args.staff_id}")["data"]
+        return rows, table(rows, TEAM_COLUMNS)
+    if group == "audit":
+        rows = _all_pages(client, f"{base}/audit-log", args.limit)
+        return rows, table(rows, AUDIT_COLUMNS)
     raise CliError(f"unknown command {group} {action}")
 
 
@@ -310,6 +361,36 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--name", required=True)
     up.add_argument("--email", required=True)
     ls = users.add_parser("list")
+    ls.add_argument("slug")
+    ls.add_argument("--limit", type=int)
+
+    staff = groups.add_parser("staff", help="tenant staff (ADR 0021)").add_subparsers(dest="action", required=True)
+    inv = staff.add_parser("invite")
+    inv.add_argument("slug")
+    inv.add_argument("email")
+    inv.add_argument("--name", required=True)
+    inv.add_argument("--role", required=True, choices=["owner", "admin", "author", "viewer"])
+    ls = staff.add_parser("list")
+    ls.add_argument("slug")
+    ls.add_argument("--limit", type=int)
+    for name in ("update", "suspend", "activate", "reset-password"):
+        sp = staff.add_parser(name)
+        sp.add_argument("slug")
+        sp.add_argument("id", type=int)
+        if name == "update":
+            sp.add_argument("--name")
+            sp.add_argument("--role", choices=["owner", "admin", "author", "viewer"])
+    team = groups.add_parser("team", help="a course's team").add_subparsers(dest="action", required=True)
+    for name in ("list", "set", "remove"):
+        sp = team.add_parser(name)
+        sp.add_argument("slug")
+        sp.add_argument("course_id", type=int)
+        if name != "list":
+            sp.add_argument("staff_id", type=int)
+        if name == "set":
+            sp.add_argument("--role", default="editor", choices=["lead", "editor"])
+    audit = groups.add_parser("audit", help="the tenant's audit log").add_subparsers(dest="action", required=True)
+    ls = audit.add_parser("list")
     ls.add_argument("slug")
     ls.add_argument("--limit", type=int)
 

@@ -67,6 +67,20 @@ class GatewaySettings(ServiceSettings):
     consistency_window: float = Field(default=30.0, gt=0, le=3600,
                                       description="how long a write's events are waited for at most")
 
+    smtp_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("LEARN_SMTP_URL", "smtp_url"),
+        description="smtp://[user:password@]host[:port] (smtps:// for TLS) to mail staff invitations and password "
+                    "resets; unset: the link is given to the caller",
+    )
+    mail_from: str = Field(default="mobieusLearn <no-reply@localhost>", description="sender of staff mail")
+    staff_link_ttl: float = Field(default=72 * 3600, gt=0, le=30 * 24 * 3600,
+                                  description="seconds an invitation or password-reset link stays valid")
+    staff_session_ttl: float = Field(default=8 * 3600, gt=0,
+                                     description="seconds a staff sign-in (UI or admin API session) lasts")
+    staff_sign_in_max_failures: int = Field(default=5, ge=1,
+                                            description="failed staff sign-ins per account (and per IP) per window")
+    staff_sign_in_window: float = Field(default=900.0, gt=0, description="seconds staff sign-in failures count")
+
     @field_validator("trusted_proxies")
     @classmethod
     def _cidrs(cls, value: str) -> str:

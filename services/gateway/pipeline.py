@@ -134,6 +134,7 @@ class Gateway:
         self.usage: UsageRecorder
         self.limiter: RateLimiter
         self.upstreams: Upstreams
+        self.staff: Any = None  # services.gateway.staff.StaffAccess, once the database is up
 
     # --- public API -------------------------------------------------------------------------------------
 
@@ -249,19 +250,49 @@ class Gateway:
             raise ApiError(401, "invalid_api_key",
                            "The admin API needs the admin token: 'Authorization: Bearer ...'.", _BEARER)
 
-    def admin(self, route: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-              ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        """Wrap an admin handler: request id, admin token, error envelope, metrics and log line."""
+    async def _actor(self, request: web.Request) -> domain.Actor:
+        """The operator (admin token) or a staff member (a staff session's bearer token, ADR 0021)."""
+        token = domain.bearer_token(request.headers.get("Authorization"))
+        if token is not None and token.startswith(domain.SESSION_PREFIX) and self.staff is not None:
+            actor = await self.staff.actor(token)
+            if actor is not None:
+                host = domain.host_slug(request.host, self.base_domain)
+                if host is not None and host != actor.tenant_slug:
+                    raise ApiError(401, "invalid_api_key", "This session belongs to another tenant's host.",
+                                   _BEARER)
+                return actor
+            raise ApiError(401, "invalid_api_key", "The session has ended or is not valid: sign in again.",
+                           _BEARER)
+        self._check_admin_token(request)
+        return domain.OPERATOR
+
+    def admin(self, route: str, handler: Callable[[web.Request], Awaitable[web.StreamResponse]], *,
+              public: bool = False) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """Wrap an admin handler: request id, the caller (admin token or staff session) and what they may do,
+        the audit log of writes, error envelope, metrics and log line. ``public``: no credential (sign-in)."""
 
         async def guarded(request: web.Request) -> web.StreamResponse:
             started = time.perf_counter()
             rid = new_request_id()
             request[REQUEST_ID_KEY] = rid
             try:
-                self._check_admin_token(request)
+                audit = None
+                if not public:
+                    actor = await self._actor(request)
+                    request[ACTOR_KEY] = actor
+                    slug, rest = admin_target(request.path)
+                    refusal = domain.authorize(actor, request.method, slug, rest)
+                    if refusal is not None:
+                        raise ApiError(refusal.status, refusal.code, refusal.message)
+                    if (slug is not None and request.method not in ("GET", "HEAD", "OPTIONS") and self.staff
+                            and not rest.startswith("sessions")):
+                        audit = await self.staff.audit_begin(request, actor, slug, rest)
                 recorded = start_recording()  # the directory's own events (user.upserted ...), once committed
                 response = await handler(request)
                 response.headers.setdefault(H_REQUEST_ID, rid)
+                if audit is not None and response.status < 400:
+                    assert self.staff is not None
+                    await self.staff.audit_end(request, audit, response)
                 if recorded and not response.prepared:
                     tenant = recorded[0][0]
                     self.causal.record(tenant, [(t, e) for _, t, e in recorded])
@@ -281,3 +312,15 @@ class Gateway:
             return response
 
         return guarded
+
+
+ACTOR_KEY = web.RequestKey("learn_admin_actor", domain.Actor)
+_TENANTS_PATH = "/admin/api/v1/tenants/"
+
+
+def admin_target(path: str) -> tuple[str | None, str]:
+    """(tenant slug, the rest after ``/tenants/{slug}/``) of an admin API path; (None, "") for platform routes."""
+    if not path.startswith(_TENANTS_PATH):
+        return None, ""
+    slug, _, rest = path[len(_TENANTS_PATH):].partition("/")
+    return (slug or None), rest.strip("/")

@@ -16,6 +16,7 @@ class ErrorCode(StrEnum):
     INSUFFICIENT_SCOPE = "insufficient_scope"
     PLAN_NOT_ELIGIBLE = "plan_not_eligible"
     COURSE_LIMITED_KEY = "course_limited_key"
+    NOT_ON_COURSE_TEAM = "not_on_course_team"
     NOT_FOUND = "not_found"
     COURSE_NOT_FOUND = "course_not_found"
     MODULE_NOT_FOUND = "module_not_found"
@@ -52,6 +53,8 @@ ERROR_CODES: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.COURSE_LIMITED_KEY: (403, "The API key is limited to some courses (course_ids) and the route is not "
                                         "about one of them: creating a course, certificate templates, SCORM "
                                         "packages."),
+    ErrorCode.NOT_ON_COURSE_TEAM: (403, "A staff author changed a course (or its modules, lessons, activities, "
+                                        "lifecycle) whose team they are not on (admin API and UI; ADR 0021)."),
     ErrorCode.NOT_FOUND: (404, "No such route."),
     ErrorCode.COURSE_NOT_FOUND: (404, "No course with this id in the tenant."),
     ErrorCode.MODULE_NOT_FOUND: (404, "No module with this id in the tenant."),

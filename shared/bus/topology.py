@@ -47,6 +47,7 @@ class QueueSpec:
 
 QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec("catalog", "scorm_packages", ("scorm_package.ready", "scorm_package.failed")),
+    QueueSpec("catalog", "staff", ("staff.invited", "staff.updated")),
     QueueSpec(
         "enrollment",
         "courses",

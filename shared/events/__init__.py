@@ -24,7 +24,14 @@ from shared.events.certificates import (
     TemplateCreated,
     TemplateUpdated,
 )
-from shared.events.directory import ApiKeyRevoked, TenantUpdated, UserUpserted
+from shared.events.directory import (
+    ApiKeyRevoked,
+    AuditRecorded,
+    StaffInvited,
+    StaffUpdated,
+    TenantUpdated,
+    UserUpserted,
+)
 from shared.events.enrollment import (
     AttemptUpdated,
     CohortAccessGranted,
@@ -38,7 +45,7 @@ from shared.events.webhooks import WebhookEndpointDisabled
 
 #: every payload model; each names its own event type (``Model.event_type``)
 ALL_MODELS: tuple[type[EventModel], ...] = (
-    UserUpserted, ApiKeyRevoked, TenantUpdated,
+    UserUpserted, ApiKeyRevoked, TenantUpdated, StaffInvited, StaffUpdated, AuditRecorded,
     CourseCreated, CourseUpdated, CoursePublished, CourseUnpublished, CourseArchived,
     EnrollmentCreated, EnrollmentCancelled, EnrollmentExpired, EnrollmentCompleted, CohortAccessGranted,
     AttemptUpdated,
@@ -52,7 +59,8 @@ EVENT_MODELS: dict[str, type[EventModel]] = {model.event_type: model for model i
 
 #: which service publishes each event type
 PUBLISHERS: dict[str, str] = {
-    **dict.fromkeys(["user.upserted", "api_key.revoked", "tenant.updated"], "gateway"),
+    **dict.fromkeys(["user.upserted", "api_key.revoked", "tenant.updated", "staff.invited",
+                     "staff.updated", "audit.recorded"], "gateway"),
     **{t: "catalog" for t in EVENT_MODELS if t.startswith("course.")},
     **{t: "enrollment" for t in EVENT_MODELS if t.startswith(("enrollment.", "cohort.", "attempt."))},
     **{t: "certificates" for t in EVENT_MODELS if t.startswith(("certificate.", "template."))},

@@ -120,8 +120,8 @@ async def _sign_in(session: aiohttp.ClientSession, token: str, client: str) -> a
 async def test_behind_an_ingress_one_operators_typos_do_not_lock_out_the_others(make_gateway) -> None:
     gw = await make_gateway(trusted_proxies="127.0.0.1/32")
     ui = gw.app[UI_KEY]
-    ui.limiter = FailureLimiter(max_failures=3, window=600)
-    ui.account_limiter = FailureLimiter(max_failures=10, window=600)
+    ui.limiter = ui.limiter.fresh(max_failures=3, window=600)
+    ui.account_limiter = ui.account_limiter.fresh(max_failures=10, window=600)
     base = gw.client.make_url("/")
     async with aiohttp.ClientSession(base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         for _ in range(3):
@@ -134,7 +134,7 @@ async def test_behind_an_ingress_one_operators_typos_do_not_lock_out_the_others(
 async def test_without_a_trusted_proxy_a_forged_forwarded_for_does_not_escape_the_lockout(make_gateway) -> None:
     gw = await make_gateway()
     ui = gw.app[UI_KEY]
-    ui.limiter = FailureLimiter(max_failures=3, window=600)
+    ui.limiter = ui.limiter.fresh(max_failures=3, window=600)
     base = gw.client.make_url("/")
     async with aiohttp.ClientSession(base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         for n in range(3):
@@ -145,8 +145,8 @@ async def test_without_a_trusted_proxy_a_forged_forwarded_for_does_not_escape_th
 async def test_failures_from_many_addresses_hit_the_account_limit(make_gateway) -> None:
     gw = await make_gateway(trusted_proxies="127.0.0.1/32")
     ui = gw.app[UI_KEY]
-    ui.limiter = FailureLimiter(max_failures=3, window=600)
-    ui.account_limiter = FailureLimiter(max_failures=4, window=600)
+    ui.limiter = ui.limiter.fresh(max_failures=3, window=600)
+    ui.account_limiter = ui.account_limiter.fresh(max_failures=4, window=600)
     base = gw.client.make_url("/")
     async with aiohttp.ClientSession(base_url=base, cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         for n in range(4):  # one guess from each of four addresses: no address is over its own limit

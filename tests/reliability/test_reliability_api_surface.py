@@ -327,7 +327,9 @@ def hostile_requests(world: World) -> list[tuple[str, str, str, bytes | None]]:
         ("GET", "/lessons/{id}"), ("POST", "/lessons/{id}/activities"), ("GET", "/activities/{id}"),
         ("POST", "/activities/{id}"), ("GET", "/cohorts/{id}"), ("POST", "/cohorts/{id}"),
         ("GET", "/cert-templates/{id}"), ("POST", "/cert-templates/{id}"), ("GET", "/scorm-packages/{id}"),
-        ("POST", "/certificates/{id}/revoke"))]
+        ("POST", "/certificates/{id}/revoke"), ("GET", "/staff/{id}"), ("POST", "/staff/{id}"),
+        ("POST", "/staff/{id}/reset-password"), ("GET", "/courses/{id}/team"), ("PUT", "/courses/{id}/team/{id}"),
+        ("DELETE", "/courses/{id}/team/{id}"))]
     for method, pattern, who in routes:
         params = [s for s in pattern.split("/") if s.startswith("{")]
         real = concrete(pattern, owner.ids) if pattern.startswith(API_PREFIX) else None
@@ -352,6 +354,12 @@ def hostile_requests(world: World) -> list[tuple[str, str, str, bytes | None]]:
     for value in NOT_ASCII_INTEGERS:
         cases.append(("GET", f"/admin/api/v1/tenants?limit={value}", "admin", None))
         cases.append(("GET", f"{admin_base}/api-keys?limit={value}", "admin", None))
+        cases.append(("GET", f"{admin_base}/staff?limit={value}", "admin", None))
+        cases.append(("GET", f"{admin_base}/audit-log?limit={value}", "admin", None))
+    for path in (f"{admin_base}/staff", f"{admin_base}/sessions", "/admin/api/v1/staff-links/accept",
+                 "/admin/api/v1/staff-links/lookup"):
+        cases.append(("POST", path, "admin", DEEP_JSON))
+    cases.append(("PUT", f"{admin_base}/sso", "admin", DEEP_JSON))
     return sorted(set(cases), key=repr)
 
 

@@ -26,7 +26,7 @@ from playwright.async_api import Browser, Page, async_playwright
 from services.gateway.app import create_app
 from services.gateway.config import GatewaySettings
 from services.gateway.ui import UI_KEY
-from services.gateway.ui.security import SESSION_COOKIE, SignInLimiter
+from services.gateway.ui.security import SESSION_COOKIE
 from services.gateway.ui.views import Ui
 from tests.support import infra
 from tests.support.cluster import SERVICES, Cluster, running_cluster
@@ -105,7 +105,7 @@ async def ui_server(postgres_url: str, amqp_url: str, tmp_path_factory: pytest.T
 async def ui_gateway(ui_server: tuple[TestServer, str]) -> AsyncIterator[UiGateway]:
     server, token = ui_server
     ui = server.app[UI_KEY]
-    ui.limiter = SignInLimiter(max_failures=3, window=600)
+    ui.limiter = ui.limiter.fresh(max_failures=3, window=600)  # counts of this test's own
     ui.sessions.ttl = 3600
     async with aiohttp.ClientSession(base_url=server.make_url("/"), cookie_jar=aiohttp.CookieJar(unsafe=True)
                                      ) as client:

@@ -1,4 +1,4 @@
-"""The admin UI's pure rules: sessions, the sign-in limiter, sign-in form tokens, form parsing, redirects."""
+"""The admin UI's pure rules: flash messages, the failure limiter, sign-in form tokens, forms, redirects."""
 
 from __future__ import annotations
 
@@ -6,60 +6,14 @@ from datetime import date
 
 import pytest
 
+from services.gateway.clientip import FailureLimiter as SignInLimiter
 from services.gateway.ui import forms
 from services.gateway.ui.pages_directory import _safe_next
-from services.gateway.ui.security import LoginTokens, SessionStore, SignInLimiter, tokens_match
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_a_session_is_found_by_its_id_until_it_expires() -> None:
-    clock = Clock()
-    store = SessionStore(ttl=60, max_sessions=10, now=clock)
-    session = store.create()
-    assert store.get(session.id) is session
-    clock.now += 59
-    assert store.get(session.id) is session
-    clock.now += 1
-    assert store.get(session.id) is None
-
-
-def test_sessions_have_distinct_unguessable_ids_and_csrf_tokens() -> None:
-    store = SessionStore(ttl=60, max_sessions=10)
-    a, b = store.create(), store.create()
-    assert a.id != b.id and a.csrf_token != b.csrf_token
-    assert len(a.id) >= 40 and len(a.csrf_token) >= 40
-
-
-def test_a_deleted_session_is_gone() -> None:
-    store = SessionStore(ttl=60, max_sessions=10)
-    session = store.create()
-    store.delete(session.id)
-    assert store.get(session.id) is None
-
-
-def test_a_full_store_drops_the_oldest_session() -> None:
-    store = SessionStore(ttl=60, max_sessions=2)
-    first, second, third = store.create(), store.create(), store.create()
-    assert store.get(first.id) is None
-    assert store.get(second.id) is second and store.get(third.id) is third
-
-
-def test_unknown_or_absurd_session_ids_find_nothing() -> None:
-    store = SessionStore(ttl=60, max_sessions=2)
-    assert store.get(None) is None
-    assert store.get("nope") is None
-    assert store.get("x" * 10_000) is None
+from services.gateway.ui.security import LoginTokens, Session, tokens_match
 
 
 def test_flash_messages_are_shown_once() -> None:
-    session = SessionStore(ttl=60, max_sessions=2).create()
+    session = Session(id="lss_x", csrf_token="t", expires_at=0.0)
     session.flash("success", "Saved.")
     assert [f.text for f in session.take_flashes()] == ["Saved."]
     assert session.take_flashes() == []

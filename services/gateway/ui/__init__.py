@@ -8,6 +8,7 @@ upload progress, live previews and status polling. Every change goes through the
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -18,6 +19,8 @@ from services.gateway.ui import (
     pages_courses,
     pages_directory,
     pages_scorm,
+    pages_sso,
+    pages_staff,
     pages_templates,
 )
 from services.gateway.ui.config import UiSettings
@@ -29,10 +32,12 @@ __all__ = ["UI_KEY", "setup_admin_ui"]
 UI_KEY = web.AppKey("admin_ui", Ui)
 
 
-def setup_admin_ui(app: web.Application, settings: GatewaySettings, ui_settings: UiSettings | None = None) -> Ui:
+def setup_admin_ui(app: web.Application, settings: GatewaySettings, ui_settings: UiSettings | None = None, *,
+                   db_of: Callable[[], Any], staff_api_of: Callable[[], Any] | None = None) -> Ui:
     """Mount the UI's routes on the gateway ``app`` (none collides with ``/admin/api/v1``)."""
     ui = Ui(ui_settings or UiSettings(), settings.resolved_admin_token(), settings.max_upload_bytes,
-            settings.common.content_url)
+            settings.common.content_url, db_of=db_of, base_domain=settings.common.base_domain,
+            staff_api_of=staff_api_of)
     app[UI_KEY] = ui
     router = app.router
     router.add_get("/admin/static/{name}", _static(ui))
@@ -43,6 +48,8 @@ def setup_admin_ui(app: web.Application, settings: GatewaySettings, ui_settings:
     pages_templates.setup(ui, router)
     pages_certificates.setup(ui, router)
     pages_cohorts.setup(ui, router)
+    pages_staff.setup(ui, router)
+    pages_sso.setup(ui, router)
     router.add_route("*", "/admin/{tail:.*}", ui.page(_not_found, signed_in=False))
 
     async def client_ctx(_app: web.Application) -> AsyncIterator[None]:

@@ -76,9 +76,10 @@ class AdminClient:
         if self._session is not None:
             await self._session.close()
 
-    def for_request(self, request: web.Request) -> AdminApi:
+    def for_request(self, request: web.Request, token: str | None = None) -> AdminApi:
+        """The admin API for this request, as the operator or (``token``: a staff session) as that member."""
         assert self._session is not None, "AdminClient.start() first"
-        return AdminApi(self._session, self.admin_token, (self.api_url or _local_base(request)) + API_PREFIX)
+        return AdminApi(self._session, token or self.admin_token, (self.api_url or _local_base(request)) + API_PREFIX)
 
 
 def _local_base(request: web.Request) -> str:

@@ -19,4 +19,3 @@ class UiSettings(BaseSettings):
     sign_in_max_account_failures: int = Field(
         default=50, ge=1, description="failed sign-ins per window from all addresses together (the admin account)")
     sign_in_window: float = Field(default=900.0, gt=0, description="seconds the failed sign-ins are counted over")
-    max_sessions: int = Field(default=10_000, ge=1, description="live sessions kept per process (oldest go first)")

@@ -73,7 +73,15 @@ async def course_page(view: View, course_id: int, *, problem: Problem | None = N
     counts = {"modules": len(course["modules"]),
               "lessons": sum(len(m["lessons"]) for m in course["modules"]),
               "activities": sum(len(le["activities"]) for m in course["modules"] for le in m["lessons"])}
-    return view.render("course.html", status=status, problem=problem, course=course, packages=packages,
+    team = (await view.api.get(view.tenant_api_path(f"courses/{course_id}/team"))).data
+    staff = await view.api.all_pages(view.tenant_api_path("staff"), most=500)
+    on_team = {t["staff_id"] for t in team}
+    candidates = [s for s in staff if s["id"] not in on_team and s["status"] != "suspended"]
+    return view.render("course.html", status=status, problem=problem, course=course, packages=packages, team=team,
+                       candidates=bool(candidates),
+                       candidate_options=[(str(s["id"]), f"{s['name']} <{s['email']}> ({s['role']})")
+                                          for s in candidates],
+                       can_edit_team=view.role in (None, "owner", "admin"),
                        templates=templates, template_options=template_options, sco_titles=sco_titles, counts=counts,
                        completion_rules=COMPLETION_RULES, activity_kinds=ACTIVITY_KINDS,
                        editable=course["status"] == "draft", switch_path="/admin/learn/courses")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
+from urllib.parse import urlencode
 
 import structlog
 from aiohttp import web
 
+from services.gateway import handlers
 from services.gateway.clientip import client_ip
-from services.gateway.domain import PLANS, SCOPES, plan_allows_api
+from services.gateway.domain import PLANS, SCOPES, TenantNotFound, plan_allows_api
 from services.gateway.ui import forms
 from services.gateway.ui.client import AdminApiError, tenant_path
 from services.gateway.ui.security import (
@@ -20,6 +21,8 @@ from services.gateway.ui.security import (
     tokens_match,
 )
 from services.gateway.ui.views import Problem, Ui, View
+from shared.http import ApiError
+from shared.uow import UnitOfWork
 
 log = structlog.get_logger("gateway.ui")
 ADMIN_ACCOUNT = "admin"  # the UI has one account: whoever holds the admin token
@@ -45,53 +48,100 @@ def _safe_next(target: str | None) -> str:
 
 
 async def login_form(view: View) -> web.StreamResponse:
-    if view.ui.sessions.get(view.request.cookies.get(SESSION_COOKIE)) is not None:
+    if await view.ui.session_of(view.request) is not None:
         return view.redirect(_safe_next(view.request.query.get("next")))
-    return _login_page(view)
+    sso = False
+    slug = view.ui.host_tenant(view.request)
+    if slug is not None:
+        try:
+            sso = (await handlers.sso_config(UnitOfWork(view.ui.db_of()), slug))[1] is not None
+        except TenantNotFound:
+            sso = False
+    return _login_page(view, sso=sso)
 
 
-def _login_page(view: View, *, message: str | None = None, status: int = 200) -> web.Response:
+def _login_page(view: View, *, message: str | None = None, status: int = 200, email: str = "",
+                sso: bool = False) -> web.Response:
     nonce = view.ui.login_tokens.new_nonce()
-    response = view.render("login.html", status=status, login_token=view.ui.login_tokens.token_for(nonce),
+    host_tenant = view.ui.host_tenant(view.request)
+    response = view.render("login.html", sso=sso, status=status, login_token=view.ui.login_tokens.token_for(nonce),
                            message=message, next=_safe_next(view.request.query.get("next")),
-                           signed_out=view.request.query.get("signed_out") == "1")
+                           signed_out=view.request.query.get("signed_out") == "1", host_tenant=host_tenant,
+                           email=email, info=view.request.query.get("info"))
     set_cookie(view.request, response, LOGIN_COOKIE, nonce, max_age=3600)
     return response
 
 
-async def login(view: View) -> web.StreamResponse:
-    ui, request = view.ui, view.request
-    client = client_ip(request)  # behind a trusted proxy, the address it forwarded for
-    now = time.monotonic()
-    # Per address (a mistyping operator locks out only their own address) and for the one admin account from
-    # every address together (a higher limit that bounds guessing spread over many addresses).
-    for limiter, key, whom in ((ui.limiter, client, "from your address"),
-                               (ui.account_limiter, ADMIN_ACCOUNT, "for the admin account")):
-        wait = limiter.retry_after(key, now)
+async def _limited(view: View, checks: list[tuple[Any, str, str]]) -> web.Response | None:
+    for limiter, key, whom in checks:
+        wait = await limiter.retry_after(key)
         if wait is not None:
-            log.warning("admin_ui_sign_in_limited", client=client, limit=whom)
+            log.warning("admin_ui_sign_in_limited", client=client_ip(view.request), limit=whom)
             response = _login_page(view, status=429, message=(
                 f"Too many failed sign-ins {whom}. Try again in {int(wait // 60) + 1} minutes."))
             response.headers["Retry-After"] = str(int(wait) + 1)
             return response
+    return None
+
+
+async def login(view: View) -> web.StreamResponse:
+    """The operator signs in with the admin token on the platform host; staff with their email and password on
+    their tenant's host (``<slug>.<base>/admin``, ADR 0021)."""
+    ui, request = view.ui, view.request
+    client = client_ip(request)  # behind a trusted proxy, the address it forwarded for
+    host_tenant = ui.host_tenant(request)
+    if host_tenant is not None:
+        return await _staff_login(view, host_tenant)
+    # Per address (a mistyping operator locks out only their own address) and for the one admin account from
+    # every address together (a higher limit that bounds guessing spread over many addresses).
+    limited = await _limited(view, [(ui.limiter, client, "from your address"),
+                                    (ui.account_limiter, ADMIN_ACCOUNT, "for the admin account")])
+    if limited is not None:
+        return limited
     form = await view.form()
     if not ui.login_tokens.valid(request.cookies.get(LOGIN_COOKIE), form.get("login_token")):
         return _login_page(view, status=403, message="The sign-in form expired. Try again.")
     if not tokens_match(ui.admin_token, form.get("token", "").strip()):
-        ui.limiter.failed(client, now)
-        ui.account_limiter.failed(ADMIN_ACCOUNT, now)
+        await ui.limiter.failed(client)
+        await ui.account_limiter.failed(ADMIN_ACCOUNT)
         log.warning("admin_ui_sign_in_failed", client=client)
         return _login_page(view, status=401, message="That is not the admin token.")
-    ui.limiter.succeeded(client)
+    await ui.limiter.succeeded(client)
+    session = await ui.sessions.create_operator()  # always a new id: an id planted before sign-in is worthless
+    return await _signed_in(view, session.id, form.get("next"))
+
+
+async def _signed_in(view: View, secret: str, next_page: str | None) -> web.Response:
+    request = view.request
     previous = request.cookies.get(SESSION_COOKIE)
-    if previous:
-        ui.sessions.delete(previous)
-    session = ui.sessions.create()  # always a new id: a session id planted before sign-in is worthless
-    log.info("admin_ui_signed_in", client=client)
-    response = view.redirect(_safe_next(form.get("next")))
-    set_cookie(request, response, SESSION_COOKIE, session.id, max_age=int(ui.settings.session_ttl))
+    if previous and previous != secret:
+        await view.ui.sessions.delete(previous)
+    log.info("admin_ui_signed_in", client=client_ip(request))
+    response = view.redirect(_safe_next(next_page))
+    set_cookie(request, response, SESSION_COOKIE, secret, max_age=int(view.ui.settings.session_ttl))
     clear_cookie(request, response, LOGIN_COOKIE)
     return response
+
+
+async def _staff_login(view: View, slug: str) -> web.StreamResponse:
+    ui, request = view.ui, view.request
+    form = await view.form()
+    email = (form.get("email") or "").strip()
+    if not ui.login_tokens.valid(request.cookies.get(LOGIN_COOKIE), form.get("login_token")):
+        return _login_page(view, status=403, message="The sign-in form expired. Try again.", email=email)
+    if ui.staff_api_of is None:
+        return _login_page(view, status=503, message="Staff sign-in is not available here.")
+    try:
+        result = await ui.staff_api_of().authenticate(request, slug, email, form.get("password") or "")
+    except TenantNotFound:
+        return _login_page(view, status=404, message="There is no such tenant here.", email=email)
+    if isinstance(result, ApiError):
+        response = _login_page(view, status=result.status, message=result.message, email=email)
+        if "Retry-After" in result.headers:
+            response.headers["Retry-After"] = result.headers["Retry-After"]
+        return response
+    secret, _row, _member = result
+    return await _signed_in(view, secret, form.get("next") or "/admin/learn/courses")
 
 
 async def logout_form(view: View) -> web.StreamResponse:
@@ -100,10 +150,47 @@ async def logout_form(view: View) -> web.StreamResponse:
 
 async def logout(view: View) -> web.StreamResponse:
     assert view.session is not None
-    view.ui.sessions.delete(view.session.id)
+    await view.ui.sessions.delete(view.session.id)
+    view.ended = view.session.id
     response = view.redirect("/admin/login?signed_out=1")
     clear_cookie(view.request, response, SESSION_COOKIE)
     return response
+
+
+# --- invitations and password resets (no session: the link is the credential) --------------------------------
+
+
+async def accept_form(view: View, *, message: str | None = None, status: int = 200) -> web.StreamResponse:
+    token = view.request.query.get("token") or (await view.form()).get("token") or ""
+    try:
+        target = (await view.ui.client.for_request(view.request).post("/staff-links/lookup", {"token": token})).data
+    except AdminApiError as exc:
+        if exc.status >= 500:
+            raise
+        return view.error_page(400, exc.message)
+    nonce = view.ui.login_tokens.new_nonce()
+    response = view.render("accept.html", status=status, target=target, link_token=token, message=message,
+                           login_token=view.ui.login_tokens.token_for(nonce))
+    set_cookie(view.request, response, LOGIN_COOKIE, nonce, max_age=3600)
+    return response
+
+
+async def accept(view: View) -> web.StreamResponse:
+    form = await view.form()
+    if not view.ui.login_tokens.valid(view.request.cookies.get(LOGIN_COOKIE), form.get("login_token")):
+        return await accept_form(view, message="The form expired. Try again.", status=403)
+    password, again = form.get("password") or "", form.get("password_again") or ""
+    if password != again:
+        return await accept_form(view, message="The two passwords differ.", status=400)
+    try:
+        done = (await view.ui.client.for_request(view.request).post(
+            "/staff-links/accept", {"token": form.get("token") or "", "password": password})).data
+    except AdminApiError as exc:
+        if exc.status >= 500:
+            raise
+        return await accept_form(view, message=exc.message, status=400)
+    return view.redirect("/admin/login?" + urlencode({"info": f"Password set for {done['staff']['email']}: "
+                                                               "sign in."}))
 
 
 # --- tenants ----------------------------------------------------------------------------------------------
@@ -118,6 +205,8 @@ async def tenants_page(view: View, *, problem: Problem | None = None, status: in
 
 
 async def tenants_index(view: View) -> web.StreamResponse:
+    if view.session is not None and view.session.is_staff:
+        return view.redirect("/admin/learn/courses")  # staff have one tenant: its pages
     return await tenants_page(view)
 
 
@@ -222,6 +311,8 @@ def _message(exc: Exception) -> str:
 def setup(ui: Ui, router: web.UrlDispatcher) -> None:
     router.add_get("/admin/login", ui.page(login_form, signed_in=False))
     router.add_post("/admin/login", ui.page(login, signed_in=False))
+    router.add_get("/admin/accept", ui.page(accept_form, signed_in=False))
+    router.add_post("/admin/accept", ui.page(accept, signed_in=False))
     router.add_get("/admin/logout", ui.page(logout_form))
     router.add_post("/admin/logout", ui.page(logout))
     router.add_get("/admin", ui.page(tenants_index))

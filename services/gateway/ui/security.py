@@ -1,7 +1,7 @@
 """Sessions, CSRF tokens, the sign-in limiter and the headers every admin UI response carries.
 
-Sessions live in this process's memory: a random id in the cookie, everything else here (see docs/admin-ui.md for
-what that means with several gateway processes).
+Sessions and failed sign-ins live in the gateway's database, so several gateway processes share them (ADR 0021):
+a random secret in the cookie, its SHA-256 and everything else in ``ui_sessions``.
 """
 
 from __future__ import annotations
@@ -9,14 +9,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
-from services.gateway.clientip import FailureLimiter
+from services.gateway import handlers
+from shared.db import as_utc
+from shared.uow import UnitOfWork
 
 SESSION_COOKIE = "learn_admin_session"
 LOGIN_COOKIE = "learn_admin_login"
@@ -46,11 +47,17 @@ class Flash:
 
 @dataclass
 class Session:
-    id: str
+    """One signed-in browser: the operator (on the platform host) or a staff member (on their tenant's host)."""
+
+    id: str  # the secret (the cookie's value); the database holds only its SHA-256
     csrf_token: str
     expires_at: float
-    tenant: str | None = None
+    tenant: str | None = None  # the tenant the pages show
     flashes: list[Flash] = field(default_factory=list)
+    kind: str = "operator"  # operator | staff
+    staff: dict[str, Any] | None = None  # id, email, name, role (staff sessions)
+    home: str | None = None  # the staff member's tenant slug: the only one their session works for
+    _saved: tuple[Any, ...] = ()
 
     def flash(self, kind: str, text: str) -> None:
         self.flashes.append(Flash(kind, text))
@@ -59,57 +66,89 @@ class Session:
         taken, self.flashes = self.flashes, []
         return taken
 
+    @property
+    def is_staff(self) -> bool:
+        return self.kind == "staff"
 
-def _digest(session_id: str) -> str:
-    # The store is keyed by a hash, so that nothing in memory is a usable cookie value.
-    return hashlib.sha256(session_id.encode()).hexdigest()
+    @property
+    def role(self) -> str | None:
+        return str(self.staff["role"]) if self.staff else None
+
+    def state(self) -> tuple[Any, ...]:
+        return (self.tenant, tuple((f.kind, f.text) for f in self.flashes))
 
 
-class SessionStore:
-    """Server-side sessions with an absolute lifetime; the oldest go first when the store is full."""
+class SharedSessions:
+    """Sessions in the gateway's database (``ui_sessions``): every replica sees every session, and a sign-out or
+    a suspension ends it everywhere at once. Absolute lifetime ``ttl``."""
 
-    def __init__(self, ttl: float, max_sessions: int, now: Callable[[], float] = time.time):
+    def __init__(self, db_of: Callable[[], Any], ttl: float):
+        self._db_of = db_of
         self.ttl = ttl
-        self.max_sessions = max_sessions
-        self._now = now
-        self._sessions: OrderedDict[str, Session] = OrderedDict()
 
-    def create(self) -> Session:
-        self._purge()
-        while len(self._sessions) >= self.max_sessions:
-            self._sessions.popitem(last=False)
-        session = Session(id=secrets.token_urlsafe(32), csrf_token=secrets.token_urlsafe(32),
-                          expires_at=self._now() + self.ttl)
-        self._sessions[_digest(session.id)] = session
+    def _uow(self) -> UnitOfWork:
+        return UnitOfWork(self._db_of())
+
+    @staticmethod
+    def _of(secret: str, row: Any, member: Any = None, tenant: Any = None) -> Session:
+        session = Session(id=secret, csrf_token=row.csrf_token, expires_at=as_utc(row.expires_at).timestamp(),
+                          tenant=row.current_tenant, flashes=[Flash(f["kind"], f["text"]) for f in row.flashes],
+                          kind=row.kind)
+        if member is not None and tenant is not None:
+            session.staff = {"id": member.id, "email": member.email, "name": member.name, "role": member.role}
+            session.home = tenant.slug
+            session.tenant = tenant.slug
+        session._saved = session.state()
         return session
 
-    def get(self, session_id: str | None) -> Session | None:
-        if not session_id or len(session_id) > 128:
+    async def create_operator(self) -> Session:
+        secret, row = await handlers.create_session(self._uow(), kind="operator", ttl=self.ttl)
+        return self._of(secret, row)
+
+    async def get(self, secret: str | None) -> Session | None:
+        found = await handlers.session(self._uow(), secret)
+        if found is None or secret is None:
             return None
-        key = _digest(session_id)
-        session = self._sessions.get(key)
-        if session is None:
-            return None
-        if session.expires_at <= self._now():
-            del self._sessions[key]
-            return None
-        return session
+        row, member, tenant = found
+        return self._of(secret, row, member, tenant)
 
-    def delete(self, session_id: str) -> None:
-        self._sessions.pop(_digest(session_id), None)
+    async def save(self, session: Session) -> None:
+        """Write back what a request changed (the tenant shown, the flash messages), if anything."""
+        if session.state() == session._saved:
+            return
+        await handlers.save_session(self._uow(), session.id, {
+            "current_tenant": session.tenant, "flashes": [{"kind": f.kind, "text": f.text} for f in session.flashes]})
+        session._saved = session.state()
 
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def _purge(self) -> None:
-        now = self._now()
-        for key in [k for k, s in self._sessions.items() if s.expires_at <= now]:
-            del self._sessions[key]
+    async def delete(self, secret: str) -> None:
+        await handlers.end_session(self._uow(), secret)
 
 
-# Failed sign-ins are counted per client IP (see services/gateway/clientip.py for how the IP is found behind
-# trusted proxies) and, with a higher limit, for the admin account as a whole.
-SignInLimiter = FailureLimiter
+class SharedLimiter:
+    """Failed sign-ins counted in the gateway's database (``sign_in_failures``), so every replica counts them
+    together: after ``max_failures`` within ``window`` seconds a key is refused until the oldest one ages out."""
+
+    def __init__(self, db_of: Callable[[], Any], max_failures: int, window: float, namespace: str):
+        self._db_of = db_of
+        self.max_failures = max_failures
+        self.window = window
+        self.namespace = namespace
+
+    def fresh(self, *, max_failures: int, window: float) -> SharedLimiter:
+        """Another limiter with counts of its own (tests)."""
+        return SharedLimiter(self._db_of, max_failures, window, f"{self.namespace}-{secrets.token_hex(4)}")
+
+    def _uow(self) -> UnitOfWork:
+        return UnitOfWork(self._db_of())
+
+    async def retry_after(self, key: str) -> float | None:
+        return await handlers.failure_wait(self._uow(), f"{self.namespace}:{key}", self.max_failures, self.window)
+
+    async def failed(self, key: str) -> None:
+        await handlers.sign_in_failed(self._uow(), [f"{self.namespace}:{key}"], self.window)
+
+    async def succeeded(self, key: str) -> None:
+        await handlers.sign_in_succeeded(self._uow(), f"{self.namespace}:{key}")
 
 
 def tokens_match(expected: str, given: str | None) -> bool:

@@ -24,6 +24,7 @@ from markupsafe import Markup
 from multidict import MultiDict
 
 from services.gateway.clientip import client_ip
+from services.gateway.domain import host_slug
 from services.gateway.ui.client import AdminApi, AdminApiError, AdminClient, tenant_path
 from services.gateway.ui.config import UiSettings
 from services.gateway.ui.security import (
@@ -32,8 +33,8 @@ from services.gateway.ui.security import (
     SESSION_COOKIE,
     LoginTokens,
     Session,
-    SessionStore,
-    SignInLimiter,
+    SharedLimiter,
+    SharedSessions,
     secure_headers,
     tokens_match,
 )
@@ -93,16 +94,25 @@ def _bytes(value: int | None) -> str:
 
 
 class Ui:
-    def __init__(self, settings: UiSettings, admin_token: str, upload_limit: int, content_url: str | None = None):
+    def __init__(self, settings: UiSettings, admin_token: str, upload_limit: int, content_url: str | None = None,
+                 *, db_of: Callable[[], Any], base_domain: str = "localhost",
+                 staff_api_of: Callable[[], Any] | None = None):
         self.settings = settings
         # LEARN_CONTENT_URL (SCORM previews open there) and the same as a CSP source ({tenant}: a wildcard).
         self.content_url = content_url
         self.content_origin = origin_of(content_url.replace("{tenant}", "*")) if content_url else None
         self.upload_limit = upload_limit
         self.admin_token = admin_token
-        self.sessions = SessionStore(settings.session_ttl, settings.max_sessions)
-        self.limiter = SignInLimiter(settings.sign_in_max_failures, settings.sign_in_window)  # per client IP
-        self.account_limiter = SignInLimiter(settings.sign_in_max_account_failures, settings.sign_in_window)
+        # In the gateway's database: shared by every replica (ADR 0021).
+        self.sessions = SharedSessions(db_of, settings.session_ttl)
+        self.limiter = SharedLimiter(db_of, settings.sign_in_max_failures, settings.sign_in_window, "ui-ip")
+        self.account_limiter = SharedLimiter(db_of, settings.sign_in_max_account_failures, settings.sign_in_window,
+                                             "ui-account")
+        self.base_domain = base_domain
+        self.db_of = db_of
+        self.oidc: Any = None  # services/gateway/sso.OidcClient and the flow cookie's sealer (pages_sso.setup)
+        self.sso_cookie: Any = None
+        self.staff_api_of = staff_api_of  # the admin API's staff sign-in (services/gateway/staff.py)
         self.login_tokens = LoginTokens(admin_token.encode())
         self.client = AdminClient(admin_token, settings.api_url, settings.api_timeout)
         self.raster_gate = asyncio.Semaphore(2)  # certificate page images (pdftoppm child processes)
@@ -154,7 +164,7 @@ class Ui:
                    signed_in: bool, json_errors: bool) -> web.StreamResponse:
         request = view.request
         if signed_in:
-            session = self.sessions.get(request.cookies.get(SESSION_COOKIE))
+            session = await self.session_of(request)
             if session is None:
                 if json_errors or request.method != "GET":
                     return view.error_page(401, "Your session has ended: sign in again.", json_errors)
@@ -164,11 +174,30 @@ class Ui:
                 log.warning("admin_ui_csrf_refused", path=request.path, client=client_ip(request))
                 return view.error_page(403, "The form has expired or did not come from this site. "
                                             "Reload the page and try again.", json_errors)
-        if tenant:
-            picked = await view.pick_tenant()
-            if picked is not None:
-                return picked
-        return await handler(view)
+        try:
+            if tenant:
+                picked = await view.pick_tenant()
+                if picked is not None:
+                    return picked
+            return await handler(view)
+        finally:
+            if view.session is not None and view.session.id != view.ended:
+                await self.sessions.save(view.session)
+
+    def host_tenant(self, request: web.Request) -> str | None:
+        """The tenant whose own host this is (``<slug>.<base>``), or None on the platform host."""
+        return host_slug(request.host, self.base_domain)
+
+    async def session_of(self, request: web.Request) -> Session | None:
+        """The request's session, if it belongs on this host: a staff session only on its tenant's host, an
+        operator session only on the platform host (ADR 0021)."""
+        session = await self.sessions.get(request.cookies.get(SESSION_COOKIE))
+        if session is None:
+            return None
+        host = self.host_tenant(request)
+        if session.is_staff:
+            return session if host == session.home else None
+        return session if host is None else None
 
 
 class View:
@@ -184,14 +213,23 @@ class View:
         self.parts: aiohttp.MultipartReader | None = None
         self._api: AdminApi | None = None
         self._form: MultiDict[str] | None = None
+        self.ended: str | None = None  # a session signed out during this request (not to be saved again)
 
     # --- access ---------------------------------------------------------------------------------------------
 
     @property
     def api(self) -> AdminApi:
         if self._api is None:
-            self._api = self.ui.client.for_request(self.request)
+            # A staff member's calls carry their own session (the admin API applies their role); the operator's
+            # the admin token.
+            token = self.session.id if self.session is not None and self.session.is_staff else None
+            self._api = self.ui.client.for_request(self.request, token)
         return self._api
+
+    @property
+    def role(self) -> str | None:
+        """The staff member's role (None: the operator)."""
+        return self.session.role if self.session is not None else None
 
     @property
     def slug(self) -> str:
@@ -244,6 +282,10 @@ class View:
         slug = self.request.query.get("tenant") or self.session.tenant
         if self.request.query.get("choose"):
             slug = None
+        if self.session.is_staff:
+            if slug not in (None, self.session.home):
+                raise web.HTTPNotFound(reason="There is no such page.")
+            slug = self.session.home
         if slug and set(slug) <= SLUG_CHARS and len(slug) <= 63:
             try:
                 self.tenant = (await self.api.get(tenant_path(slug))).data
@@ -272,6 +314,7 @@ class View:
         flashes = self.session.take_flashes() if self.session is not None else []
         base = {
             "session": self.session, "csrf_token": self.session.csrf_token if self.session else "",
+            "role": self.role, "staff": self.session.staff if self.session else None,
             "tenant": self.tenant, "flashes": flashes, "problem": problem, "url": self.url,
             "path": self.request.path, "value": _value_of(problem),
         }
