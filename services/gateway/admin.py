@@ -45,7 +45,7 @@ from shared.idempotency import store_instead
 from shared.uow import UnitOfWork
 
 ADMIN = "/admin/api/v1"
-TENANT_OWN = frozenset({"api-keys", "users"})
+TENANT_OWN = frozenset({"api-keys", "users", "event-subscribers"})
 log = structlog.get_logger("gateway")
 
 #: the directory's domain exceptions as the error envelope: (status, code, message; None: the exception's)

@@ -34,6 +34,7 @@ from services.gateway.keys import KeyDirectory, RateLimiter, UsageRecorder
 from services.gateway.openapi import build_document
 from services.gateway.pipeline import Gateway, Observer
 from services.gateway.proxy import Upstreams
+from services.gateway.subscribers import subscriber_routes
 from services.gateway.ui import setup_admin_ui
 from shared.bus.amqp import AmqpBus
 from shared.bus.wiring import EventTable
@@ -86,7 +87,8 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
         admin_api = AdminApi(lambda: app[DB_KEY], app[CURSOR_KEY], lambda: gateway.keys, pepper.encode())
         admin_proxy = AdminProxy(gateway, lambda: app[DB_KEY], secret, settings.max_upload_bytes,
                                  settings.admin_json_body_limit)
-        _routes(app, gateway, admin_api, admin_proxy, AdminDeadLetters(lambda: app[DLQ_KEY]), app[IDEMPOTENCY_KEY])
+        _routes(app, gateway, admin_api, admin_proxy, AdminDeadLetters(lambda: app[DLQ_KEY]), app[IDEMPOTENCY_KEY],
+                subscriber_routes(settings, lambda: app[DB_KEY]))  # AMQP subscribers (subscribers.py)
         setup_admin_ui(app, settings)  # the admin web UI under /admin (a client of the admin API)
 
     async def directory_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -183,7 +185,7 @@ def _admin_scope(request: web.Request) -> str:
 
 
 def _routes(app: web.Application, gateway: Gateway, api: AdminApi, proxy: AdminProxy, dlq: AdminDeadLetters,
-            idempotency: Idempotency) -> None:
+            idempotency: Idempotency, extra: list[tuple[str, str, Any]] | None = None) -> None:
     r = app.router
     document = json.dumps(build_document()).encode()
 
@@ -214,6 +216,7 @@ def _routes(app: web.Application, gateway: Gateway, api: AdminApi, proxy: AdminP
         ("GET", f"{ADMIN}/dlq/{{queue}}", dlq.peek),
         ("POST", f"{ADMIN}/dlq/{{queue}}/replay", dlq.replay),
         ("POST", f"{ADMIN}/dlq/{{queue}}/purge", dlq.purge),
+        *(extra or []),
     ]
     for method, path, handler in own:
         # The admin's own writes follow the Idempotency-Key rule here; forwarded ones in the owning service.
