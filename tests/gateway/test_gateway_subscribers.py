@@ -47,7 +47,8 @@ async def gws(make_gateway, test_env) -> AsyncIterator[Any]:
 
 
 async def call(gw: Any, method: str, path: str, **kw: Any) -> tuple[int, Any]:
-    resp = await gw.client.request(method, f"{ADMIN}{path}", headers=gw.admin(), **kw)
+    headers = kw.pop("headers", gw.admin())
+    resp = await gw.client.request(method, f"{ADMIN}{path}", headers=headers, **kw)
     return resp.status, await resp.json()
 
 
@@ -163,6 +164,10 @@ async def test_bad_requests_are_refused_without_creating_users(gws, test_env) ->
         status, answer = await call(gw, "POST", "/tenants/acme/event-subscribers", json=body)
         assert status == 400, (body, answer)
         assert answer["error"]["code"] in ("invalid_argument", "missing_field"), answer
+    for raw in (b"[" * 5000 + b"]" * 5000, b"{", b"\xff"):
+        status, answer = await call(gw, "POST", "/tenants/acme/event-subscribers", data=raw,
+                                    headers={**gw.admin(), "Content-Type": "application/json"})
+        assert status == 400 and answer["error"]["code"] == "invalid_argument", answer
     status, answer = await call(gw, "POST", "/tenants/nope/event-subscribers", json={"name": "hr"})
     assert status == 404 and answer["error"]["code"] == "tenant_not_found"
     for path in ("/HR", "/a.b", "/%C2%B2"):

@@ -327,7 +327,10 @@ def hostile_requests(world: World) -> list[tuple[str, str, str, bytes | None]]:
         ("GET", "/lessons/{id}"), ("POST", "/lessons/{id}/activities"), ("GET", "/activities/{id}"),
         ("POST", "/activities/{id}"), ("GET", "/cohorts/{id}"), ("POST", "/cohorts/{id}"),
         ("GET", "/cert-templates/{id}"), ("POST", "/cert-templates/{id}"), ("GET", "/scorm-packages/{id}"),
-        ("POST", "/certificates/{id}/revoke"))]
+        ("POST", "/certificates/{id}/revoke"), ("GET", "/webhook-endpoints/{id}"), ("POST", "/webhook-endpoints/{id}"),
+        ("GET", "/webhook-endpoints/{id}/messages"), ("POST", "/webhook-endpoints/{id}/test"),
+        ("GET", "/event-subscribers/{id}"), ("DELETE", "/event-subscribers/{id}"),
+        ("POST", "/event-subscribers/{id}/rotate"), ("POST", "/event-subscribers"))]
     for method, pattern, who in routes:
         params = [s for s in pattern.split("/") if s.startswith("{")]
         real = concrete(pattern, owner.ids) if pattern.startswith(API_PREFIX) else None
