@@ -19,6 +19,7 @@ from services.gateway.ui import (
     pages_directory,
     pages_scorm,
     pages_templates,
+    pages_webhooks,
 )
 from services.gateway.ui.config import UiSettings
 from services.gateway.ui.security import secure_headers
@@ -43,6 +44,7 @@ def setup_admin_ui(app: web.Application, settings: GatewaySettings, ui_settings:
     pages_templates.setup(ui, router)
     pages_certificates.setup(ui, router)
     pages_cohorts.setup(ui, router)
+    pages_webhooks.setup(ui, router)
     router.add_route("*", "/admin/{tail:.*}", ui.page(_not_found, signed_in=False))
 
     async def client_ctx(_app: web.Application) -> AsyncIterator[None]:
