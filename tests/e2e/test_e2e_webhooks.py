@@ -121,6 +121,12 @@ async def test_a_completion_is_delivered_signed_retried_logged_replayed_filtered
     assert all(a["latency_ms"] >= 0 and a["attempted_at"] for a in logged["attempt_log"])
     assert len(logged["attempt_log"][0]["response"]) == 1024  # the first 1 KB of the answer
 
+    # the webhooks service counts the attempts per endpoint and outcome (the failures are the "retrying" ones)
+    metrics = await _metrics(c)
+    assert metrics.get(f'learn_webhook_deliveries_total{{endpoint="{every["id"]}",outcome="retrying"}}', 0) >= 4
+    assert metrics.get(f'learn_webhook_deliveries_total{{endpoint="{every["id"]}",outcome="delivered"}}', 0) >= 2
+    assert metrics.get("learn_webhook_attempt_duration_seconds_count", 0) >= 6
+
     # a replay delivers it again with the same webhook-id
     status, body = await c.admin(
         "POST", f"/tenants/hooksa/webhook-endpoints/{every['id']}/messages/{logged['id']}/replay")
@@ -144,6 +150,20 @@ async def test_a_completion_is_delivered_signed_retried_logged_replayed_filtered
     status, body = await c.admin("GET", "/tenants/hooksb/webhook-endpoints")
     assert status == 200 and [e["id"] for e in body["data"]] == [other["id"]]
     assert "secret" not in body["data"][0]
+
+
+async def _metrics(c: Cluster) -> dict[str, float]:
+    """The webhooks service's Prometheus metrics (its own port, as Prometheus scrapes it): series -> value."""
+    assert c.http is not None
+    async with c.http.get(c.services["webhooks"].url + "/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    series: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            series[name] = float(value)
+    return series
 
 
 async def _with_id(receiver: Receiver, path: str, webhook_id: str, count: int) -> list[Any] | None:
@@ -218,6 +238,14 @@ async def test_an_endpoint_failing_for_the_configured_time_is_disabled_with_an_e
     status, body = await c.admin("GET", f"/tenants/hooksdown/webhook-endpoints/{failing['id']}")
     assert status == 200 and body["data"]["status"] == "disabled" and body["data"]["disabled_reason"]
     assert len(receiver.at("/down")) >= 2
+
+    # its waiting message shows in the backlog gauges the alert LearnWebhookBacklogOld reads
+    async def backlog_age() -> float | None:
+        age = (await _metrics(c)).get(f'learn_webhook_backlog_oldest_age_seconds{{endpoint="{failing["id"]}"}}')
+        return age if age is not None and age > 0 else None
+
+    await c.eventually(backlog_age, timeout=30, message="the failing endpoint's backlog age")
+    assert (await _metrics(c)).get(f'learn_webhook_backlog{{endpoint="{failing["id"]}"}}', 0) >= 1
 
     # enabled again, the waiting message goes out once the receiver answers
     receiver.fail_first["/down"] = 0
