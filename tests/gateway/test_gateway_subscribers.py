@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,7 @@ import aiohttp
 import pytest
 from aio_pika.exceptions import ProbableAuthenticationError
 from aiormq.exceptions import ChannelAccessRefused
+from yarl import URL
 
 from services.gateway import cli
 from shared.bus.amqp import AmqpBus, OutgoingMessage
@@ -22,26 +24,33 @@ from shared.bus.envelope import new_event
 from shared.events.directory import UserUpserted
 
 ADMIN = "/admin/api/v1"
-MANAGEMENT = "http://guest:guest@127.0.0.1:15672"
-GUEST = {"Authorization": aiohttp.encode_basic_auth("guest", "guest")}
+#: the broker's management API (the plugin must be enabled: `rabbitmq-plugins enable rabbitmq_management`; .ci/run)
+MANAGEMENT = os.environ.get("LEARN_RABBITMQ_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")
+API = str(URL(MANAGEMENT).with_user(None).with_password(None)).rstrip("/") + "/api"
+GUEST = {"Authorization": aiohttp.encode_basic_auth(URL(MANAGEMENT).user or "guest", URL(MANAGEMENT).password or "")}
 
 
 async def _management_users(prefix: str) -> list[str]:
-    async with aiohttp.ClientSession(headers=GUEST) as session, \
-            session.get("http://127.0.0.1:15672/api/users") as resp:
-        assert resp.status == 200
-        return [u["name"] for u in await resp.json() if u["name"].startswith(prefix)]
+    try:
+        async with aiohttp.ClientSession(headers=GUEST) as session, session.get(f"{API}/users") as resp:
+            assert resp.status == 200, await resp.text()
+            users = await resp.json()
+    except aiohttp.ClientConnectionError:
+        pytest.fail(f"RabbitMQ's management API does not answer at {API}: enable the plugin "
+                    "(rabbitmq-plugins enable rabbitmq_management) or set LEARN_RABBITMQ_MANAGEMENT_URL", pytrace=False)
+    return [u["name"] for u in users if u["name"].startswith(prefix)]
 
 
 @pytest.fixture
 async def gws(make_gateway, test_env) -> AsyncIterator[Any]:
     """A gateway given the management API; afterwards no user of this test's namespace is left on the broker."""
+    await _management_users(test_env.namespace)  # says what is missing when the plugin is off
     gw = await make_gateway(rabbitmq_management_url=MANAGEMENT)
     yield gw
     leftovers = await _management_users(test_env.namespace)
     async with aiohttp.ClientSession(headers=GUEST) as session:
         for name in leftovers:
-            async with session.delete(f"http://127.0.0.1:15672/api/users/{name}"):
+            async with session.delete(f"{API}/users/{name}"):
                 pass
     assert not leftovers, f"users left behind: {leftovers}"
 
