@@ -251,3 +251,31 @@ async def test_learnctl_subscribers(gws, test_env, capsys: pytest.CaptureFixture
     assert (await learnctl("delete", "acme", "crm"))["deleted"] is True
     assert "event_subscriber_not_found" in await learnctl("delete", "acme", "crm", code=1)
     assert await learnctl("list", "acme") == []
+
+
+def test_the_url_permissions_and_reserved_prefixes_without_a_broker(tmp_path) -> None:
+    from services.gateway.config import GatewaySettings
+    from services.gateway.subscribers import AdminSubscribers
+    from shared.config import CommonSettings
+
+    common = CommonSettings(amqp_url="amqp://svc:secret@rabbit.internal:5672/learn", data_dir=tmp_path)
+    settings = GatewaySettings(common=common, admin_token="t", api_key_pepper="p",
+                               rabbitmq_management_url="http://admin:pw@rabbit.internal:15672",
+                               rabbitmq_public_url="amqps://broker.example.com:5671")
+    subs = AdminSubscribers(settings, lambda: None)  # type: ignore[arg-type,return-value]
+    assert subs.vhost == "learn" and subs.prefix("acme") == "learn-sub.acme."
+    url = subs.url_for("learn-sub.acme.hr", "a/b c")
+    assert url == "amqps://learn-sub.acme.hr:a%2Fb%20c@broker.example.com:5671/learn"
+    assert "secret" not in url and "svc" not in url
+    permissions, topic = subs.permissions("acme-eu")
+    assert permissions == {"configure": r"^acme-eu\..*", "write": r"^acme-eu\..*",
+                           "read": r"^(acme-eu\..*|learn\.events)$"}
+    assert topic == {"exchange": "learn.events", "write": r"^acme-eu\.", "read": r"^acme-eu\."}
+    assert {"learn", "catalog", "enrollment", "certificates", "scorm", "webhooks", "gateway", "amq"} <= \
+        subs.reserved_segments()
+    assert "acme" not in subs.reserved_segments()
+
+    default = AdminSubscribers(GatewaySettings(common=CommonSettings(amqp_url="amqp://svc:s@rabbit:5672/",
+                                                                     data_dir=tmp_path),
+                                               admin_token="t", api_key_pepper="p"), lambda: None)  # type: ignore
+    assert default.url_for("u", "p") == "amqp://u:p@rabbit:5672/%2F"
