@@ -221,13 +221,24 @@ async def send_test(uow: UnitOfWork, origin: Origin, endpoint_id: int) -> Any:
 
 
 async def event_received(uow: UnitOfWork, event: CloudEvent, payload: EventModel) -> None:
-    """Every event of every tenant: one delivery row per enabled endpoint of the tenant whose filter takes it."""
-    targets = [row.id for row in await store.enabled_endpoints(uow.session, event.tenantid)
-               if domain.matches(row.event_types, event.event_type)]
+    """Every event of every tenant: one delivery row per enabled endpoint of the tenant whose filter takes it.
+
+    The consumer hands a batch of events to this handler in one transaction: the tenant's endpoints are read once
+    per transaction and the delivery loops are notified once (what was read is kept for this transaction only)."""
+    transaction = uow.session.get_transaction()
+    batch = uow.session.info.get("webhooks_batch")
+    if batch is None or batch["transaction"] is not transaction:
+        batch = uow.session.info["webhooks_batch"] = {"transaction": transaction, "endpoints": {}, "notified": False}
+    rows = batch["endpoints"].get(event.tenantid)
+    if rows is None:
+        rows = batch["endpoints"][event.tenantid] = await store.enabled_endpoints(uow.session, event.tenantid)
+    targets = [row.id for row in rows if domain.matches(row.event_types, event.event_type)]
     if targets:
         now = utcnow()
         await store.enqueue(uow.session, [_delivery(event, endpoint_id, now) for endpoint_id in targets])
-        await _notify(uow)
+        if not batch["notified"]:
+            batch["notified"] = True
+            await _notify(uow)
 
 
 def _delivery(event: CloudEvent, endpoint_id: int, now: datetime) -> dict[str, Any]:

@@ -112,20 +112,24 @@ async def test_a_completion_is_delivered_signed_retried_logged_replayed_filtered
     tries = [r for r in receiver.at("/a/all") if r.headers["webhook-id"] == completed.headers["webhook-id"]]
     assert len(tries) == 3 and len({t.body for t in tries}) == 1
 
-    # the delivery log shows the three attempts
-    status, body = await c.admin("GET", f"/tenants/hooksa/webhook-endpoints/{every['id']}/messages?limit=100")
-    assert status == 200, body
-    (logged,) = [m for m in body["data"] if m["webhook_id"] == completed.headers["webhook-id"]]
-    assert logged["status"] == "delivered" and logged["event_type"] == "enrollment.completed"
+    # the delivery log shows the three attempts (the service records the third one after the receiver answered it)
+    async def logged_delivered() -> dict[str, Any] | None:
+        status, body = await c.admin("GET", f"/tenants/hooksa/webhook-endpoints/{every['id']}/messages?limit=100")
+        assert status == 200, body
+        (found,) = [m for m in body["data"] if m["webhook_id"] == completed.headers["webhook-id"]]
+        return dict(found) if found["status"] == "delivered" else None
+
+    logged = await c.eventually(logged_delivered, message="the third attempt recorded")
+    assert logged["event_type"] == "enrollment.completed"
     assert [a["status_code"] for a in logged["attempt_log"]] == [500, 500, 204]
     assert all(a["latency_ms"] >= 0 and a["attempted_at"] for a in logged["attempt_log"])
     assert len(logged["attempt_log"][0]["response"]) == 1024  # the first 1 KB of the answer
 
     # the webhooks service counts the attempts per endpoint and outcome (the failures are the "retrying" ones)
     metrics = await _metrics(c)
-    assert metrics.get(f'learn_webhook_deliveries_total{{endpoint="{every["id"]}",outcome="retrying"}}', 0) >= 4
-    assert metrics.get(f'learn_webhook_deliveries_total{{endpoint="{every["id"]}",outcome="delivered"}}', 0) >= 2
-    assert metrics.get("learn_webhook_attempt_duration_seconds_count", 0) >= 6
+    assert metrics.get(f'learn_webhook_deliveries_total{{endpoint="{every["id"]}",outcome="retrying"}}', 0) >= 2
+    assert metrics.get(f'learn_webhook_deliveries_total{{endpoint="{every["id"]}",outcome="delivered"}}', 0) >= 1
+    assert metrics.get("learn_webhook_attempt_duration_seconds_count", 0) >= 3
 
     # a replay delivers it again with the same webhook-id
     status, body = await c.admin(
@@ -191,7 +195,7 @@ async def test_test_message_and_secret_rotation_sign_with_both_secrets(cluster: 
     # learnctl shows the same, through the admin API
     async def learnctl(*args: str) -> Any:
         capsys.readouterr()
-        code = await asyncio.to_thread(cli.main, ["--url", c.gateway_url, "--token", c.admin_token, "--json",
+        code = await asyncio.to_thread(cli.main, ["--url", c.gateway_url, f"--token={c.admin_token}", "--json",
                                                   "webhooks", *args])
         assert code == 0
         return json.loads(capsys.readouterr().out)
