@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,10 +21,11 @@ from services.gateway import cli
 from shared.bus.amqp import AmqpBus, OutgoingMessage
 from shared.bus.envelope import new_event
 from shared.events.directory import UserUpserted
+from tests.support import infra
 
 ADMIN = "/admin/api/v1"
 #: the broker's management API (the plugin must be enabled: `rabbitmq-plugins enable rabbitmq_management`; .ci/run)
-MANAGEMENT = os.environ.get("LEARN_RABBITMQ_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")
+MANAGEMENT = infra.management_url()
 API = str(URL(MANAGEMENT).with_user(None).with_password(None)).rstrip("/") + "/api"
 GUEST = {"Authorization": aiohttp.encode_basic_auth(URL(MANAGEMENT).user or "guest", URL(MANAGEMENT).password or "")}
 
@@ -37,7 +37,8 @@ async def _management_users(prefix: str) -> list[str]:
             users = await resp.json()
     except aiohttp.ClientConnectionError:
         pytest.fail(f"RabbitMQ's management API does not answer at {API}: enable the plugin "
-                    "(rabbitmq-plugins enable rabbitmq_management) or set LEARN_RABBITMQ_MANAGEMENT_URL", pytrace=False)
+                    "(rabbitmq-plugins enable rabbitmq_management) or set LEARN_TEST_RABBITMQ_MANAGEMENT_URL",
+                    pytrace=False)
     return [u["name"] for u in users if u["name"].startswith(prefix)]
 
 
