@@ -204,11 +204,13 @@ class AdminSubscribers:
                            f"Event subscriber '{body.name}' exists already; rotate its password or delete it.")
         password = secrets.token_urlsafe(24)
         permissions, topic = self.permissions(slug)
-        # the permissions first: a user without any cannot do anything if a later call fails
+        # A new user has no permission at all. The topic permissions go first: a user with vhost permissions but
+        # none on topics would be allowed every routing key. If a call fails the user is removed again (nobody has
+        # its password yet).
         await management.call("PUT", f"/users/{_q(username)}", {"password": password, "tags": TAG})
         try:
-            await management.call("PUT", f"/permissions/{_q(self.vhost)}/{_q(username)}", permissions)
             await management.call("PUT", f"/topic-permissions/{_q(self.vhost)}/{_q(username)}", topic)
+            await management.call("PUT", f"/permissions/{_q(self.vhost)}/{_q(username)}", permissions)
         except ApiError:
             await management.call("DELETE", f"/users/{_q(username)}", ok_missing=True)
             raise

@@ -148,7 +148,12 @@ async def test_a_subscriber_binds_its_tenants_keys_only_rotates_and_is_cut_off_w
         closed = asyncio.Event()
         connection.close_callbacks.add(lambda *_: closed.set())
         channel = await connection.channel()
-        await channel.declare_queue(queue_name, passive=True)  # the permissions stayed
+        queue = await channel.declare_queue(queue_name, passive=True)  # the permissions stayed
+        await queue.bind(await channel.get_exchange(created["exchange"], ensure=False), routing_key="acme.course.*")
+        other = await connection.channel()
+        with pytest.raises(ChannelAccessRefused):
+            await (await other.declare_queue(queue_name, passive=True)).bind(
+                await other.get_exchange(created["exchange"], ensure=False), routing_key="#")
 
         # delete: the user is gone and its open connection is closed
         status, body = await call(gw, "DELETE", "/tenants/acme/event-subscribers/hr")
