@@ -35,6 +35,8 @@ GAUGES_EVERY = 5.0
 #: tasks writing finished attempts to the database, each one transaction for whatever finished meanwhile (at most
 #: RECORD_BATCH): a commit per attempt, with every attempt in flight wanting a connection of the pool, was what
 #: limited a burst's throughput
+#: after a wake, how long the loop lets more wakes pile up before it claims
+COALESCE = 0.005
 RECORDERS = 2
 RECORD_BATCH = 200
 
@@ -96,6 +98,7 @@ class Deliverer:
         try:
             while True:
                 self.wake.clear()
+                free = self.settings.concurrency - self.active
                 started = await self.tick()
                 now = time.monotonic()
                 if now - last_gauges >= GAUGES_EVERY:
@@ -104,10 +107,13 @@ class Deliverer:
                 if now - last_purge >= PURGE_EVERY:
                     last_purge = now
                     await handlers.purge(self.uow())
-                if started and self.active < self.settings.concurrency:  # there may be more due right now
-                    continue
+                if started and started >= free and self.active < self.settings.concurrency:
+                    continue  # a full claim: there may be more due right now
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self.settings.poll_interval)
+                    # Gather the wakes of a burst (new rows, attempts ending) into one claim: claiming after every
+                    # single one cost a claim per message.
+                    await asyncio.sleep(COALESCE)
         finally:
             if listener is not None:
                 listener.cancel()
