@@ -1,6 +1,7 @@
 """An external system's subscriber: receives one tenant's learning events from mobieusLearn.
 
-    LEARN_SUBSCRIBER_AMQP_URL=amqp://acme-subscriber:secret@rabbitmq:5672/ \
+    learnctl subscribers create acme hr-system      # prints the AMQP URL once
+    LEARN_SUBSCRIBER_AMQP_URL='amqp://learn-sub.acme.hr-system:<password>@rabbitmq:5672/%2F' \
     LEARN_SUBSCRIBER_TENANT=acme python examples/subscriber.py
 
 It declares its own durable queue ``<tenant>.subscriber``, binds it to ``learn.events`` with ``<tenant>.#``,

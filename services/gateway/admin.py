@@ -48,7 +48,7 @@ from shared.idempotency import store_instead
 from shared.uow import UnitOfWork
 
 ADMIN = "/admin/api/v1"
-TENANT_OWN = frozenset({"api-keys", "users", "staff", "sessions", "audit-log", "sso"})
+TENANT_OWN = frozenset({"api-keys", "users", "staff", "sessions", "audit-log", "sso", "event-subscribers"})
 log = structlog.get_logger("gateway")
 
 #: the directory's domain exceptions as the error envelope (shared/domain_errors.py; message None: the exception's)

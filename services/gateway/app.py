@@ -38,6 +38,7 @@ from services.gateway.openapi import build_document
 from services.gateway.pipeline import Gateway, Observer
 from services.gateway.proxy import Upstreams
 from services.gateway.ratelimit import RateLimiter, RedisRateLimiter
+from services.gateway.subscribers import subscriber_routes
 from services.gateway.ui import setup_admin_ui
 from shared.bus.amqp import AmqpBus
 from shared.bus.wiring import EventTable
@@ -103,7 +104,8 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
             max_failures=settings.staff_sign_in_max_failures, window=settings.staff_sign_in_window, proxies=proxies)
         app[STAFF_API_KEY] = staff_api
         staff_routes.setup(app, gateway, staff_api, app[IDEMPOTENCY_KEY], _admin_scope)
-        _routes(app, gateway, admin_api, admin_proxy, AdminDeadLetters(lambda: app[DLQ_KEY]), app[IDEMPOTENCY_KEY])
+        _routes(app, gateway, admin_api, admin_proxy, AdminDeadLetters(lambda: app[DLQ_KEY]), app[IDEMPOTENCY_KEY],
+                subscriber_routes(settings, lambda: app[DB_KEY]))  # AMQP subscribers (subscribers.py)
         # the admin web UI under /admin (a client of the admin API; sessions in this database)
         setup_admin_ui(app, settings, db_of=lambda: app[DB_KEY], staff_api_of=lambda: app[STAFF_API_KEY])
 
@@ -215,7 +217,7 @@ def _admin_scope(request: web.Request) -> str:
 
 
 def _routes(app: web.Application, gateway: Gateway, api: AdminApi, proxy: AdminProxy, dlq: AdminDeadLetters,
-            idempotency: Idempotency) -> None:
+            idempotency: Idempotency, extra: list[tuple[str, str, Any]] | None = None) -> None:
     r = app.router
     document = json.dumps(build_document()).encode()
 
@@ -246,6 +248,7 @@ def _routes(app: web.Application, gateway: Gateway, api: AdminApi, proxy: AdminP
         ("GET", f"{ADMIN}/dlq/{{queue}}", dlq.peek),
         ("POST", f"{ADMIN}/dlq/{{queue}}/replay", dlq.replay),
         ("POST", f"{ADMIN}/dlq/{{queue}}/purge", dlq.purge),
+        *(extra or []),
     ]
     for method, path, handler in own:
         # The admin's own writes follow the Idempotency-Key rule here; forwarded ones in the owning service.

@@ -7,6 +7,7 @@
     learnctl team set acme 12 7 --role editor
     learnctl dlq list --service catalog
     learnctl webhooks create acme https://hr.example.com/hooks --event-type certificate.issued
+    learnctl subscribers create acme hr-system
 
 ``--url`` defaults to ``LEARN_GATEWAY_URL`` or http://localhost:8080; ``--token`` to ``LEARN_ADMIN_TOKEN`` or the
 ``<LEARN_DATA_DIR>/admin_token`` file the gateway writes when no token is configured. ``--json`` prints the raw
@@ -118,6 +119,7 @@ STAFF_COLUMNS = ["id", "email", "name", "role", "status", "updated_at"]
 TEAM_COLUMNS = ["staff_id", "email", "name", "role", "status"]
 AUDIT_COLUMNS = ["id", "at", "actor", "actor_email", "method", "path", "status"]
 WEBHOOK_COLUMNS = ["id", "url", "status", "event_types", "description", "failing_since"]
+SUBSCRIBER_COLUMNS = ["name", "username", "queue_prefix", "binding_keys", "exchange", "vhost"]
 MESSAGE_COLUMNS = ["id", "webhook_id", "event_type", "status", "attempts", "next_attempt_at", "delivered_at"]
 
 
@@ -217,6 +219,8 @@ def run(args: argparse.Namespace, client: AdminClient) -> tuple[Any, str]:
         return results, "\n".join(texts)
     if group == "webhooks":
         return _webhooks(args, client)
+    if group == "subscribers":
+        return _subscribers(args, client)
     if group in ("staff", "team", "audit"):
         return _staff(args, client)
     raise CliError(f"unknown command {group} {action}")
@@ -314,6 +318,27 @@ def _webhooks(args: argparse.Namespace, client: AdminClient) -> tuple[Any, str]:
         data = client.call("POST", f"{path}/replay", {"since": args.since})["data"]
         return data, f"replaying {data['replayed']} message(s)"
     raise CliError(f"unknown command webhooks {action}")
+
+
+def _subscribers(args: argparse.Namespace, client: AdminClient) -> tuple[Any, str]:
+    """``learnctl subscribers ...``: the tenant's AMQP subscribers (RabbitMQ users limited to the tenant)."""
+    action = args.action
+    base = f"/tenants/{quote(args.slug)}/event-subscribers"
+    if action == "list":
+        rows = client.call("GET", base)["data"]
+        return rows, table(rows, SUBSCRIBER_COLUMNS)
+    if action == "create":
+        data = client.call("POST", base, {"name": args.name})["data"]
+    elif action == "rotate":
+        data = client.call("POST", f"{base}/{quote(args.name)}/rotate")["data"]
+    elif action == "delete":
+        data = client.call("DELETE", f"{base}/{quote(args.name)}")["data"]
+        return data, f"deleted event subscriber {data['name']}; its connections are closed"
+    else:
+        raise CliError(f"unknown command subscribers {action}")
+    text = record({k: v for k, v in data.items() if k != "amqp_url"})
+    return data, f"{text}\n\nAMQP URL (shown once, store it now; bind a queue named {data['queue_prefix']}... " \
+                 f"to {data['exchange']} with {data['binding_keys']}):\n{data['amqp_url']}"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -429,6 +454,14 @@ def parser() -> argparse.ArgumentParser:
         if name == "replay":
             sp.add_argument("--message", type=int, help="one message id")
             sp.add_argument("--since", help="every message created since this RFC 3339 time")
+
+    subs = groups.add_parser("subscribers", help="AMQP subscribers of a tenant (needs RabbitMQ)") \
+        .add_subparsers(dest="action", required=True)
+    subs.add_parser("list").add_argument("slug")
+    for name in ("create", "delete", "rotate"):
+        sp = subs.add_parser(name)
+        sp.add_argument("slug")
+        sp.add_argument("name", help="lowercase letters, digits and '-'")
     return p
 
 

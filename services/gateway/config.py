@@ -63,6 +63,15 @@ class GatewaySettings(ServiceSettings):
                                          description="wrong admin tokens per client IP per window before 429")
     admin_auth_window: float = Field(default=300.0, gt=0, description="seconds admin-token failures are counted")
     workers: int = Field(default=1, ge=1, description="processes sharing the port (SO_REUSEPORT)")
+    rabbitmq_management_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("LEARN_RABBITMQ_MANAGEMENT_URL", "rabbitmq_management_url"),
+        description="RabbitMQ management HTTP API with an administrator's credentials "
+                    "(http://user:pass@host:15672), for the tenants' AMQP subscribers; unset: none",
+    )
+    rabbitmq_public_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("LEARN_RABBITMQ_PUBLIC_URL", "rabbitmq_public_url"),
+        description="amqp(s)://host:port external subscribers connect to; unset: the host of LEARN_AMQP_URL",
+    )
     consistency: bool = Field(default=True, description="read-your-writes across services (ADR 0010)")
     consistency_window: float = Field(default=30.0, gt=0, le=3600,
                                       description="how long a write's events are waited for at most")

@@ -32,6 +32,13 @@ log = structlog.get_logger("webhooks.delivery")
 
 PURGE_EVERY = 3600.0
 GAUGES_EVERY = 5.0
+#: tasks writing finished attempts to the database, each one transaction for whatever finished meanwhile (at most
+#: RECORD_BATCH): a commit per attempt, with every attempt in flight wanting a connection of the pool, was what
+#: limited a burst's throughput
+#: after a wake, how long the loop lets more wakes pile up before it claims
+COALESCE = 0.005
+RECORDERS = 2
+RECORD_BATCH = 200
 
 
 class TokenBucket:
@@ -60,6 +67,8 @@ class Deliverer:
         self.in_flight: dict[int, int] = defaultdict(int)
         self.buckets: dict[int, TokenBucket] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.finished: asyncio.Queue[tuple[handlers.Claimed, handlers.AttemptResult, datetime,
+                                           asyncio.Future[str]]] = asyncio.Queue()
         #: a leased row is sent again after this (twice the attempt's timeout, and room for recording it)
         self.lease = settings.timeout * 2 + 5.0
 
@@ -85,9 +94,11 @@ class Deliverer:
                 listen_dsn(self.db.url), handlers.NOTIFY_CHANNEL, lambda *_: self.wake.set(),
                 on_connect=self.wake.set, what="webhooks_listen"))
         last_purge = last_gauges = 0.0
+        recorders = [asyncio.create_task(self.recorder(), name=f"webhooks-recorder-{i}") for i in range(RECORDERS)]
         try:
             while True:
                 self.wake.clear()
+                free = self.settings.concurrency - self.active
                 started = await self.tick()
                 now = time.monotonic()
                 if now - last_gauges >= GAUGES_EVERY:
@@ -96,16 +107,19 @@ class Deliverer:
                 if now - last_purge >= PURGE_EVERY:
                     last_purge = now
                     await handlers.purge(self.uow())
-                if started and self.active < self.settings.concurrency:  # there may be more due right now
-                    continue
+                if started and started >= free and self.active < self.settings.concurrency:
+                    continue  # a full claim: there may be more due right now
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self.settings.poll_interval)
+                    # Gather the wakes of a burst (new rows, attempts ending) into one claim: claiming after every
+                    # single one cost a claim per message.
+                    await asyncio.sleep(COALESCE)
         finally:
             if listener is not None:
                 listener.cancel()
-            for task in list(self.tasks):
+            for task in [*self.tasks, *recorders]:
                 task.cancel()
-            await asyncio.gather(listener or asyncio.sleep(0), *self.tasks, return_exceptions=True)
+            await asyncio.gather(listener or asyncio.sleep(0), *self.tasks, *recorders, return_exceptions=True)
             await self.sender.close()
 
     async def tick(self) -> int:
@@ -156,7 +170,30 @@ class Deliverer:
             self.wake.set()
 
     async def _record(self, item: handlers.Claimed, result: handlers.AttemptResult, at: datetime) -> str:
-        """Record the attempt, retrying while the database is briefly away (the lease would resend it anyway)."""
+        """Hand the finished attempt to a recorder; its outcome once it is written."""
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.finished.put_nowait((item, result, at, done))
+        return await done
+
+    async def recorder(self) -> None:
+        """Write what finished meanwhile in one transaction; if that fails, each attempt on its own."""
+        while True:
+            batch = [await self.finished.get()]
+            while len(batch) < RECORD_BATCH and not self.finished.empty():
+                batch.append(self.finished.get_nowait())
+            try:
+                outcomes = await handlers.record_attempts(self.uow(), [(i, r, at) for i, r, at, _ in batch])
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("webhook_record_batch_failed", size=len(batch), exc_info=True)
+                outcomes = [await self._record_alone(i, r, at) for i, r, at, _ in batch]
+            for (*_, done), outcome in zip(batch, outcomes, strict=True):
+                if not done.done():
+                    done.set_result(outcome)
+
+    async def _record_alone(self, item: handlers.Claimed, result: handlers.AttemptResult, at: datetime) -> str:
+        """Record one attempt, retrying while the database is briefly away (the lease would resend it anyway)."""
         for pause in (0.5, 1, 2, 4, 8):
             try:
                 return await handlers.record_attempt(self.uow(), item, result, at)

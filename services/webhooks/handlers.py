@@ -221,13 +221,24 @@ async def send_test(uow: UnitOfWork, origin: Origin, endpoint_id: int) -> Any:
 
 
 async def event_received(uow: UnitOfWork, event: CloudEvent, payload: EventModel) -> None:
-    """Every event of every tenant: one delivery row per enabled endpoint of the tenant whose filter takes it."""
-    targets = [row.id for row in await store.enabled_endpoints(uow.session, event.tenantid)
-               if domain.matches(row.event_types, event.event_type)]
+    """Every event of every tenant: one delivery row per enabled endpoint of the tenant whose filter takes it.
+
+    The consumer hands a batch of events to this handler in one transaction: the tenant's endpoints are read once
+    per transaction and the delivery loops are notified once (what was read is kept for this transaction only)."""
+    transaction = uow.session.get_transaction()
+    batch = uow.session.info.get("webhooks_batch")
+    if batch is None or batch["transaction"] is not transaction:
+        batch = uow.session.info["webhooks_batch"] = {"transaction": transaction, "endpoints": {}, "notified": False}
+    rows = batch["endpoints"].get(event.tenantid)
+    if rows is None:
+        rows = batch["endpoints"][event.tenantid] = await store.enabled_endpoints(uow.session, event.tenantid)
+    targets = [row.id for row in rows if domain.matches(row.event_types, event.event_type)]
     if targets:
         now = utcnow()
         await store.enqueue(uow.session, [_delivery(event, endpoint_id, now) for endpoint_id in targets])
-        await _notify(uow)
+        if not batch["notified"]:
+            batch["notified"] = True
+            await _notify(uow)
 
 
 def _delivery(event: CloudEvent, endpoint_id: int, now: datetime) -> dict[str, Any]:
@@ -269,36 +280,60 @@ async def record_attempt(uow: UnitOfWork, claimed: Claimed, result: AttemptResul
     """Log the attempt; a 2xx delivers the row, anything else schedules the next try (or gives up), and an
     endpoint failing for ``disable_after`` is disabled with a ``webhook_endpoint.disabled`` event. Returns
     ``delivered``, ``retrying`` or ``failed``."""
+    (outcome,) = await record_attempts(uow, [(claimed, result, at)])
+    return outcome
+
+
+async def record_attempts(uow: UnitOfWork, attempts: Sequence[tuple[Claimed, AttemptResult, datetime]]) -> list[str]:
+    """:func:`record_attempt` for several attempts in one transaction (the delivery loop's recorders batch what
+    finished meanwhile: one commit instead of one per attempt). The outcomes come in the order of ``attempts``.
+
+    Rows are written endpoint by endpoint (each endpoint's attempts in the order given: the order they ended in),
+    so two such transactions lock endpoint rows in the same order and cannot deadlock."""
+    order = sorted(range(len(attempts)), key=lambda i: (attempts[i][0].endpoint.id, i))
+    outcomes: list[str] = [""] * len(attempts)
+    healthy: set[int] = set()
+    async with uow:
+        for i in order:
+            claimed, result, at = attempts[i]
+            outcomes[i] = await _record_in(uow, claimed, result, at, healthy)
+    return outcomes
+
+
+async def _record_in(uow: UnitOfWork, claimed: Claimed, result: AttemptResult, at: datetime,
+                     healthy: set[int]) -> str:
     settings = _settings(uow)
     endpoint_id = claimed.endpoint.id
-    async with uow:
-        await store.record_attempt(uow.session, dict(
-            message_id=claimed.message_id, endpoint_id=endpoint_id, attempted_at=at,
-            status_code=result.status_code, error=result.error, latency_ms=result.latency_ms,
-            response=result.response))
-        if domain.delivered(result.status_code):
-            await store.finish_attempt(uow.session, claimed.message_id, dict(
-                status="delivered", delivered_at=at, last_attempt_at=at, next_attempt_at=None))
-            await store.mark_healthy(uow.session, endpoint_id)
-            return "delivered"
-        failures = claimed.failures + 1
-        delay = domain.retry_delay(failures, settings.retries, settings.jitter)
-        outcome = "failed" if delay is None else "retrying"
+    await store.record_attempt(uow.session, dict(
+        message_id=claimed.message_id, endpoint_id=endpoint_id, attempted_at=at,
+        status_code=result.status_code, error=result.error, latency_ms=result.latency_ms,
+        response=result.response))
+    if domain.delivered(result.status_code):
         await store.finish_attempt(uow.session, claimed.message_id, dict(
-            failures=failures, last_attempt_at=at,
-            status="failed" if delay is None else "pending",
-            next_attempt_at=None if delay is None else utcnow() + timedelta(seconds=delay)))
-        endpoint = await store.mark_failing(uow.session, endpoint_id, at)
-        if endpoint is None or endpoint.status != "enabled":
-            return outcome
-        failing_since = as_utc(endpoint.failing_since)
-        if domain.should_disable(failing_since, at, settings.disable_after):
-            reason = f"every delivery failed since {failing_since.isoformat()}"
-            await store.update_endpoint(uow.session, endpoint_id, dict(
-                status="disabled", disabled_reason=reason, updated_at=at))
-            origin = Origin(endpoint.tenant_id, endpoint.tenant_slug)
-            await uow.emit(events.endpoint_disabled(origin, endpoint_id, endpoint.url, reason, failing_since, at))
+            status="delivered", delivered_at=at, last_attempt_at=at, next_attempt_at=None))
+        if endpoint_id not in healthy:  # once per endpoint and transaction
+            healthy.add(endpoint_id)
+            await store.mark_healthy(uow.session, endpoint_id)
+        return "delivered"
+    failures = claimed.failures + 1
+    delay = domain.retry_delay(failures, settings.retries, settings.jitter)
+    outcome = "failed" if delay is None else "retrying"
+    await store.finish_attempt(uow.session, claimed.message_id, dict(
+        failures=failures, last_attempt_at=at,
+        status="failed" if delay is None else "pending",
+        next_attempt_at=None if delay is None else utcnow() + timedelta(seconds=delay)))
+    healthy.discard(endpoint_id)  # a later delivery in this batch ends the failure run again
+    endpoint = await store.mark_failing(uow.session, endpoint_id, at)
+    if endpoint is None or endpoint.status != "enabled":
         return outcome
+    failing_since = as_utc(endpoint.failing_since)
+    if domain.should_disable(failing_since, at, settings.disable_after):
+        reason = f"every delivery failed since {failing_since.isoformat()}"
+        await store.update_endpoint(uow.session, endpoint_id, dict(
+            status="disabled", disabled_reason=reason, updated_at=at))
+        origin = Origin(endpoint.tenant_id, endpoint.tenant_slug)
+        await uow.emit(events.endpoint_disabled(origin, endpoint_id, endpoint.url, reason, failing_since, at))
+    return outcome
 
 
 async def backlog(uow: UnitOfWork) -> list[Any]:

@@ -121,7 +121,8 @@ def build_document(queues: Sequence[QueueSpec]) -> dict[str, Any]:
                 "host": "rabbitmq:5672",
                 "protocol": "amqp",
                 "protocolVersion": "0.9.1",
-                "description": "RabbitMQ; external subscribers get a tenant-scoped user (docs/events.md).",
+                "description": "RabbitMQ; external subscribers get a tenant-scoped user from the admin API "
+                               "(event-subscribers, learnctl subscribers; docs/events.md).",
             }
         },
         "channels": channels,
@@ -168,18 +169,24 @@ def render_markdown(queues: Sequence[QueueSpec]) -> str:
         "same CloudEvent JSON, signed per Standard Webhooks, with retries for about 3 days, a delivery log and "
         "replay. See [webhooks.md](webhooks.md).",
         "",
-        "Over AMQP: create a RabbitMQ user for the external system whose topic permissions are limited to its tenant:",
+        "Over AMQP: ask the admin API for credentials limited to the tenant (it needs RabbitMQ and its management "
+        "API, `LEARN_RABBITMQ_MANAGEMENT_URL`; the embedded mode has no broker and answers "
+        "`409 amqp_subscribers_unavailable`):",
         "",
         "```sh",
-        "rabbitmqctl add_user acme-subscriber '<password>'",
-        "# may declare/consume its own queues named acme.*, may read from learn.events (to bind):",
-        "rabbitmqctl set_permissions -p / acme-subscriber '^acme\\..*' '^acme\\..*' '^(acme\\..*|learn\\.events)$'",
-        "# ...but may only bind with routing keys of its own tenant:",
-        "rabbitmqctl set_topic_permissions -p / acme-subscriber learn.events '^acme\\.' '^acme\\.'",
+        "learnctl subscribers create acme hr-system   # or POST /admin/api/v1/tenants/acme/event-subscribers "
+        "{\"name\": \"hr-system\"}",
+        "# -> amqp://learn-sub.acme.hr-system:<password>@broker:5672/%2F  (the password is shown once)",
+        "learnctl subscribers list acme",
+        "learnctl subscribers rotate acme hr-system   # a new password; open connections are closed",
+        "learnctl subscribers delete acme hr-system   # the user is deleted and its connections closed",
         "```",
         "",
-        "Then bind a queue of its own to `acme.#` (see `examples/subscriber.py`). Binding `globex.#` is refused "
-        "with `ACCESS_REFUSED`; a test proves both on the real broker.",
+        "The user may declare, consume and delete queues named `acme.…` only, read `learn.events` to bind them, "
+        "and bind with its tenant's routing keys only (topic permissions `^acme\\.` on `learn.events`). Bind a "
+        "queue of its own to `acme.#` (see `examples/subscriber.py`); binding `#` or `globex.#` is refused with "
+        "`ACCESS_REFUSED`. A test proves both on the real broker (`tests/gateway/test_gateway_subscribers.py`). "
+        "How the users are named and listed: [operations.md](operations.md#amqp-subscribers).",
         "",
         "## Events",
         "",

@@ -152,7 +152,7 @@ def test_every_learn_variable_set_is_one_the_services_read(where: str) -> None:
     known |= {f"LEARN_{name.upper()}_{suffix}" for name in SERVICES for suffix in ("PORT", "DATABASE_URL")}
     known |= {f"LEARN_GATEWAY_{name.upper()}_URL" for name in INTERNAL_SERVICES}
     known |= {"LEARN_ADMIN_TOKEN", "LEARN_API_KEY_PEPPER", "LEARN_TRUSTED_PROXIES", "LEARN_GATEWAY_CONTENT_PORT",
-              "LEARN_REDIS_URL"}
+              "LEARN_REDIS_URL", "LEARN_RABBITMQ_MANAGEMENT_URL", "LEARN_RABBITMQ_PUBLIC_URL"}
     if where == "compose":
         text = (DEPLOY / "compose.yaml").read_text()
     else:

@@ -158,6 +158,12 @@ def test_any_dead_lettered_message_alerts() -> None:
     assert "[.]dlq" in rule["expr"] and re.search(r"\)\s*>\s*0\s*$", rule["expr"])
 
 
+def test_a_webhook_message_undelivered_for_an_hour_alerts_per_endpoint() -> None:
+    rule = alert_selecting("learn_webhook_backlog_oldest_age_seconds")
+    assert "by (endpoint)" in rule["expr"] and re.search(r"\)\s*>\s*3600\s*$", rule["expr"])
+    assert "learn_webhook_deliveries_total" in exported_series() and "learn_webhook_backlog" in exported_series()
+
+
 def test_a_work_queue_without_consumers_alerts() -> None:
     rule = alert_selecting("rabbitmq_queue_consumers")
     assert re.search(r"\)\s*==\s*0\s*$", rule["expr"])

@@ -8,8 +8,6 @@ import asyncio
 import io
 import json
 import re
-import secrets
-import subprocess
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -246,10 +244,6 @@ ASYNCAPI = yaml.safe_load((Path(__file__).resolve().parents[2] / "docs" / "async
 CLOUDEVENT_ATTRIBUTE = re.compile(r"[a-z0-9]{1,20}")
 
 
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-
-
 def schema_of(event_type: str) -> dict[str, Any]:
     """The AsyncAPI document's schema for a whole message (envelope and data) of ``event_type``."""
     (message,) = ASYNCAPI["channels"][event_type]["messages"].values()
@@ -278,23 +272,23 @@ def assert_valid_cloudevent(routing_key: str, content_type: str | None, raw: byt
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def subscriber_of_wavecorp(shared_cluster: Cluster) -> AsyncIterator[list[tuple[str, str | None, bytes]]]:
-    """A RabbitMQ user that may only bind ``wavecorp.*`` keys, consuming ``wavecorp.#`` into a list."""
-    env = shared_cluster.env
-    user, password = f"wavecorp-{env.token}", secrets.token_urlsafe(12)
-    exchange_name = env.namespace + "learn.events"
-    await asyncio.to_thread(rabbitmqctl, "add_user", user, password)
+async def subscriber_of_wavecorp(shared_cluster: Cluster) -> AsyncIterator[tuple[str, list[tuple[str, str | None,
+                                                                                                bytes]]]]:
+    """Tenant ``wavecorp`` (its API key) and its AMQP subscriber made through the admin API, as an operator would
+    (``learnctl subscribers create``): a RabbitMQ user that may only bind ``wavecorp.*`` keys, consuming
+    ``wavecorp.#`` into a list."""
+    c = shared_cluster
+    key = await c.tenant_with_key("wavecorp")
+    status, body = await c.admin("POST", "/tenants/wavecorp/event-subscribers", json={"name": "audit"})
+    assert status == 201, body
+    subscriber = body["data"]
     received: list[tuple[str, str | None, bytes]] = []
     try:
-        await asyncio.to_thread(rabbitmqctl, "set_permissions", "-p", "/", user, r"^wavecorp\..*", r"^wavecorp\..*",
-                                rf"^(wavecorp\..*|{re.escape(exchange_name)})$")
-        await asyncio.to_thread(rabbitmqctl, "set_topic_permissions", "-p", "/", user, exchange_name,
-                                r"^wavecorp\.", r"^wavecorp\.")
-        connection = await aio_pika.connect(env.amqp_url.replace("guest:guest", f"{user}:{password}"))
+        connection = await aio_pika.connect(subscriber["amqp_url"])
         async with connection:
             channel = await connection.channel()
-            exchange = await channel.get_exchange(exchange_name, ensure=False)
-            queue = await channel.declare_queue(f"wavecorp.audit-{env.token}", auto_delete=True)
+            exchange = await channel.get_exchange(subscriber["exchange"], ensure=False)
+            queue = await channel.declare_queue(f"wavecorp.audit-{c.env.token}", auto_delete=True)
             await queue.bind(exchange, routing_key="wavecorp.#")
 
             async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
@@ -302,15 +296,15 @@ async def subscriber_of_wavecorp(shared_cluster: Cluster) -> AsyncIterator[list[
                     received.append((message.routing_key or "", message.content_type, message.body))
 
             await queue.consume(on_message)
-            yield received
+            yield key, received
     finally:
-        await asyncio.to_thread(rabbitmqctl, "delete_user", user)
+        status, body = await c.admin("DELETE", "/tenants/wavecorp/event-subscribers/audit")
+        assert status == 200, body
 
 
 async def test_external_subscriber_sees_the_journey_as_valid_cloudevents(
-        shared_cluster: Cluster, subscriber_of_wavecorp: list[tuple[str, str | None, bytes]]) -> None:
-    c, received = shared_cluster, subscriber_of_wavecorp
-    key = await c.tenant_with_key("wavecorp")
+        shared_cluster: Cluster, subscriber_of_wavecorp: tuple[str, list[tuple[str, str | None, bytes]]]) -> None:
+    c, (key, received) = shared_cluster, subscriber_of_wavecorp
     other_key = await c.tenant_with_key("wavecorp-rival")
     await asyncio.gather(c.user("wavecorp", 41, "Hedy Lamarr"), c.user("wavecorp-rival", 41, "Someone Else"))
     course, (reading,) = await c.course(key, "wavecorp", "radio", [READING], title="Radio")

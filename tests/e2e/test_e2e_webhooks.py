@@ -112,14 +112,24 @@ async def test_a_completion_is_delivered_signed_retried_logged_replayed_filtered
     tries = [r for r in receiver.at("/a/all") if r.headers["webhook-id"] == completed.headers["webhook-id"]]
     assert len(tries) == 3 and len({t.body for t in tries}) == 1
 
-    # the delivery log shows the three attempts
-    status, body = await c.admin("GET", f"/tenants/hooksa/webhook-endpoints/{every['id']}/messages?limit=100")
-    assert status == 200, body
-    (logged,) = [m for m in body["data"] if m["webhook_id"] == completed.headers["webhook-id"]]
-    assert logged["status"] == "delivered" and logged["event_type"] == "enrollment.completed"
+    # the delivery log shows the three attempts (the service records the third one after the receiver answered it)
+    async def logged_delivered() -> dict[str, Any] | None:
+        status, body = await c.admin("GET", f"/tenants/hooksa/webhook-endpoints/{every['id']}/messages?limit=100")
+        assert status == 200, body
+        (found,) = [m for m in body["data"] if m["webhook_id"] == completed.headers["webhook-id"]]
+        return dict(found) if found["status"] == "delivered" else None
+
+    logged = await c.eventually(logged_delivered, message="the third attempt recorded")
+    assert logged["event_type"] == "enrollment.completed"
     assert [a["status_code"] for a in logged["attempt_log"]] == [500, 500, 204]
     assert all(a["latency_ms"] >= 0 and a["attempted_at"] for a in logged["attempt_log"])
     assert len(logged["attempt_log"][0]["response"]) == 1024  # the first 1 KB of the answer
+
+    # the webhooks service counts the attempts per endpoint and outcome (the failures are the "retrying" ones)
+    metrics = await _metrics(c)
+    assert metrics.get(f'learn_webhook_deliveries_total{{endpoint="{every["id"]}",outcome="retrying"}}', 0) >= 2
+    assert metrics.get(f'learn_webhook_deliveries_total{{endpoint="{every["id"]}",outcome="delivered"}}', 0) >= 1
+    assert metrics.get("learn_webhook_attempt_duration_seconds_count", 0) >= 3
 
     # a replay delivers it again with the same webhook-id
     status, body = await c.admin(
@@ -144,6 +154,20 @@ async def test_a_completion_is_delivered_signed_retried_logged_replayed_filtered
     status, body = await c.admin("GET", "/tenants/hooksb/webhook-endpoints")
     assert status == 200 and [e["id"] for e in body["data"]] == [other["id"]]
     assert "secret" not in body["data"][0]
+
+
+async def _metrics(c: Cluster) -> dict[str, float]:
+    """The webhooks service's Prometheus metrics (its own port, as Prometheus scrapes it): series -> value."""
+    assert c.http is not None
+    async with c.http.get(c.services["webhooks"].url + "/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    series: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            series[name] = float(value)
+    return series
 
 
 async def _with_id(receiver: Receiver, path: str, webhook_id: str, count: int) -> list[Any] | None:
@@ -171,7 +195,7 @@ async def test_test_message_and_secret_rotation_sign_with_both_secrets(cluster: 
     # learnctl shows the same, through the admin API
     async def learnctl(*args: str) -> Any:
         capsys.readouterr()
-        code = await asyncio.to_thread(cli.main, ["--url", c.gateway_url, "--token", c.admin_token, "--json",
+        code = await asyncio.to_thread(cli.main, ["--url", c.gateway_url, f"--token={c.admin_token}", "--json",
                                                   "webhooks", *args])
         assert code == 0
         return json.loads(capsys.readouterr().out)
@@ -218,6 +242,14 @@ async def test_an_endpoint_failing_for_the_configured_time_is_disabled_with_an_e
     status, body = await c.admin("GET", f"/tenants/hooksdown/webhook-endpoints/{failing['id']}")
     assert status == 200 and body["data"]["status"] == "disabled" and body["data"]["disabled_reason"]
     assert len(receiver.at("/down")) >= 2
+
+    # its waiting message shows in the backlog gauges the alert LearnWebhookBacklogOld reads
+    async def backlog_age() -> float | None:
+        age = (await _metrics(c)).get(f'learn_webhook_backlog_oldest_age_seconds{{endpoint="{failing["id"]}"}}')
+        return age if age is not None and age > 0 else None
+
+    await c.eventually(backlog_age, timeout=30, message="the failing endpoint's backlog age")
+    assert (await _metrics(c)).get(f'learn_webhook_backlog{{endpoint="{failing["id"]}"}}', 0) >= 1
 
     # enabled again, the waiting message goes out once the receiver answers
     receiver.fail_first["/down"] = 0

@@ -329,7 +329,12 @@ def hostile_requests(world: World) -> list[tuple[str, str, str, bytes | None]]:
         ("GET", "/cert-templates/{id}"), ("POST", "/cert-templates/{id}"), ("GET", "/scorm-packages/{id}"),
         ("POST", "/certificates/{id}/revoke"), ("GET", "/staff/{id}"), ("POST", "/staff/{id}"),
         ("POST", "/staff/{id}/reset-password"), ("GET", "/courses/{id}/team"), ("PUT", "/courses/{id}/team/{id}"),
-        ("DELETE", "/courses/{id}/team/{id}"))]
+        ("DELETE", "/courses/{id}/team/{id}"),
+("GET", "/webhook-endpoints/{id}"), ("POST", "/webhook-endpoints/{id}"),
+        ("GET", "/webhook-endpoints/{id}/messages"), ("POST", "/webhook-endpoints/{id}/test"),
+        ("GET", "/event-subscribers/{id}"), ("DELETE", "/event-subscribers/{id}"),
+        ("POST", "/event-subscribers/{id}/rotate"), ("POST", "/event-subscribers"))]
+
     for method, pattern, who in routes:
         params = [s for s in pattern.split("/") if s.startswith("{")]
         real = concrete(pattern, owner.ids) if pattern.startswith(API_PREFIX) else None

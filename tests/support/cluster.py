@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from tests.support import infra
 from tests.support.env import TestEnv
 from tests.support.infra import wait_until
 
@@ -102,6 +103,8 @@ class Cluster:
             "LEARN_CONTENT_URL": self.content_url,
             "LEARN_GATEWAY_CONTENT_PORT": str(self.content_port),
             "LEARN_LOG_LEVEL": os.environ.get("LEARN_E2E_LOG_LEVEL", "info"),
+            # AMQP subscribers through the admin API (services/gateway/subscribers.py)
+            "LEARN_RABBITMQ_MANAGEMENT_URL": infra.management_url(),
         })
         for name, svc in self.services.items():
             env[f"LEARN_{name.upper()}_PORT"] = str(svc.port)

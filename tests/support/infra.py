@@ -62,15 +62,28 @@ def amqp_url() -> str:
     if _docker_available():
         from testcontainers.rabbitmq import RabbitMqContainer
 
-        container = RabbitMqContainer("rabbitmq:3.13-management")
+        container = RabbitMqContainer("rabbitmq:3.13-management").with_exposed_ports(15672)
         container.start()
         _containers.append(container)
         params = container.get_connection_params()
+        os.environ.setdefault("LEARN_TEST_RABBITMQ_MANAGEMENT_URL", f"http://guest:guest@{params.host}:"
+                              f"{container.get_exposed_port(15672)}")
         return f"amqp://guest:guest@{params.host}:{params.port}/"
     raise RuntimeError(
         f"RabbitMQ is not reachable at {url} and no Docker engine is available for testcontainers. "
         "Start RabbitMQ (e.g. `rabbitmq-server -detached`) or set LEARN_TEST_AMQP_URL."
     )
+
+
+def management_url() -> str:
+    """RabbitMQ's management HTTP API next to :func:`amqp_url` (AMQP subscribers, issue 19):
+    ``LEARN_TEST_RABBITMQ_MANAGEMENT_URL``, else port 15672 of the broker's host with the same credentials. The
+    plugin must be enabled (``rabbitmq-plugins enable rabbitmq_management``; .ci/run does)."""
+    explicit = os.environ.get("LEARN_TEST_RABBITMQ_MANAGEMENT_URL")
+    if explicit:
+        return explicit
+    parts = urlsplit(amqp_url())
+    return f"http://{parts.username or 'guest'}:{parts.password or 'guest'}@{parts.hostname or '127.0.0.1'}:15672"
 
 
 def stop_containers() -> None:

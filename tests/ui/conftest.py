@@ -31,6 +31,8 @@ from services.gateway.ui.views import Ui
 from tests.support import infra
 from tests.support.cluster import SERVICES, Cluster, running_cluster
 from tests.support.env import TestEnv
+from tests.support.webhook_receiver import HOST as RECEIVER_HOST
+from tests.support.webhook_receiver import Receiver
 from tests.ui.ui_support import DESKTOP
 
 CHROMIUM = "/usr/bin/chromium"
@@ -139,7 +141,16 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def ui_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Cluster]:
+async def receiver(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Receiver]:
+    """A local HTTPS webhook receiver the UI cluster's webhooks service may deliver to (the delivery log page)."""
+    r = Receiver(tmp_path_factory.mktemp("ui-receiver"))
+    await r.start()
+    yield r
+    await r.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def ui_cluster(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> AsyncIterator[Cluster]:
     try:
         postgres, amqp = infra.postgres_url(), infra.amqp_url()
     except RuntimeError as exc:
@@ -148,7 +159,10 @@ async def ui_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     env = TestEnv(postgres_url=postgres, amqp_url=amqp, data_dir=root / "data")
     env.data_dir.mkdir()
     try:
-        async with running_cluster(env, root / "cluster") as cluster:
+        webhooks = {"LEARN_WEBHOOKS_ALLOWED_NETWORKS": f"{RECEIVER_HOST}/32",
+                    "LEARN_WEBHOOKS_CA_FILE": str(receiver.cert), "LEARN_WEBHOOKS_POLL_INTERVAL": "0.2",
+                    "LEARN_WEBHOOKS_RETRY_SCHEDULE": "0.2,0.2,0.3,0.3,0.5,0.5,1,1,1,1", "LEARN_WEBHOOKS_JITTER": "0.1"}
+        async with running_cluster(env, root / "cluster", extra_env=webhooks) as cluster:
             _clusters.append(cluster)
             yield cluster
             _clusters.remove(cluster)

@@ -7,6 +7,7 @@ from playwright.async_api import Page, expect
 
 from tests.support.cluster import Cluster
 from tests.support.scorm_packages import FIXTURES
+from tests.support.webhook_receiver import Receiver
 from tests.ui.ui_support import sign_in, unique_slug
 
 pytestmark = [pytest.mark.browser, pytest.mark.asyncio(loop_scope="session")]
@@ -35,7 +36,8 @@ AUDIT = """() => {
 }"""
 
 
-async def test_every_page_labels_its_controls_and_names_its_buttons(ui_cluster: Cluster, page: Page) -> None:
+async def test_every_page_labels_its_controls_and_names_its_buttons(ui_cluster: Cluster, receiver: Receiver,
+                                                                    page: Page) -> None:
     slug = unique_slug("a11y")
     key = await ui_cluster.tenant_with_key(slug)
     package = await ui_cluster.upload_scorm(slug, FIXTURES / "golf_scorm12_singlesco.zip")
@@ -44,10 +46,17 @@ async def test_every_page_labels_its_controls_and_names_its_buttons(ui_cluster: 
     status, cohort = await ui_cluster.admin("POST", f"/tenants/{slug}/cohorts",
                                             json={"name": "Audit", "course_ids": [course["id"]]})
     assert status == 201, cohort
+    status, endpoint = await ui_cluster.admin("POST", f"/tenants/{slug}/webhook-endpoints",
+                                              json={"url": receiver.url(f"/a11y/{slug}")})
+    assert status == 201, endpoint
+    hook = endpoint["data"]["id"]
+    status, sent = await ui_cluster.admin("POST", f"/tenants/{slug}/webhook-endpoints/{hook}/test")
+    assert status == 202, sent
     pages = ["/admin", "/admin/api-keys", "/admin/learn/courses", f"/admin/learn/courses/{course['id']}",
              "/admin/learn/scorm", "/admin/learn/scorm/new", f"/admin/learn/scorm/{package['id']}",
              "/admin/learn/cert-templates", "/admin/learn/cert-templates/new", "/admin/learn/certificates",
-             "/admin/learn/cohorts", f"/admin/learn/cohorts/{cohort['data']['id']}", "/admin/logout"]
+             "/admin/learn/cohorts", f"/admin/learn/cohorts/{cohort['data']['id']}",
+             "/admin/learn/webhooks", f"/admin/learn/webhooks/{hook}", "/admin/logout"]
     await sign_in(page, ui_cluster)
     for path in pages:
         await page.goto(ui_cluster.gateway_url + path + f"?tenant={slug}")

@@ -199,3 +199,17 @@ async def test_the_plain_key_is_shown_once_and_never_cached(ui_gateway) -> None:
     assert "You will not see it again" in html
     listing = await (await ui_gateway.client.get(f"/admin/api-keys?tenant={slug}")).text()
     assert plain not in listing and plain[:12] in listing
+
+
+async def test_the_webhook_pages_writes_need_the_csrf_token(ui_gateway) -> None:
+    """Create, change, test, rotate and replay on the webhooks pages: refused without the session's token, before
+    anything reaches the admin API (this gateway has no webhooks service behind it: a call would answer 503)."""
+    await ui_gateway.sign_in()
+    slug = await ui_gateway.tenant()
+    for path in ("/admin/learn/webhooks", "/admin/learn/webhooks/1", "/admin/learn/webhooks/1/test",
+                 "/admin/learn/webhooks/1/rotate-secret", "/admin/learn/webhooks/1/messages/1/replay"):
+        for data in ({"url": "https://hooks.example.com/x"}, {"csrf_token": "x" * 43}):
+            resp = await ui_gateway.client.post(f"{path}?tenant={slug}", data=data, allow_redirects=False)
+            assert resp.status == 403, path
+            assert "did not come from this site" in await resp.text()
+            assert resp.headers["Cache-Control"] == "no-store"

@@ -22,6 +22,7 @@ from services.gateway.ui import (
     pages_sso,
     pages_staff,
     pages_templates,
+    pages_webhooks,
 )
 from services.gateway.ui.config import UiSettings
 from services.gateway.ui.security import secure_headers
@@ -50,6 +51,7 @@ def setup_admin_ui(app: web.Application, settings: GatewaySettings, ui_settings:
     pages_cohorts.setup(ui, router)
     pages_staff.setup(ui, router)
     pages_sso.setup(ui, router)
+    pages_webhooks.setup(ui, router)
     router.add_route("*", "/admin/{tail:.*}", ui.page(_not_found, signed_in=False))
 
     async def client_ctx(_app: web.Application) -> AsyncIterator[None]:

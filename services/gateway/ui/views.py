@@ -71,15 +71,17 @@ class StaticAssets:
         return f"/admin/static/{name}?v={self.files[name][2]}"
 
 
-def _when(value: str | None) -> Markup:
-    """An RFC 3339 timestamp as ``2026-06-02 10:00 UTC`` in a ``<time>`` element (empty values as a dash)."""
+def _when(value: str | None, seconds: bool = False) -> Markup:
+    """An RFC 3339 timestamp as ``2026-06-02 10:00 UTC`` (``10:00:07`` with ``seconds``) in a ``<time>`` element
+    (empty values as a dash)."""
     if not value:
         return Markup('<span class="muted">—</span>')
     try:
         moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return Markup("{}").format(value)
-    return Markup('<time datetime="{}">{}</time>').format(value, moment.strftime("%Y-%m-%d %H:%M UTC"))
+    shown = moment.strftime("%Y-%m-%d %H:%M:%S UTC" if seconds else "%Y-%m-%d %H:%M UTC")
+    return Markup('<time datetime="{}">{}</time>').format(value, shown)
 
 
 def _bytes(value: int | None) -> str:
