@@ -88,6 +88,7 @@ HEADERS: dict[str, Any] = {
     "Allow": _header("The methods the route takes (on 405)."),
     "Idempotent-Replayed": _header("`true` when this is the stored answer of an earlier request with the same "
                                    "Idempotency-Key.", {"type": "string", "enum": ["true"]}),
+    "Location": _header("The created resource's URL (path on this host)."),
     "Consistency-Token": _header("Echo it on the next request when talking to several gateway replicas "
                                  "(read-your-writes, docs/decisions/0010-read-your-writes.md)."),
 }
@@ -148,6 +149,8 @@ def _error_response(route: Route, status: str) -> dict[str, Any]:
 
 
 def _status_of(route: Route) -> str:
+    if route.upload:
+        return "202"  # accepted: the work (an import) goes on in the background
     created = route.method == "POST" and route.path.endswith(("/courses", "/enrollments", "/launches"))
     return "201" if created else "200"
 
@@ -171,6 +174,32 @@ def _success(route: Route) -> dict[str, Any]:
     return {"description": "The " + ("list" if many else "resource") + ".", "content": {"application/json": media}}
 
 
+#: query parameters that are not lists' paging or integer filters
+QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
+    "title": {"schema": {"type": "string", "minLength": 1, "maxLength": 300},
+              "description": "The package's title (else the manifest's; docs/scorm-import.md)."},
+    "dedupe": {"schema": {"type": "boolean", "default": False},
+               "description": "`true`: when this tenant already has a package (not failed) with the same bytes "
+                              "(sha256 of the zip), answer `200` with it instead of importing again."},
+}
+
+#: the request body of an upload route: the file itself, or a form with a ``file`` part
+UPLOAD_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "The SCORM zip, streamed (up to LEARN_GATEWAY_MAX_UPLOAD_BYTES; over it: 413).",
+    "content": {
+        "application/zip": {"schema": {"type": "string", "format": "binary"}},
+        "multipart/form-data": {
+            "schema": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "format": "binary", "description": "The zip."},
+                "title": {"type": "string", "maxLength": 300, "description": "As the `title` query parameter."},
+            }},
+            "encoding": {"file": {"contentType": "application/zip, application/octet-stream"}},
+        },
+    },
+}
+
+
 def _parameters(route: Route) -> list[dict[str, Any]]:
     params = []
     for seg in route.path.split("/"):
@@ -180,6 +209,9 @@ def _parameters(route: Route) -> list[dict[str, Any]]:
                            "schema": {"type": "string"} if name in ("vid", "token", "path") else
                            {"type": "integer", "minimum": 1}})
     for name in route.query:
+        if name in QUERY_PARAMETERS:
+            params.append({"name": name, "in": "query", "required": False, **QUERY_PARAMETERS[name]})
+            continue
         schema: dict[str, Any] = {"type": "string"} if name == "cursor" else (
             {"type": "integer", "minimum": 1, "maximum": 100, "default": 50} if name == "limit" else
             {"type": "integer", "minimum": 1})
@@ -218,7 +250,13 @@ def _operation(route: Route) -> dict[str, Any]:
         ok_headers.append("Idempotent-Replayed")
     success["headers"] = _h(*ok_headers)
     responses: dict[str, Any] = {status: success}
-    if route.method == "POST" and route.path.endswith(("/enrollments", "/cohorts/grant")):
+    if route.upload:
+        success["headers"] = _h(*ok_headers, "Location")
+        again = {**success, "description": "With `dedupe=true`: the tenant's package with the same bytes."}
+        accepted = {**success, "description": "Accepted: the package, `processing`; poll its `Location` (or "
+                                              "listen for scorm_package.ready / .failed)."}
+        responses = {"200": again, "202": accepted}
+    elif route.method == "POST" and route.path.endswith(("/enrollments", "/cohorts/grant")):
         # Idempotent creates: 201 when something was created, 200 when the existing resource is returned.
         again = {**success, "description": "Nothing new: the existing resource (an idempotent repeat)."}
         if status == "200":
@@ -247,7 +285,9 @@ def _operation(route: Route) -> dict[str, Any]:
         op["description"] = f"Requires the `{route.scope}` scope. " + CONSISTENCY_PARAMETER_DOC
     if route.method == "POST" and keyed:  # every write of the public API honours Idempotency-Key
         op["parameters"].append(IDEMPOTENCY_PARAMETER)
-    if route.body:
+    if route.upload:
+        op["requestBody"] = UPLOAD_BODY
+    elif route.body:
         op["requestBody"] = {"required": route.body != "RuntimeFinish", "content": {
             "application/json": {"schema": _ref(route.body)}}}
     return op

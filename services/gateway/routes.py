@@ -26,6 +26,7 @@ class Route:
     schema: str | None = None  # name of the resource schema (Course, Enrollment, ...)
     query: tuple[str, ...] = ()
     op: str = ""  # the operationId (what generated clients name the call: ``updateCourse``)
+    upload: bool = False  # the body is a file, streamed, up to LEARN_GATEWAY_MAX_UPLOAD_BYTES (not the JSON cap)
 
     @property
     def operation_id(self) -> str:
@@ -96,6 +97,11 @@ PUBLIC_ROUTES: tuple[Route, ...] = (
     # SCORM packages (scorm)
     _api("GET", "/scorm-packages", READ, "scorm", "List SCORM packages (any status).", response="list",
          schema="ScormPackage", query=_LIST, op="listScormPackages"),
+    _api("POST", "/scorm-packages", WRITE, "scorm",
+         "Upload a SCORM package: the zip as the body (application/zip) or the 'file' part of a "
+         "multipart/form-data body. Answers 202 with the package processing; the import runs in the background.",
+         schema="ScormPackageDetail", body="ScormPackageUpload", query=("title", "dedupe"), upload=True,
+         op="createScormPackage"),
     _api("GET", "/scorm-packages/{id}", READ, "scorm", "Get a SCORM package with its SCO list.",
          schema="ScormPackageDetail", op="getScormPackage"),
 )

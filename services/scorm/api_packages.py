@@ -35,7 +35,7 @@ LIST_NAME = "scorm_packages"
 
 
 def package_resource(row: Any, scos: list[Any] | None = None, *, admin: bool = False) -> dict[str, Any]:
-    """The contract's SCORM package (CONTRACT §6); ``scos`` on get. Admins also see the import warnings."""
+    """The contract's SCORM package (CONTRACT §6) with its import warnings; ``scos`` on get."""
     data: dict[str, Any] = {
         "id": row.id,
         "title": row.title,
@@ -46,11 +46,10 @@ def package_resource(row: Any, scos: list[Any] | None = None, *, admin: bool = F
         "sha256": row.sha256,
         "organization_identifier": row.organization_identifier,
         "created_at": as_utc(row.created_at),
+        "warnings": list(row.warnings or []),
     }
     if scos is not None:
         data["scos"] = [sco_resource(sco) for sco in scos]
-    if admin:
-        data["warnings"] = list(row.warnings or [])
     return data
 
 
@@ -92,6 +91,52 @@ async def upload(request: web.Request) -> web.Response:
         return replay
     row = await handlers.upload_package(unit_of_work(request), Origin.of_request(ctx), received, title)
     return ok(request, package_resource(row, [], admin=True), status=201)
+
+
+def flag_param(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name)
+    if raw is None or raw.lower() in ("false", "0", ""):
+        return False
+    if raw.lower() in ("true", "1"):
+        return True
+    raise ApiError.invalid(f"'{name}' must be true or false.")
+
+
+def _created(request: web.Request, row: Any, status: int) -> web.Response:
+    response = ok(request, package_resource(row, []), status=status)
+    response.headers["Location"] = f"{PUBLIC}/{row.id}"
+    return response
+
+
+@streams_its_body
+async def public_upload(request: web.Request) -> web.Response:
+    """``POST /api/v1/learn/scorm-packages``: the zip (raw or the ``file`` part of a form) → ``202`` processing.
+
+    ``?dedupe=true``: the same bytes as a package of this tenant that did not fail answer that package (200)."""
+    ctx = context_of(request)
+    require_scope(ctx, "learn:write")
+    title = title_param(request)
+    dedupe = flag_param(request, "dedupe")
+    received = await receive_upload(request, request.app[SCORM_KEY].settings, multipart=True)
+    try:
+        replay = await claim_streamed(request, received.sha256)
+        if replay is not None:
+            received.path.unlink(missing_ok=True)
+            return replay
+        if dedupe:
+            existing = await handlers.duplicate_of(unit_of_work(request), Origin.of_request(ctx), received.sha256)
+            if existing is not None:
+                received.path.unlink(missing_ok=True)
+                scos = (await handlers.get_package(unit_of_work(request), Origin.of_request(ctx), existing.id))[1]
+                response = ok(request, package_resource(existing, scos), status=200)
+                response.headers["Location"] = f"{PUBLIC}/{existing.id}"
+                return response
+    except BaseException:
+        received.path.unlink(missing_ok=True)
+        raise
+    row = await handlers.upload_package(unit_of_work(request), Origin.of_request(ctx), received,
+                                        title or received.form_title)
+    return _created(request, row, 202)
 
 
 async def _list(request: web.Request, scope: str, admin: bool) -> web.Response:
@@ -151,6 +196,7 @@ async def admin_preview(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     app.router.add_get(PUBLIC, public_list)
+    app.router.add_post(PUBLIC, public_upload)
     app.router.add_get(PUBLIC + "/{id}", public_get)
     app.router.add_post(ADMIN, upload)
     app.router.add_get(ADMIN, admin_list)

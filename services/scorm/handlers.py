@@ -80,6 +80,12 @@ async def upload_package(uow: UnitOfWork, origin: Origin, upload: ReceivedUpload
     return row
 
 
+async def duplicate_of(uow: UnitOfWork, origin: Origin, sha256: str) -> Any | None:
+    """The package an upload of the same bytes made before (not failed), for ``?dedupe=true``."""
+    async with uow:
+        return await store.package_by_sha256(uow.session, origin.tenant_id, sha256)
+
+
 async def get_package(uow: UnitOfWork, origin: Origin, package_id: int) -> tuple[Any, list[Any]]:
     """A package and its SCOs."""
     async with uow:

@@ -48,6 +48,7 @@ scorm_packages = sa.Table(
     sa.Column("updated_at", Timestamp, nullable=False),
     sa.Index("ix_scorm_packages_tenant", "tenant_id", "id"),
     sa.Index("ix_scorm_packages_status", "status"),
+    sa.Index("ix_scorm_packages_sha256", "tenant_id", "sha256"),
 )
 
 scorm_scos = sa.Table(
@@ -176,6 +177,13 @@ async def insert_package(session: AsyncSession, tenant_id: int, **values: Any) -
 async def package(session: AsyncSession, tenant_id: int, package_id: int) -> Any | None:
     return (await session.execute(
         TenantScope(tenant_id).select(scorm_packages).where(_p.id == package_id))).first()
+
+
+async def package_by_sha256(session: AsyncSession, tenant_id: int, sha256: str) -> Any | None:
+    """The tenant's newest package uploaded with these bytes that did not fail (``?dedupe=true``)."""
+    return (await session.execute(
+        TenantScope(tenant_id).select(scorm_packages)
+        .where(_p.sha256 == sha256, _p.status != "failed").order_by(_p.id.desc()).limit(1))).first()
 
 
 async def package_scos(session: AsyncSession, tenant_id: int, package_id: int) -> list[Any]:

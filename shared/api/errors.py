@@ -63,8 +63,10 @@ ERROR_CODES: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.IDEMPOTENCY_KEY_IN_FLIGHT: (409, "The first request with this Idempotency-Key is still running; "
                                                "retry after Retry-After to get its answer."),
     ErrorCode.LAUNCH_ENDED: (410, "The runtime token's launch has ended (finished or superseded)."),
-    ErrorCode.PAYLOAD_TOO_LARGE: (413, "The request body is over the limit (JSON: 1 MiB)."),
-    ErrorCode.UNSUPPORTED_MEDIA_TYPE: (415, "A JSON endpoint was sent another media type."),
+    ErrorCode.PAYLOAD_TOO_LARGE: (413, "The request body is over the limit (JSON: 1 MiB; a SCORM upload: "
+                                       "LEARN_GATEWAY_MAX_UPLOAD_BYTES)."),
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: (415, "A JSON endpoint was sent another media type, or an upload neither a "
+                                            "zip nor a multipart form."),
     ErrorCode.IDEMPOTENCY_KEY_REUSED: (422, "This Idempotency-Key was used for another request (method, path or "
                                             "body)."),
     ErrorCode.RATE_LIMITED: (429, "Too many requests for this API key; see Retry-After and RateLimit."),

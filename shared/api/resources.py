@@ -273,6 +273,9 @@ class ScormPackage(_Resource):
     sha256: str
     organization_identifier: str | None
     created_at: Timestamp
+    warnings: list[str] = Field(description="What the import found worth telling the author (files the manifest "
+                                            "names but the zip lacks, no launchable SCO, ...); empty while "
+                                            "processing. Repeated findings are summarised in one line.")
 
 
 class Sco(_Resource):

@@ -9,7 +9,7 @@ from services.gateway.routes import PUBLIC_ROUTES
 def test_every_public_write_documents_the_idempotency_key():
     document = build_document()
     writes = [r for r in PUBLIC_ROUTES if r.method == "POST"]
-    assert len(writes) == 11
+    assert len(writes) == 12
     for route in writes:
         op = document["paths"][route.path.replace("+}", "}")]["post"]
         (header,) = [p for p in op["parameters"] if p["in"] == "header"]

@@ -182,6 +182,14 @@ async def test_writes_on_another_tenants_ids_answer_like_missing_ones_and_change
     status, body = await c.api(other.key, "POST", "/cohorts/grant", json={"user_id": 8,
                                                                           "cohort_id": owner.ids["cohorts"]})
     assert status == 404 and body["error"]["code"] == "cohort_not_found"
+    # An upload of the owner's very bytes with ?dedupe=true is the other tenant's own new package, never the owner's.
+    golf = (FIXTURES / "golf_scorm12_singlesco.zip").read_bytes()
+    status, body = await c.request("POST", API_PREFIX + "/scorm-packages?dedupe=true", token=other.key, data=golf,
+                                   headers={"Content-Type": "application/zip"})
+    assert status == 202 and body["data"]["id"] != owner.ids["scorm-packages"], body
+    theirs = body["data"]["id"]
+    status, body = await c.api(owner.key, "GET", f"/scorm-packages/{theirs}")
+    assert status == 404 and body["error"]["code"] == "scorm_package_not_found"
 
     course = (await c.api(owner.key, "GET", f"/courses/{owner.ids['courses']}"))[1]["data"]
     assert course["title"] != "Hijacked" and course["status"] == "published"

@@ -1,0 +1,301 @@
+"""SCORM import through the public API (issue 20), on the real cluster, through the gateway.
+
+Every fixture package of tests/fixtures/scorm goes in twice in one parametrized test: through
+``POST /api/v1/learn/scorm-packages`` with a ``learn:write`` key (``202``, ``Location``, the package found by the very
+next GET) and through the admin UI's upload (a signed-in operator's session and CSRF token). Both must end with
+the same outcome (version, title, SCO list, or the failure's reason), the one tests/scorm expects of the package.
+The import is asynchronous by contract: after the ``202`` the client polls the package until it leaves
+``processing``.
+
+Then the upload's rules: multipart, ``Idempotency-Key``, ``?dedupe=true``, and the refusals (not a zip, empty,
+another media type, over the size limit by length and while streaming, traversal entries, wrong scope, other
+tenant).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import re
+import secrets
+import zipfile
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from tests.scorm.test_scorm_service_packages import EDGE_PACKAGES, MAIN_PACKAGES, tiny_package, zip_of
+from tests.support.cluster import Cluster, running_cluster
+from tests.support.env import TestEnv
+from tests.support.scorm_packages import FIXTURES
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+UPLOAD_LIMIT = 1_500_000  # over every fixture (the largest is ~410 kB), small enough to test 413 cheaply
+PACKAGES = "/api/v1/learn/scorm-packages"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def upload_cluster(module_env: TestEnv) -> AsyncIterator[Cluster]:
+    limits = {"LEARN_GATEWAY_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT), "LEARN_SCORM_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)}
+    try:
+        async with running_cluster(module_env, module_env.data_dir.parent / "cluster", extra_env=limits) as c:
+            yield c
+    finally:
+        await module_env.cleanup()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def tenant(upload_cluster: Cluster) -> tuple[str, str]:
+    slug = f"up-{secrets.token_hex(3)}"
+    return slug, await upload_cluster.tenant_with_key(slug)
+
+
+async def upload(cluster: Cluster, key: str, body: Any, *, content_type: str | None = "application/zip",
+                 query: str = "", headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
+    """POST the body to the public upload route: (status, body, headers)."""
+    assert cluster.http is not None
+    all_headers = {"Authorization": f"Bearer {key}", **(headers or {})}
+    if content_type is not None:
+        all_headers["Content-Type"] = content_type
+    async with cluster.http.post(cluster.gateway_url + PACKAGES + query, data=body, headers=all_headers) as resp:
+        payload = await resp.json() if "json" in resp.headers.get("Content-Type", "") else await resp.read()
+        return resp.status, payload, resp.headers
+
+
+async def outcome(cluster: Cluster, key: str, package_id: int) -> dict[str, Any]:
+    """The package once its import ended (asynchronous by contract: poll until it leaves ``processing``)."""
+    async def ended() -> dict[str, Any] | None:
+        status, body = await cluster.api(key, "GET", f"/scorm-packages/{package_id}")
+        assert status == 200, body
+        return body["data"] if body["data"]["status"] != "processing" else None
+
+    return dict(await cluster.eventually(ended, timeout=90, message=f"package {package_id} imported"))
+
+
+async def via_api(cluster: Cluster, slug: str, key: str, data: bytes) -> int:
+    status, body, headers = await upload(cluster, key, data)
+    assert status == 202, body
+    package = body["data"]
+    assert package["status"] == "processing" and package["scorm_version"] is None and package["scos"] == []
+    assert package["sha256"] == hashlib.sha256(data).hexdigest() and package["bytes"] == len(data)
+    assert headers["Location"] == f"{PACKAGES}/{package['id']}"
+    # Read-your-writes: the very next request finds the package (whatever its status by now).
+    status, seen = await cluster.request("GET", headers["Location"], token=key)
+    assert status == 200, seen
+    assert seen["data"]["id"] == package["id"] and seen["data"]["sha256"] == package["sha256"]
+    return int(package["id"])
+
+
+async def ui_session(cluster: Cluster) -> tuple[aiohttp.ClientSession, str]:
+    """A signed-in admin UI session and its CSRF token, as the browser has them."""
+    session = aiohttp.ClientSession(base_url=cluster.gateway_url, cookie_jar=aiohttp.CookieJar(unsafe=True))
+    page = await (await session.get("/admin/login")).text()
+    login_token = re.search(r'name="login_token" value="([^"]+)"', page)
+    assert login_token, page
+    resp = await session.post("/admin/login", data={"login_token": login_token.group(1),
+                                                    "token": cluster.admin_token, "next": "/admin"},
+                              allow_redirects=False)
+    assert resp.status == 303, await resp.text()
+    page = await (await session.get("/admin")).text()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert csrf, page
+    return session, csrf.group(1)
+
+
+async def via_admin_ui(cluster: Cluster, slug: str, key: str, data: bytes) -> int:
+    session, csrf = await ui_session(cluster)
+    async with session:
+        resp = await session.post(f"/admin/learn/scorm/upload?tenant={slug}", data=data,
+                                  headers={"X-CSRF-Token": csrf, "Content-Type": "application/zip"})
+        body = await resp.json()
+        assert resp.status == 201, body
+        return int(body["id"])
+
+
+ALL_FIXTURES = [*MAIN_PACKAGES, *(f"edge/{name}" for name in EDGE_PACKAGES)]
+
+
+@pytest.mark.parametrize("path", ["public_api", "admin_ui"])
+@pytest.mark.parametrize("name", ALL_FIXTURES)
+async def test_every_fixture_imports_the_same_through_the_api_and_the_admin_ui(
+        upload_cluster: Cluster, tenant: tuple[str, str], name: str, path: str) -> None:
+    slug, key = tenant
+    data = (FIXTURES / name).read_bytes()
+    send = via_api if path == "public_api" else via_admin_ui
+    package = await outcome(upload_cluster, key, await send(upload_cluster, slug, key, data))
+    assert package["sha256"] == hashlib.sha256(data).hexdigest()
+    if name.startswith("edge/"):
+        expected = EDGE_PACKAGES[name.removeprefix("edge/")]
+        assert package["status"] == expected[0], package
+        if expected[0] == "failed":
+            assert expected[1] in package["error"], package["error"]
+            assert package["scos"] == []
+        else:
+            assert (package["scorm_version"], len(package["scos"])) == expected[1:]
+        return
+    version, title, count, samples = MAIN_PACKAGES[name]
+    assert package["status"] == "ready", package
+    assert (package["scorm_version"], package["title"], len(package["scos"])) == (version, title, count)
+    by_identifier = {sco["identifier"]: sco for sco in package["scos"]}
+    for identifier, (sco_title, launch_url, parent) in samples.items():
+        sco = by_identifier[identifier]
+        assert (sco["title"], sco["launch_url"], sco["parent_identifier"]) == (sco_title, launch_url, parent)
+
+
+async def test_a_multipart_upload_stores_the_zip_and_its_hash(upload_cluster: Cluster,
+                                                              tenant: tuple[str, str]) -> None:
+    _, key = tenant
+    data = tiny_package()
+    form = aiohttp.FormData()
+    form.add_field("title", "From a form")
+    form.add_field("file", data, filename="tiny.zip", content_type="application/zip")
+    status, body, _ = await upload(upload_cluster, key, form, content_type=None)
+    assert status == 202, body
+    assert body["data"]["sha256"] == hashlib.sha256(data).hexdigest() and body["data"]["bytes"] == len(data)
+    package = await outcome(upload_cluster, key, body["data"]["id"])
+    assert (package["status"], package["title"], [s["identifier"] for s in package["scos"]]) == (
+        "ready", "From a form", ["i1"])
+
+
+async def test_a_form_without_a_file_part_is_400(upload_cluster: Cluster, tenant: tuple[str, str]) -> None:
+    _, key = tenant
+    form = aiohttp.FormData()
+    form.add_field("title", "No file")
+    form.add_field("other", b"PK\x03\x04", filename="x.zip", content_type="application/zip")
+    status, body, _ = await upload(upload_cluster, key, form, content_type=None)
+    assert status == 400 and body["error"]["code"] == "invalid_argument", body
+    assert "'file'" in body["error"]["message"]
+
+
+async def test_the_same_idempotency_key_replays_the_first_upload(upload_cluster: Cluster,
+                                                                 tenant: tuple[str, str]) -> None:
+    _, key = tenant
+    data = tiny_package(**{"extra.txt": secrets.token_bytes(16)})
+    idem = {"Idempotency-Key": secrets.token_hex(8)}
+    first = await upload(upload_cluster, key, data, headers=idem)
+    again = await upload(upload_cluster, key, data, headers=idem)
+    assert first[0] == again[0] == 202
+    assert again[1]["data"]["id"] == first[1]["data"]["id"]
+    assert again[2]["Idempotent-Replayed"] == "true" and again[2]["Location"] == first[2]["Location"]
+    other = await upload(upload_cluster, key, tiny_package(**{"other.txt": b"x"}), headers=idem)
+    assert other[0] == 422 and other[1]["error"]["code"] == "idempotency_key_reused"
+    status, listed = await upload_cluster.api(key, "GET", "/scorm-packages?limit=100")
+    assert status == 200
+    assert sum(p["sha256"] == first[1]["data"]["sha256"] for p in listed["data"]) == 1
+
+
+async def test_dedupe_returns_the_package_with_the_same_bytes(upload_cluster: Cluster,
+                                                              tenant: tuple[str, str]) -> None:
+    _, key = tenant
+    data = tiny_package(**{"dedupe.txt": secrets.token_bytes(16)})
+    first_id = await via_api(upload_cluster, "", key, data)
+    status, body, headers = await upload(upload_cluster, key, data, query="?dedupe=true")
+    assert status == 200, body
+    assert body["data"]["id"] == first_id and headers["Location"] == f"{PACKAGES}/{first_id}"
+    status, body, _ = await upload(upload_cluster, key, data)  # without dedupe: a new package
+    assert status == 202 and body["data"]["id"] != first_id
+    status, body, _ = await upload(upload_cluster, key, data, query="?dedupe=maybe")
+    assert status == 400 and body["error"]["code"] == "invalid_argument"
+    # Another tenant's identical bytes are not "the same package".
+    other_key = await upload_cluster.tenant_with_key(f"dd-{secrets.token_hex(3)}")
+    status, body, _ = await upload(upload_cluster, other_key, data, query="?dedupe=true")
+    assert status == 202 and body["data"]["id"] not in (first_id,)
+
+
+async def test_a_failed_package_is_not_a_dedupe_target(upload_cluster: Cluster, tenant: tuple[str, str]) -> None:
+    _, key = tenant
+    broken = zip_of({"readme.txt": secrets.token_bytes(8)})  # no manifest: fails
+    failed_id = await via_api(upload_cluster, "", key, broken)
+    assert (await outcome(upload_cluster, key, failed_id))["status"] == "failed"
+    status, body, _ = await upload(upload_cluster, key, broken, query="?dedupe=true")
+    assert status == 202 and body["data"]["id"] != failed_id
+
+
+@pytest.mark.parametrize(("body", "content_type", "status", "code"), [
+    (b"not a zip at all", "application/zip", 400, "invalid_argument"),
+    (b"", "application/zip", 400, "invalid_argument"),
+    (b"PK\x03\x04", "text/plain", 415, "unsupported_media_type"),
+    (b'{"zip": true}', "application/json", 415, "unsupported_media_type"),
+], ids=["not-a-zip", "empty", "text-plain", "json"])
+async def test_bad_bodies_are_refused_and_create_nothing(upload_cluster: Cluster, body: bytes, content_type: str,
+                                                         status: int, code: str) -> None:
+    key = await upload_cluster.tenant_with_key(f"bad-{secrets.token_hex(3)}")
+    got, answer, _ = await upload(upload_cluster, key, body, content_type=content_type)
+    assert (got, answer["error"]["code"]) == (status, code), answer
+    listed = await upload_cluster.api(key, "GET", "/scorm-packages")
+    assert listed == (200, {**listed[1], "data": []})
+
+
+async def test_over_the_limit_is_413_by_length_and_while_streaming(upload_cluster: Cluster) -> None:
+    key = await upload_cluster.tenant_with_key(f"big-{secrets.token_hex(3)}")
+    big = b"PK\x03\x04" + bytes(UPLOAD_LIMIT)
+    status, body, _ = await upload(upload_cluster, key, big)
+    assert status == 413 and body["error"]["code"] == "payload_too_large", body
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: cut off while streaming
+        yield b"PK\x03\x04"
+        for _ in range(UPLOAD_LIMIT // 65536 + 2):
+            yield bytes(65536)
+
+    status, body, _ = await upload(upload_cluster, key, chunked())
+    assert status == 413 and body["error"]["code"] == "payload_too_large", body
+    listed = await upload_cluster.api(key, "GET", "/scorm-packages")
+    assert listed[0] == 200 and listed[1]["data"] == []
+
+
+def _traversal_zip(name: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("imsmanifest.xml", tiny_manifest())
+        archive.writestr("index.html", b"<html></html>")
+        archive.writestr(zipfile.ZipInfo(name), b"evil")
+    return buffer.getvalue()
+
+
+def tiny_manifest() -> bytes:
+    from tests.scorm.test_scorm_service_packages import MANIFEST_12
+    return MANIFEST_12
+
+
+@pytest.mark.parametrize("entry", ["../evil.html", "/etc/evil", "a/../../evil.html", "C:/evil.html"])
+async def test_traversal_entries_fail_the_import_with_a_reason(upload_cluster: Cluster, tenant: tuple[str, str],
+                                                                entry: str) -> None:
+    _, key = tenant
+    package = await outcome(upload_cluster, key, await via_api(upload_cluster, "", key, _traversal_zip(entry)))
+    assert package["status"] == "failed" and package["scos"] == []
+    assert package["error"], package
+
+
+async def test_a_key_without_learn_write_is_403_and_another_tenant_sees_404(upload_cluster: Cluster,
+                                                                           tenant: tuple[str, str]) -> None:
+    slug, key = tenant
+    status, body = await upload_cluster.admin("POST", f"/tenants/{slug}/api-keys",
+                                              json={"name": "reader", "scopes": ["learn:read"]})
+    assert status == 201, body
+    reader = body["data"]["key"]
+    status, answer, _ = await upload(upload_cluster, reader, tiny_package())
+    assert status == 403 and answer["error"]["code"] == "insufficient_scope"
+    assert "learn:write" in answer["error"]["message"]
+
+    package_id = await via_api(upload_cluster, slug, key, tiny_package(**{"mine.txt": secrets.token_bytes(8)}))
+    other = await upload_cluster.tenant_with_key(f"oth-{secrets.token_hex(3)}")
+    status, answer = await upload_cluster.api(other, "GET", f"/scorm-packages/{package_id}")
+    missing = await upload_cluster.api(other, "GET", "/scorm-packages/999999999")
+    assert status == 404 and answer["error"]["code"] == "scorm_package_not_found"
+    assert answer["error"]["message"] == missing[1]["error"]["message"]
+    # and the owner's own read still works
+    assert (await upload_cluster.api(key, "GET", f"/scorm-packages/{package_id}"))[0] == 200
+
+
+async def test_uploads_in_parallel_each_get_their_own_package(upload_cluster: Cluster,
+                                                              tenant: tuple[str, str]) -> None:
+    _, key = tenant
+    bodies = [tiny_package(**{"n.txt": str(i).encode()}) for i in range(4)]
+    ids = await asyncio.gather(*(via_api(upload_cluster, "", key, body) for body in bodies))
+    assert len(set(ids)) == 4
+    for package_id in ids:
+        assert (await outcome(upload_cluster, key, package_id))["status"] == "ready"
