@@ -117,7 +117,8 @@ _ERRORS: dict[str, tuple[str, tuple[str, ...]]] = {
     "403": ("insufficient_scope (the message names the scope) or plan_not_eligible.", ("WWW-Authenticate",)),
     "404": ("not_found (no such route) or <resource>_not_found.", ()),
     "409": ("idempotency_key_in_flight: the first request with this Idempotency-Key is still running; retry "
-            "after Retry-After to get its answer.", ("Retry-After",)),
+            "after Retry-After to get its answer. scorm_package_in_use: published courses use the package (named "
+            "in the message).", ("Retry-After",)),
     "410": ("launch_ended: the launch of this runtime token has ended.", ()),
     "413": ("payload_too_large.", ()),
     "415": ("unsupported_media_type: a JSON endpoint was sent something else.", ()),
@@ -228,13 +229,13 @@ def _error_statuses(route: Route) -> list[str]:
     if keyed:
         codes.append("403")
     codes.append("404")
-    if keyed and route.method == "POST":
+    if keyed and route.method in ("POST", "DELETE"):
         codes.append("409")
     if token:
         codes.append("410")
     if route.method == "POST":
         codes += ["413", "415"]
-    if keyed and route.method == "POST":
+    if keyed and route.method in ("POST", "DELETE"):
         codes.append("422")
     if keyed:
         codes.append("429")
@@ -246,7 +247,7 @@ def _operation(route: Route) -> dict[str, Any]:
     status = _status_of(route)
     success = _success(route)
     ok_headers = list(_common_headers(route, status))
-    if keyed and route.method == "POST":
+    if keyed and route.method in ("POST", "DELETE"):
         ok_headers.append("Idempotent-Replayed")
     success["headers"] = _h(*ok_headers)
     responses: dict[str, Any] = {status: success}
@@ -255,7 +256,7 @@ def _operation(route: Route) -> dict[str, Any]:
         again = {**success, "description": "With `dedupe=true`: the tenant's package with the same bytes."}
         accepted = {**success, "description": "Accepted: the package, `processing`; poll its `Location` (or "
                                               "listen for scorm_package.ready / .failed)."}
-        responses = {"200": again, "202": accepted}
+        responses = {"200": again, "202": accepted} if "dedupe" in route.query else {"202": accepted}
     elif route.method == "POST" and route.path.endswith(("/enrollments", "/cohorts/grant")):
         # Idempotent creates: 201 when something was created, 200 when the existing resource is returned.
         again = {**success, "description": "Nothing new: the existing resource (an idempotent repeat)."}
@@ -283,7 +284,7 @@ def _operation(route: Route) -> dict[str, Any]:
         op["security"] = [{"ApiKey": [route.scope]}]
         op["x-required-scope"] = route.scope
         op["description"] = f"Requires the `{route.scope}` scope. " + CONSISTENCY_PARAMETER_DOC
-    if route.method == "POST" and keyed:  # every write of the public API honours Idempotency-Key
+    if route.method in ("POST", "DELETE") and keyed:  # every write of the public API honours Idempotency-Key
         op["parameters"].append(IDEMPOTENCY_PARAMETER)
     if route.upload:
         op["requestBody"] = UPLOAD_BODY

@@ -104,6 +104,14 @@ PUBLIC_ROUTES: tuple[Route, ...] = (
          op="createScormPackage"),
     _api("GET", "/scorm-packages/{id}", READ, "scorm", "Get a SCORM package with its SCO list.",
          schema="ScormPackageDetail", op="getScormPackage"),
+    _api("POST", "/scorm-packages/{id}/versions", WRITE, "scorm",
+         "Upload a new version of a package (as the upload). Activities keep their SCO by identifier; launches "
+         "in progress stay on their version, new launches get the newest ready one.",
+         schema="ScormPackageDetail", body="ScormPackageUpload", query=("title",), upload=True,
+         op="createScormPackageVersion"),
+    _api("DELETE", "/scorm-packages/{id}", WRITE, "scorm",
+         "Archive a package and its versions; 409 scorm_package_in_use (naming the courses) while a published "
+         "course uses it.", schema="ScormPackageDetail", op="archiveScormPackage"),
 )
 
 # Reached without an API key and forwarded as they are: the service resolves the tenant from the vid / token.

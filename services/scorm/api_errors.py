@@ -8,6 +8,7 @@ from aiohttp.typedefs import Handler
 
 from services.scorm.context import SCORM_KEY
 from services.scorm.domain import (
+    InUse,
     Invalid,
     InvalidToken,
     LaunchEnded,
@@ -25,6 +26,7 @@ ERRORS: dict[type[ScormError], int] = {
     Invalid: 400,
     InvalidToken: 401,
     NotFound: 404,
+    InUse: 409,
     LaunchEnded: 410,
     UploadTooLarge: 413,
     UnsupportedMediaType: 415,

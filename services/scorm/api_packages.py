@@ -47,6 +47,9 @@ def package_resource(row: Any, scos: list[Any] | None = None, *, admin: bool = F
         "organization_identifier": row.organization_identifier,
         "created_at": as_utc(row.created_at),
         "warnings": list(row.warnings or []),
+        "version": row.version,
+        "version_of": row.version_of,
+        "archived_at": as_utc(row.archived_at) if row.archived_at is not None else None,
     }
     if scos is not None:
         data["scos"] = [sco_resource(sco) for sco in scos]
@@ -139,6 +142,40 @@ async def public_upload(request: web.Request) -> web.Response:
     return _created(request, row, 202)
 
 
+@streams_its_body
+async def public_new_version(request: web.Request) -> web.Response:
+    """``POST /api/v1/learn/scorm-packages/{id}/versions``: a new version of a package (``202`` processing)."""
+    ctx = context_of(request)
+    require_scope(ctx, "learn:write")
+    package_id = path_id(request, "id", "scorm_package")
+    title = title_param(request)
+    # An unknown package is refused before a byte of the body is read (the version is checked again on record).
+    await handlers.get_package(unit_of_work(request), Origin.of_request(ctx), package_id)
+    received = await receive_upload(request, request.app[SCORM_KEY].settings, multipart=True)
+    try:
+        replay = await claim_streamed(request, received.sha256)
+    except BaseException:
+        received.path.unlink(missing_ok=True)
+        raise
+    if replay is not None:
+        received.path.unlink(missing_ok=True)
+        return replay
+    row = await handlers.upload_package(unit_of_work(request), Origin.of_request(ctx), received,
+                                        title or received.form_title, version_of=package_id)
+    return _created(request, row, 202)
+
+
+async def public_archive(request: web.Request) -> web.Response:
+    """``DELETE /api/v1/learn/scorm-packages/{id}``: archive it (and its versions) unless a published course uses
+    it (``409 scorm_package_in_use`` naming them)."""
+    ctx = context_of(request)
+    require_scope(ctx, "learn:write")
+    package_id = path_id(request, "id", "scorm_package")
+    await handlers.archive_package(unit_of_work(request), Origin.of_request(ctx), package_id)
+    row, scos = await handlers.get_package(unit_of_work(request), Origin.of_request(ctx), package_id)
+    return ok(request, package_resource(row, scos))
+
+
 async def _list(request: web.Request, scope: str, admin: bool) -> web.Response:
     ctx = context_of(request)
     require_scope(ctx, scope)
@@ -198,6 +235,8 @@ def setup(app: web.Application) -> None:
     app.router.add_get(PUBLIC, public_list)
     app.router.add_post(PUBLIC, public_upload)
     app.router.add_get(PUBLIC + "/{id}", public_get)
+    app.router.add_delete(PUBLIC + "/{id}", public_archive)
+    app.router.add_post(PUBLIC + "/{id}/versions", public_new_version)
     app.router.add_post(ADMIN, upload)
     app.router.add_get(ADMIN, admin_list)
     app.router.add_get(ADMIN + "/{id}", admin_get)

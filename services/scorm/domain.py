@@ -74,6 +74,12 @@ class UnsupportedMediaType(ScormError):
     code = "unsupported_media_type"
 
 
+class InUse(ScormError):
+    """A package published courses still use cannot be archived (``409``; the message names the courses)."""
+
+    code = "scorm_package_in_use"
+
+
 class LeaseLost(Exception):
     """Another import worker took the package over (our lease ran out): our result is dropped."""
 
@@ -199,6 +205,35 @@ def check_activity_package(activity: Any, package: Any | None) -> Any:
     if package is None:
         raise Invalid(f"The activity's SCORM package {activity.scorm_package_id} does not exist.")
     return package
+
+
+def check_not_archived(package: Any) -> None:
+    if package.archived_at is not None:
+        raise Invalid(f"The SCORM package {package.id} is archived.")
+
+
+def mid_attempt(previous: Any) -> bool:
+    """The previous launch is an attempt still going on (suspended, or left unfinished with data): resuming it
+    keeps its package version."""
+    cmi = previous.cmi or {}
+    return exit_of(previous.standard, cmi) == "suspend" or (previous.finished_at is None and bool(cmi))
+
+
+def in_use_message(package_id: int, courses: list[Any]) -> str:
+    named = ", ".join(f"{c.title!r} (id {c.course_id})" if c.title else f"id {c.course_id}" for c in courses)
+    return (f"The SCORM package {package_id} is used by published courses: {named}. Unpublish or archive them, "
+            "or point their activities at another package, first.")
+
+
+def missing_scos(in_use: list[Any], identifiers: set[str]) -> str | None:
+    """Why a new version cannot replace the package: SCOs published activities launch that it lacks."""
+    lacking = [u for u in in_use if u.sco_identifier not in identifiers]
+    if not lacking:
+        return None
+    first = lacking[0]
+    more = f" (and {len(lacking) - 1} more)" if len(lacking) > 1 else ""
+    return (f"the new version has no SCO {first.sco_identifier!r}, which activity {first.activity_id} of course "
+            f"{first.course_id} launches{more}: activities keep their SCO by identifier")
 
 
 def check_package_ready(package: Any) -> None:

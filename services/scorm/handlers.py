@@ -58,26 +58,75 @@ def _scorm(uow: UnitOfWork) -> ScormContext:
 # --- packages -----------------------------------------------------------------------------------------------
 
 
-async def upload_package(uow: UnitOfWork, origin: Origin, upload: ReceivedUpload, title: str | None) -> Any:
-    """Record a received upload as a ``processing`` package and wake the importer."""
+async def upload_package(uow: UnitOfWork, origin: Origin, upload: ReceivedUpload, title: str | None,
+                         *, version_of: int | None = None) -> Any:
+    """Record a received upload as a ``processing`` package and wake the importer.
+
+    ``version_of``: the upload is a new version of that package (or of the package it is itself a version of)."""
     stamp = store.now()
     try:
         async with uow:
+            version, root_id = 1, None
+            if version_of is not None:
+                root_id, version = await _next_version(uow, origin, version_of)
             row = await store.insert_package(
                 uow.session, origin.tenant_id, tenant_slug=origin.tenant_slug, title=title or domain.UNTITLED,
                 title_given=title is not None,
                 scorm_version=None, status="processing", error=None, bytes=upload.bytes, sha256=upload.sha256,
                 organization_identifier=None, warnings=[], files=None, upload_path=str(upload.path),
                 lease_owner=None, lease_until=None, import_attempts=0, request_id=origin.request_id,
-                created_at=stamp, updated_at=stamp,
+                created_at=stamp, updated_at=stamp, version_of=root_id, version=version, archived_at=None,
             )
     except BaseException:
         with contextlib.suppress(OSError):
             upload.path.unlink()
         raise
-    log.info("scorm_package_uploaded", package_id=row.id, bytes=upload.bytes, sha256=upload.sha256)
+    log.info("scorm_package_uploaded", package_id=row.id, bytes=upload.bytes, sha256=upload.sha256,
+             version_of=root_id, version=version)
     _scorm(uow).import_wanted.set()
     return row
+
+
+async def _next_version(uow: UnitOfWork, origin: Origin, package_id: int) -> tuple[int, int]:
+    """(the first package's id, the next version number) for a new version of ``package_id``; locks the first
+    package's row so two uploads at once get distinct numbers."""
+    row = await store.package(uow.session, origin.tenant_id, package_id)
+    if row is None:
+        raise NotFound("scorm_package")
+    root_id = int(row.version_of or row.id)
+    root = await store.lock_package(uow.session, origin.tenant_id, root_id)
+    if root is None:
+        raise NotFound("scorm_package")
+    if root.archived_at is not None:
+        raise Invalid(f"The SCORM package {root_id} is archived: upload a new package instead of a version.")
+    family = await store.package_family(uow.session, origin.tenant_id, root_id)
+    return root_id, max(int(p.version) for p in family) + 1
+
+
+async def archive_package(uow: UnitOfWork, origin: Origin, package_id: int) -> Any:
+    """Archive a package and its versions; refused (InUse, naming them) while a published course uses it."""
+    async with uow:
+        row = await store.package(uow.session, origin.tenant_id, package_id)
+        if row is None:
+            raise NotFound("scorm_package")
+        root_id = int(row.version_of or row.id)
+        await store.lock_package(uow.session, origin.tenant_id, root_id)
+        using = await store.published_courses_using(uow.session, origin.tenant_id, root_id)
+        if using:
+            raise domain.InUse(domain.in_use_message(root_id, using))
+        if row.archived_at is None:
+            await store.archive_package(uow.session, origin.tenant_id, root_id, store.now())
+        archived = await store.package(uow.session, origin.tenant_id, package_id)
+    log.info("scorm_package_archived", package_id=package_id, root_id=root_id)
+    return archived
+
+
+async def current_version(uow: UnitOfWork, tenant_id: int, package: Any) -> Any:
+    """The version a new launch of ``package`` (what an activity names) runs: the newest ready version of its
+    family, else the package itself (whose state then explains why it cannot launch)."""
+    root_id = int(package.version_of or package.id)
+    family = await store.package_family(uow.session, tenant_id, root_id)
+    return next((p for p in family if p.status == "ready"), package)
 
 
 async def duplicate_of(uow: UnitOfWork, origin: Origin, sha256: str) -> Any | None:
@@ -124,6 +173,13 @@ async def package_imported(uow: UnitOfWork, row: Any, worker_id: str, result: Im
                            extras: dict[str, ItemLaunchData]) -> None:
     """End a held package ``ready`` with its SCO list and ``scorm_package.ready``; LeaseLost if no longer held."""
     manifest = result.manifest
+    if row.version_of is not None:
+        async with uow:
+            in_use = await store.sco_identifiers_in_use(uow.session, row.tenant_id, int(row.version_of))
+        missing = domain.missing_scos(in_use, {sco.identifier for sco in manifest.scos})
+        if missing:
+            await package_refused(uow, row, worker_id, missing)
+            return
     title = domain.package_title(row, manifest.title)
     stamp = store.now()
     scos = [
@@ -214,15 +270,27 @@ async def launch(uow: UnitOfWork, origin: Origin, enrollment_id: int, activity_i
                                                activity_id)
         if activity is None:
             raise NotFound("activity")
+        family_root: int | None = None
         if activity.kind != "scorm":
             target = domain.builtin_target(activity)
         else:
             package = (None if activity.scorm_package_id is None
                        else await store.package(session, tenant_id, activity.scorm_package_id))
             package = domain.check_activity_package(activity, package)
+            domain.check_not_archived(package)
+            family_root = int(package.version_of or package.id)
+            package = await current_version(uow, tenant_id, package)
             target = await _sco_target(uow, tenant_id, package, activity.sco_identifier,
                                        activity.passing_score_scaled)
         previous = await store.previous_session(session, tenant_id, enrollment_id, activity_id)
+        if (family_root is not None and previous is not None
+                and previous.package_id not in (None, target.package_id) and domain.mid_attempt(previous)):
+            # A learner mid-attempt finishes on the version they started; new attempts get the newest one.
+            started_on = await store.package(session, tenant_id, previous.package_id)
+            if (started_on is not None and started_on.status == "ready"
+                    and int(started_on.version_of or started_on.id) == family_root):
+                target = await _sco_target(uow, tenant_id, started_on, previous.sco_identifier,
+                                           activity.passing_score_scaled)
         resumed = domain.resumes(previous, target)
         name = await store.learner_name(session, tenant_id, enrollment.user_id)
         row = await store.insert_session(
@@ -390,7 +458,8 @@ async def course_changed(uow: UnitOfWork, event: CloudEvent, payload: CourseSnap
         ]
         if rows:
             await store.record_activities(uow.session, rows)
-    values = {"status": payload.status, "revision": payload.revision, "updated_at": store.now()}
+    values = {"status": payload.status, "title": payload.title, "revision": payload.revision,
+              "updated_at": store.now()}
     await store.record_course(uow.session, tenant_id, payload.course_id, payload.revision, values)
     log.info("course_recorded", course_id=payload.course_id, status=payload.status,
              version=payload.version_number)

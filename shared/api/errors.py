@@ -29,6 +29,7 @@ class ErrorCode(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     IDEMPOTENCY_KEY_IN_FLIGHT = "idempotency_key_in_flight"
     LAUNCH_ENDED = "launch_ended"
+    SCORM_PACKAGE_IN_USE = "scorm_package_in_use"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
@@ -62,6 +63,8 @@ ERROR_CODES: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.METHOD_NOT_ALLOWED: (405, "The route exists but not with this method; see the Allow header."),
     ErrorCode.IDEMPOTENCY_KEY_IN_FLIGHT: (409, "The first request with this Idempotency-Key is still running; "
                                                "retry after Retry-After to get its answer."),
+    ErrorCode.SCORM_PACKAGE_IN_USE: (409, "Published courses use this SCORM package, so it cannot be archived; the "
+                                          "message names them."),
     ErrorCode.LAUNCH_ENDED: (410, "The runtime token's launch has ended (finished or superseded)."),
     ErrorCode.PAYLOAD_TOO_LARGE: (413, "The request body is over the limit (JSON: 1 MiB; a SCORM upload: "
                                        "LEARN_GATEWAY_MAX_UPLOAD_BYTES)."),

@@ -276,6 +276,11 @@ class ScormPackage(_Resource):
     warnings: list[str] = Field(description="What the import found worth telling the author (files the manifest "
                                             "names but the zip lacks, no launchable SCO, ...); empty while "
                                             "processing. Repeated findings are summarised in one line.")
+    version: Annotated[int, Field(ge=1)] = Field(description="1 for an upload; n for the n-th version uploaded "
+                                                             "with POST /scorm-packages/{id}/versions.")
+    version_of: Id | None = Field(description="The package this is a new version of (activities name that one "
+                                              "and launch its newest ready version); null for a first upload.")
+    archived_at: Timestamp | None = Field(description="When the package was archived (DELETE), else null.")
 
 
 class Sco(_Resource):

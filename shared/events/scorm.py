@@ -29,6 +29,9 @@ class ScormPackageReady(EventModel):
     title: str
     scorm_version: str
     scos: list[ScoInfo]
+    version_of: int | None = Field(default=None, description="set when this package is a new version of that one "
+                                                             "(POST /scorm-packages/{id}/versions): activities "
+                                                             "naming that package now launch this version's SCOs")
 
 
 class ScormPackageFailed(EventModel):

@@ -299,3 +299,104 @@ async def test_uploads_in_parallel_each_get_their_own_package(upload_cluster: Cl
     assert len(set(ids)) == 4
     for package_id in ids:
         assert (await outcome(upload_cluster, key, package_id))["status"] == "ready"
+
+
+# --- versions and archiving -----------------------------------------------------------------------------------
+
+
+def versioned_package(marker: bytes, item: str = "i1") -> bytes:
+    manifest = tiny_manifest().replace(b'identifier="i1"', f'identifier="{item}"'.encode())
+    return zip_of({"imsmanifest.xml": manifest, "index.html": b"<html>" + marker + b"</html>"})
+
+
+async def content_of(cluster: Cluster, launch: dict[str, Any]) -> bytes:
+    status, body = await cluster.request("GET", f"/learn/content/{launch['runtime_token']}/index.html",
+                                         origin=cluster.content_url)
+    assert status == 200, body
+    return bytes(body)
+
+
+async def test_a_new_version_keeps_attempts_in_progress_and_new_launches_get_it(upload_cluster: Cluster) -> None:
+    c = upload_cluster
+    slug = f"ver-{secrets.token_hex(3)}"
+    key = await c.tenant_with_key(slug)
+    first_id = await via_api(c, slug, key, versioned_package(b"version one"))
+    assert (await outcome(c, key, first_id))["status"] == "ready"
+    course, (activity,) = await c.course(key, slug, "versioned", [
+        {"title": "Packaged", "kind": "scorm", "required": True, "scorm_package_id": first_id,
+         "sco_identifier": "i1"}], title="Versioned course")
+    for user_id in (1, 2):
+        await c.user(slug, user_id, f"Learner {user_id}")
+    early = await c.enroll(key, 1, course["id"])
+    late = await c.enroll(key, 2, course["id"])
+
+    started = await c.launch(key, early["id"], activity["id"])
+    assert await content_of(c, started) == b"<html>version one</html>"
+    # Mid-attempt: the player is open, with data committed and the attempt not finished.
+    await c.runtime(started["runtime_token"], "commit", {"cmi.core.lesson_status": "incomplete",
+                                                        "cmi.core.exit": "suspend", "cmi.suspend_data": "page=3"})
+
+    assert c.http is not None
+    async with c.http.post(f"{c.gateway_url}{PACKAGES}/{first_id}/versions", data=versioned_package(b"version two"),
+                           headers={"Authorization": f"Bearer {key}", "Content-Type": "application/zip"}) as resp:
+        status, body, headers = resp.status, await resp.json(), resp.headers
+    assert status == 202, body
+    second = body["data"]
+    assert (second["version"], second["version_of"], second["status"]) == (2, first_id, "processing")
+    assert headers["Location"] == f"{PACKAGES}/{second['id']}"
+    assert (await outcome(c, key, second["id"]))["status"] == "ready"
+
+    assert await content_of(c, started) == b"<html>version one</html>"  # the open player keeps its version
+    await c.runtime(started["runtime_token"], "finish", {"cmi.core.lesson_status": "incomplete",
+                                                        "cmi.core.exit": "suspend", "cmi.suspend_data": "page=3"})
+    resumed = await c.launch(key, early["id"], activity["id"])  # mid-attempt (suspended): stays on version 1
+    assert await content_of(c, resumed) == b"<html>version one</html>"
+    fresh = await c.launch(key, late["id"], activity["id"])  # a new attempt: the newest version
+    assert await content_of(c, fresh) == b"<html>version two</html>"
+    # Once the early learner's attempt is over, their next launch gets the new version too.
+    await c.runtime(resumed["runtime_token"], "finish", {"cmi.core.lesson_status": "completed",
+                                                        "cmi.core.exit": ""})
+    after = await c.launch(key, early["id"], activity["id"])
+    assert await content_of(c, after) == b"<html>version two</html>"
+
+    # A version without the SCO an activity launches fails, naming it; launches stay on version 2.
+    async with c.http.post(f"{c.gateway_url}{PACKAGES}/{second['id']}/versions",
+                           data=versioned_package(b"version three", item="other"),
+                           headers={"Authorization": f"Bearer {key}", "Content-Type": "application/zip"}) as resp:
+        third = (await resp.json())["data"]
+        assert resp.status == 202 and third["version"] == 3 and third["version_of"] == first_id
+    failed = await outcome(c, key, third["id"])
+    assert failed["status"] == "failed" and "no SCO 'i1'" in failed["error"], failed
+    again = await c.launch(key, late["id"], activity["id"])
+    assert await content_of(c, again) == b"<html>version two</html>"
+
+    # Archiving: refused while the published course uses it, naming the course; allowed once it is archived.
+    status, body = await c.api(key, "DELETE", f"/scorm-packages/{first_id}")
+    assert status == 409 and body["error"]["code"] == "scorm_package_in_use", body
+    assert "'Versioned course'" in body["error"]["message"] and str(course["id"]) in body["error"]["message"]
+    status, body = await c.api(key, "POST", f"/courses/{course['id']}/archive")
+    assert status == 200, body
+    status, body = await c.api(key, "DELETE", f"/scorm-packages/{second['id']}")
+    assert status == 200 and body["data"]["archived_at"] is not None, body
+    status, body = await c.api(key, "GET", f"/scorm-packages/{first_id}")
+    assert status == 200 and body["data"]["archived_at"] is not None
+    async with c.http.post(f"{c.gateway_url}{PACKAGES}/{first_id}/versions", data=versioned_package(b"four"),
+                           headers={"Authorization": f"Bearer {key}", "Content-Type": "application/zip"}) as resp:
+        refused = await resp.json()
+        assert resp.status == 400 and "archived" in refused["error"]["message"], refused
+
+
+async def test_an_unused_package_is_archived_and_no_longer_a_dedupe_target(upload_cluster: Cluster) -> None:
+    key = await upload_cluster.tenant_with_key(f"arc-{secrets.token_hex(3)}")
+    data = versioned_package(secrets.token_hex(4).encode())
+    package_id = await via_api(upload_cluster, "", key, data)
+    assert (await outcome(upload_cluster, key, package_id))["status"] == "ready"
+    idem = {"Idempotency-Key": secrets.token_hex(8)}
+    status, body = await upload_cluster.api(key, "DELETE", f"/scorm-packages/{package_id}", headers=idem)
+    assert status == 200 and body["data"]["archived_at"] is not None
+    status, again = await upload_cluster.api(key, "DELETE", f"/scorm-packages/{package_id}", headers=idem)
+    assert status == 200 and again["data"]["archived_at"] == body["data"]["archived_at"]
+    status, answer, _ = await upload(upload_cluster, key, data, query="?dedupe=true")
+    assert status == 202 and answer["data"]["id"] != package_id
+    status, body = await upload_cluster.api(key, "DELETE", "/scorm-packages/999999999")
+    assert status == 404 and body["error"]["code"] == "scorm_package_not_found"

@@ -8,10 +8,10 @@ from services.gateway.routes import PUBLIC_ROUTES
 
 def test_every_public_write_documents_the_idempotency_key():
     document = build_document()
-    writes = [r for r in PUBLIC_ROUTES if r.method == "POST"]
-    assert len(writes) == 12
+    writes = [r for r in PUBLIC_ROUTES if r.method in ("POST", "DELETE")]
+    assert len(writes) == 14
     for route in writes:
-        op = document["paths"][route.path.replace("+}", "}")]["post"]
+        op = document["paths"][route.path.replace("+}", "}")][route.method.lower()]
         (header,) = [p for p in op["parameters"] if p["in"] == "header"]
         assert header["name"] == "Idempotency-Key" and header["required"] is False
         assert header["schema"]["maxLength"] == 255

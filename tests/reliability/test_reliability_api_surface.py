@@ -168,6 +168,7 @@ async def test_writes_on_another_tenants_ids_answer_like_missing_ones_and_change
         ("POST", "/enrollments/{id}/launches", {"activity_id": owner.ids["activities"]}),
         ("POST", "/certificates/{id}/revoke", {"reason": "mine now"}),
         ("POST", "/certificates/{id}/regenerate-pdf", None),
+        ("POST", "/scorm-packages/{id}/versions", None), ("DELETE", "/scorm-packages/{id}", None),
     ]
     for method, pattern, payload in writes:
         path = API_PREFIX + pattern
@@ -182,9 +183,11 @@ async def test_writes_on_another_tenants_ids_answer_like_missing_ones_and_change
     status, body = await c.api(other.key, "POST", "/cohorts/grant", json={"user_id": 8,
                                                                           "cohort_id": owner.ids["cohorts"]})
     assert status == 404 and body["error"]["code"] == "cohort_not_found"
-    # An upload of the owner's very bytes with ?dedupe=true is the other tenant's own new package, never the owner's.
+    # An upload of the owner's very bytes with ?dedupe=true is another tenant's own new package, never the owner's
+    # (a third tenant: the other one must stay empty for the list sweep).
+    third = await c.tenant_with_key(f"iso-dedupe-{secrets.token_hex(3)}")
     golf = (FIXTURES / "golf_scorm12_singlesco.zip").read_bytes()
-    status, body = await c.request("POST", API_PREFIX + "/scorm-packages?dedupe=true", token=other.key, data=golf,
+    status, body = await c.request("POST", API_PREFIX + "/scorm-packages?dedupe=true", token=third, data=golf,
                                    headers={"Content-Type": "application/zip"})
     assert status == 202 and body["data"]["id"] != owner.ids["scorm-packages"], body
     theirs = body["data"]["id"]
@@ -195,6 +198,8 @@ async def test_writes_on_another_tenants_ids_answer_like_missing_ones_and_change
     assert course["title"] != "Hijacked" and course["status"] == "published"
     cert = (await c.api(owner.key, "GET", f"/certificates/{owner.ids['certificates']}"))[1]["data"]
     assert cert["is_revoked"] is False and cert["pdf"]["version"] == 1
+    package = (await c.api(owner.key, "GET", f"/scorm-packages/{owner.ids['scorm-packages']}"))[1]["data"]
+    assert package["archived_at"] is None and package["status"] == "ready"
 
 
 async def test_filtered_lists_never_show_another_tenants_rows(shared_cluster: Cluster, world: World) -> None:

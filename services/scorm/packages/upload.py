@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from services.scorm.config import ScormSettings
 from services.scorm.domain import MAX_TITLE, Invalid, UnsupportedMediaType, UploadTooLarge
@@ -32,6 +33,8 @@ ZIP_CONTENT_TYPES = frozenset({"application/zip", "application/x-zip-compressed"
                                "application/octet-stream"})
 MULTIPART = "multipart/form-data"
 FILE_PART = "file"
+#: what aiohttp's multipart reader raises on a malformed body (a bad boundary, header, encoding ...)
+MALFORMED = (ValueError, AssertionError, RuntimeError, LookupError, HttpProcessingError)
 
 
 @dataclass(frozen=True)
@@ -67,17 +70,23 @@ async def receive_upload(request: web.Request, settings: ScormSettings, *, multi
     return await write_upload(request.content.iter_chunked(UPLOAD_CHUNK), settings)
 
 
+def _malformed(exc: BaseException) -> Invalid:
+    reason = str(exc).splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+    return Invalid(f"The multipart body cannot be read ({reason}): send the SCORM zip as the 'file' field.")
+
+
 async def _receive_multipart(request: web.Request, settings: ScormSettings) -> ReceivedUpload:
     try:
-        reader = await request.multipart()
-    except (ValueError, AssertionError) as exc:
-        raise Invalid(f"The multipart body cannot be read: {exc}.") from None
+        return await _read_multipart(request, settings)
+    except MALFORMED as exc:
+        raise _malformed(exc) from None
+
+
+async def _read_multipart(request: web.Request, settings: ScormSettings) -> ReceivedUpload:
+    reader = await request.multipart()
     title: str | None = None
     while True:
-        try:
-            part = await reader.next()
-        except (ValueError, AssertionError) as exc:
-            raise Invalid(f"The multipart body cannot be read: {exc}.") from None
+        part = await reader.next()
         if part is None:
             raise Invalid("The multipart body has no 'file' part: send the SCORM zip as the 'file' field.")
         if not isinstance(part, aiohttp.BodyPartReader):
@@ -91,8 +100,11 @@ async def _receive_multipart(request: web.Request, settings: ScormSettings) -> R
             await part.release()
 
     async def chunks() -> AsyncIterator[bytes]:
-        while chunk := await part.read_chunk(UPLOAD_CHUNK):
-            yield chunk
+        try:
+            while chunk := await part.read_chunk(UPLOAD_CHUNK):
+                yield chunk
+        except MALFORMED as exc:
+            raise _malformed(exc) from None
 
     received = await write_upload(chunks(), settings)
     return ReceivedUpload(received.path, received.bytes, received.sha256, form_title=title)

@@ -1,0 +1,30 @@
+"""package versions and archiving (issue 20): ``version_of`` / ``version`` / ``archived_at`` on packages, the
+course title in the courses read model (a refused archive names the courses that use the package)
+
+Revision ID: 0008_h20_versions
+Revises: 0007_h20_sha256
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008_h20_versions"
+down_revision = "0007_h20_sha256"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("scorm_packages", sa.Column("version_of", sa.BigInteger, nullable=True))
+    op.add_column("scorm_packages", sa.Column("version", sa.Integer, nullable=False, server_default="1"))
+    op.add_column("scorm_packages", sa.Column("archived_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_index("ix_scorm_packages_version_of", "scorm_packages", ["tenant_id", "version_of"])
+    op.add_column("courses", sa.Column("title", sa.Text, nullable=False, server_default=""))
+
+
+def downgrade() -> None:
+    op.drop_column("courses", "title")
+    op.drop_index("ix_scorm_packages_version_of", "scorm_packages")
+    op.drop_column("scorm_packages", "archived_at")
+    op.drop_column("scorm_packages", "version")
+    op.drop_column("scorm_packages", "version_of")
