@@ -142,6 +142,8 @@ class LaunchTarget:
     completion_threshold: float | None = None
     objective_ids: list[str] = field(default_factory=list)
     launch_data: str | None = None
+    time_limit_action: str | None = None
+    max_time_allowed: str | None = None
 
     def values(self) -> dict[str, Any]:
         """The launch's columns of ``runtime_sessions``."""
@@ -151,6 +153,7 @@ class LaunchTarget:
             "mastery_score": self.mastery_score, "passing_score_scaled": self.passing_score_scaled,
             "completion_threshold": self.completion_threshold, "objective_ids": self.objective_ids,
             "launch_data": self.launch_data,
+            "time_limit_action": self.time_limit_action, "max_time_allowed": self.max_time_allowed,
         }
 
 
@@ -256,7 +259,8 @@ def sco_target(package: Any, scos: list[Any], wanted: str | None, passing: float
         package_id=package.id, sco_identifier=sco.identifier, mastery_score=mastery,
         passing_score_scaled=passing if passing is not None else sco.passing_score_scaled,
         completion_threshold=sco.completion_threshold, objective_ids=list(sco.objective_ids or []),
-        launch_data=sco.launch_data,
+        launch_data=sco.launch_data, time_limit_action=sco.time_limit_action,
+        max_time_allowed=sco.max_time_allowed,
     )
 
 
@@ -329,6 +333,8 @@ def page_state(row: Any, token: str, *, limits: CmiLimits | None = None) -> dict
         mastery_score=row.mastery_score,
         scaled_passing_score=row.passing_score_scaled,
         launch_data=row.launch_data,
+        time_limit_action=row.time_limit_action,
+        max_time_allowed=row.max_time_allowed,
         credit=row.mode == "normal",
         mode=row.mode,
         completion_threshold=row.completion_threshold,

@@ -192,6 +192,8 @@ async def package_imported(uow: UnitOfWork, row: Any, worker_id: str, result: Im
             "objective_ids": extras.get(sco.identifier, ItemLaunchData()).objective_ids,
             "completion_threshold": extras.get(sco.identifier, ItemLaunchData()).completion_threshold,
             "launch_data": extras.get(sco.identifier, ItemLaunchData()).launch_data,
+            "time_limit_action": extras.get(sco.identifier, ItemLaunchData()).time_limit_action,
+            "max_time_allowed": extras.get(sco.identifier, ItemLaunchData()).max_time_allowed,
         }
         for sco in manifest.scos
     ]

@@ -73,6 +73,9 @@ scorm_scos = sa.Table(
     sa.Column("objective_ids", sa.JSON, nullable=False),
     sa.Column("completion_threshold", sa.Float, nullable=True),
     sa.Column("launch_data", sa.Text, nullable=True),
+    #: the manifest's time limit (issue 20): cmi.(student_data.)time_limit_action / max_time_allowed
+    sa.Column("time_limit_action", sa.String(32), nullable=True),
+    sa.Column("max_time_allowed", sa.String(64), nullable=True),
 )
 
 blobs, blob_chunks = blob_tables(metadata)
@@ -151,6 +154,9 @@ runtime_sessions = sa.Table(
     sa.Column("completion_threshold", sa.Float, nullable=True),
     sa.Column("objective_ids", sa.JSON, nullable=False),
     sa.Column("launch_data", sa.Text, nullable=True),
+    #: the manifest's time limit (issue 20): cmi.(student_data.)time_limit_action / max_time_allowed
+    sa.Column("time_limit_action", sa.String(32), nullable=True),
+    sa.Column("max_time_allowed", sa.String(64), nullable=True),
     sa.Column("mode", sa.String(8), nullable=False),
     #: the learner's directory name when the launch started ("" when unknown); fixed for the whole launch
     sa.Column("learner_name", sa.Text, nullable=False, server_default=""),

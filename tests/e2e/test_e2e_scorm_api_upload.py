@@ -400,3 +400,38 @@ async def test_an_unused_package_is_archived_and_no_longer_a_dedupe_target(uploa
     assert status == 202 and answer["data"]["id"] != package_id
     status, body = await upload_cluster.api(key, "DELETE", "/scorm-packages/999999999")
     assert status == 404 and body["error"]["code"] == "scorm_package_not_found"
+
+
+# --- real packages' findings, through the whole system ----------------------------------------------------------
+
+
+def _player_state(html: bytes) -> dict[str, Any]:
+    import json
+    found = re.search(rb'<script type="application/json" id="learn-runtime-state">(.*?)</script>', html, re.S)
+    assert found, html[:300]
+    return dict(json.loads(found.group(1)))
+
+
+async def test_time_limits_reach_the_player_and_an_activity_without_sco_launches_the_first(
+        upload_cluster: Cluster) -> None:
+    c = upload_cluster
+    slug = f"tl-{secrets.token_hex(3)}"
+    key = await c.tenant_with_key(slug)
+    manifest = tiny_manifest().replace(
+        b"<title>Only SCO</title>",
+        b"<title>Only SCO</title><adlcp:maxtimeallowed>00:20:00</adlcp:maxtimeallowed>"
+        b"<adlcp:timelimitaction>exit,no message</adlcp:timelimitaction>")
+    package_id = await via_api(c, slug, key, zip_of({"imsmanifest.xml": manifest, "index.html": b"<html/>"}))
+    assert (await outcome(c, key, package_id))["status"] == "ready"
+    # No sco_identifier: the docs say the first SCO launches (the API answered 400 missing_field before).
+    course, (activity,) = await c.course(key, slug, "timed", [
+        {"title": "Timed", "kind": "scorm", "required": True, "scorm_package_id": package_id}])
+    assert activity["sco_identifier"] is None
+    await c.user(slug, 5, "Tim Ed")
+    enrollment = await c.enroll(key, 5, course["id"])
+    launch = await c.launch(key, enrollment["id"], activity["id"])
+    status, page = await c.request("GET", f"/learn/player/{launch['runtime_token']}", origin=c.content_url)
+    assert status == 200
+    cmi = _player_state(page)["cmi"]
+    assert cmi["cmi.student_data.time_limit_action"] == "exit,no message"
+    assert cmi["cmi.student_data.max_time_allowed"] == "00:20:00"
