@@ -52,7 +52,8 @@ def package_resource(row: Any, scos: list[Any] | None = None, *, admin: bool = F
         "archived_at": as_utc(row.archived_at) if row.archived_at is not None else None,
     }
     if scos is not None:
-        data["scos"] = [sco_resource(sco) for sco in scos]
+        data["scos"] = [sco_resource(sco) for sco in scos if sco.tracked]
+        data["assets"] = [sco_resource(sco) for sco in scos if not sco.tracked]
     return data
 
 

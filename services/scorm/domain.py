@@ -18,7 +18,7 @@ The API layer maps every :class:`ScormError` to the error envelope through its o
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -145,6 +145,11 @@ class LaunchTarget:
     time_limit_action: str | None = None
     max_time_allowed: str | None = None
 
+    @property
+    def initial_status(self) -> str:
+        """An untracked item is completed on launch; anything else starts not attempted."""
+        return "completed" if self.kind == UNTRACKED else "not_attempted"
+
     def values(self) -> dict[str, Any]:
         """The launch's columns of ``runtime_sessions``."""
         return {
@@ -244,8 +249,20 @@ def check_package_ready(package: Any) -> None:
         raise Invalid(f"The SCORM package {package.id} is {package.status}, not ready.")
 
 
+#: ``runtime_sessions.kind`` of a launched item whose resource is an asset (no SCORM API calls): untracked
+UNTRACKED = "asset"
+
+
+def untracked_fields(fields: Any) -> Any:
+    """An untracked launch's attempt stays completed whatever the player commits (it never reports)."""
+    return replace(fields, status="completed", completion_status="completed")
+
+
 def sco_target(package: Any, scos: list[Any], wanted: str | None, passing: float | None) -> LaunchTarget:
-    """The SCO ``wanted`` (None: the first) of a ready package; ``passing`` is the course author's score."""
+    """The SCO ``wanted`` (None: the first tracked one, else the first item) of a ready package; ``passing`` is the
+    course author's score. An item whose resource is an asset launches untracked (completed on launch)."""
+    if wanted is None:
+        scos = sorted(scos, key=lambda s: (not getattr(s, "tracked", True), s.position))
     sco = next((s for s in scos if wanted is None or s.identifier == wanted), None)
     if sco is None:
         raise Invalid(f"The SCORM package {package.id} has no SCO "
@@ -255,7 +272,8 @@ def sco_target(package: Any, scos: list[Any], wanted: str | None, passing: float
     if standard == "1.2" and passing is not None:
         mastery = round(passing * 100, 2)  # the course author's passing score wins over the manifest's
     return LaunchTarget(
-        kind="scorm", standard=standard, launch_path=sco.launch_url, title=sco.title or package.title,
+        kind="scorm" if getattr(sco, "tracked", True) else UNTRACKED, standard=standard,
+        launch_path=sco.launch_url, title=sco.title or package.title,
         package_id=package.id, sco_identifier=sco.identifier, mastery_score=mastery,
         passing_score_scaled=passing if passing is not None else sco.passing_score_scaled,
         completion_threshold=sco.completion_threshold, objective_ids=list(sco.objective_ids or []),

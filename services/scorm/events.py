@@ -47,7 +47,7 @@ def package_ready(package: Any, *, title: str, scorm_version: str,
         scos=[ScoInfo(identifier=s["identifier"], title=s["title"], launch_url=s["launch_url"],
                       parameters=s["parameters"], mastery_score=_decimal(s["mastery_score"]),
                       passing_score_scaled=_decimal(s["passing_score_scaled"]), position=s["position"],
-                      parent_identifier=s["parent_identifier"]) for s in scos],
+                      parent_identifier=s["parent_identifier"], tracked=s.get("tracked", True)) for s in scos],
     ))
 
 

@@ -194,9 +194,23 @@ async def package_imported(uow: UnitOfWork, row: Any, worker_id: str, result: Im
             "launch_data": extras.get(sco.identifier, ItemLaunchData()).launch_data,
             "time_limit_action": extras.get(sco.identifier, ItemLaunchData()).time_limit_action,
             "max_time_allowed": extras.get(sco.identifier, ItemLaunchData()).max_time_allowed,
+            "tracked": True,
         }
         for sco in manifest.scos
     ]
+    # Items whose resource is an asset with a page to open: launchable as untracked activities (issue 20)
+    scos += [
+        {
+            "package_id": row.id, "position": item.position, "tenant_id": row.tenant_id,
+            "identifier": item.identifier, "title": item.title, "launch_url": item.launch_url,
+            "parameters": None, "mastery_score": None, "passing_score_scaled": None,
+            "parent_identifier": item.parent_identifier, "resource_identifier": item.resource_identifier or "",
+            "objective_ids": [], "completion_threshold": None, "launch_data": None, "time_limit_action": None,
+            "max_time_allowed": None, "tracked": False,
+        }
+        for item in manifest.items if not item.is_sco and item.launch_url is not None
+    ]
+    scos.sort(key=lambda sco: int(sco["position"]))
     event = events.package_ready(row, title=title, scorm_version=manifest.scorm_version, scos=scos)
     async with uow:
         held = await store.update_held_package(
@@ -300,10 +314,11 @@ async def launch(uow: UnitOfWork, origin: Origin, enrollment_id: int, activity_i
             activity_id=activity_id, user_id=enrollment.user_id, learner_name=name,
             course_id=enrollment.course_id, mode=mode,
             **target.values(), **domain.resumed_values(previous if resumed else None),
-            sequence=0, reported_session_seconds=0.0, status="not_attempted", started_at=stamp,
+            sequence=0, reported_session_seconds=0.0, status=target.initial_status, started_at=stamp,
             finished_at=None, expires_at=expires_at, request_id=origin.request_id, updated_at=stamp,
         )
-        await uow.emit(events.runtime_committed(row, sequence=0, status="not_attempted"))
+        # An untracked item (an asset) is completed on launch: nothing in it will ever report progress.
+        await uow.emit(events.runtime_committed(row, sequence=0, status=target.initial_status))
     answer = _answer(scorm, origin, row.id, expires_at)
     log.info("activity_launched", attempt_id=row.id, enrollment_id=enrollment_id, activity_id=activity_id,
              kind=target.kind, standard=target.standard, mode=mode, resumed=resumed)
@@ -403,6 +418,8 @@ async def commit(uow: UnitOfWork, token: str, cmi: dict[str, Any] | None, *, fin
                                     completion_threshold=row.completion_threshold)
         except CmiError as exc:
             raise Invalid(str(exc)) from None
+        if row.kind == domain.UNTRACKED:  # completed on launch; the player's own commits do not undo it
+            fields = domain.untracked_fields(fields)
         reported = fields.session_time_seconds
         delta = domain.session_time_delta(reported, row.reported_session_seconds)
         sequence = row.sequence  # already the claimed one

@@ -73,6 +73,8 @@ scorm_scos = sa.Table(
     sa.Column("objective_ids", sa.JSON, nullable=False),
     sa.Column("completion_threshold", sa.Float, nullable=True),
     sa.Column("launch_data", sa.Text, nullable=True),
+    #: False for an item whose resource is an asset (issue 20): launchable as an untracked activity
+    sa.Column("tracked", sa.Boolean, nullable=False, server_default=sa.true()),
     #: the manifest's time limit (issue 20): cmi.(student_data.)time_limit_action / max_time_allowed
     sa.Column("time_limit_action", sa.String(32), nullable=True),
     sa.Column("max_time_allowed", sa.String(64), nullable=True),

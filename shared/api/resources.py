@@ -297,3 +297,6 @@ class ScormPackageDetail(ScormPackage):
     """A package with its SCOs (the get, not the list)."""
 
     scos: list[Sco]
+    assets: list[Sco] = Field(description="Items whose resource is an asset (no SCORM calls): an activity may "
+                                          "launch one by its identifier as an untracked activity, completed on "
+                                          "launch. A package with assets and no SCO is still usable.")

@@ -18,6 +18,9 @@ class ScoInfo(EventModel):
     passing_score_scaled: Number | None = None
     position: int
     parent_identifier: str | None = None
+    tracked: bool = Field(default=True, description="false: an item whose resource is an asset (no SCORM API "
+                                                    "calls), launchable as an untracked activity completed on "
+                                                    "launch")
 
 
 class ScormPackageReady(EventModel):

@@ -435,3 +435,43 @@ async def test_time_limits_reach_the_player_and_an_activity_without_sco_launches
     cmi = _player_state(page)["cmi"]
     assert cmi["cmi.student_data.time_limit_action"] == "exit,no message"
     assert cmi["cmi.student_data.max_time_allowed"] == "00:20:00"
+
+
+async def test_an_asset_only_package_publishes_launches_and_completes_on_launch(upload_cluster: Cluster) -> None:
+    c = upload_cluster
+    slug = f"as-{secrets.token_hex(3)}"
+    key = await c.tenant_with_key(slug)
+    data = (FIXTURES / "golf_scorm2004_3rd_onefilepersco_assets_only.zip").read_bytes()
+    package = await outcome(c, key, await via_api(c, slug, key, data))
+    assert package["status"] == "ready" and package["scos"] == []
+    assert len(package["assets"]) == 18
+    assert any(w.startswith("the package has no SCO") for w in package["warnings"]), package["warnings"]
+    quiz = next(a for a in package["assets"] if a["identifier"] == "havingfun_quiz_item")
+    assert quiz["launch_url"] == "shared/assessmenttemplate.html?questions=HavingFun"
+    # Publishing used to fail late ("references SCO ... which package ... does not contain").
+    course, (activity, first) = await c.course(key, slug, "assets", [
+        {"title": "Quiz", "kind": "scorm", "required": True, "scorm_package_id": package["id"],
+         "sco_identifier": "havingfun_quiz_item"},
+        {"title": "First", "kind": "scorm", "required": False, "scorm_package_id": package["id"]},
+    ])
+    assert course["status"] == "published"
+    await c.user(slug, 9, "Asset Learner")
+    enrollment = await c.enroll(key, 9, course["id"])
+    launch = await c.launch(key, enrollment["id"], activity["id"])
+    status, page = await c.request("GET", f"/learn/player/{launch['runtime_token']}", origin=c.content_url)
+    assert status == 200 and _player_state(page)["launch_url"].startswith("shared/assessmenttemplate.html")
+    status, file = await c.request("GET", f"/learn/content/{launch['runtime_token']}/shared/assessmenttemplate.html",
+                                   origin=c.content_url)
+    assert status == 200 and b"<html" in bytes(file).lower()
+    # Completed on launch: the only required activity is done, so is the enrollment.
+    done = await c.wait_status(key, enrollment["id"], "completed", timeout=60)
+    assert done["progress"] == {"required_done": 1, "required_total": 1}
+    status, attempts = await c.api(key, "GET", f"/attempts?enrollment_id={enrollment['id']}")
+    assert status == 200 and [a["status"] for a in attempts["data"]] == ["completed"]
+    # The player's own commit (an asset never reports) does not take the completion back.
+    committed = await c.runtime(launch["runtime_token"], "finish", {"cmi.completion_status": "incomplete"})
+    assert committed["status"] == "completed"
+    # No sco_identifier on an asset-only package: the first launchable item.
+    other = await c.launch(key, enrollment["id"], first["id"])
+    status, page = await c.request("GET", f"/learn/player/{other['runtime_token']}", origin=c.content_url)
+    assert status == 200 and _player_state(page)["launch_url"] == package["assets"][0]["launch_url"]

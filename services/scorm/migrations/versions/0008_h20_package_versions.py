@@ -20,6 +20,8 @@ def upgrade() -> None:
     op.add_column("scorm_packages", sa.Column("archived_at", sa.DateTime(timezone=True), nullable=True))
     op.create_index("ix_scorm_packages_version_of", "scorm_packages", ["tenant_id", "version_of"])
     op.add_column("courses", sa.Column("title", sa.Text, nullable=False, server_default=""))
+    # Items whose resource is an asset: launchable, untracked
+    op.add_column("scorm_scos", sa.Column("tracked", sa.Boolean, nullable=False, server_default=sa.true()))
     # The manifest's time limit, carried into the runtime data model
     for table in ("scorm_scos", "runtime_sessions"):
         op.add_column(table, sa.Column("time_limit_action", sa.String(32), nullable=True))
@@ -30,6 +32,7 @@ def downgrade() -> None:
     for table in ("scorm_scos", "runtime_sessions"):
         op.drop_column(table, "max_time_allowed")
         op.drop_column(table, "time_limit_action")
+    op.drop_column("scorm_scos", "tracked")
     op.drop_column("courses", "title")
     op.drop_index("ix_scorm_packages_version_of", "scorm_packages")
     op.drop_column("scorm_packages", "archived_at")
