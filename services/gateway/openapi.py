@@ -89,6 +89,9 @@ HEADERS: dict[str, Any] = {
     "Idempotent-Replayed": _header("`true` when this is the stored answer of an earlier request with the same "
                                    "Idempotency-Key.", {"type": "string", "enum": ["true"]}),
     "Location": _header("The created resource's URL (path on this host)."),
+    "Tus-Resumable": _header("The tus protocol version: `1.0.0`.", {"type": "string", "enum": ["1.0.0"]}),
+    "Upload-Offset": _header("Bytes of the upload the server holds.", {"type": "integer", "minimum": 0}),
+    "Upload-Length": _header("The upload's total size in bytes.", {"type": "integer", "minimum": 1}),
     "Consistency-Token": _header("Echo it on the next request when talking to several gateway replicas "
                                  "(read-your-writes, docs/decisions/0010-read-your-writes.md)."),
 }
@@ -118,7 +121,8 @@ _ERRORS: dict[str, tuple[str, tuple[str, ...]]] = {
     "404": ("not_found (no such route) or <resource>_not_found.", ()),
     "409": ("idempotency_key_in_flight: the first request with this Idempotency-Key is still running; retry "
             "after Retry-After to get its answer. scorm_package_in_use: published courses use the package (named "
-            "in the message).", ("Retry-After",)),
+            "in the message). upload_offset_mismatch: a PATCH not at the offset the server holds (ask HEAD).",
+            ("Retry-After",)),
     "410": ("launch_ended: the launch of this runtime token has ended.", ()),
     "413": ("payload_too_large.", ()),
     "415": ("unsupported_media_type: a JSON endpoint was sent something else.", ()),
@@ -150,13 +154,18 @@ def _error_response(route: Route, status: str) -> dict[str, Any]:
 
 
 def _status_of(route: Route) -> str:
+    if route.method == "PATCH":
+        return "204"  # tus: the bytes were appended; Upload-Offset says where the upload stands
     if route.upload:
         return "202"  # accepted: the work (an import) goes on in the background
-    created = route.method == "POST" and route.path.endswith(("/courses", "/enrollments", "/launches"))
+    created = route.method == "POST" and route.path.endswith(("/courses", "/enrollments", "/launches",
+                                                              "/scorm-uploads"))
     return "201" if created else "200"
 
 
 def _success(route: Route) -> dict[str, Any]:
+    if route.response == "empty":
+        return {"description": "No body: the headers say it (Upload-Offset, Upload-Length, Tus-Resumable)."}
     if route.response == "pdf":
         return {"description": "The PDF.", "content": {"application/pdf": {
             "schema": {"type": "string", "format": "binary"}}}}
@@ -182,6 +191,20 @@ QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
     "dedupe": {"schema": {"type": "boolean", "default": False},
                "description": "`true`: when this tenant already has a package (not failed) with the same bytes "
                               "(sha256 of the zip), answer `200` with it instead of importing again."},
+}
+
+#: tus 1.0.0 request headers of the resumable upload routes
+TUS_PARAMETERS: dict[str, dict[str, Any]] = {
+    "Upload-Length": {"name": "Upload-Length", "in": "header", "required": True,
+                      "schema": {"type": "integer", "minimum": 1},
+                      "description": "The package's size in bytes (up to the upload limit; over it: 413)."},
+    "Upload-Offset": {"name": "Upload-Offset", "in": "header", "required": True,
+                      "schema": {"type": "integer", "minimum": 0},
+                      "description": "Where these bytes start: the offset HEAD reported (else 409)."},
+    "Upload-Metadata": {"name": "Upload-Metadata", "in": "header", "required": False, "schema": {"type": "string"},
+                        "description": "tus metadata: `title <base64>` sets the package's title."},
+    "Tus-Resumable": {"name": "Tus-Resumable", "in": "header", "required": False,
+                      "schema": {"type": "string", "enum": ["1.0.0"]}},
 }
 
 #: the request body of an upload route: the file itself, or a form with a ``file`` part
@@ -229,11 +252,11 @@ def _error_statuses(route: Route) -> list[str]:
     if keyed:
         codes.append("403")
     codes.append("404")
-    if keyed and route.method in ("POST", "DELETE"):
+    if keyed and route.method in ("POST", "DELETE", "PATCH"):
         codes.append("409")
     if token:
         codes.append("410")
-    if route.method == "POST":
+    if route.method in ("POST", "PATCH"):
         codes += ["413", "415"]
     if keyed and route.method in ("POST", "DELETE"):
         codes.append("422")
@@ -251,7 +274,16 @@ def _operation(route: Route) -> dict[str, Any]:
         ok_headers.append("Idempotent-Replayed")
     success["headers"] = _h(*ok_headers)
     responses: dict[str, Any] = {status: success}
-    if route.upload:
+    if route.method == "HEAD":
+        success["headers"] = _h(*ok_headers, "Tus-Resumable", "Upload-Offset", "Upload-Length")
+    elif route.method == "PATCH":
+        success["headers"] = _h(*ok_headers, "Tus-Resumable", "Upload-Offset", "Location")
+        success["description"] = ("Appended. When Upload-Offset reaches the length, the import started: Location "
+                                  "names the package (processing).")
+        responses = {"204": success}
+    elif route.path.endswith("/scorm-uploads"):
+        success["headers"] = _h(*ok_headers, "Tus-Resumable", "Upload-Offset", "Location")
+    elif route.upload:
         success["headers"] = _h(*ok_headers, "Location")
         again = {**success, "description": "With `dedupe=true`: the tenant's package with the same bytes."}
         accepted = {**success, "description": "Accepted: the package, `processing`; poll its `Location` (or "
@@ -266,6 +298,8 @@ def _operation(route: Route) -> dict[str, Any]:
             responses = {"200": again, status: success}
     for code in _error_statuses(route):
         responses[code] = _error_response(route, code)
+        if route.method == "HEAD":  # an answer to HEAD has no body (the status says it)
+            responses[code].pop("content", None)
         if route.response == "html" and code in ("404", "410"):
             # pages answer their own errors (a missing certificate, an ended launch) as HTML
             responses[code]["content"]["text/html"] = {"schema": {"type": "string"}}
@@ -286,7 +320,17 @@ def _operation(route: Route) -> dict[str, Any]:
         op["description"] = f"Requires the `{route.scope}` scope. " + CONSISTENCY_PARAMETER_DOC
     if route.method in ("POST", "DELETE") and keyed:  # every write of the public API honours Idempotency-Key
         op["parameters"].append(IDEMPOTENCY_PARAMETER)
-    if route.upload:
+    if route.method == "PATCH":
+        op["requestBody"] = {"required": True, "description": "The next bytes of the zip, from Upload-Offset.",
+                             "content": {"application/offset+octet-stream": {
+                                 "schema": {"type": "string", "format": "binary"}}}}
+        op["parameters"] += [TUS_PARAMETERS["Upload-Offset"], TUS_PARAMETERS["Tus-Resumable"]]
+    elif route.path.endswith("/scorm-uploads") and route.method == "POST":
+        op["parameters"] += [TUS_PARAMETERS["Upload-Length"], TUS_PARAMETERS["Upload-Metadata"],
+                             TUS_PARAMETERS["Tus-Resumable"]]
+    elif route.method == "HEAD":
+        op["parameters"].append(TUS_PARAMETERS["Tus-Resumable"])
+    if route.upload and route.method != "PATCH":
         op["requestBody"] = UPLOAD_BODY
     elif route.body:
         op["requestBody"] = {"required": route.body != "RuntimeFinish", "content": {

@@ -80,6 +80,12 @@ class InUse(ScormError):
     code = "scorm_package_in_use"
 
 
+class OffsetMismatch(ScormError):
+    """A resumable upload's PATCH does not start where the server's bytes end (``409``; ask HEAD)."""
+
+    code = "upload_offset_mismatch"
+
+
 class LeaseLost(Exception):
     """Another import worker took the package over (our lease ran out): our result is dropped."""
 

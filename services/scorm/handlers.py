@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -38,10 +39,12 @@ from services.scorm.context import ScormContext, package_prefix
 from services.scorm.domain import Committed, Invalid, LaunchEnded, LeaseLost, NotFound
 from services.scorm.manifest.items import ItemLaunchData
 from services.scorm.manifest.zip_safety import ImportResult
+from services.scorm.packages import resumable
 from services.scorm.packages.upload import ReceivedUpload
 from services.scorm.runtime.cmi import CmiError, derive_attempt, validate_commit
 from shared.bus.consumer import PermanentError
 from shared.bus.envelope import CloudEvent, Origin
+from shared.db import as_utc
 from shared.events.catalog import CoursePublished, CourseSnapshot
 from shared.events.directory import TenantUpdated, UserUpserted
 from shared.events.enrollment import EnrollmentSnapshot
@@ -498,3 +501,52 @@ async def tenant_updated(uow: UnitOfWork, event: CloudEvent, payload: TenantUpda
     values = {"status": payload.status, "updated_at": payload.updated_at}
     await store.record_tenant(uow.session, tenant_id, payload.updated_at, values)
     log.info("tenant_recorded", status=payload.status)
+
+
+# --- resumable uploads (tus 1.0.0; packages/resumable.py) ------------------------------------------------------
+
+
+async def create_resumable(uow: UnitOfWork, origin: Origin, length: int, title: str | None) -> Any:
+    """A new resumable upload of ``length`` bytes, its part file empty."""
+    settings = _scorm(uow).settings
+    path = resumable.new_part_path(settings.upload_path)
+    await resumable.create_part(path)
+    stamp = store.now()
+    try:
+        async with uow:
+            return await store.insert_upload(
+                uow.session, origin.tenant_id, tenant_slug=origin.tenant_slug, length=length, part_path=str(path),
+                title=title, package_id=None, created_at=stamp,
+                expires_at=stamp + timedelta(seconds=settings.resumable_upload_ttl))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+
+
+async def resumable_upload(uow: UnitOfWork, origin: Origin, upload_id: int) -> Any:
+    """A live resumable upload of the tenant (an expired one is gone)."""
+    async with uow:
+        row = await store.upload(uow.session, origin.tenant_id, upload_id)
+    if row is None or (row.package_id is None and store.now() >= as_utc(row.expires_at)):
+        raise NotFound("scorm_upload")
+    return row
+
+
+async def complete_resumable(uow: UnitOfWork, origin: Origin, row: Any) -> Any:
+    """The last byte arrived: the part becomes a package upload (hashed, checked) and its import starts."""
+    settings = _scorm(uow).settings
+    part = Path(row.part_path)
+    try:
+        path, digest = await resumable.finish(part, settings.upload_path)
+    except Invalid:
+        await asyncio.to_thread(part.unlink, missing_ok=True)
+        async with uow:
+            await store.delete_upload(uow.session, row.id)
+        raise
+    package = await upload_package(uow, origin, ReceivedUpload(path=path, bytes=int(row.length), sha256=digest),
+                                   row.title)
+    async with uow:
+        await store.upload_completed(uow.session, row.id, package.id)
+    log.info("scorm_resumable_upload_completed", upload_id=row.id, package_id=package.id)
+    return package

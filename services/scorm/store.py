@@ -57,6 +57,21 @@ scorm_packages = sa.Table(
     sa.Index("ix_scorm_packages_sha256", "tenant_id", "sha256"),
 )
 
+#: resumable uploads (tus 1.0.0): the part file holds the bytes so far (its size is the offset)
+scorm_uploads = sa.Table(
+    "scorm_uploads", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.BigInteger, nullable=False),
+    sa.Column("tenant_slug", sa.String(63), nullable=False),
+    sa.Column("length", sa.BigInteger, nullable=False),
+    sa.Column("part_path", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("package_id", sa.BigInteger, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Index("ix_scorm_uploads_tenant", "tenant_id", "id"),
+)
+
 scorm_scos = sa.Table(
     "scorm_scos", metadata,
     sa.Column("package_id", sa.BigInteger, primary_key=True, autoincrement=False),
@@ -200,6 +215,25 @@ async def package_by_sha256(session: AsyncSession, tenant_id: int, sha256: str) 
         TenantScope(tenant_id).select(scorm_packages)
         .where(_p.sha256 == sha256, _p.status != "failed", _p.archived_at.is_(None))
         .order_by(_p.id.desc()).limit(1))).first()
+
+
+async def insert_upload(session: AsyncSession, tenant_id: int, **values: Any) -> Any:
+    return (await session.execute(
+        TenantScope(tenant_id).insert(scorm_uploads, **values).returning(*scorm_uploads.c))).one()
+
+
+async def upload(session: AsyncSession, tenant_id: int, upload_id: int) -> Any | None:
+    return (await session.execute(
+        TenantScope(tenant_id).select(scorm_uploads).where(scorm_uploads.c.id == upload_id))).first()
+
+
+async def upload_completed(session: AsyncSession, upload_id: int, package_id: int) -> None:
+    await session.execute(sa.update(scorm_uploads).where(scorm_uploads.c.id == upload_id)
+                          .values(package_id=package_id))
+
+
+async def delete_upload(session: AsyncSession, upload_id: int) -> None:
+    await session.execute(sa.delete(scorm_uploads).where(scorm_uploads.c.id == upload_id))
 
 
 async def package_family(session: AsyncSession, tenant_id: int, root_id: int) -> list[Any]:

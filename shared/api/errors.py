@@ -30,6 +30,8 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_KEY_IN_FLIGHT = "idempotency_key_in_flight"
     LAUNCH_ENDED = "launch_ended"
     SCORM_PACKAGE_IN_USE = "scorm_package_in_use"
+    SCORM_UPLOAD_NOT_FOUND = "scorm_upload_not_found"
+    UPLOAD_OFFSET_MISMATCH = "upload_offset_mismatch"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
@@ -65,6 +67,9 @@ ERROR_CODES: dict[ErrorCode, tuple[int, str]] = {
                                                "retry after Retry-After to get its answer."),
     ErrorCode.SCORM_PACKAGE_IN_USE: (409, "Published courses use this SCORM package, so it cannot be archived; the "
                                           "message names them."),
+    ErrorCode.SCORM_UPLOAD_NOT_FOUND: (404, "No resumable upload with this id in the tenant (or it expired)."),
+    ErrorCode.UPLOAD_OFFSET_MISMATCH: (409, "The PATCH's Upload-Offset is not the offset the server holds; ask "
+                                            "HEAD for it and go on from there."),
     ErrorCode.LAUNCH_ENDED: (410, "The runtime token's launch has ended (finished or superseded)."),
     ErrorCode.PAYLOAD_TOO_LARGE: (413, "The request body is over the limit (JSON: 1 MiB; a SCORM upload: "
                                        "LEARN_GATEWAY_MAX_UPLOAD_BYTES)."),

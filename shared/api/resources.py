@@ -300,3 +300,15 @@ class ScormPackageDetail(ScormPackage):
     assets: list[Sco] = Field(description="Items whose resource is an asset (no SCORM calls): an activity may "
                                           "launch one by its identifier as an untracked activity, completed on "
                                           "launch. A package with assets and no SCO is still usable.")
+
+
+class ScormUpload(_Resource):
+    """A resumable upload of a SCORM package (tus 1.0.0): ``offset`` of ``length`` bytes arrived; once complete,
+    ``package_id`` names the package being imported."""
+
+    id: Id
+    length: Annotated[int, Field(ge=1)]
+    offset: Annotated[int, Field(ge=0)]
+    package_id: Id | None = Field(description="The package the complete upload became, else null.")
+    created_at: Timestamp
+    expires_at: Timestamp = Field(description="An unfinished upload is forgotten after this.")

@@ -96,13 +96,17 @@ async def world(shared_cluster: Cluster) -> World:
                                  json={"name": "Owners", "course_ids": [course["id"]]})
     assert status == 201, body
     cohort_id = body["data"]["id"]
+    status, upload = await c.request("POST", "/api/v1/learn/scorm-uploads", token=owner.key,
+                                     headers={"Upload-Length": "100", "Tus-Resumable": "1.0.0"})
+    assert status == 201, upload
     status, keys = await c.admin("GET", f"/tenants/{owner.slug}/api-keys")
     assert status == 200, keys
     owner.ids = {
         "courses": course["id"], "modules": modules["data"][0]["id"], "lessons": golf["lesson_id"],
         "activities": golf["id"], "enrollments": enrollment["id"], "attempts": golf_launch["attempt_id"],
         "certificates": cert["id"], "verify": cert["verification_id"], "cert-templates": template_id,
-        "scorm-packages": package["id"], "cohorts": cohort_id, "api-keys": keys["data"][0]["id"], "users": 7,
+        "scorm-packages": package["id"], "scorm-uploads": upload["data"]["id"],
+        "cohorts": cohort_id, "api-keys": keys["data"][0]["id"], "users": 7,
     }
     return World(owner, other)
 
