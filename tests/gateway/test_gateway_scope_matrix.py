@@ -43,7 +43,9 @@ async def test_every_route_answers_by_the_scopes_of_the_key(gw):
                     failures.append((route.method, path, sorted(scopes), body))
             else:
                 seen = gw.echoes[route.upstream].seen[-1]
-                if seen["path_qs"] != path or seen["method"] != route.method:
+                # (the echo upstream, an aiohttp app behind "*", reports a HEAD as GET)
+                if seen["path_qs"] != path or seen["method"] not in {route.method, "GET"} - (
+                        {"GET"} if route.method != "HEAD" else set()):
                     failures.append((route.method, path, "forwarded as", seen["method"], seen["path_qs"]))
     assert failures == []
 

@@ -227,6 +227,10 @@ POSITIVE_CHECKS = [not_a_server_error, status_code_conformance, content_type_con
 NEGATIVE_CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 
 
+# tus PATCH bodies (ADR 0020) are bytes, like application/octet-stream
+schemathesis.serializer("application/offset+octet-stream")(
+    lambda ctx, value: {"data": value if isinstance(value, bytes) else str(value).encode()})
+
 @dataclass
 class FuzzReport:
     answers: list[tuple[str, str, int, Any]] = field(default_factory=list)  # (method, path, status, json)
@@ -385,7 +389,8 @@ async def test_the_reviews_hostile_inputs_never_answer_5xx_on_any_route(shared_c
         status, answer = await c.request(method, path, token=tokens[who], data=body, headers=headers,
                                          origin=c.content_url if path.startswith("/learn/") else None)
         enveloped = path.startswith(("/api/", "/admin/", "/learn/runtime/"))
-        if status >= 500 or (enveloped and status >= 400 and not (isinstance(answer, dict) and "error" in answer)):
+        if status >= 500 or (enveloped and status >= 400 and method != "HEAD"  # a HEAD answer has no body
+                             and not (isinstance(answer, dict) and "error" in answer)):
             failures.append((method, path[:120], status, str(answer)[:200]))
         elif body is not None and status == 400:
             assert answer["error"]["code"] == "invalid_argument", (method, path, answer)
