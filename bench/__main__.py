@@ -42,6 +42,8 @@ SECTIONS: list[tuple[str, str, str]] = [
     ("bench_certificates", "Certificate issuance and regeneration vs raw reportlab", "issue 6"),
     ("bench_catalog", "Course list latency at 1k and 100k courses", "issue 4"),
     ("bench_scorm_import", "SCORM import throughput and peak memory", "issue 7"),
+    ("bench_scorm_api", "SCORM upload + import: public API, admin upload and resumable (tus) side by side",
+     "issue 20"),
     ("bench_load", "Mixed load through the gateway (50 clients)", "issue 9"),
     ("bench_consistency", "Read-your-writes: added latency with and without a wait", "issue 14"),
     ("bench_webhooks", "Webhook delivery to a local receiver vs the bus pipeline", "issue 19"),

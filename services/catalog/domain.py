@@ -197,6 +197,10 @@ def publish_problems(
         if package is None:
             problems.append(f"activity {activity['id']} references SCORM package {activity['scorm_package_id']}, "
                             "which is not a ready package of this tenant")
+        elif activity["sco_identifier"] is None:
+            if not package.sco_identifiers:
+                problems.append(f"activity {activity['id']} launches the first SCO of SCORM package "
+                                f"{activity['scorm_package_id']}, which has none")
         elif activity["sco_identifier"] not in package.sco_identifiers:
             problems.append(f"activity {activity['id']} references SCO '{activity['sco_identifier']}', which "
                             f"SCORM package {activity['scorm_package_id']} does not contain")
@@ -253,7 +257,8 @@ _SCORM_FIELDS = ("scorm_package_id", "sco_identifier")
 
 
 def activity_state(current: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
-    """The activity after ``changes``, checked: scorm activities name a package and a SCO, others name neither.
+    """The activity after ``changes``, checked: scorm activities name a package (and a SCO, or none for the
+    package's first), others name neither.
 
     Moving an activity away from ``scorm`` drops its SCORM reference unless the client sent one explicitly.
     """
@@ -263,10 +268,13 @@ def activity_state(current: Mapping[str, Any], changes: Mapping[str, Any]) -> di
             if name not in changes:
                 state[name] = None
     if state.get("kind") == "scorm":
-        for name in _SCORM_FIELDS:
-            value = state.get(name)
-            if value is None or (isinstance(value, str) and not value.strip()):
-                raise MissingField(name, f"'{name}' is required for scorm activities.")
+        if state.get("scorm_package_id") is None:
+            raise MissingField("scorm_package_id", "'scorm_package_id' is required for scorm activities.")
+        # sco_identifier is optional (docs/catalog.md): none launches the package's first SCO.
+        sco = state.setdefault("sco_identifier", None)
+        if isinstance(sco, str) and not sco.strip():
+            raise InvalidArgument("'sco_identifier' must not be blank; omit it (or send null) to launch the "
+                                  "package's first SCO.")
     else:
         sent = [name for name in _SCORM_FIELDS if state.get(name) is not None]
         if sent:

@@ -353,11 +353,15 @@ async def list_ready_packages(uow: UnitOfWork, origin: Origin, page: PageRequest
 
 
 async def scorm_package_ready(uow: UnitOfWork, event: CloudEvent, payload: ScormPackageReady) -> None:
-    """Publishing checks every ``scorm`` activity against the ready packages and their SCOs."""
-    await _record_package(uow, event, payload.package_id, dict(
+    """Publishing checks every ``scorm`` activity against the ready packages and their SCOs. A new version
+    (``version_of``) gives the package activities name its SCO list too: they launch the newest version."""
+    values = dict(
         title=payload.title[:500], scorm_version=payload.scorm_version[:16], status="ready", error=None,
         scos=[{"identifier": s.identifier, "title": s.title, "position": s.position} for s in payload.scos],
-    ))
+    )
+    await _record_package(uow, event, payload.package_id, values)
+    if payload.version_of is not None:
+        await _record_package(uow, event, payload.version_of, values)
 
 
 async def scorm_package_failed(uow: UnitOfWork, event: CloudEvent, payload: ScormPackageFailed) -> None:

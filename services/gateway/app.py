@@ -80,7 +80,7 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
     gateway = Gateway(internal_secret=secret, admin_token=admin_token, base_domain=common.base_domain,
                       json_body_limit=common.json_body_limit, observer=Observer(settings.access_log),
                       consistency=settings.consistency, consistency_window=settings.consistency_window,
-                      proxies=proxies,
+                      proxies=proxies, upload_body_limit=settings.max_upload_bytes,
                       admin_failures=FailureLimiter(settings.admin_auth_max_failures, settings.admin_auth_window))
     gateway.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)  # until the app starts
     gateway.upstreams = Upstreams(settings.upstreams(), connect_timeout=settings.upstream_connect_timeout,

@@ -88,6 +88,10 @@ HEADERS: dict[str, Any] = {
     "Allow": _header("The methods the route takes (on 405)."),
     "Idempotent-Replayed": _header("`true` when this is the stored answer of an earlier request with the same "
                                    "Idempotency-Key.", {"type": "string", "enum": ["true"]}),
+    "Location": _header("The created resource's URL (path on this host)."),
+    "Tus-Resumable": _header("The tus protocol version: `1.0.0`.", {"type": "string", "enum": ["1.0.0"]}),
+    "Upload-Offset": _header("Bytes of the upload the server holds.", {"type": "integer", "minimum": 0}),
+    "Upload-Length": _header("The upload's total size in bytes.", {"type": "integer", "minimum": 1}),
     "Consistency-Token": _header("Echo it on the next request when talking to several gateway replicas "
                                  "(read-your-writes, docs/decisions/0010-read-your-writes.md)."),
 }
@@ -117,7 +121,9 @@ _ERRORS: dict[str, tuple[str, tuple[str, ...]]] = {
             "per-course key on a route not about one of its courses).", ("WWW-Authenticate",)),
     "404": ("not_found (no such route) or <resource>_not_found.", ()),
     "409": ("idempotency_key_in_flight: the first request with this Idempotency-Key is still running; retry "
-            "after Retry-After to get its answer.", ("Retry-After",)),
+            "after Retry-After to get its answer. scorm_package_in_use: published courses use the package (named "
+            "in the message). upload_offset_mismatch: a PATCH not at the offset the server holds (ask HEAD).",
+            ("Retry-After",)),
     "410": ("launch_ended: the launch of this runtime token has ended.", ()),
     "413": ("payload_too_large.", ()),
     "415": ("unsupported_media_type: a JSON endpoint was sent something else.", ()),
@@ -149,11 +155,18 @@ def _error_response(route: Route, status: str) -> dict[str, Any]:
 
 
 def _status_of(route: Route) -> str:
-    created = route.method == "POST" and route.path.endswith(("/courses", "/enrollments", "/launches"))
+    if route.method == "PATCH":
+        return "204"  # tus: the bytes were appended; Upload-Offset says where the upload stands
+    if route.upload:
+        return "202"  # accepted: the work (an import) goes on in the background
+    created = route.method == "POST" and route.path.endswith(("/courses", "/enrollments", "/launches",
+                                                              "/scorm-uploads"))
     return "201" if created else "200"
 
 
 def _success(route: Route) -> dict[str, Any]:
+    if route.response == "empty":
+        return {"description": "No body: the headers say it (Upload-Offset, Upload-Length, Tus-Resumable)."}
     if route.response == "pdf":
         return {"description": "The PDF.", "content": {"application/pdf": {
             "schema": {"type": "string", "format": "binary"}}}}
@@ -172,6 +185,46 @@ def _success(route: Route) -> dict[str, Any]:
     return {"description": "The " + ("list" if many else "resource") + ".", "content": {"application/json": media}}
 
 
+#: query parameters that are not lists' paging or integer filters
+QUERY_PARAMETERS: dict[str, dict[str, Any]] = {
+    "title": {"schema": {"type": "string", "minLength": 1, "maxLength": 300},
+              "description": "The package's title (else the manifest's; docs/scorm-import.md)."},
+    "dedupe": {"schema": {"type": "boolean", "default": False},
+               "description": "`true`: when this tenant already has a package (not failed) with the same bytes "
+                              "(sha256 of the zip), answer `200` with it instead of importing again."},
+}
+
+#: tus 1.0.0 request headers of the resumable upload routes
+TUS_PARAMETERS: dict[str, dict[str, Any]] = {
+    "Upload-Length": {"name": "Upload-Length", "in": "header", "required": True,
+                      "schema": {"type": "integer", "minimum": 1},
+                      "description": "The package's size in bytes (up to the upload limit; over it: 413)."},
+    "Upload-Offset": {"name": "Upload-Offset", "in": "header", "required": True,
+                      "schema": {"type": "integer", "minimum": 0},
+                      "description": "Where these bytes start: the offset HEAD reported (else 409)."},
+    "Upload-Metadata": {"name": "Upload-Metadata", "in": "header", "required": False, "schema": {"type": "string"},
+                        "description": "tus metadata: `title <base64>` sets the package's title."},
+    "Tus-Resumable": {"name": "Tus-Resumable", "in": "header", "required": False,
+                      "schema": {"type": "string", "enum": ["1.0.0"]}},
+}
+
+#: the request body of an upload route: the file itself, or a form with a ``file`` part
+UPLOAD_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "The SCORM zip, streamed (up to LEARN_GATEWAY_MAX_UPLOAD_BYTES; over it: 413).",
+    "content": {
+        "application/zip": {"schema": {"type": "string", "format": "binary"}},
+        "multipart/form-data": {
+            "schema": {"type": "object", "required": ["file"], "properties": {
+                "file": {"type": "string", "format": "binary", "description": "The zip."},
+                "title": {"type": "string", "maxLength": 300, "description": "As the `title` query parameter."},
+            }},
+            "encoding": {"file": {"contentType": "application/zip, application/octet-stream"}},
+        },
+    },
+}
+
+
 def _parameters(route: Route) -> list[dict[str, Any]]:
     params = []
     for seg in route.path.split("/"):
@@ -181,6 +234,9 @@ def _parameters(route: Route) -> list[dict[str, Any]]:
                            "schema": {"type": "string"} if name in ("vid", "token", "path") else
                            {"type": "integer", "minimum": 1}})
     for name in route.query:
+        if name in QUERY_PARAMETERS:
+            params.append({"name": name, "in": "query", "required": False, **QUERY_PARAMETERS[name]})
+            continue
         schema: dict[str, Any] = {"type": "string"} if name == "cursor" else (
             {"type": "integer", "minimum": 1, "maximum": 100, "default": 50} if name == "limit" else
             {"type": "integer", "minimum": 1})
@@ -197,13 +253,13 @@ def _error_statuses(route: Route) -> list[str]:
     if keyed:
         codes.append("403")
     codes.append("404")
-    if keyed and route.method == "POST":
+    if keyed and route.method in ("POST", "DELETE", "PATCH"):
         codes.append("409")
     if token:
         codes.append("410")
-    if route.method == "POST":
+    if route.method in ("POST", "PATCH"):
         codes += ["413", "415"]
-    if keyed and route.method == "POST":
+    if keyed and route.method in ("POST", "DELETE"):
         codes.append("422")
     if keyed:
         codes.append("429")
@@ -215,11 +271,26 @@ def _operation(route: Route) -> dict[str, Any]:
     status = _status_of(route)
     success = _success(route)
     ok_headers = list(_common_headers(route, status))
-    if keyed and route.method == "POST":
+    if keyed and route.method in ("POST", "DELETE"):
         ok_headers.append("Idempotent-Replayed")
     success["headers"] = _h(*ok_headers)
     responses: dict[str, Any] = {status: success}
-    if route.method == "POST" and route.path.endswith(("/enrollments", "/cohorts/grant")):
+    if route.method == "HEAD":
+        success["headers"] = _h(*ok_headers, "Tus-Resumable", "Upload-Offset", "Upload-Length")
+    elif route.method == "PATCH":
+        success["headers"] = _h(*ok_headers, "Tus-Resumable", "Upload-Offset", "Location")
+        success["description"] = ("Appended. When Upload-Offset reaches the length, the import started: Location "
+                                  "names the package (processing).")
+        responses = {"204": success}
+    elif route.path.endswith("/scorm-uploads"):
+        success["headers"] = _h(*ok_headers, "Tus-Resumable", "Upload-Offset", "Location")
+    elif route.upload:
+        success["headers"] = _h(*ok_headers, "Location")
+        again = {**success, "description": "With `dedupe=true`: the tenant's package with the same bytes."}
+        accepted = {**success, "description": "Accepted: the package, `processing`; poll its `Location` (or "
+                                              "listen for scorm_package.ready / .failed)."}
+        responses = {"200": again, "202": accepted} if "dedupe" in route.query else {"202": accepted}
+    elif route.method == "POST" and route.path.endswith(("/enrollments", "/cohorts/grant")):
         # Idempotent creates: 201 when something was created, 200 when the existing resource is returned.
         again = {**success, "description": "Nothing new: the existing resource (an idempotent repeat)."}
         if status == "200":
@@ -228,6 +299,8 @@ def _operation(route: Route) -> dict[str, Any]:
             responses = {"200": again, status: success}
     for code in _error_statuses(route):
         responses[code] = _error_response(route, code)
+        if route.method == "HEAD":  # an answer to HEAD has no body (the status says it)
+            responses[code].pop("content", None)
         if route.response == "html" and code in ("404", "410"):
             # pages answer their own errors (a missing certificate, an ended launch) as HTML
             responses[code]["content"]["text/html"] = {"schema": {"type": "string"}}
@@ -248,9 +321,21 @@ def _operation(route: Route) -> dict[str, Any]:
         op["description"] = (f"Requires the `{route.scope}` scope. " + _course_limit_doc(route) + " "
                              + CONSISTENCY_PARAMETER_DOC)
         op["x-course-scoped"] = route.course_scoped
-    if route.method == "POST" and keyed:  # every write of the public API honours Idempotency-Key
+    if route.method in ("POST", "DELETE") and keyed:  # every write of the public API honours Idempotency-Key
         op["parameters"].append(IDEMPOTENCY_PARAMETER)
-    if route.body:
+    if route.method == "PATCH":
+        op["requestBody"] = {"required": True, "description": "The next bytes of the zip, from Upload-Offset.",
+                             "content": {"application/offset+octet-stream": {
+                                 "schema": {"type": "string", "format": "binary"}}}}
+        op["parameters"] += [TUS_PARAMETERS["Upload-Offset"], TUS_PARAMETERS["Tus-Resumable"]]
+    elif route.path.endswith("/scorm-uploads") and route.method == "POST":
+        op["parameters"] += [TUS_PARAMETERS["Upload-Length"], TUS_PARAMETERS["Upload-Metadata"],
+                             TUS_PARAMETERS["Tus-Resumable"]]
+    elif route.method == "HEAD":
+        op["parameters"].append(TUS_PARAMETERS["Tus-Resumable"])
+    if route.upload and route.method != "PATCH":
+        op["requestBody"] = UPLOAD_BODY
+    elif route.body:
         op["requestBody"] = {"required": route.body != "RuntimeFinish", "content": {
             "application/json": {"schema": _ref(route.body)}}}
     return op

@@ -120,13 +120,15 @@ class Gateway:
 
     def __init__(self, *, internal_secret: str, admin_token: str, base_domain: str, json_body_limit: int,
                  observer: Observer, consistency: bool = True, consistency_window: float = 30.0,
-                 proxies: TrustedProxies | None = None, admin_failures: FailureLimiter | None = None):
+                 proxies: TrustedProxies | None = None, admin_failures: FailureLimiter | None = None,
+                 upload_body_limit: int = 512 * 1024 * 1024):
         self.internal_secret = internal_secret
         self.proxies = proxies or TrustedProxies()
         self.admin_failures = admin_failures or FailureLimiter(10, 300.0)
         self.admin_token = admin_token.encode()
         self.base_domain = base_domain
         self.json_body_limit = json_body_limit
+        self.upload_body_limit = upload_body_limit  # routes whose body is a file (a SCORM zip), streamed
         self.observer = observer
         self.causal = CausalTracker(internal_secret, window=consistency_window, enabled=consistency)
         # Set when the app starts (they need the database and the event loop).
@@ -167,9 +169,10 @@ class Gateway:
             headers[H_REQUEST_ID] = rid
             limit_headers[H_REQUEST_ID] = rid
             causal = self.causal.begin(principal.slug, route.upstream, headers, request.headers.get(H_TOKEN))
-            send = self.upstreams.forward_small if route.response in ("object", "list") else self.upstreams.forward
-            response = await send(request, route.upstream, request.raw_path, headers, self.json_body_limit,
-                                  limit_headers, causal)
+            small = route.response in ("object", "list") and not route.upload
+            send = self.upstreams.forward_small if small else self.upstreams.forward
+            limit = self.upload_body_limit if route.upload else self.json_body_limit
+            response = await send(request, route.upstream, request.raw_path, headers, limit, limit_headers, causal)
             await causal.share()
         except Exception as exc:
             response = failure(exc, rid, path=request.path)

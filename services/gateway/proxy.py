@@ -30,6 +30,8 @@ log = structlog.get_logger("gateway.proxy")
 FORWARDED_REQUEST_HEADERS = (
     "Content-Type", "Accept", "Accept-Encoding", "Accept-Language", "If-None-Match", "If-Modified-Since",
     "If-Match", "Range", "If-Range", "User-Agent", "Content-Encoding", IDEMPOTENCY_HEADER,
+    # resumable uploads (tus 1.0.0)
+    "Tus-Resumable", "Upload-Length", "Upload-Offset", "Upload-Metadata",
 )
 _HOP_BY_HOP = frozenset(h.lower() for h in (
     "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",

@@ -29,6 +29,7 @@ class Route:
     # False: the route is not about one of the tenant's courses (creating a course, templates, packages): a
     # per-course API key gets 403 course_limited_key on it (ADR 0019).
     course_scoped: bool = True
+    upload: bool = False  # the body is a file, streamed, up to LEARN_GATEWAY_MAX_UPLOAD_BYTES (not the JSON cap)
 
     @property
     def operation_id(self) -> str:
@@ -99,8 +100,34 @@ PUBLIC_ROUTES: tuple[Route, ...] = (
     # SCORM packages (scorm)
     _api("GET", "/scorm-packages", READ, "scorm", "List SCORM packages (any status).", response="list",
          schema="ScormPackage", query=_LIST, op="listScormPackages", course_scoped=False),
+    _api("POST", "/scorm-packages", WRITE, "scorm",
+         "Upload a SCORM package: the zip as the body (application/zip) or the 'file' part of a "
+         "multipart/form-data body. Answers 202 with the package processing; the import runs in the background.",
+         schema="ScormPackageDetail", body="ScormPackageUpload", query=("title", "dedupe"), upload=True,
+         op="createScormPackage", course_scoped=False),
     _api("GET", "/scorm-packages/{id}", READ, "scorm", "Get a SCORM package with its SCO list.",
          schema="ScormPackageDetail", op="getScormPackage", course_scoped=False),
+    _api("POST", "/scorm-packages/{id}/versions", WRITE, "scorm",
+         "Upload a new version of a package (as the upload). Activities keep their SCO by identifier; launches "
+         "in progress stay on their version, new launches get the newest ready one.",
+         schema="ScormPackageDetail", body="ScormPackageUpload", query=("title",), upload=True,
+         op="createScormPackageVersion", course_scoped=False),
+    # resumable uploads (tus 1.0.0 core + creation; ADR 0020)
+    _api("POST", "/scorm-uploads", WRITE, "scorm",
+         "Start a resumable upload of a SCORM package (tus 1.0.0 creation): Upload-Length says its size.",
+         schema="ScormUpload", op="createScormUpload", course_scoped=False),
+    _api("GET", "/scorm-uploads/{id}", READ, "scorm",
+         "A resumable upload: bytes received, and the package it became once complete.",
+         schema="ScormUpload", op="getScormUpload", course_scoped=False),
+    _api("HEAD", "/scorm-uploads/{id}", WRITE, "scorm",
+         "The offset the server holds (Upload-Offset): where the next PATCH starts (tus 1.0.0).",
+         response="empty", op="getScormUploadOffset", course_scoped=False),
+    _api("PATCH", "/scorm-uploads/{id}", WRITE, "scorm",
+         "Append bytes at Upload-Offset (application/offset+octet-stream); the last byte starts the import.",
+         response="empty", upload=True, op="patchScormUpload", course_scoped=False),
+    _api("DELETE", "/scorm-packages/{id}", WRITE, "scorm",
+         "Archive a package and its versions; 409 scorm_package_in_use (naming the courses) while a published "
+         "course uses it.", schema="ScormPackageDetail", op="archiveScormPackage", course_scoped=False),
 )
 
 # Reached without an API key and forwarded as they are: the service resolves the tenant from the vid / token.

@@ -7,10 +7,12 @@ from aiohttp import web
 
 from services.scorm.context import SCORM_KEY
 from services.scorm.domain import (
+    InUse,
     Invalid,
     InvalidToken,
     LaunchEnded,
     NotFound,
+    OffsetMismatch,
     ScormError,
     UnsupportedMediaType,
     UploadTooLarge,
@@ -25,6 +27,8 @@ ERRORS: ErrorTable = {
     Invalid: Answer(400),
     InvalidToken: Answer(401),
     NotFound: Answer(404),
+    InUse: Answer(409),
+    OffsetMismatch: Answer(409),
     LaunchEnded: Answer(410),
     UploadTooLarge: Answer(413),
     UnsupportedMediaType: Answer(415),

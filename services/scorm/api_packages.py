@@ -36,7 +36,7 @@ LIST_NAME = "scorm_packages"
 
 
 def package_resource(row: Any, scos: list[Any] | None = None, *, admin: bool = False) -> dict[str, Any]:
-    """The contract's SCORM package (CONTRACT §6); ``scos`` on get. Admins also see the import warnings."""
+    """The contract's SCORM package (CONTRACT §6) with its import warnings; ``scos`` on get."""
     data: dict[str, Any] = {
         "id": row.id,
         "title": row.title,
@@ -47,11 +47,14 @@ def package_resource(row: Any, scos: list[Any] | None = None, *, admin: bool = F
         "sha256": row.sha256,
         "organization_identifier": row.organization_identifier,
         "created_at": as_utc(row.created_at),
+        "warnings": list(row.warnings or []),
+        "version": row.version,
+        "version_of": row.version_of,
+        "archived_at": as_utc(row.archived_at) if row.archived_at is not None else None,
     }
     if scos is not None:
-        data["scos"] = [sco_resource(sco) for sco in scos]
-    if admin:
-        data["warnings"] = list(row.warnings or [])
+        data["scos"] = [sco_resource(sco) for sco in scos if sco.tracked]
+        data["assets"] = [sco_resource(sco) for sco in scos if not sco.tracked]
     return data
 
 
@@ -93,6 +96,86 @@ async def upload(request: web.Request) -> web.Response:
         return replay
     row = await handlers.upload_package(unit_of_work(request), Origin.of_request(ctx), received, title)
     return ok(request, package_resource(row, [], admin=True), status=201)
+
+
+def flag_param(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name)
+    if raw is None or raw.lower() in ("false", "0", ""):
+        return False
+    if raw.lower() in ("true", "1"):
+        return True
+    raise ApiError.invalid(f"'{name}' must be true or false.")
+
+
+def _created(request: web.Request, row: Any, status: int) -> web.Response:
+    response = ok(request, package_resource(row, []), status=status)
+    response.headers["Location"] = f"{PUBLIC}/{row.id}"
+    return response
+
+
+@streams_its_body
+async def public_upload(request: web.Request) -> web.Response:
+    """``POST /api/v1/learn/scorm-packages``: the zip (raw or the ``file`` part of a form) → ``202`` processing.
+
+    ``?dedupe=true``: the same bytes as a package of this tenant that did not fail answer that package (200)."""
+    ctx = context_of(request)
+    require_scope(ctx, "learn:write")
+    title = title_param(request)
+    dedupe = flag_param(request, "dedupe")
+    received = await receive_upload(request, request.app[SCORM_KEY].settings, multipart=True)
+    try:
+        replay = await claim_streamed(request, received.sha256)
+        if replay is not None:
+            received.path.unlink(missing_ok=True)
+            return replay
+        if dedupe:
+            existing = await handlers.duplicate_of(unit_of_work(request), Origin.of_request(ctx), received.sha256)
+            if existing is not None:
+                received.path.unlink(missing_ok=True)
+                scos = (await handlers.get_package(unit_of_work(request), Origin.of_request(ctx), existing.id))[1]
+                response = ok(request, package_resource(existing, scos), status=200)
+                response.headers["Location"] = f"{PUBLIC}/{existing.id}"
+                return response
+    except BaseException:
+        received.path.unlink(missing_ok=True)
+        raise
+    row = await handlers.upload_package(unit_of_work(request), Origin.of_request(ctx), received,
+                                        title or received.form_title)
+    return _created(request, row, 202)
+
+
+@streams_its_body
+async def public_new_version(request: web.Request) -> web.Response:
+    """``POST /api/v1/learn/scorm-packages/{id}/versions``: a new version of a package (``202`` processing)."""
+    ctx = context_of(request)
+    require_scope(ctx, "learn:write")
+    package_id = path_id(request, "id", "scorm_package")
+    title = title_param(request)
+    # An unknown package is refused before a byte of the body is read (the version is checked again on record).
+    await handlers.get_package(unit_of_work(request), Origin.of_request(ctx), package_id)
+    received = await receive_upload(request, request.app[SCORM_KEY].settings, multipart=True)
+    try:
+        replay = await claim_streamed(request, received.sha256)
+    except BaseException:
+        received.path.unlink(missing_ok=True)
+        raise
+    if replay is not None:
+        received.path.unlink(missing_ok=True)
+        return replay
+    row = await handlers.upload_package(unit_of_work(request), Origin.of_request(ctx), received,
+                                        title or received.form_title, version_of=package_id)
+    return _created(request, row, 202)
+
+
+async def public_archive(request: web.Request) -> web.Response:
+    """``DELETE /api/v1/learn/scorm-packages/{id}``: archive it (and its versions) unless a published course uses
+    it (``409 scorm_package_in_use`` naming them)."""
+    ctx = context_of(request)
+    require_scope(ctx, "learn:write")
+    package_id = path_id(request, "id", "scorm_package")
+    await handlers.archive_package(unit_of_work(request), Origin.of_request(ctx), package_id)
+    row, scos = await handlers.get_package(unit_of_work(request), Origin.of_request(ctx), package_id)
+    return ok(request, package_resource(row, scos))
 
 
 async def _list(request: web.Request, scope: str, admin: bool) -> web.Response:
@@ -154,7 +237,10 @@ async def admin_preview(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     app.router.add_get(PUBLIC, public_list)
+    app.router.add_post(PUBLIC, public_upload)
     app.router.add_get(PUBLIC + "/{id}", public_get)
+    app.router.add_delete(PUBLIC + "/{id}", public_archive)
+    app.router.add_post(PUBLIC + "/{id}/versions", public_new_version)
     app.router.add_post(ADMIN, upload)
     app.router.add_get(ADMIN, admin_list)
     app.router.add_get(ADMIN + "/{id}", admin_get)

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.scorm import api_errors, api_packages, api_runtime, handlers
+from services.scorm import api_errors, api_packages, api_runtime, api_uploads, handlers
 from services.scorm.config import ScormSettings
 from services.scorm.context import SCORM_KEY, build_context
 from services.scorm.packages.importer import package_importer
@@ -39,6 +39,7 @@ EVENT_HANDLERS: EventTable = {
 
 def setup_routes(app: web.Application) -> None:
     api_packages.setup(app)
+    api_uploads.setup(app)
     api_runtime.setup(app)
 
 

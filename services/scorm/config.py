@@ -19,6 +19,8 @@ class ScormSettings(ServiceSettings):
     port: int = 8084
 
     max_upload_bytes: int = Field(default=512 * 1024 * 1024, ge=1, description="zip upload cap (413 beyond)")
+    resumable_upload_ttl: int = Field(default=24 * 3600, ge=60,
+                                      description="seconds an unfinished resumable upload is kept")
     max_entries: int = Field(default=20_000, ge=1)
     max_uncompressed_bytes: int = Field(default=2 * 1024**3, ge=1)
     max_ratio: float = Field(default=200.0, gt=1)

@@ -18,7 +18,7 @@ The API layer maps every :class:`ScormError` to the error envelope through its o
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -69,6 +69,18 @@ class UploadTooLarge(ScormError):
 
 class UnsupportedMediaType(ScormError):
     code = "unsupported_media_type"
+
+
+class InUse(ScormError):
+    """A package published courses still use cannot be archived (``409``; the message names the courses)."""
+
+    code = "scorm_package_in_use"
+
+
+class OffsetMismatch(ScormError):
+    """A resumable upload's PATCH does not start where the server's bytes end (``409``; ask HEAD)."""
+
+    code = "upload_offset_mismatch"
 
 
 class LeaseLost(Exception):
@@ -133,6 +145,13 @@ class LaunchTarget:
     completion_threshold: float | None = None
     objective_ids: list[str] = field(default_factory=list)
     launch_data: str | None = None
+    time_limit_action: str | None = None
+    max_time_allowed: str | None = None
+
+    @property
+    def initial_status(self) -> str:
+        """An untracked item is completed on launch; anything else starts not attempted."""
+        return "completed" if self.kind == UNTRACKED else "not_attempted"
 
     def values(self) -> dict[str, Any]:
         """The launch's columns of ``runtime_sessions``."""
@@ -142,6 +161,7 @@ class LaunchTarget:
             "mastery_score": self.mastery_score, "passing_score_scaled": self.passing_score_scaled,
             "completion_threshold": self.completion_threshold, "objective_ids": self.objective_ids,
             "launch_data": self.launch_data,
+            "time_limit_action": self.time_limit_action, "max_time_allowed": self.max_time_allowed,
         }
 
 
@@ -198,13 +218,54 @@ def check_activity_package(activity: Any, package: Any | None) -> Any:
     return package
 
 
+def check_not_archived(package: Any) -> None:
+    if package.archived_at is not None:
+        raise Invalid(f"The SCORM package {package.id} is archived.")
+
+
+def mid_attempt(previous: Any) -> bool:
+    """The previous launch is an attempt still going on (suspended, or left unfinished with data): resuming it
+    keeps its package version."""
+    cmi = previous.cmi or {}
+    return exit_of(previous.standard, cmi) == "suspend" or (previous.finished_at is None and bool(cmi))
+
+
+def in_use_message(package_id: int, courses: list[Any]) -> str:
+    named = ", ".join(f"{c.title!r} (id {c.course_id})" if c.title else f"id {c.course_id}" for c in courses)
+    return (f"The SCORM package {package_id} is used by published courses: {named}. Unpublish or archive them, "
+            "or point their activities at another package, first.")
+
+
+def missing_scos(in_use: list[Any], identifiers: set[str]) -> str | None:
+    """Why a new version cannot replace the package: SCOs published activities launch that it lacks."""
+    lacking = [u for u in in_use if u.sco_identifier not in identifiers]
+    if not lacking:
+        return None
+    first = lacking[0]
+    more = f" (and {len(lacking) - 1} more)" if len(lacking) > 1 else ""
+    return (f"the new version has no SCO {first.sco_identifier!r}, which activity {first.activity_id} of course "
+            f"{first.course_id} launches{more}: activities keep their SCO by identifier")
+
+
 def check_package_ready(package: Any) -> None:
     if package.status != "ready":
         raise Invalid(f"The SCORM package {package.id} is {package.status}, not ready.")
 
 
+#: ``runtime_sessions.kind`` of a launched item whose resource is an asset (no SCORM API calls): untracked
+UNTRACKED = "asset"
+
+
+def untracked_fields(fields: Any) -> Any:
+    """An untracked launch's attempt stays completed whatever the player commits (it never reports)."""
+    return replace(fields, status="completed", completion_status="completed")
+
+
 def sco_target(package: Any, scos: list[Any], wanted: str | None, passing: float | None) -> LaunchTarget:
-    """The SCO ``wanted`` (None: the first) of a ready package; ``passing`` is the course author's score."""
+    """The SCO ``wanted`` (None: the first tracked one, else the first item) of a ready package; ``passing`` is the
+    course author's score. An item whose resource is an asset launches untracked (completed on launch)."""
+    if wanted is None:
+        scos = sorted(scos, key=lambda s: (not getattr(s, "tracked", True), s.position))
     sco = next((s for s in scos if wanted is None or s.identifier == wanted), None)
     if sco is None:
         raise Invalid(f"The SCORM package {package.id} has no SCO "
@@ -214,11 +275,13 @@ def sco_target(package: Any, scos: list[Any], wanted: str | None, passing: float
     if standard == "1.2" and passing is not None:
         mastery = round(passing * 100, 2)  # the course author's passing score wins over the manifest's
     return LaunchTarget(
-        kind="scorm", standard=standard, launch_path=sco.launch_url, title=sco.title or package.title,
+        kind="scorm" if getattr(sco, "tracked", True) else UNTRACKED, standard=standard,
+        launch_path=sco.launch_url, title=sco.title or package.title,
         package_id=package.id, sco_identifier=sco.identifier, mastery_score=mastery,
         passing_score_scaled=passing if passing is not None else sco.passing_score_scaled,
         completion_threshold=sco.completion_threshold, objective_ids=list(sco.objective_ids or []),
-        launch_data=sco.launch_data,
+        launch_data=sco.launch_data, time_limit_action=sco.time_limit_action,
+        max_time_allowed=sco.max_time_allowed,
     )
 
 
@@ -291,6 +354,8 @@ def page_state(row: Any, token: str, *, limits: CmiLimits | None = None) -> dict
         mastery_score=row.mastery_score,
         scaled_passing_score=row.passing_score_scaled,
         launch_data=row.launch_data,
+        time_limit_action=row.time_limit_action,
+        max_time_allowed=row.max_time_allowed,
         credit=row.mode == "normal",
         mode=row.mode,
         completion_threshold=row.completion_threshold,

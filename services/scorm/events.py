@@ -43,11 +43,11 @@ def package_ready(package: Any, *, title: str, scorm_version: str,
                   scos: Sequence[Mapping[str, Any]]) -> CloudEvent:
     """``scorm_package.ready`` for a package row, with its SCO list (``scos``: the ``scorm_scos`` rows to be)."""
     return _package_event(package, ScormPackageReady(
-        package_id=package.id, title=title, scorm_version=scorm_version,
+        package_id=package.id, title=title, scorm_version=scorm_version, version_of=package.version_of,
         scos=[ScoInfo(identifier=s["identifier"], title=s["title"], launch_url=s["launch_url"],
                       parameters=s["parameters"], mastery_score=_decimal(s["mastery_score"]),
                       passing_score_scaled=_decimal(s["passing_score_scaled"]), position=s["position"],
-                      parent_identifier=s["parent_identifier"]) for s in scos],
+                      parent_identifier=s["parent_identifier"], tracked=s.get("tracked", True)) for s in scos],
     ))
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -38,10 +39,12 @@ from services.scorm.context import ScormContext, package_prefix
 from services.scorm.domain import Committed, Invalid, LaunchEnded, LeaseLost, NotFound
 from services.scorm.manifest.items import ItemLaunchData
 from services.scorm.manifest.zip_safety import ImportResult
+from services.scorm.packages import resumable
 from services.scorm.packages.upload import ReceivedUpload
 from services.scorm.runtime.cmi import CmiError, derive_attempt, validate_commit
 from shared.bus.consumer import PermanentError
 from shared.bus.envelope import CloudEvent, Origin
+from shared.db import as_utc
 from shared.events.catalog import CoursePublished, CourseSnapshot
 from shared.events.directory import TenantUpdated, UserUpserted
 from shared.events.enrollment import EnrollmentSnapshot
@@ -58,26 +61,81 @@ def _scorm(uow: UnitOfWork) -> ScormContext:
 # --- packages -----------------------------------------------------------------------------------------------
 
 
-async def upload_package(uow: UnitOfWork, origin: Origin, upload: ReceivedUpload, title: str | None) -> Any:
-    """Record a received upload as a ``processing`` package and wake the importer."""
+async def upload_package(uow: UnitOfWork, origin: Origin, upload: ReceivedUpload, title: str | None,
+                         *, version_of: int | None = None) -> Any:
+    """Record a received upload as a ``processing`` package and wake the importer.
+
+    ``version_of``: the upload is a new version of that package (or of the package it is itself a version of)."""
     stamp = store.now()
     try:
         async with uow:
+            version, root_id = 1, None
+            if version_of is not None:
+                root_id, version = await _next_version(uow, origin, version_of)
             row = await store.insert_package(
                 uow.session, origin.tenant_id, tenant_slug=origin.tenant_slug, title=title or domain.UNTITLED,
                 title_given=title is not None,
                 scorm_version=None, status="processing", error=None, bytes=upload.bytes, sha256=upload.sha256,
                 organization_identifier=None, warnings=[], files=None, upload_path=str(upload.path),
                 lease_owner=None, lease_until=None, import_attempts=0, request_id=origin.request_id,
-                created_at=stamp, updated_at=stamp,
+                created_at=stamp, updated_at=stamp, version_of=root_id, version=version, archived_at=None,
             )
     except BaseException:
         with contextlib.suppress(OSError):
             upload.path.unlink()
         raise
-    log.info("scorm_package_uploaded", package_id=row.id, bytes=upload.bytes, sha256=upload.sha256)
+    log.info("scorm_package_uploaded", package_id=row.id, bytes=upload.bytes, sha256=upload.sha256,
+             version_of=root_id, version=version)
     _scorm(uow).import_wanted.set()
     return row
+
+
+async def _next_version(uow: UnitOfWork, origin: Origin, package_id: int) -> tuple[int, int]:
+    """(the first package's id, the next version number) for a new version of ``package_id``; locks the first
+    package's row so two uploads at once get distinct numbers."""
+    row = await store.package(uow.session, origin.tenant_id, package_id)
+    if row is None:
+        raise NotFound("scorm_package")
+    root_id = int(row.version_of or row.id)
+    root = await store.lock_package(uow.session, origin.tenant_id, root_id)
+    if root is None:
+        raise NotFound("scorm_package")
+    if root.archived_at is not None:
+        raise Invalid(f"The SCORM package {root_id} is archived: upload a new package instead of a version.")
+    family = await store.package_family(uow.session, origin.tenant_id, root_id)
+    return root_id, max(int(p.version) for p in family) + 1
+
+
+async def archive_package(uow: UnitOfWork, origin: Origin, package_id: int) -> Any:
+    """Archive a package and its versions; refused (InUse, naming them) while a published course uses it."""
+    async with uow:
+        row = await store.package(uow.session, origin.tenant_id, package_id)
+        if row is None:
+            raise NotFound("scorm_package")
+        root_id = int(row.version_of or row.id)
+        await store.lock_package(uow.session, origin.tenant_id, root_id)
+        using = await store.published_courses_using(uow.session, origin.tenant_id, root_id)
+        if using:
+            raise domain.InUse(domain.in_use_message(root_id, using))
+        if row.archived_at is None:
+            await store.archive_package(uow.session, origin.tenant_id, root_id, store.now())
+        archived = await store.package(uow.session, origin.tenant_id, package_id)
+    log.info("scorm_package_archived", package_id=package_id, root_id=root_id)
+    return archived
+
+
+async def current_version(uow: UnitOfWork, tenant_id: int, package: Any) -> Any:
+    """The version a new launch of ``package`` (what an activity names) runs: the newest ready version of its
+    family, else the package itself (whose state then explains why it cannot launch)."""
+    root_id = int(package.version_of or package.id)
+    family = await store.package_family(uow.session, tenant_id, root_id)
+    return next((p for p in family if p.status == "ready"), package)
+
+
+async def duplicate_of(uow: UnitOfWork, origin: Origin, sha256: str) -> Any | None:
+    """The package an upload of the same bytes made before (not failed), for ``?dedupe=true``."""
+    async with uow:
+        return await store.package_by_sha256(uow.session, origin.tenant_id, sha256)
 
 
 async def get_package(uow: UnitOfWork, origin: Origin, package_id: int) -> tuple[Any, list[Any]]:
@@ -118,6 +176,13 @@ async def package_imported(uow: UnitOfWork, row: Any, worker_id: str, result: Im
                            extras: dict[str, ItemLaunchData]) -> None:
     """End a held package ``ready`` with its SCO list and ``scorm_package.ready``; LeaseLost if no longer held."""
     manifest = result.manifest
+    if row.version_of is not None:
+        async with uow:
+            in_use = await store.sco_identifiers_in_use(uow.session, row.tenant_id, int(row.version_of))
+        missing = domain.missing_scos(in_use, {sco.identifier for sco in manifest.scos})
+        if missing:
+            await package_refused(uow, row, worker_id, missing)
+            return
     title = domain.package_title(row, manifest.title)
     stamp = store.now()
     scos = [
@@ -130,9 +195,25 @@ async def package_imported(uow: UnitOfWork, row: Any, worker_id: str, result: Im
             "objective_ids": extras.get(sco.identifier, ItemLaunchData()).objective_ids,
             "completion_threshold": extras.get(sco.identifier, ItemLaunchData()).completion_threshold,
             "launch_data": extras.get(sco.identifier, ItemLaunchData()).launch_data,
+            "time_limit_action": extras.get(sco.identifier, ItemLaunchData()).time_limit_action,
+            "max_time_allowed": extras.get(sco.identifier, ItemLaunchData()).max_time_allowed,
+            "tracked": True,
         }
         for sco in manifest.scos
     ]
+    # Items whose resource is an asset with a page to open: launchable as untracked activities (issue 20)
+    scos += [
+        {
+            "package_id": row.id, "position": item.position, "tenant_id": row.tenant_id,
+            "identifier": item.identifier, "title": item.title, "launch_url": item.launch_url,
+            "parameters": None, "mastery_score": None, "passing_score_scaled": None,
+            "parent_identifier": item.parent_identifier, "resource_identifier": item.resource_identifier or "",
+            "objective_ids": [], "completion_threshold": None, "launch_data": None, "time_limit_action": None,
+            "max_time_allowed": None, "tracked": False,
+        }
+        for item in manifest.items if not item.is_sco and item.launch_url is not None
+    ]
+    scos.sort(key=lambda sco: int(sco["position"]))
     event = events.package_ready(row, title=title, scorm_version=manifest.scorm_version, scos=scos)
     async with uow:
         held = await store.update_held_package(
@@ -208,15 +289,27 @@ async def launch(uow: UnitOfWork, origin: Origin, enrollment_id: int, activity_i
                                                activity_id)
         if activity is None:
             raise NotFound("activity")
+        family_root: int | None = None
         if activity.kind != "scorm":
             target = domain.builtin_target(activity)
         else:
             package = (None if activity.scorm_package_id is None
                        else await store.package(session, tenant_id, activity.scorm_package_id))
             package = domain.check_activity_package(activity, package)
+            domain.check_not_archived(package)
+            family_root = int(package.version_of or package.id)
+            package = await current_version(uow, tenant_id, package)
             target = await _sco_target(uow, tenant_id, package, activity.sco_identifier,
                                        activity.passing_score_scaled)
         previous = await store.previous_session(session, tenant_id, enrollment_id, activity_id)
+        if (family_root is not None and previous is not None
+                and previous.package_id not in (None, target.package_id) and domain.mid_attempt(previous)):
+            # A learner mid-attempt finishes on the version they started; new attempts get the newest one.
+            started_on = await store.package(session, tenant_id, previous.package_id)
+            if (started_on is not None and started_on.status == "ready"
+                    and int(started_on.version_of or started_on.id) == family_root):
+                target = await _sco_target(uow, tenant_id, started_on, previous.sco_identifier,
+                                           activity.passing_score_scaled)
         resumed = domain.resumes(previous, target)
         name = await store.learner_name(session, tenant_id, enrollment.user_id)
         row = await store.insert_session(
@@ -224,10 +317,11 @@ async def launch(uow: UnitOfWork, origin: Origin, enrollment_id: int, activity_i
             activity_id=activity_id, user_id=enrollment.user_id, learner_name=name,
             course_id=enrollment.course_id, mode=mode,
             **target.values(), **domain.resumed_values(previous if resumed else None),
-            sequence=0, reported_session_seconds=0.0, status="not_attempted", started_at=stamp,
+            sequence=0, reported_session_seconds=0.0, status=target.initial_status, started_at=stamp,
             finished_at=None, expires_at=expires_at, request_id=origin.request_id, updated_at=stamp,
         )
-        await uow.emit(events.runtime_committed(row, sequence=0, status="not_attempted"))
+        # An untracked item (an asset) is completed on launch: nothing in it will ever report progress.
+        await uow.emit(events.runtime_committed(row, sequence=0, status=target.initial_status))
     answer = _answer(scorm, origin, row.id, expires_at)
     log.info("activity_launched", attempt_id=row.id, enrollment_id=enrollment_id, activity_id=activity_id,
              kind=target.kind, standard=target.standard, mode=mode, resumed=resumed)
@@ -327,6 +421,8 @@ async def commit(uow: UnitOfWork, token: str, cmi: dict[str, Any] | None, *, fin
                                     completion_threshold=row.completion_threshold)
         except CmiError as exc:
             raise Invalid(str(exc)) from None
+        if row.kind == domain.UNTRACKED:  # completed on launch; the player's own commits do not undo it
+            fields = domain.untracked_fields(fields)
         reported = fields.session_time_seconds
         delta = domain.session_time_delta(reported, row.reported_session_seconds)
         sequence = row.sequence  # already the claimed one
@@ -384,7 +480,8 @@ async def course_changed(uow: UnitOfWork, event: CloudEvent, payload: CourseSnap
         ]
         if rows:
             await store.record_activities(uow.session, rows)
-    values = {"status": payload.status, "revision": payload.revision, "updated_at": store.now()}
+    values = {"status": payload.status, "title": payload.title, "revision": payload.revision,
+              "updated_at": store.now()}
     await store.record_course(uow.session, tenant_id, payload.course_id, payload.revision, values)
     log.info("course_recorded", course_id=payload.course_id, status=payload.status,
              version=payload.version_number)
@@ -404,3 +501,52 @@ async def tenant_updated(uow: UnitOfWork, event: CloudEvent, payload: TenantUpda
     values = {"status": payload.status, "updated_at": payload.updated_at}
     await store.record_tenant(uow.session, tenant_id, payload.updated_at, values)
     log.info("tenant_recorded", status=payload.status)
+
+
+# --- resumable uploads (tus 1.0.0; packages/resumable.py) ------------------------------------------------------
+
+
+async def create_resumable(uow: UnitOfWork, origin: Origin, length: int, title: str | None) -> Any:
+    """A new resumable upload of ``length`` bytes, its part file empty."""
+    settings = _scorm(uow).settings
+    path = resumable.new_part_path(settings.upload_path)
+    await resumable.create_part(path)
+    stamp = store.now()
+    try:
+        async with uow:
+            return await store.insert_upload(
+                uow.session, origin.tenant_id, tenant_slug=origin.tenant_slug, length=length, part_path=str(path),
+                title=title, package_id=None, created_at=stamp,
+                expires_at=stamp + timedelta(seconds=settings.resumable_upload_ttl))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+
+
+async def resumable_upload(uow: UnitOfWork, origin: Origin, upload_id: int) -> Any:
+    """A live resumable upload of the tenant (an expired one is gone)."""
+    async with uow:
+        row = await store.upload(uow.session, origin.tenant_id, upload_id)
+    if row is None or (row.package_id is None and store.now() >= as_utc(row.expires_at)):
+        raise NotFound("scorm_upload")
+    return row
+
+
+async def complete_resumable(uow: UnitOfWork, origin: Origin, row: Any) -> Any:
+    """The last byte arrived: the part becomes a package upload (hashed, checked) and its import starts."""
+    settings = _scorm(uow).settings
+    part = Path(row.part_path)
+    try:
+        path, digest = await resumable.finish(part, settings.upload_path)
+    except Invalid:
+        await asyncio.to_thread(part.unlink, missing_ok=True)
+        async with uow:
+            await store.delete_upload(uow.session, row.id)
+        raise
+    package = await upload_package(uow, origin, ReceivedUpload(path=path, bytes=int(row.length), sha256=digest),
+                                   row.title)
+    async with uow:
+        await store.upload_completed(uow.session, row.id, package.id)
+    log.info("scorm_resumable_upload_completed", upload_id=row.id, package_id=package.id)
+    return package

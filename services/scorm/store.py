@@ -46,8 +46,30 @@ scorm_packages = sa.Table(
     sa.Column("request_id", sa.String(64), nullable=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
+    #: versions (issue 20): a new version is a package row of its own pointing at the first one (``version_of``);
+    #: activities name the first one and launch the newest ready version
+    sa.Column("version_of", sa.BigInteger, nullable=True),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("archived_at", Timestamp, nullable=True),
     sa.Index("ix_scorm_packages_tenant", "tenant_id", "id"),
+    sa.Index("ix_scorm_packages_version_of", "tenant_id", "version_of"),
     sa.Index("ix_scorm_packages_status", "status"),
+    sa.Index("ix_scorm_packages_sha256", "tenant_id", "sha256"),
+)
+
+#: resumable uploads (tus 1.0.0): the part file holds the bytes so far (its size is the offset)
+scorm_uploads = sa.Table(
+    "scorm_uploads", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("tenant_id", sa.BigInteger, nullable=False),
+    sa.Column("tenant_slug", sa.String(63), nullable=False),
+    sa.Column("length", sa.BigInteger, nullable=False),
+    sa.Column("part_path", sa.Text, nullable=False),
+    sa.Column("title", sa.Text, nullable=True),
+    sa.Column("package_id", sa.BigInteger, nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Index("ix_scorm_uploads_tenant", "tenant_id", "id"),
 )
 
 scorm_scos = sa.Table(
@@ -66,6 +88,11 @@ scorm_scos = sa.Table(
     sa.Column("objective_ids", sa.JSON, nullable=False),
     sa.Column("completion_threshold", sa.Float, nullable=True),
     sa.Column("launch_data", sa.Text, nullable=True),
+    #: False for an item whose resource is an asset (issue 20): launchable as an untracked activity
+    sa.Column("tracked", sa.Boolean, nullable=False, server_default=sa.true()),
+    #: the manifest's time limit (issue 20): cmi.(student_data.)time_limit_action / max_time_allowed
+    sa.Column("time_limit_action", sa.String(32), nullable=True),
+    sa.Column("max_time_allowed", sa.String(64), nullable=True),
 )
 
 blobs, blob_chunks = blob_tables(metadata)
@@ -88,6 +115,7 @@ courses = sa.Table(
     sa.Column("tenant_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("course_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text, nullable=False, server_default=""),
     sa.Column("revision", sa.BigInteger, nullable=False),
     sa.Column("updated_at", Timestamp, nullable=False),
 )
@@ -143,6 +171,9 @@ runtime_sessions = sa.Table(
     sa.Column("completion_threshold", sa.Float, nullable=True),
     sa.Column("objective_ids", sa.JSON, nullable=False),
     sa.Column("launch_data", sa.Text, nullable=True),
+    #: the manifest's time limit (issue 20): cmi.(student_data.)time_limit_action / max_time_allowed
+    sa.Column("time_limit_action", sa.String(32), nullable=True),
+    sa.Column("max_time_allowed", sa.String(64), nullable=True),
     sa.Column("mode", sa.String(8), nullable=False),
     #: the learner's directory name when the launch started ("" when unknown); fixed for the whole launch
     sa.Column("learner_name", sa.Text, nullable=False, server_default=""),
@@ -176,6 +207,75 @@ async def insert_package(session: AsyncSession, tenant_id: int, **values: Any) -
 async def package(session: AsyncSession, tenant_id: int, package_id: int) -> Any | None:
     return (await session.execute(
         TenantScope(tenant_id).select(scorm_packages).where(_p.id == package_id))).first()
+
+
+async def package_by_sha256(session: AsyncSession, tenant_id: int, sha256: str) -> Any | None:
+    """The tenant's newest package uploaded with these bytes that did not fail (``?dedupe=true``)."""
+    return (await session.execute(
+        TenantScope(tenant_id).select(scorm_packages)
+        .where(_p.sha256 == sha256, _p.status != "failed", _p.archived_at.is_(None))
+        .order_by(_p.id.desc()).limit(1))).first()
+
+
+async def insert_upload(session: AsyncSession, tenant_id: int, **values: Any) -> Any:
+    return (await session.execute(
+        TenantScope(tenant_id).insert(scorm_uploads, **values).returning(*scorm_uploads.c))).one()
+
+
+async def upload(session: AsyncSession, tenant_id: int, upload_id: int) -> Any | None:
+    return (await session.execute(
+        TenantScope(tenant_id).select(scorm_uploads).where(scorm_uploads.c.id == upload_id))).first()
+
+
+async def upload_completed(session: AsyncSession, upload_id: int, package_id: int) -> None:
+    await session.execute(sa.update(scorm_uploads).where(scorm_uploads.c.id == upload_id)
+                          .values(package_id=package_id))
+
+
+async def delete_upload(session: AsyncSession, upload_id: int) -> None:
+    await session.execute(sa.delete(scorm_uploads).where(scorm_uploads.c.id == upload_id))
+
+
+async def package_family(session: AsyncSession, tenant_id: int, root_id: int) -> list[Any]:
+    """A package and all its versions, newest version first."""
+    return list((await session.execute(
+        TenantScope(tenant_id).select(scorm_packages)
+        .where(sa.or_(_p.id == root_id, _p.version_of == root_id)).order_by(_p.version.desc(), _p.id.desc())
+    )).all())
+
+
+async def lock_package(session: AsyncSession, tenant_id: int, package_id: int) -> Any | None:
+    """The package row, locked for this transaction (versions are numbered and archived one at a time)."""
+    return (await session.execute(
+        TenantScope(tenant_id).select(scorm_packages).where(_p.id == package_id).with_for_update())).first()
+
+
+async def archive_package(session: AsyncSession, tenant_id: int, root_id: int, stamp: datetime) -> None:
+    await session.execute(sa.update(scorm_packages).where(
+        _p.tenant_id == tenant_id, sa.or_(_p.id == root_id, _p.version_of == root_id), _p.archived_at.is_(None),
+    ).values(archived_at=stamp, updated_at=stamp))
+
+
+async def published_courses_using(session: AsyncSession, tenant_id: int, root_id: int) -> list[Any]:
+    """Published courses of the tenant with an activity (in any published version) on this package."""
+    a, c = course_activities.c, courses.c
+    return list((await session.execute(
+        sa.select(c.course_id, c.title).distinct()
+        .select_from(courses.join(course_activities, sa.and_(a.tenant_id == c.tenant_id,
+                                                             a.course_id == c.course_id)))
+        .where(c.tenant_id == tenant_id, c.status == "published", a.scorm_package_id == root_id)
+        .order_by(c.course_id)
+    )).all())
+
+
+async def sco_identifiers_in_use(session: AsyncSession, tenant_id: int, root_id: int) -> list[Any]:
+    """The SCO identifiers activities of published course versions launch on this package."""
+    a = course_activities.c
+    return list((await session.execute(
+        sa.select(a.sco_identifier, a.course_id, a.activity_id)
+        .where(a.tenant_id == tenant_id, a.scorm_package_id == root_id, a.sco_identifier.is_not(None))
+        .order_by(a.course_id, a.activity_id)
+    )).all())
 
 
 async def package_scos(session: AsyncSession, tenant_id: int, package_id: int) -> list[Any]:

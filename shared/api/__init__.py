@@ -34,6 +34,7 @@ from shared.api.resources import (
     RuntimeCommitted,
     ScormPackage,
     ScormPackageDetail,
+    ScormUpload,
 )
 
 # Every enum of the API by name (the document gives each member's name as x-enum-varnames).
@@ -47,5 +48,5 @@ __all__ = [
     "CertificateTemplate",
     "CohortGrant", "CohortGrantCreate", "Course", "CourseCreate", "CourseUpdate", "Enrollment", "EnrollmentCreate",
     "Error", "ErrorBody", "ErrorCode", "Launch", "LaunchCreate", "Lesson", "Module", "RuntimeCommit",
-    "RuntimeCommitted", "RuntimeFinish", "ScormPackage", "ScormPackageDetail", "envelope_of", "list_of",
+    "RuntimeCommitted", "RuntimeFinish", "ScormPackage", "ScormPackageDetail", "ScormUpload", "envelope_of", "list_of",
 ]

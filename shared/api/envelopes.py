@@ -38,6 +38,7 @@ def _many(resource: type[BaseModel]) -> type[BaseModel]:
 _SINGLE: tuple[type[BaseModel], ...] = (
     resources.Course, resources.Enrollment, resources.CohortGrant, resources.Attempt, resources.Launch,
     resources.Certificate, resources.CertificateTemplate, resources.ScormPackageDetail, resources.RuntimeCommitted,
+    resources.ScormUpload,
 )
 _LISTED: tuple[type[BaseModel], ...] = (
     resources.Course, resources.Module, resources.Lesson, resources.Activity, resources.Enrollment,

@@ -31,6 +31,9 @@ class ErrorCode(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     IDEMPOTENCY_KEY_IN_FLIGHT = "idempotency_key_in_flight"
     LAUNCH_ENDED = "launch_ended"
+    SCORM_PACKAGE_IN_USE = "scorm_package_in_use"
+    SCORM_UPLOAD_NOT_FOUND = "scorm_upload_not_found"
+    UPLOAD_OFFSET_MISMATCH = "upload_offset_mismatch"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
@@ -69,9 +72,16 @@ ERROR_CODES: dict[ErrorCode, tuple[int, str]] = {
     ErrorCode.METHOD_NOT_ALLOWED: (405, "The route exists but not with this method; see the Allow header."),
     ErrorCode.IDEMPOTENCY_KEY_IN_FLIGHT: (409, "The first request with this Idempotency-Key is still running; "
                                                "retry after Retry-After to get its answer."),
+    ErrorCode.SCORM_PACKAGE_IN_USE: (409, "Published courses use this SCORM package, so it cannot be archived; the "
+                                          "message names them."),
+    ErrorCode.SCORM_UPLOAD_NOT_FOUND: (404, "No resumable upload with this id in the tenant (or it expired)."),
+    ErrorCode.UPLOAD_OFFSET_MISMATCH: (409, "The PATCH's Upload-Offset is not the offset the server holds; ask "
+                                            "HEAD for it and go on from there."),
     ErrorCode.LAUNCH_ENDED: (410, "The runtime token's launch has ended (finished or superseded)."),
-    ErrorCode.PAYLOAD_TOO_LARGE: (413, "The request body is over the limit (JSON: 1 MiB)."),
-    ErrorCode.UNSUPPORTED_MEDIA_TYPE: (415, "A JSON endpoint was sent another media type."),
+    ErrorCode.PAYLOAD_TOO_LARGE: (413, "The request body is over the limit (JSON: 1 MiB; a SCORM upload: "
+                                       "LEARN_GATEWAY_MAX_UPLOAD_BYTES)."),
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: (415, "A JSON endpoint was sent another media type, or an upload neither a "
+                                            "zip nor a multipart form."),
     ErrorCode.IDEMPOTENCY_KEY_REUSED: (422, "This Idempotency-Key was used for another request (method, path or "
                                             "body)."),
     ErrorCode.RATE_LIMITED: (429, "Too many requests for this API key; see Retry-After and RateLimit."),

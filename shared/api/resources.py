@@ -273,6 +273,14 @@ class ScormPackage(_Resource):
     sha256: str
     organization_identifier: str | None
     created_at: Timestamp
+    warnings: list[str] = Field(description="What the import found worth telling the author (files the manifest "
+                                            "names but the zip lacks, no launchable SCO, ...); empty while "
+                                            "processing. Repeated findings are summarised in one line.")
+    version: Annotated[int, Field(ge=1)] = Field(description="1 for an upload; n for the n-th version uploaded "
+                                                             "with POST /scorm-packages/{id}/versions.")
+    version_of: Id | None = Field(description="The package this is a new version of (activities name that one "
+                                              "and launch its newest ready version); null for a first upload.")
+    archived_at: Timestamp | None = Field(description="When the package was archived (DELETE), else null.")
 
 
 class Sco(_Resource):
@@ -289,3 +297,18 @@ class ScormPackageDetail(ScormPackage):
     """A package with its SCOs (the get, not the list)."""
 
     scos: list[Sco]
+    assets: list[Sco] = Field(description="Items whose resource is an asset (no SCORM calls): an activity may "
+                                          "launch one by its identifier as an untracked activity, completed on "
+                                          "launch. A package with assets and no SCO is still usable.")
+
+
+class ScormUpload(_Resource):
+    """A resumable upload of a SCORM package (tus 1.0.0): ``offset`` of ``length`` bytes arrived; once complete,
+    ``package_id`` names the package being imported."""
+
+    id: Id
+    length: Annotated[int, Field(ge=1)]
+    offset: Annotated[int, Field(ge=0)]
+    package_id: Id | None = Field(description="The package the complete upload became, else null.")
+    created_at: Timestamp
+    expires_at: Timestamp = Field(description="An unfinished upload is forgotten after this.")

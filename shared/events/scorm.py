@@ -18,6 +18,9 @@ class ScoInfo(EventModel):
     passing_score_scaled: Number | None = None
     position: int
     parent_identifier: str | None = None
+    tracked: bool = Field(default=True, description="false: an item whose resource is an asset (no SCORM API "
+                                                    "calls), launchable as an untracked activity completed on "
+                                                    "launch")
 
 
 class ScormPackageReady(EventModel):
@@ -29,6 +32,9 @@ class ScormPackageReady(EventModel):
     title: str
     scorm_version: str
     scos: list[ScoInfo]
+    version_of: int | None = Field(default=None, description="set when this package is a new version of that one "
+                                                             "(POST /scorm-packages/{id}/versions): activities "
+                                                             "naming that package now launch this version's SCOs")
 
 
 class ScormPackageFailed(EventModel):

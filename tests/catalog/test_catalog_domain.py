@@ -91,10 +91,24 @@ def test_reorder_rejects_anything_but_each_child_once(ids):
     assert err.value.code == "invalid_argument"
 
 
-def test_a_scorm_activity_without_a_sco_is_missing_a_field():
+def test_a_scorm_activity_without_a_sco_launches_the_first_one_as_the_docs_say():
+    # issue 20: the docs said sco_identifier is optional, the code answered missing_field
+    state = activity_state({}, {"kind": "scorm", "scorm_package_id": 1})
+    assert state["sco_identifier"] is None
+    assert publish_problems("all_activities", [{"lessons": [{"activities": [
+        activity(1, "scorm", package=1, sco=None)]}]}], {1: ReadyPackage(1, frozenset({"a"}))}) == []
+    assert publish_problems("all_activities", [{"lessons": [{"activities": [
+        activity(1, "scorm", package=1, sco=None)]}]}], {1: ReadyPackage(1, frozenset())}) == [
+        "activity 1 launches the first SCO of SCORM package 1, which has none"]
+
+
+def test_a_scorm_activity_without_a_package_or_with_a_blank_sco_is_refused():
     with pytest.raises(CatalogError) as err:
-        activity_state({}, {"kind": "scorm", "scorm_package_id": 1})
-    assert (err.value.code, "sco_identifier" in err.value.message) == ("missing_field", True)
+        activity_state({}, {"kind": "scorm", "sco_identifier": "a"})
+    assert (err.value.code, "scorm_package_id" in err.value.message) == ("missing_field", True)
+    with pytest.raises(CatalogError) as err:
+        activity_state({}, {"kind": "scorm", "scorm_package_id": 1, "sco_identifier": "  "})
+    assert err.value.code == "invalid_argument"
 
 
 def test_leaving_scorm_drops_the_reference_unless_sent():

@@ -135,15 +135,18 @@ async def test_activities_are_required_by_default(catalog):
     assert (await catalog.add_activity(lesson["id"]))["required"] is True
 
 
-async def test_a_scorm_activity_needs_a_package_and_a_sco(catalog):
+async def test_a_scorm_activity_needs_a_package_and_its_sco_is_optional(catalog):
     course = await catalog.create_course()
     lesson = await catalog.add_lesson((await catalog.add_module(course["id"]))["id"])
-    for body, field in (({"scorm_package_id": 3}, "sco_identifier"), ({"sco_identifier": "sco-1"},
-                                                                       "scorm_package_id")):
-        resp = await catalog.admin("POST", f"/lessons/{lesson['id']}/activities",
-                                   {"title": "S", "kind": "scorm", **body})
-        assert (resp.status, resp.error["code"]) == (400, "missing_field")
-        assert field in resp.error["message"]
+    resp = await catalog.admin("POST", f"/lessons/{lesson['id']}/activities",
+                               {"title": "S", "kind": "scorm", "sco_identifier": "sco-1"})
+    assert (resp.status, resp.error["code"]) == (400, "missing_field")
+    assert "scorm_package_id" in resp.error["message"]
+    # issue 20: no sco_identifier launches the package's first SCO, as the docs say (was 400 missing_field)
+    resp = await catalog.admin("POST", f"/lessons/{lesson['id']}/activities",
+                               {"title": "S", "kind": "scorm", "scorm_package_id": 3})
+    assert resp.status == 201, resp.error
+    assert resp.data["sco_identifier"] is None
 
 
 async def test_only_scorm_activities_name_a_package(catalog):

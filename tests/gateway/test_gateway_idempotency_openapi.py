@@ -8,11 +8,11 @@ from services.gateway.routes import PUBLIC_ROUTES
 
 def test_every_public_write_documents_the_idempotency_key():
     document = build_document()
-    writes = [r for r in PUBLIC_ROUTES if r.method == "POST"]
-    assert len(writes) == 11
+    writes = [r for r in PUBLIC_ROUTES if r.method in ("POST", "DELETE")]
+    assert len(writes) == 15
     for route in writes:
-        op = document["paths"][route.path.replace("+}", "}")]["post"]
-        (header,) = [p for p in op["parameters"] if p["in"] == "header"]
+        op = document["paths"][route.path.replace("+}", "}")][route.method.lower()]
+        (header,) = [p for p in op["parameters"] if p["in"] == "header" and p["name"] == "Idempotency-Key"]
         assert header["name"] == "Idempotency-Key" and header["required"] is False
         assert header["schema"]["maxLength"] == 255
         assert "idempotency_key_in_flight" in op["responses"]["409"]["description"]

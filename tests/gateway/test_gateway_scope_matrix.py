@@ -37,13 +37,15 @@ async def test_every_route_answers_by_the_scopes_of_the_key(gw):
             reached = len(gw.echoes[route.upstream].seen) - before
             if resp.status != expected or reached != (1 if expected == 200 else 0):
                 failures.append((route.method, path, sorted(scopes), resp.status, reached))
-            if expected == 403:
+            if expected == 403 and route.method != "HEAD":  # a HEAD answer has no body
                 body = await resp.json()
                 if body["error"]["code"] != "insufficient_scope" or route.scope not in body["error"]["message"]:
                     failures.append((route.method, path, sorted(scopes), body))
             else:
                 seen = gw.echoes[route.upstream].seen[-1]
-                if seen["path_qs"] != path or seen["method"] != route.method:
+                # (the echo upstream, an aiohttp app behind "*", reports a HEAD as GET)
+                allowed = {"HEAD", "GET"} if route.method == "HEAD" else {route.method}
+                if seen["path_qs"] != path or seen["method"] not in allowed:
                     failures.append((route.method, path, "forwarded as", seen["method"], seen["path_qs"]))
     assert failures == []
 

@@ -510,3 +510,48 @@ def test_an_oversized_manifest_is_refused_before_parsing() -> None:
 def test_a_root_element_other_than_manifest_is_refused() -> None:
     with pytest.raises(ManifestError, match="not <manifest>"):
         parse_manifest(b"<html><body/></html>")
+
+
+# --- real packages' quirks (issue 20) ---------------------------------------------------------------------------
+
+_QUIRK_MANIFEST = """<?xml version="1.0"?>
+<manifest identifier="{ident}" xmlns="http://www.imsproject.org/xsd/imscp_rootv1p1p2"
+          xmlns:adlcp="http://www.adlnet.org/xsd/adlcp_rootv1p2">
+  <metadata><schemaversion>1.2</schemaversion></metadata>
+  <organizations default="o1"><organization identifier="o1">{org_title}
+    <item identifier="first_item" identifierref="r1">{item_title}</item>
+  </organization></organizations>
+  <resources><resource identifier="r1" type="webcontent" adlcp:scormtype="sco" href="index.html">
+    <file href="index.html"/>{files}</resource></resources>
+</manifest>"""
+
+
+def quirk_manifest(ident: str = "MANIFEST-1", org_title: str = "", item_title: str = "", files: str = "") -> bytes:
+    return _QUIRK_MANIFEST.format(ident=ident, org_title=org_title, item_title=item_title, files=files).encode()
+
+
+def test_the_title_falls_back_to_the_first_items_title_then_the_manifest_identifier() -> None:
+    assert parse_manifest(quirk_manifest(org_title="<title>Org</title>", item_title="<title>It</title>")
+                          ).title == "Org"
+    assert parse_manifest(quirk_manifest(item_title="<title>It</title>")).title == "It"
+    # every title empty: the manifest identifier, as docs/scorm-import.md says (not the first item's identifier)
+    assert parse_manifest(quirk_manifest(item_title="<title>  </title>")).title == "MANIFEST-1"
+    assert parse_manifest(quirk_manifest(ident="")).title == "Untitled package"
+
+
+def test_windows_paths_in_the_manifest_are_one_summary_warning() -> None:
+    files = "".join(f'<file href="C:\\Users\\author\\course\\img{i}.png"/>' for i in range(151))
+    manifest = parse_manifest(quirk_manifest(files=files + '<file href="..\\up.png"/>'))
+    windows = [w for w in manifest.warnings if "Windows path" in w]
+    assert windows == ["152 files named with a Windows path, e.g. 'C:\\Users\\author\\course\\img0.png' (a path "
+                       "on the author's computer, not in the package); ignored"]
+    assert len(manifest.warnings) == 1
+
+
+def test_repeated_warnings_are_summarised() -> None:
+    from services.scorm.manifest.zip_safety import summarise_warnings
+
+    many = [f"imsmanifest.xml names 'img/{i}.png', which is not in the zip" for i in range(40)]
+    assert summarise_warnings(["first", *many, "last"]) == [
+        "first", "40 warnings like this one: imsmanifest.xml names 'img/0.png', which is not in the zip", "last"]
+    assert summarise_warnings(many[:3]) == many[:3]

@@ -134,10 +134,12 @@ async def test_scorm_package_ready_carries_the_sco_list(scorm: ScormService, nam
     assert event.routing_key == "acme.scorm_package.ready"
     assert event.subject == f"scorm_package/{package['id']}"
     assert (event.data["title"], event.data["scorm_version"]) == (package["title"], package["scorm_version"])
-    sent = [(s["identifier"], s["title"], s["launch_url"], s["position"], s["parent_identifier"])
+    sent = [(s["identifier"], s["title"], s["launch_url"], s["position"], s["parent_identifier"], s["tracked"])
             for s in event.data["scos"]]
-    assert sent == [(s["identifier"], s["title"], s["launch_url"], s["position"], s["parent_identifier"])
-                    for s in package["scos"]]
+    # The event lists every launchable item in manifest order: SCOs, and assets as untracked (issue 20).
+    listed = [(s["identifier"], s["title"], s["launch_url"], s["position"], s["parent_identifier"], tracked)
+              for tracked, kind in ((True, "scos"), (False, "assets")) for s in package[kind]]
+    assert sent == sorted(listed, key=lambda s: s[3])
 
 
 @pytest.mark.parametrize("name", list(EDGE_PACKAGES))
@@ -159,11 +161,11 @@ async def test_mastery_scores_reach_the_sco_list(scorm: ScormService) -> None:
     assert sorted(s["mastery_score"] for s in package["scos"] if s["mastery_score"] is not None) == [80, 90]
 
 
-async def test_a_missing_referenced_file_is_a_warning_for_admins_only(scorm: ScormService) -> None:
+async def test_a_missing_referenced_file_is_a_warning_for_admins_and_the_api(scorm: ScormService) -> None:
     package = await scorm.ready_package("adl_cts_cm07d_scorm2004_4th_nested_xmlbase.zip")
     assert any("common/LMSTest.jar" in warning for warning in package["warnings"])
     _, public = await scorm.call("GET", f"/api/v1/learn/scorm-packages/{package['id']}", expect=200)
-    assert "warnings" not in public["data"]
+    assert public["data"]["warnings"] == package["warnings"]  # the public API shows them too (issue 20)
 
 
 # --- the upload ------------------------------------------------------------------------------------------
@@ -295,7 +297,8 @@ async def test_get_lists_the_scos_and_the_list_does_not(scorm: ScormService) -> 
     package = await scorm.ready_package("golf_scorm12_singlesco.zip")
     _, got = await scorm.call("GET", f"/api/v1/learn/scorm-packages/{package['id']}", expect=200)
     assert set(got["data"]) == {"id", "title", "scorm_version", "status", "error", "bytes", "sha256",
-                                "organization_identifier", "created_at", "scos"}
+                                "organization_identifier", "created_at", "warnings", "version", "version_of",
+                                "archived_at", "scos", "assets"}
     assert got["data"]["organization_identifier"] == "golf_sample_default_org"
     assert got["data"]["scos"] == [{"identifier": "item_1", "title": "Golf Explained",
                                     "launch_url": "shared/launchpage.html", "parameters": None,

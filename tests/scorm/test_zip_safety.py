@@ -342,8 +342,11 @@ async def test_every_package_imports_or_is_refused_with_a_reason(zip_path: Path,
         ("content/../../../evil.txt", "'..' segment"),
         ("/tmp/evil.txt", "absolute path"),
         ("C:/Windows/evil.txt", "drive letter"),
-        ("..\\..\\evil.txt", "backslash"),
-        ("content\\..\\..\\evil.txt", "backslash"),
+        # Windows separators are read as '/' (issue 20), and every check applies to the result:
+        ("..\\..\\evil.txt", "'..' segment"),
+        ("content\\..\\..\\evil.txt", "'..' segment"),
+        ("\\Windows\\evil.txt", "absolute path"),
+        ("C:\\Windows\\evil.txt", "drive letter"),
         ("evil.txt\x00.html", "NUL byte"),
         ("evil\n.txt", "control character"),
     ],
@@ -583,3 +586,41 @@ def test_check_package_validates_without_a_store(scorm_fixtures_dir: Path) -> No
     assert manifest.scorm_version == "2004-4th"
     with pytest.raises(PackageRejected, match=r"no imsmanifest\.xml"):
         check_package(scorm_fixtures_dir / "edge" / "moodle_invalid_no_manifest.zip")
+
+
+# --- real packages' quirks (issue 20) ---------------------------------------------------------------------------
+
+
+async def test_backslash_entry_names_are_read_as_folders_with_one_summary_warning(
+        tmp_path: Path, destination: Destination) -> None:
+    manifest = MANIFEST.replace(b'href="index.html"', b'href="content/index.html"', 1).replace(
+        b'<file href="index.html"/>', b'<file href="content/index.html"/><file href="content/img/a.png"/>')
+    zip_path = make_zip(tmp_path / "windows.zip", [
+        ("imsmanifest.xml", manifest), (entry_info("content\\index.html"), b"<html>win</html>"),
+        (entry_info("content\\img\\a.png"), b"png"), (entry_info("content\\img\\b.png"), b"png"),
+    ])
+
+    result = await import_package(zip_path, destination.store, "scorm/1")
+
+    assert sorted(result.files) == ["content/img/a.png", "content/img/b.png", "content/index.html",
+                                    "imsmanifest.xml"]
+    assert result.manifest.scos[0].launch_url == "content/index.html"
+    assert (destination.root / "scorm/1/content/img/a.png").read_bytes() == b"png"
+    windows = [w for w in result.warnings if "backslash" in w]
+    assert windows == ["3 zip entries are named with Windows backslashes, e.g. 'content\\index.html'; read with "
+                       "'/' as the separator"]
+    assert not any("not in the zip" in w for w in result.warnings)
+
+
+async def test_a_refused_windows_name_is_quoted_as_written(tmp_path: Path, destination: Destination) -> None:
+    zip_path = make_zip(tmp_path / "upload.zip", [*with_manifest().items(), (entry_info("a\\..\\..\\x"), b"x")])
+    reason = await refuse(zip_path, destination)
+    assert "'a\\..\\..\\x'" in reason and "\\\\" not in reason
+
+
+async def test_a_package_without_sco_imports_with_a_clear_warning(tmp_path: Path, destination: Destination) -> None:
+    manifest = MANIFEST.replace(b'adlcp:scormtype="sco"', b'adlcp:scormtype="asset"')
+    result = await import_package(make_zip(tmp_path / "assets.zip", with_manifest() | {"imsmanifest.xml": manifest}),
+                                  destination.store, "scorm/1")
+    assert result.manifest.scos == []
+    assert any(w.startswith("the package has no SCO") and "'i1'" in w for w in result.warnings), result.warnings

@@ -8,13 +8,18 @@ SCO:
   2004 RTE has the LMS put them into ``cmi.objectives`` before launch, and content relies on it;
 - ``completion_threshold``: ``adlcp:completionThreshold`` (3rd Edition: its text; 4th Edition: its
   ``minProgressMeasure`` when ``completedByMeasure="true"``);
-- ``launch_data``: ``adlcp:dataFromLMS`` (``adlcp:datafromlms`` in 1.2).
+- ``launch_data``: ``adlcp:dataFromLMS`` (``adlcp:datafromlms`` in 1.2);
+- ``time_limit_action``: ``adlcp:timelimitaction`` (1.2) / ``adlcp:timeLimitAction`` (2004), one of the four
+  values both standards define; ``max_time_allowed``: ``adlcp:maxtimeallowed`` (1.2, a CMITimespan) /
+  ``imsss:limitConditions/@attemptAbsoluteDurationLimit`` (2004, an ISO 8601 duration). Malformed values are
+  left out (the runtime then reports the element empty, as for a manifest without them).
 
 The manifest has already passed ``parse_manifest`` (DTDs forbidden) when this runs; it is parsed the same way.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from xml.etree.ElementTree import Element
 
@@ -28,6 +33,13 @@ class ItemLaunchData:
     objective_ids: list[str] = field(default_factory=list)
     completion_threshold: float | None = None
     launch_data: str | None = None
+    time_limit_action: str | None = None
+    max_time_allowed: str | None = None
+
+
+TIME_LIMIT_ACTIONS = ("exit,message", "exit,no message", "continue,message", "continue,no message")
+_CMI_TIMESPAN = re.compile(r"^\d{2,4}:\d{2}:\d{2}(\.\d{1,2})?$")
+_ISO_DURATION = re.compile(r"^P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+(\.\d{1,2})?S)?)?$")
 
 
 def _local(tag: object) -> str:
@@ -80,6 +92,31 @@ def _launch_data(item: Element) -> str | None:
     return None
 
 
+def _child_text(item: Element, local: str) -> str | None:
+    for child in item:
+        if _local(child.tag).lower() == local and child.text and child.text.strip():
+            return child.text.strip()
+    return None
+
+
+def _time_limit_action(item: Element) -> str | None:
+    text = _child_text(item, "timelimitaction")
+    value = " ".join(text.lower().replace(", ", ",").split()) if text else None
+    return value if value in TIME_LIMIT_ACTIONS else None
+
+
+def _max_time_allowed(item: Element) -> str | None:
+    text = _child_text(item, "maxtimeallowed")  # SCORM 1.2: a CMITimespan
+    if text is not None:
+        return text if _CMI_TIMESPAN.match(text) else None
+    for sequencing in _children(item, "sequencing"):  # SCORM 2004: the attempt's absolute duration limit
+        for limits in _children(sequencing, "limitConditions"):
+            value = (limits.get("attemptAbsoluteDurationLimit") or "").strip()
+            if value and _ISO_DURATION.match(value):
+                return value
+    return None
+
+
 def item_launch_data(manifest_xml: bytes) -> dict[str, ItemLaunchData]:
     root = fromstring(manifest_xml, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     collection: dict[str, Element] = {}
@@ -101,5 +138,7 @@ def item_launch_data(manifest_xml: bytes) -> dict[str, ItemLaunchData]:
             objective_ids=objective_ids,
             completion_threshold=_completion_threshold(item),
             launch_data=_launch_data(item),
+            time_limit_action=_time_limit_action(item),
+            max_time_allowed=_max_time_allowed(item),
         )
     return found

@@ -84,6 +84,10 @@ class ManifestError(ValueError):
     """The manifest cannot be used; the message says what is wrong and what to fix."""
 
 
+#: a path written on Windows: a drive letter (``C:\\...``, ``C:/...``) or a backslash separator
+_WINDOWS_PATH = re.compile(r"^(?:[A-Za-z]:[\\/]|.*\\)")
+
+
 class _OutsidePackage(ValueError):
     """A URL in the manifest does not point to a file inside the package."""
 
@@ -139,7 +143,16 @@ def parse_manifest(xml_bytes: bytes, max_bytes: int = DEFAULT_MAX_MANIFEST_BYTES
         organization_identifier = organization.get("identifier")
         items, scos = _walk_items(organization, resources, version, collection, warnings)
         title = _title(organization)
-    title = title or (items[0].title if items else "") or root.get("identifier", "") or "Untitled package"
+        if not title:  # the first item's own title (not its identifier, which items fall back to)
+            first = next(iter(_children(organization, "item")), None)
+            title = _title(first) if first is not None else ""
+    title = title or root.get("identifier", "").strip() or "Untitled package"
+    if not scos:
+        launchable = [item.identifier for item in items if item.launch_url is not None]
+        warnings.append(
+            "the package has no SCO (no resource with adlcp:scormType 'sco'), so nothing in it reports progress "
+            "or scores" + (f"; its {len(launchable)} launchable item(s) (e.g. '{launchable[0]}') are assets"
+                           if launchable else "") + "; export it again as SCORM with tracking")
 
     return Manifest(
         scorm_version=version,
@@ -428,6 +441,7 @@ def _referenced_files(
 ) -> list[str]:
     """Every package file the manifest names: resource hrefs, <file> hrefs and adlcp:location metadata."""
     found: dict[str, None] = {}
+    windows: list[str] = []
 
     def add(url: str | None, base: str, what: str) -> None:
         if not url or not url.strip():
@@ -436,7 +450,10 @@ def _referenced_files(
         try:
             found.setdefault(_package_path(composed), None)
         except _OutsidePackage as exc:
-            warnings.append(f"{what} ignored: {exc}")
+            if _WINDOWS_PATH.match(unquote(url.strip())):
+                windows.append(url.strip())  # one summary line, not one per file (151 in a real package)
+            else:
+                warnings.append(f"{what} ignored: {exc}")
 
     for location in _metadata_locations(root):
         add(location, manifest_base, "metadata location")
@@ -448,6 +465,10 @@ def _referenced_files(
             add(file_element.get("href"), resource.base, f"<file> of resource '{resource.identifier}'")
             for location in _metadata_locations(file_element):
                 add(location, resource.base, f"metadata location of a file of '{resource.identifier}'")
+    if windows:
+        count = len(windows)
+        warnings.append(f"{count} file{'' if count == 1 else 's'} named with a Windows path, e.g. '{windows[0]}' "
+                        "(a path on the author's computer, not in the package); ignored")
     return list(found)
 
 

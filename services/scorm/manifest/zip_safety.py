@@ -95,6 +95,8 @@ class _Plan:
     declared_bytes: int
     compressed_bytes: int
     skipped_junk: int
+    #: entry names written with Windows backslashes, read with '/' (only when that made a safe path)
+    windows_names: list[str] = field(default_factory=list)
 
 
 # --- public entry points ----------------------------------------------------------------------------------------
@@ -135,16 +137,40 @@ async def import_package(
     files = [entry.path for entry in plan.entries]
     present = set(files)
     warnings = list(plan.manifest.warnings)
+    if plan.windows_names:
+        count = len(plan.windows_names)
+        warnings.append(f"{count} zip entr{'y is' if count == 1 else 'ies are'} named with Windows backslashes, "
+                        f"e.g. '{plan.windows_names[0]}'; read with '/' as the separator")
     warnings += [
         f"imsmanifest.xml names {path!r}, which is not in the zip"
         for path in plan.manifest.referenced_files
         if path not in present
     ]
+    warnings = summarise_warnings(warnings)
     log.info(
         "scorm_package_imported", prefix=prefix, files=len(files), bytes=meter.total_bytes,
         skipped_junk=plan.skipped_junk, warnings=len(warnings), seconds=round(time.monotonic() - started, 3),
     )
     return ImportResult(manifest=plan.manifest, files=files, total_bytes=meter.total_bytes, warnings=warnings)
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+SUMMARY_AFTER = 3
+
+
+def summarise_warnings(warnings: list[str]) -> list[str]:
+    """The same finding about many files is one line: warnings that differ only in their quoted names are
+    counted, with the first as the example ("151 warnings like this one: ..."), in first-seen order."""
+    groups: dict[str, list[str]] = {}
+    for warning in warnings:
+        groups.setdefault(_QUOTED.sub("'…'", warning), []).append(warning)
+    out: list[str] = []
+    for similar in groups.values():
+        if len(similar) > SUMMARY_AFTER:
+            out.append(f"{len(similar)} warnings like this one: {similar[0]}")
+        else:
+            out.extend(similar)
+    return out
 
 
 def import_package_sync(
@@ -175,13 +201,13 @@ def _open_and_check(zip_path: Path, limits: ImportLimits) -> tuple[zipfile.ZipFi
     except _ZIP_ERRORS as exc:
         raise PackageRejected(f"{NOT_A_ZIP} ({exc})") from exc
     try:
-        entries, plan_sizes, skipped = _check_entries(archive, limits)
+        entries, plan_sizes, skipped, windows_names = _check_entries(archive, limits)
         manifest = _read_manifest(archive, entries, limits)
     except BaseException:
         archive.close()
         raise
     declared, compressed = plan_sizes
-    return archive, _Plan(entries, manifest, declared, compressed, skipped)
+    return archive, _Plan(entries, manifest, declared, compressed, skipped, windows_names)
 
 
 def _count_central_records(zip_path: Path, max_entries: int) -> None:
@@ -255,7 +281,7 @@ def _too_many_entries(count: int, limit: int, at_least: bool = False) -> str:
 
 def _check_entries(
     archive: zipfile.ZipFile, limits: ImportLimits
-) -> tuple[list[_Entry], tuple[int, int], int]:
+) -> tuple[list[_Entry], tuple[int, int], int, list[str]]:
     infos = archive.infolist()
     if len(infos) > limits.max_entries:
         raise PackageRejected(_too_many_entries(len(infos), limits.max_entries))
@@ -265,8 +291,11 @@ def _check_entries(
     skipped_junk = 0
     declared = 0
     compressed = 0
+    windows_names: list[str] = []
     for info in infos:
         path, is_folder = _safe_path(info.orig_filename)
+        if "\\" in info.orig_filename:
+            windows_names.append(info.orig_filename)
         _check_kind(info)
         if path in seen:
             raise PackageRejected(f"the zip holds {path!r} twice; zip the package again")
@@ -286,20 +315,23 @@ def _check_entries(
     if _ratio_exceeded(declared, compressed, limits.max_ratio):
         raise PackageRejected(_ratio_message("the package", declared, compressed, limits.max_ratio))
     _check_file_folder_clash(entries)
-    return entries, (declared, compressed), skipped_junk
+    return entries, (declared, compressed), skipped_junk, windows_names
 
 
 def _safe_path(name: str) -> tuple[str, bool]:
     """The normalised path of an entry name and whether it is a folder; refuses every unsafe form."""
     def refuse(why: str) -> PackageRejected:
-        return PackageRejected(f"the zip entry {name!r} {why}; the package was refused for safety")
+        # Quoted as written (repr would show a Windows name's backslashes doubled).
+        return PackageRejected(f"the zip entry '{original}' {why}; the package was refused for safety")
 
+    original = name
     if "\x00" in name:
         raise refuse("contains a NUL byte")
     if _CONTROL_CHARACTER.search(name):
         raise refuse("contains a control character")
-    if "\\" in name:
-        raise refuse("contains a backslash (a Windows path separator that can hide '..\\')")
+    # Windows tools write '\' as the separator: read it as '/', then every check below applies to the result
+    # (so 'a\..\..\x' is still a traversal, '\x' still absolute).
+    name = name.replace("\\", "/")
     if name.startswith("/"):
         raise refuse("is an absolute path")
     if _DRIVE_LETTER.match(name):

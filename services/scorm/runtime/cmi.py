@@ -493,6 +493,8 @@ def initial_cmi(
     total_time_seconds: float = 0.0,
     objective_ids: Sequence[str] = (),
     saved: Mapping[str, str] | None = None,
+    time_limit_action: str | None = None,
+    max_time_allowed: str | None = None,
 ) -> dict[str, str]:
     """The values the player starts with (only data; the player knows the defaults).
 
@@ -523,6 +525,8 @@ def initial_cmi(
         total_time_seconds=total_time_seconds,
         objective_ids=tuple(objective_ids),
         saved=dict(saved or {}),
+        time_limit_action=time_limit_action,
+        max_time_allowed=max_time_allowed,
     )
 
 

@@ -157,6 +157,8 @@ def initial(
     total_time_seconds: float,
     objective_ids: tuple[str, ...],  # 1.2 manifests declare no objectives
     saved: dict[str, str],
+    time_limit_action: str | None = None,
+    max_time_allowed: str | None = None,
 ) -> dict[str, str]:
     values = restorable(saved, ELEMENTS, PER_SESSION)
     if location is not None:
@@ -179,4 +181,8 @@ def initial(
         values["cmi.launch_data"] = launch_data
     if mastery_score is not None:
         values["cmi.student_data.mastery_score"] = format_decimal(mastery_score)
+    if time_limit_action is not None:  # the manifest's adlcp:timelimitaction / maxtimeallowed
+        values["cmi.student_data.time_limit_action"] = time_limit_action
+    if max_time_allowed is not None:
+        values["cmi.student_data.max_time_allowed"] = max_time_allowed
     return values

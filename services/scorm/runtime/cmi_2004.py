@@ -355,6 +355,8 @@ def initial(
     total_time_seconds: float,
     objective_ids: tuple[str, ...],
     saved: dict[str, str],
+    time_limit_action: str | None = None,
+    max_time_allowed: str | None = None,
 ) -> dict[str, str]:
     values = restorable(saved, ELEMENTS, PER_SESSION)
     if location is not None:
@@ -386,4 +388,8 @@ def initial(
         values["cmi.scaled_passing_score"] = format_decimal(scaled_passing_score)
     if completion_threshold is not None:
         values["cmi.completion_threshold"] = format_decimal(completion_threshold)
+    if time_limit_action is not None:  # adlcp:timeLimitAction / imsss:limitConditions@attemptAbsoluteDurationLimit
+        values["cmi.time_limit_action"] = time_limit_action
+    if max_time_allowed is not None:
+        values["cmi.max_time_allowed"] = max_time_allowed
     return values
