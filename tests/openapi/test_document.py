@@ -121,7 +121,8 @@ def test_the_error_codes_are_an_enum_covering_every_code_the_services_answer_wit
         used |= {f"{r}_not_found" for r in re.findall(r"not_found\(\"([a-z_]+)\"\)", text)}
         used |= set(re.findall(r"error_response\([^,]+,\s*\d{3},\s*\"([a-z_]+)\"", text))
     # admin API, not this document
-    admin_only = {"tenant_not_found", "api_key_not_found", "user_not_found", "invalid_credentials"}
+    admin_only = {"tenant_not_found", "api_key_not_found", "user_not_found", "invalid_credentials",
+                  "event_subscriber_not_found", "event_subscriber_exists"}
     assert used - admin_only - codes == set()
     assert {c.value for c in ErrorCode} == codes
 

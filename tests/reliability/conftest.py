@@ -30,7 +30,9 @@ def module_env(postgres_url: str, amqp_url: str, tmp_path_factory) -> TestEnv:
 async def shared_cluster(module_env: TestEnv) -> AsyncIterator[Cluster]:
     """One cluster per module; tests keep to their own tenants. Use it through ``healthy_cluster``."""
     try:
-        async with running_cluster(module_env, module_env.data_dir.parent / "cluster", extra_env=UNLIMITED) as c:
+        # a 30 s consistency bound: building the sweep's data under a loaded CI answered 503 not_yet_consistent
+        extra = {**UNLIMITED, "LEARN_CONSISTENCY_WAIT": "30"}
+        async with running_cluster(module_env, module_env.data_dir.parent / "cluster", extra_env=extra) as c:
             yield c
     finally:
         await module_env.cleanup()

@@ -148,7 +148,8 @@ async def test_the_gateway_admin_decorator_answers_through_the_same_table() -> N
 
 
 #: the gateway is the edge: its HTTP layer (pipeline, proxy, admin API, content, UI) builds envelopes itself
-EDGE_HTTP = {"app.py", "pipeline.py", "proxy.py", "admin.py", "content.py"}
+EDGE_HTTP = {"app.py", "pipeline.py", "proxy.py", "admin.py", "subscribers.py", "staff.py",
+             "content.py"}
 
 
 def _is_api_module(path: Path) -> bool:
