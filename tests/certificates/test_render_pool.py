@@ -49,6 +49,23 @@ def busy_worker(pool: RenderPool) -> Any:
     return next((w for w in pool._pool if w.batch), None)
 
 
+def freeze_on_send(pool: RenderPool, times: int) -> Callable[[], None]:
+    """Stop (SIGSTOP) a worker just before each of the next ``times`` batches is sent to it, so it holds the
+    batch until the test kills it: a render faster than the polling (a loaded CI machine) cannot slip through
+    unseen. Returns the undo."""
+    send = pool._send
+    left = [times]
+
+    def frozen(worker: Any, batch: Any) -> None:
+        if left[0] > 0:
+            left[0] -= 1
+            os.kill(worker.process.pid, signal.SIGSTOP)
+        send(worker, batch)
+
+    pool._send = frozen  # type: ignore[method-assign]
+    return lambda: setattr(pool, "_send", send)
+
+
 def test_large_templates_and_replies_never_pass_for_a_dead_worker():
     logo = noisy_logo()
 
@@ -76,6 +93,7 @@ def test_a_worker_killed_mid_render_costs_its_batch_one_retry_on_another_worker(
         try:
             before = set(pool.pids)
             spec = template(id=5, version=1)
+            freeze_on_send(pool, 1)
             job = asyncio.ensure_future(pool.render_many(spec, [certificate(recipient_name=f"N{n}")
                                                                 for n in range(6)]))
             victim = await until(lambda: busy_worker(pool))
@@ -97,6 +115,7 @@ def test_a_certificate_whose_worker_dies_twice_fails_with_render_failed():
         pool = RenderPool(1)
         await pool.start()
         try:
+            thaw = freeze_on_send(pool, 2)
             job = asyncio.ensure_future(pool.render(template(id=6, version=1), certificate()))
             first = await until(lambda: busy_worker(pool))
             os.kill(first.process.pid, signal.SIGKILL)
@@ -104,6 +123,7 @@ def test_a_certificate_whose_worker_dies_twice_fails_with_render_failed():
             os.kill(second.process.pid, signal.SIGKILL)
             with pytest.raises(RenderFailed, match="died twice"):
                 await job
+            thaw()
             await until(lambda: len(pool.pids) == 1)
             assert (await pool.render(template(), certificate())).startswith(b"%PDF-")
         finally:
@@ -148,16 +168,14 @@ async def test_a_revoke_or_regeneration_whose_render_fails_answers_503_and_chang
             async with service.client.post(path, json={"reason": "fraud"}, headers=service.headers()) as resp:
                 return resp.status, await resp.json(), resp.headers
 
-        # The warm worker is stopped first, so it holds the batch until it is killed: a render faster than the
-        # polling (a loaded CI machine) can no longer slip through unseen.
-        (warm,) = pool._pool
-        os.kill(warm.process.pid, signal.SIGSTOP)
+        thaw = freeze_on_send(pool, 2)
         call = asyncio.ensure_future(post())
         first = await until(lambda: busy_worker(pool))
         os.kill(first.process.pid, signal.SIGKILL)
         second = await until(lambda: (w := busy_worker(pool)) is not None and w is not first and w)
         os.kill(second.process.pid, signal.SIGKILL)
         status, body, headers = await call
+        thaw()
         assert status == 503 and body["error"]["code"] == "service_unavailable", body
         assert headers["Retry-After"] == "1" and "nothing was changed" in body["error"]["message"]
         unchanged = await service.certificate(cert["id"])
