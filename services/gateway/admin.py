@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from services.gateway import domain, handlers
 from services.gateway.dlq import DeadLetters, spec_of
+from services.gateway.domain import RouteTable
 from services.gateway.pipeline import ACTOR_KEY
-from services.gateway.routes import ADMIN_PREFIXES, UPLOAD_PREFIXES, RouteTable
+from services.gateway.routes import ADMIN_PREFIXES, UPLOAD_PREFIXES
 from shared.bus.topology import QueueSpec
 from shared.consistency import H_TOKEN
 from shared.db import Database, as_utc
@@ -411,5 +412,5 @@ class AdminProxy:
         causal = self.gateway.causal.begin(tenant.slug, upstream, headers, request.headers.get(H_TOKEN))
         response = await self.gateway.upstreams.forward(request, upstream, path_qs, headers, limit,
                                                          {H_REQUEST_ID: rid}, causal)
-        await causal.share()
+        await self.gateway.share(causal)
         return response
