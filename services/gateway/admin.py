@@ -71,6 +71,13 @@ ERRORS: ErrorTable = {
 refusals = answering(ERRORS)
 
 
+def _one_of(value: str | None, allowed: tuple[str, ...]) -> str | None:
+    """A field's value if it is one of ``allowed`` (None passes: not given); else pydantic's validation error."""
+    if value is not None and value not in allowed:
+        raise ValueError(f"must be one of {', '.join(allowed)}")
+    return value
+
+
 class TenantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     slug: str
@@ -87,8 +94,7 @@ class TenantCreate(BaseModel):
     @field_validator("plan")
     @classmethod
     def _plan(cls, v: str) -> str:
-        if v not in domain.PLANS:
-            raise ValueError(f"must be one of {', '.join(domain.PLANS)}")
+        _one_of(v, domain.PLANS)
         return v
 
 
@@ -101,16 +107,12 @@ class TenantUpdate(BaseModel):
     @field_validator("plan")
     @classmethod
     def _plan(cls, v: str | None) -> str | None:
-        if v is not None and v not in domain.PLANS:
-            raise ValueError(f"must be one of {', '.join(domain.PLANS)}")
-        return v
+        return _one_of(v, domain.PLANS)
 
     @field_validator("status")
     @classmethod
     def _status(cls, v: str | None) -> str | None:
-        if v is not None and v not in domain.TENANT_STATUSES:
-            raise ValueError(f"must be one of {', '.join(domain.TENANT_STATUSES)}")
-        return v
+        return _one_of(v, domain.TENANT_STATUSES)
 
 
 class KeyCreate(BaseModel):

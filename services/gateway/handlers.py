@@ -7,7 +7,7 @@ on a tenant names it by slug; its events' :class:`Origin` is that tenant and the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from shared.uow import UnitOfWork
 
 #: the page a list asks for, once its tenant is known (the cursor is scoped to it): (after id, limit)
 PageOf = Callable[[int], tuple[int | None, int]]
+PageQuery = Callable[[Any, int, int | None, int], Awaitable[list[Any]]]
 
 
 async def _tenant(uow: UnitOfWork, slug: str) -> Any:
@@ -27,6 +28,14 @@ async def _tenant(uow: UnitOfWork, slug: str) -> Any:
     if row is None:
         raise domain.TenantNotFound(slug)
     return row
+
+
+async def _tenant_page(uow: UnitOfWork, slug: str, page_of: PageOf, query: PageQuery) -> tuple[Any, list[Any]]:
+    """The tenant and one page of its rows: ``query(session, tenant id, after id, limit)``."""
+    async with uow:
+        owner = await _tenant(uow, slug)
+        after_id, limit = page_of(owner.id)
+        return owner, await query(uow.session, owner.id, after_id, limit)
 
 
 # --- tenants -----------------------------------------------------------------------------------------------
@@ -115,10 +124,7 @@ async def key(uow: UnitOfWork, slug: str, key_id: int) -> tuple[Any, Any]:
 
 
 async def list_keys(uow: UnitOfWork, slug: str, page_of: PageOf) -> tuple[Any, list[Any]]:
-    async with uow:
-        owner = await _tenant(uow, slug)
-        after_id, limit = page_of(owner.id)
-        return owner, await store.keys_page(uow.session, owner.id, after_id, limit)
+    return await _tenant_page(uow, slug, page_of, store.keys_page)
 
 
 # --- directory users ---------------------------------------------------------------------------------------
@@ -157,10 +163,7 @@ async def user(uow: UnitOfWork, slug: str, user_id: int) -> Any:
 
 
 async def list_users(uow: UnitOfWork, slug: str, page_of: PageOf) -> list[Any]:
-    async with uow:
-        owner = await _tenant(uow, slug)
-        after_id, limit = page_of(owner.id)
-        return await store.users_page(uow.session, owner.id, after_id, limit)
+    return (await _tenant_page(uow, slug, page_of, store.users_page))[1]
 
 
 # --- tenant staff (ADR 0021) -------------------------------------------------------------------------------
@@ -193,10 +196,7 @@ async def invite_staff(uow: UnitOfWork, slug: str, request_id: str, *, email: st
 
 
 async def list_staff(uow: UnitOfWork, slug: str, page_of: PageOf) -> list[Any]:
-    async with uow:
-        owner = await _tenant(uow, slug)
-        after_id, limit = page_of(owner.id)
-        return await store.staff_page(uow.session, owner.id, after_id, limit)
+    return (await _tenant_page(uow, slug, page_of, store.staff_page))[1]
 
 
 async def staff_member(uow: UnitOfWork, slug: str, staff_id: int) -> Any:
@@ -382,10 +382,7 @@ async def record_audit(uow: UnitOfWork, slug: str, request_id: str, actor: domai
 
 
 async def list_audit(uow: UnitOfWork, slug: str, page_of: PageOf) -> list[Any]:
-    async with uow:
-        owner = await _tenant(uow, slug)
-        after_id, limit = page_of(owner.id)
-        return await store.audit_page(uow.session, owner.id, after_id, limit)
+    return (await _tenant_page(uow, slug, page_of, store.audit_page))[1]
 
 
 # --- single sign-on per tenant -------------------------------------------------------------------------------
