@@ -21,6 +21,7 @@ from shared.uow import UnitOfWork
 #: the page a list asks for, once its tenant is known (the cursor is scoped to it): (after id, limit)
 PageOf = Callable[[int], tuple[int | None, int]]
 PageQuery = Callable[[Any, int, int | None, int], Awaitable[list[Any]]]
+RowQuery = Callable[[Any, int, int], Awaitable[Any]]
 
 
 async def _tenant(uow: UnitOfWork, slug: str) -> Any:
@@ -28,6 +29,17 @@ async def _tenant(uow: UnitOfWork, slug: str) -> Any:
     if row is None:
         raise domain.TenantNotFound(slug)
     return row
+
+
+async def _tenant_row(uow: UnitOfWork, slug: str, query: RowQuery, row_id: int,
+                      missing: type[domain.NotFound]) -> tuple[Any, Any]:
+    """The tenant and one of its rows, ``query(session, tenant id, row id)``; ``missing(row_id)`` if none."""
+    async with uow:
+        owner = await _tenant(uow, slug)
+        row = await query(uow.session, owner.id, row_id)
+    if row is None:
+        raise missing(row_id)
+    return owner, row
 
 
 async def _tenant_page(uow: UnitOfWork, slug: str, page_of: PageOf, query: PageQuery) -> tuple[Any, list[Any]]:
@@ -115,12 +127,7 @@ async def revoke_key(uow: UnitOfWork, slug: str, request_id: str, key_id: int) -
 
 
 async def key(uow: UnitOfWork, slug: str, key_id: int) -> tuple[Any, Any]:
-    async with uow:
-        owner = await _tenant(uow, slug)
-        row = await store.key_of(uow.session, owner.id, key_id)
-    if row is None:
-        raise domain.ApiKeyNotFound(key_id)
-    return owner, row
+    return await _tenant_row(uow, slug, store.key_of, key_id, domain.ApiKeyNotFound)
 
 
 async def list_keys(uow: UnitOfWork, slug: str, page_of: PageOf) -> tuple[Any, list[Any]]:
@@ -154,12 +161,7 @@ async def upsert_user(uow: UnitOfWork, slug: str, request_id: str, user_id: int,
 
 
 async def user(uow: UnitOfWork, slug: str, user_id: int) -> Any:
-    async with uow:
-        owner = await _tenant(uow, slug)
-        row = await store.user_of(uow.session, owner.id, user_id)
-    if row is None:
-        raise domain.UserNotFound(user_id)
-    return row
+    return (await _tenant_row(uow, slug, store.user_of, user_id, domain.UserNotFound))[1]
 
 
 async def list_users(uow: UnitOfWork, slug: str, page_of: PageOf) -> list[Any]:
@@ -200,12 +202,7 @@ async def list_staff(uow: UnitOfWork, slug: str, page_of: PageOf) -> list[Any]:
 
 
 async def staff_member(uow: UnitOfWork, slug: str, staff_id: int) -> Any:
-    async with uow:
-        owner = await _tenant(uow, slug)
-        row = await store.staff_of(uow.session, owner.id, staff_id)
-    if row is None:
-        raise domain.StaffNotFound(staff_id)
-    return row
+    return (await _tenant_row(uow, slug, store.staff_of, staff_id, domain.StaffNotFound))[1]
 
 
 async def update_staff(uow: UnitOfWork, slug: str, request_id: str, staff_id: int,
