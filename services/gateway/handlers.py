@@ -205,16 +205,22 @@ async def staff_member(uow: UnitOfWork, slug: str, staff_id: int) -> Any:
     return (await _tenant_row(uow, slug, store.staff_of, staff_id, domain.StaffNotFound))[1]
 
 
+async def _locked_staff(uow: UnitOfWork, slug: str, staff_id: int) -> tuple[Any, Any]:
+    """In an open unit of work: the tenant and its staff member, locked for an update; StaffNotFound if none."""
+    owner = await _tenant(uow, slug)
+    row = await store.staff_of(uow.session, owner.id, staff_id, for_update=True)
+    if row is None:
+        raise domain.StaffNotFound(staff_id)
+    return owner, row
+
+
 async def update_staff(uow: UnitOfWork, slug: str, request_id: str, staff_id: int,
                        changes: dict[str, Any]) -> Any:
     """Change a member's name, role or status (``active`` | ``suspended``); publishes ``staff.updated``. A
     suspension ends their sessions at once; the tenant keeps one active owner at least."""
     now = datetime.now(UTC)
     async with uow:
-        owner = await _tenant(uow, slug)
-        row = await store.staff_of(uow.session, owner.id, staff_id, for_update=True)
-        if row is None:
-            raise domain.StaffNotFound(staff_id)
+        owner, row = await _locked_staff(uow, slug, staff_id)
         wanted = dict(changes)
         if wanted.get("status") == "active" and row.password_hash is None:
             wanted["status"] = "invited"  # lifting a suspension before the invitation was accepted
@@ -238,10 +244,7 @@ async def reset_link(uow: UnitOfWork, slug: str, staff_id: int, link_ttl: float)
     links of the member stop working."""
     now = datetime.now(UTC)
     async with uow:
-        owner = await _tenant(uow, slug)
-        row = await store.staff_of(uow.session, owner.id, staff_id, for_update=True)
-        if row is None:
-            raise domain.StaffNotFound(staff_id)
+        owner, row = await _locked_staff(uow, slug, staff_id)
         if row.status == "suspended":
             raise domain.StaffSuspended()
         await store.expire_links(uow.session, row.id, now)
