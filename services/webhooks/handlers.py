@@ -276,24 +276,44 @@ async def _notify(uow: UnitOfWork) -> None:
 # --- delivery -----------------------------------------------------------------------------------------------
 
 
-async def claim_due(uow: UnitOfWork, limit: int, room: Callable[[int], int], lease: float) -> list[Claimed]:
-    """Lease up to ``limit`` due rows, at most ``room(endpoint_id)`` per endpoint (its concurrency and rate)."""
+@dataclass
+class Claim:
+    """What one claim leased, and whether due rows were left behind (for want of room): the loop then claims
+    again as soon as an attempt ends, instead of waiting for a notification or the next poll."""
+
+    items: list[Claimed]
+    more_due: bool
+
+
+async def claim_due(uow: UnitOfWork, limit: int, room: Callable[[int], int], lease: float,
+                    known: dict[int, Any] | None = None) -> Claim:
+    """Lease up to ``limit`` due rows, at most ``room(endpoint_id)`` per endpoint (its concurrency and rate).
+
+    ``known`` caches endpoint rows between claims (the delivery loop's): an endpoint is read again only when its
+    ``updated_at`` changed (url, secrets, status, filter: every change sets it), so a claim is two statements."""
     settings = _settings(uow)
+    known = {} if known is None else known
     now = utcnow()
     async with uow:
-        candidates = await store.due_candidates(uow.session, now, settings.endpoint_concurrency, limit * 4)
+        query_limit = limit * 4
+        candidates = await store.due_candidates(uow.session, now, settings.endpoint_concurrency, query_limit)
         picked: list[int] = []
         taken: dict[int, int] = {}
+        versions: dict[int, Any] = {}
         for row in candidates:
-            if len(picked) >= limit:
-                break
-            if taken.get(row.endpoint_id, 0) < room(row.endpoint_id):
+            versions[row.endpoint_id] = row.endpoint_updated_at
+            if len(picked) < limit and taken.get(row.endpoint_id, 0) < room(row.endpoint_id):
                 taken[row.endpoint_id] = taken.get(row.endpoint_id, 0) + 1
                 picked.append(row.id)
+        more_due = (len(picked) < len(candidates) or len(candidates) >= query_limit
+                    or any(row.rn >= settings.endpoint_concurrency for row in candidates))
         claimed = await store.claim(uow.session, picked, now, now + timedelta(seconds=lease))
-        by_id = await store.endpoints_by_id(uow.session, sorted({row.endpoint_id for row in claimed}))
-    return [Claimed(row.id, row.webhook_id, row.body.encode(), row.failures, by_id[row.endpoint_id])
-            for row in claimed]
+        stale = sorted({row.endpoint_id for row in claimed
+                        if row.endpoint_id not in known or known[row.endpoint_id].updated_at
+                        != versions[row.endpoint_id]})
+        known.update(await store.endpoints_by_id(uow.session, stale))
+    return Claim([Claimed(row.id, row.webhook_id, row.body.encode(), row.failures, known[row.endpoint_id])
+                  for row in claimed], more_due)
 
 
 async def record_attempt(uow: UnitOfWork, claimed: Claimed, result: AttemptResult, at: datetime) -> str:

@@ -192,16 +192,19 @@ async def make_pending(session: AsyncSession, tenant_id: int, endpoint_id: int, 
 
 
 async def due_candidates(session: AsyncSession, now: datetime, per_endpoint: int, limit: int) -> list[Any]:
-    """Due rows of enabled endpoints, at most ``per_endpoint`` of each, oldest first."""
+    """Due rows of enabled endpoints, at most ``per_endpoint`` of each, oldest first; each with its endpoint's
+    ``updated_at`` (whether a cached endpoint row is still current) and its rank ``rn`` within the endpoint."""
     ranked = (
         sa.select(messages.c.id, messages.c.endpoint_id, messages.c.next_attempt_at,
+                  endpoints.c.updated_at.label("endpoint_updated_at"),
                   sa.func.row_number().over(partition_by=messages.c.endpoint_id,
                                             order_by=(messages.c.next_attempt_at, messages.c.id)).label("rn"))
         .select_from(messages.join(endpoints, endpoints.c.id == messages.c.endpoint_id))
         .where(messages.c.status == "pending", messages.c.next_attempt_at <= now, endpoints.c.status == "enabled")
         .subquery()
     )
-    stmt = (sa.select(ranked.c.id, ranked.c.endpoint_id).where(ranked.c.rn <= per_endpoint)
+    stmt = (sa.select(ranked.c.id, ranked.c.endpoint_id, ranked.c.endpoint_updated_at, ranked.c.rn)
+            .where(ranked.c.rn <= per_endpoint)
             .order_by(ranked.c.next_attempt_at).limit(limit))
     return list((await session.execute(stmt)).all())
 
