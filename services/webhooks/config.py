@@ -39,6 +39,10 @@ class WebhooksSettings(ServiceSettings):
     endpoint_rate: float = Field(default=20.0, gt=0, description="attempts per second per endpoint per process")
     concurrency: int = Field(default=64, ge=1, le=1000, description="attempts in flight per process")
     poll_interval: float = Field(default=0.5, gt=0, description="seconds between looks for due messages")
+    consumer_concurrency: int = Field(
+        default=2, ge=1, le=64,
+        description="consumer transactions at once on webhooks.events; each holds a database connection")
+    consumer_batch_size: int = Field(default=64, ge=1, le=256, description="deliveries per consumer transaction")
     response_capture: int = Field(default=1024, ge=0, le=65536, description="response bytes kept per attempt")
 
     @field_validator("retry_schedule")

@@ -16,6 +16,7 @@ import contextlib
 import time
 from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -32,11 +33,11 @@ log = structlog.get_logger("webhooks.delivery")
 
 PURGE_EVERY = 3600.0
 GAUGES_EVERY = 5.0
+#: after a wake, how long the loop lets more wakes pile up before it claims
+COALESCE = 0.005
 #: tasks writing finished attempts to the database, each one transaction for whatever finished meanwhile (at most
 #: RECORD_BATCH): a commit per attempt, with every attempt in flight wanting a connection of the pool, was what
 #: limited a burst's throughput
-#: after a wake, how long the loop lets more wakes pile up before it claims
-COALESCE = 0.005
 RECORDERS = 2
 RECORD_BATCH = 200
 
@@ -67,6 +68,12 @@ class Deliverer:
         self.in_flight: dict[int, int] = defaultdict(int)
         self.buckets: dict[int, TokenBucket] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        #: endpoint rows by id, read again when their updated_at changes (handlers.claim_due)
+        self.endpoints: dict[int, Any] = {}
+        #: the last claim left due rows behind for want of room: an attempt ending wakes the loop to claim again
+        self.more_due = False
+        #: notifications (new or replayed rows) so far: one arriving during a claim keeps ``more_due``
+        self.notified = 0
         self.finished: asyncio.Queue[tuple[handlers.Claimed, handlers.AttemptResult, datetime,
                                            asyncio.Future[str]]] = asyncio.Queue()
         #: a leased row is sent again after this (twice the attempt's timeout, and room for recording it)
@@ -91,8 +98,8 @@ class Deliverer:
         listener = None
         if self.db.is_postgres:
             listener = asyncio.create_task(listen_forever(
-                listen_dsn(self.db.url), handlers.NOTIFY_CHANNEL, lambda *_: self.wake.set(),
-                on_connect=self.wake.set, what="webhooks_listen"))
+                listen_dsn(self.db.url), handlers.NOTIFY_CHANNEL, lambda *_: self.new_rows(),
+                on_connect=self.new_rows, what="webhooks_listen"))
         last_purge = last_gauges = 0.0
         recorders = [asyncio.create_task(self.recorder(), name=f"webhooks-recorder-{i}") for i in range(RECORDERS)]
         try:
@@ -122,16 +129,30 @@ class Deliverer:
             await asyncio.gather(listener or asyncio.sleep(0), *self.tasks, *recorders, return_exceptions=True)
             await self.sender.close()
 
+    def new_rows(self) -> None:
+        self.notified += 1
+        self.more_due = True
+        self.wake.set()
+
+    def room_freed(self) -> None:
+        """An attempt's endpoint slot or process slot is free: worth a claim only if due rows were left behind."""
+        if self.more_due:
+            self.wake.set()
+
     async def tick(self) -> int:
         free = self.settings.concurrency - self.active
         if free <= 0:
+            self.more_due = True  # nothing claimed: whatever is due is still there
             return 0
+        notified = self.notified
         try:
-            claimed = await handlers.claim_due(self.uow(), free, self.room, self.lease)
+            claim = await handlers.claim_due(self.uow(), free, self.room, self.lease, self.endpoints)
         except Exception:
             log.exception("webhooks_claim_failed")
             await asyncio.sleep(1)
             return 0
+        self.more_due = claim.more_due or self.notified != notified
+        claimed = claim.items
         for item in claimed:
             self.active += 1
             self.in_flight[item.endpoint.id] += 1
@@ -142,7 +163,10 @@ class Deliverer:
         return len(claimed)
 
     async def attempt(self, item: handlers.Claimed) -> None:
+        """Send, then record. The endpoint's slot is given back as soon as its answer is in (the cap is on requests
+        to the endpoint), the process's slot once the attempt is recorded (the cap on the work held in memory)."""
         endpoint = item.endpoint
+        sending = True
         try:
             now = utcnow()
             timestamp = int(now.timestamp())
@@ -151,7 +175,12 @@ class Deliverer:
             headers = {"webhook-id": item.webhook_id, "webhook-timestamp": str(timestamp),
                        "webhook-signature": domain.signature_header(secrets, item.webhook_id, timestamp, item.body)}
             start = time.perf_counter()
-            status, error, response = await self.sender.post(endpoint.url, headers, item.body)
+            try:
+                status, error, response = await self.sender.post(endpoint.url, headers, item.body)
+            finally:
+                sending = False
+                self.in_flight[endpoint.id] -= 1
+                self.room_freed()
             elapsed = time.perf_counter() - start
             WEBHOOK_ATTEMPT_DURATION.observe(elapsed)
             result = handlers.AttemptResult(status, error, int(elapsed * 1000), response or None)
@@ -165,9 +194,10 @@ class Deliverer:
         except Exception:
             log.exception("webhook_attempt_crashed", endpoint=endpoint.id, message=item.message_id)
         finally:
-            self.in_flight[endpoint.id] -= 1
+            if sending:
+                self.in_flight[endpoint.id] -= 1
             self.active -= 1
-            self.wake.set()
+            self.room_freed()
 
     async def _record(self, item: handlers.Claimed, result: handlers.AttemptResult, at: datetime) -> str:
         """Hand the finished attempt to a recorder; its outcome once it is written."""

@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session
 
 from services.webhooks import domain, events, store
 from services.webhooks.config import WebhooksSettings
@@ -223,22 +225,40 @@ async def send_test(uow: UnitOfWork, origin: Origin, endpoint_id: int) -> Any:
 async def event_received(uow: UnitOfWork, event: CloudEvent, payload: EventModel) -> None:
     """Every event of every tenant: one delivery row per enabled endpoint of the tenant whose filter takes it.
 
-    The consumer hands a batch of events to this handler in one transaction: the tenant's endpoints are read once
-    per transaction and the delivery loops are notified once (what was read is kept for this transaction only)."""
-    transaction = uow.session.get_transaction()
-    batch = uow.session.info.get("webhooks_batch")
-    if batch is None or batch["transaction"] is not transaction:
-        batch = uow.session.info["webhooks_batch"] = {"transaction": transaction, "endpoints": {}, "notified": False}
-    rows = batch["endpoints"].get(event.tenantid)
-    if rows is None:
-        rows = batch["endpoints"][event.tenantid] = await store.enabled_endpoints(uow.session, event.tenantid)
-    targets = [row.id for row in rows if domain.matches(row.event_types, event.event_type)]
-    if targets:
-        now = utcnow()
-        await store.enqueue(uow.session, [_delivery(event, endpoint_id, now) for endpoint_id in targets])
-        if not batch["notified"]:
-            batch["notified"] = True
-            await _notify(uow)
+    The consumer hands a batch of events to this handler in one transaction. The rows are written when that
+    transaction commits (its ``before_commit``, so they still commit with the inbox rows, or not at all): one
+    read of the endpoints of the batch's tenants, one insert of every row, one NOTIFY, whatever the batch's size.
+    A statement per event (three round trips to the database each) was most of the consumer's time."""
+    session = uow.session
+    transaction = session.sync_session.get_transaction()  # what the hook sees (not the async wrapper)
+    pending: tuple[Any, list[CloudEvent]] | None = session.info.get(_PENDING)
+    if pending is None or pending[0] is not transaction:
+        pending = session.info[_PENDING] = (transaction, [])
+        sa_event.listen(session.sync_session, "before_commit", _fan_out, once=True)
+    pending[1].append(event)
+
+
+_PENDING = "webhooks_pending_events"
+
+
+def _fan_out(session: Session) -> None:
+    """``before_commit`` of a transaction that received events: write their delivery rows (sync: SQLAlchemy runs
+    the hook inside the commit, where the session may still execute statements)."""
+    pending = session.info.pop(_PENDING, None)
+    if pending is None or pending[0] is not session.get_transaction() or not pending[1]:
+        return
+    received: list[CloudEvent] = pending[1]
+    targets = store.enabled_endpoints_of(session, sorted({e.tenantid for e in received}))
+    by_tenant: dict[int, list[Any]] = {}
+    for row in targets:
+        by_tenant.setdefault(row.tenant_id, []).append(row)
+    now = utcnow()
+    rows = [_delivery(event, row.id, now) for event in received for row in by_tenant.get(event.tenantid, ())
+            if domain.matches(row.event_types, event.event_type)]
+    if rows:
+        store.enqueue_now(session, rows)
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(sa.text(f"NOTIFY {NOTIFY_CHANNEL}"))
 
 
 def _delivery(event: CloudEvent, endpoint_id: int, now: datetime) -> dict[str, Any]:
@@ -256,24 +276,44 @@ async def _notify(uow: UnitOfWork) -> None:
 # --- delivery -----------------------------------------------------------------------------------------------
 
 
-async def claim_due(uow: UnitOfWork, limit: int, room: Callable[[int], int], lease: float) -> list[Claimed]:
-    """Lease up to ``limit`` due rows, at most ``room(endpoint_id)`` per endpoint (its concurrency and rate)."""
+@dataclass
+class Claim:
+    """What one claim leased, and whether due rows were left behind (for want of room): the loop then claims
+    again as soon as an attempt ends, instead of waiting for a notification or the next poll."""
+
+    items: list[Claimed]
+    more_due: bool
+
+
+async def claim_due(uow: UnitOfWork, limit: int, room: Callable[[int], int], lease: float,
+                    known: dict[int, Any] | None = None) -> Claim:
+    """Lease up to ``limit`` due rows, at most ``room(endpoint_id)`` per endpoint (its concurrency and rate).
+
+    ``known`` caches endpoint rows between claims (the delivery loop's): an endpoint is read again only when its
+    ``updated_at`` changed (url, secrets, status, filter: every change sets it), so a claim is two statements."""
     settings = _settings(uow)
+    known = {} if known is None else known
     now = utcnow()
     async with uow:
-        candidates = await store.due_candidates(uow.session, now, settings.endpoint_concurrency, limit * 4)
+        query_limit = limit * 4
+        candidates = await store.due_candidates(uow.session, now, settings.endpoint_concurrency, query_limit)
         picked: list[int] = []
         taken: dict[int, int] = {}
+        versions: dict[int, Any] = {}
         for row in candidates:
-            if len(picked) >= limit:
-                break
-            if taken.get(row.endpoint_id, 0) < room(row.endpoint_id):
+            versions[row.endpoint_id] = row.endpoint_updated_at
+            if len(picked) < limit and taken.get(row.endpoint_id, 0) < room(row.endpoint_id):
                 taken[row.endpoint_id] = taken.get(row.endpoint_id, 0) + 1
                 picked.append(row.id)
+        more_due = (len(picked) < len(candidates) or len(candidates) >= query_limit
+                    or any(row.rn >= settings.endpoint_concurrency for row in candidates))
         claimed = await store.claim(uow.session, picked, now, now + timedelta(seconds=lease))
-        by_id = await store.endpoints_by_id(uow.session, sorted({row.endpoint_id for row in claimed}))
-    return [Claimed(row.id, row.webhook_id, row.body.encode(), row.failures, by_id[row.endpoint_id])
-            for row in claimed]
+        stale = sorted({row.endpoint_id for row in claimed
+                        if row.endpoint_id not in known or known[row.endpoint_id].updated_at
+                        != versions[row.endpoint_id]})
+        known.update(await store.endpoints_by_id(uow.session, stale))
+    return Claim([Claimed(row.id, row.webhook_id, row.body.encode(), row.failures, known[row.endpoint_id])
+                  for row in claimed], more_due)
 
 
 async def record_attempt(uow: UnitOfWork, claimed: Claimed, result: AttemptResult, at: datetime) -> str:
@@ -286,54 +326,71 @@ async def record_attempt(uow: UnitOfWork, claimed: Claimed, result: AttemptResul
 
 async def record_attempts(uow: UnitOfWork, attempts: Sequence[tuple[Claimed, AttemptResult, datetime]]) -> list[str]:
     """:func:`record_attempt` for several attempts in one transaction (the delivery loop's recorders batch what
-    finished meanwhile: one commit instead of one per attempt). The outcomes come in the order of ``attempts``.
+    finished meanwhile). The outcomes come in the order of ``attempts``.
 
-    Rows are written endpoint by endpoint (each endpoint's attempts in the order given: the order they ended in),
-    so two such transactions lock endpoint rows in the same order and cannot deadlock."""
-    order = sorted(range(len(attempts)), key=lambda i: (attempts[i][0].endpoint.id, i))
+    A batch is a few statements whatever its size: every attempt of the log in one insert, every delivered row in
+    one update (both executemany, compiled once), a failed row's retry on its own (failures are the exception),
+    then each endpoint's health once, endpoint by endpoint in id order (so two such transactions lock endpoint rows
+    in the same order and cannot deadlock), following its attempts in the order they ended."""
+    settings = _settings(uow)
     outcomes: list[str] = [""] * len(attempts)
-    healthy: set[int] = set()
+    log_rows: list[dict[str, Any]] = []
+    delivered: list[tuple[int, datetime]] = []
+    by_endpoint: dict[int, list[int]] = {}
+    for i, (claimed, result, at) in enumerate(attempts):
+        log_rows.append(dict(message_id=claimed.message_id, endpoint_id=claimed.endpoint.id, attempted_at=at,
+                             status_code=result.status_code, error=result.error, latency_ms=result.latency_ms,
+                             response=result.response))
+        by_endpoint.setdefault(claimed.endpoint.id, []).append(i)
+        if domain.delivered(result.status_code):
+            delivered.append((claimed.message_id, at))
+            outcomes[i] = "delivered"
     async with uow:
-        for i in order:
-            claimed, result, at = attempts[i]
-            outcomes[i] = await _record_in(uow, claimed, result, at, healthy)
+        await store.record_attempts(uow.session, log_rows)
+        await store.finish_delivered(uow.session, delivered)
+        for i, (claimed, _result, at) in enumerate(attempts):
+            if not outcomes[i]:
+                outcomes[i] = await _schedule_retry(uow, settings, claimed, at)
+        for endpoint_id in sorted(by_endpoint):
+            await _endpoint_health(uow, settings, endpoint_id,
+                                   [(outcomes[i] == "delivered", attempts[i][2]) for i in by_endpoint[endpoint_id]])
     return outcomes
 
 
-async def _record_in(uow: UnitOfWork, claimed: Claimed, result: AttemptResult, at: datetime,
-                     healthy: set[int]) -> str:
-    settings = _settings(uow)
-    endpoint_id = claimed.endpoint.id
-    await store.record_attempt(uow.session, dict(
-        message_id=claimed.message_id, endpoint_id=endpoint_id, attempted_at=at,
-        status_code=result.status_code, error=result.error, latency_ms=result.latency_ms,
-        response=result.response))
-    if domain.delivered(result.status_code):
-        await store.finish_attempt(uow.session, claimed.message_id, dict(
-            status="delivered", delivered_at=at, last_attempt_at=at, next_attempt_at=None))
-        if endpoint_id not in healthy:  # once per endpoint and transaction
-            healthy.add(endpoint_id)
-            await store.mark_healthy(uow.session, endpoint_id)
-        return "delivered"
+async def _schedule_retry(uow: UnitOfWork, settings: WebhooksSettings, claimed: Claimed, at: datetime) -> str:
+    """A failed attempt: the row's next try (or ``failed`` when the schedule is over)."""
     failures = claimed.failures + 1
     delay = domain.retry_delay(failures, settings.retries, settings.jitter)
-    outcome = "failed" if delay is None else "retrying"
     await store.finish_attempt(uow.session, claimed.message_id, dict(
         failures=failures, last_attempt_at=at,
         status="failed" if delay is None else "pending",
         next_attempt_at=None if delay is None else utcnow() + timedelta(seconds=delay)))
-    healthy.discard(endpoint_id)  # a later delivery in this batch ends the failure run again
-    endpoint = await store.mark_failing(uow.session, endpoint_id, at)
-    if endpoint is None or endpoint.status != "enabled":
-        return outcome
-    failing_since = as_utc(endpoint.failing_since)
-    if domain.should_disable(failing_since, at, settings.disable_after):
-        reason = f"every delivery failed since {failing_since.isoformat()}"
-        await store.update_endpoint(uow.session, endpoint_id, dict(
-            status="disabled", disabled_reason=reason, updated_at=at))
-        origin = Origin(endpoint.tenant_id, endpoint.tenant_slug)
-        await uow.emit(events.endpoint_disabled(origin, endpoint_id, endpoint.url, reason, failing_since, at))
-    return outcome
+    return "failed" if delay is None else "retrying"
+
+
+async def _endpoint_health(uow: UnitOfWork, settings: WebhooksSettings, endpoint_id: int,
+                           results: Sequence[tuple[bool, datetime]]) -> None:
+    """Follow an endpoint's attempts (delivered?, time) in order: a delivery ends a failure run, a failure starts
+    one (``failing_since``) or continues it, and a run of ``disable_after`` disables the endpoint with a
+    ``webhook_endpoint.disabled`` event."""
+    healthy = False  # marked healthy in this transaction since its last failure
+    for ok, at in results:
+        if ok:
+            if not healthy:
+                healthy = True
+                await store.mark_healthy(uow.session, endpoint_id)
+            continue
+        healthy = False
+        endpoint = await store.mark_failing(uow.session, endpoint_id, at)
+        if endpoint is None or endpoint.status != "enabled":
+            continue
+        failing_since = as_utc(endpoint.failing_since)
+        if domain.should_disable(failing_since, at, settings.disable_after):
+            reason = f"every delivery failed since {failing_since.isoformat()}"
+            await store.update_endpoint(uow.session, endpoint_id, dict(
+                status="disabled", disabled_reason=reason, updated_at=at))
+            origin = Origin(endpoint.tenant_id, endpoint.tenant_slug)
+            await uow.emit(events.endpoint_disabled(origin, endpoint_id, endpoint.url, reason, failing_since, at))
 
 
 async def backlog(uow: UnitOfWork) -> list[Any]:

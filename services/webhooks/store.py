@@ -9,9 +9,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
-from shared.db import BigId, Timestamp, insert_ignoring_conflicts
+from shared.db import BigId, Timestamp
 
 metadata = sa.MetaData()
 
@@ -95,10 +97,14 @@ async def list_endpoints(session: AsyncSession, tenant_id: int, limit: int, befo
     return list((await session.execute(stmt.order_by(endpoints.c.id.desc()).limit(limit + 1))).all())
 
 
-async def enabled_endpoints(session: AsyncSession, tenant_id: int) -> list[Any]:
-    stmt = sa.select(endpoints.c.id, endpoints.c.event_types).where(
-        endpoints.c.tenant_id == tenant_id, endpoints.c.status == "enabled")
-    return list((await session.execute(stmt)).all())
+_ENABLED_OF = (sa.select(endpoints.c.id, endpoints.c.tenant_id, endpoints.c.event_types)
+               .where(endpoints.c.tenant_id.in_(sa.bindparam("tenants", expanding=True)),
+                      endpoints.c.status == "enabled"))
+
+
+def enabled_endpoints_of(session: Session, tenant_ids: Sequence[int]) -> list[Any]:
+    """The enabled endpoints of these tenants (sync: run inside a commit, see handlers.event_received)."""
+    return list(session.execute(_ENABLED_OF, {"tenants": list(tenant_ids)}).all())
 
 
 async def update_endpoint(session: AsyncSession, endpoint_id: int, values: dict[str, Any]) -> Any:
@@ -132,10 +138,22 @@ async def mark_healthy(session: AsyncSession, endpoint_id: int) -> None:
 # --- messages -----------------------------------------------------------------------------------------------
 
 
+#: ``INSERT … ON CONFLICT DO NOTHING`` per dialect, executed with a list of rows: compiled once (a multi-row VALUES
+#: compiled anew for every event and coerced every value in Python)
+_ENQUEUE = {"postgresql": postgresql.insert(messages).on_conflict_do_nothing(),
+            "sqlite": sqlite.insert(messages).on_conflict_do_nothing()}
+
+
 async def enqueue(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
     """One delivery row per endpoint; the same event again (a redelivery) adds nothing."""
     if rows:
-        await session.execute(insert_ignoring_conflicts(session, messages, list(rows)))
+        await session.execute(_ENQUEUE[session.get_bind().dialect.name], list(rows))
+
+
+def enqueue_now(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """:func:`enqueue` on the sync session (inside a commit)."""
+    if rows:
+        session.execute(_ENQUEUE[session.get_bind().dialect.name], list(rows))
 
 
 async def message(session: AsyncSession, tenant_id: int, endpoint_id: int, message_id: int) -> Any:
@@ -174,16 +192,19 @@ async def make_pending(session: AsyncSession, tenant_id: int, endpoint_id: int, 
 
 
 async def due_candidates(session: AsyncSession, now: datetime, per_endpoint: int, limit: int) -> list[Any]:
-    """Due rows of enabled endpoints, at most ``per_endpoint`` of each, oldest first."""
+    """Due rows of enabled endpoints, at most ``per_endpoint`` of each, oldest first; each with its endpoint's
+    ``updated_at`` (whether a cached endpoint row is still current) and its rank ``rn`` within the endpoint."""
     ranked = (
         sa.select(messages.c.id, messages.c.endpoint_id, messages.c.next_attempt_at,
+                  endpoints.c.updated_at.label("endpoint_updated_at"),
                   sa.func.row_number().over(partition_by=messages.c.endpoint_id,
                                             order_by=(messages.c.next_attempt_at, messages.c.id)).label("rn"))
         .select_from(messages.join(endpoints, endpoints.c.id == messages.c.endpoint_id))
         .where(messages.c.status == "pending", messages.c.next_attempt_at <= now, endpoints.c.status == "enabled")
         .subquery()
     )
-    stmt = (sa.select(ranked.c.id, ranked.c.endpoint_id).where(ranked.c.rn <= per_endpoint)
+    stmt = (sa.select(ranked.c.id, ranked.c.endpoint_id, ranked.c.endpoint_updated_at, ranked.c.rn)
+            .where(ranked.c.rn <= per_endpoint)
             .order_by(ranked.c.next_attempt_at).limit(limit))
     return list((await session.execute(stmt)).all())
 
@@ -210,8 +231,32 @@ async def endpoints_by_id(session: AsyncSession, ids: Sequence[int]) -> dict[int
     return {row.id: row for row in rows}
 
 
+#: one statement for any number of attempts (executemany): compiled once, one round trip for a batch
+_INSERT_ATTEMPTS = attempts.insert()
+#: a delivered row, by id (executemany): the statement is compiled once whatever the batch
+_DELIVERED = (
+    messages.update()
+    .where(messages.c.id == sa.bindparam("m_id"))
+    .values(status="delivered", attempts=messages.c.attempts + 1, next_attempt_at=None,
+            delivered_at=sa.bindparam("m_at", type_=Timestamp), last_attempt_at=sa.bindparam("m_at", type_=Timestamp))
+)
+
+
 async def record_attempt(session: AsyncSession, values: dict[str, Any]) -> None:
-    await session.execute(attempts.insert().values(**values))
+    await record_attempts(session, [values])
+
+
+async def record_attempts(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Log attempts (each a dict of the ``attempts`` columns) in one statement."""
+    if rows:
+        await session.execute(_INSERT_ATTEMPTS, list(rows))
+
+
+async def finish_delivered(session: AsyncSession, delivered: Sequence[tuple[int, datetime]]) -> None:
+    """``(message id, attempt time)`` pairs: each row is delivered, one more attempt counted. In id order, so two
+    writers that ever hold the same rows lock them in the same order."""
+    if delivered:
+        await session.execute(_DELIVERED, [{"m_id": mid, "m_at": at} for mid, at in sorted(delivered)])
 
 
 async def finish_attempt(session: AsyncSession, message_id: int, values: dict[str, Any]) -> None:
