@@ -16,10 +16,12 @@ from services.certificates.api import templates as api_templates
 from services.certificates.api.common import ERRORS, RUNTIME_KEY
 from services.certificates.config import CertificatesSettings
 from services.certificates.handlers import Documents, Runtime
+from services.certificates.issuing import IssueRunner
 from services.certificates.pdf.pool import RenderPool
 from services.certificates.regeneration import Regenerator
 from shared.blobstore import choose_blob_store
 from shared.bus.amqp import AmqpBus
+from shared.bus.consumer import ConsumerRunner, Subscription
 from shared.bus.wiring import EventTable
 from shared.events.certificates import TemplateUpdated
 from shared.events.directory import UserUpserted
@@ -46,6 +48,13 @@ EVENT_HANDLERS: EventTable = {
     "regenerate": {TemplateUpdated: [handlers.record_regeneration]},
     "users": {UserUpserted: [handlers.user_upserted]},
 }
+
+
+def consumer_runner(app: web.Application, subscription: Subscription) -> ConsumerRunner:
+    """The issue queue renders its certificates before the consumer's transaction (issuing.py, ADR 0024)."""
+    if subscription.queue.purpose == "issue":
+        return IssueRunner(app[DB_KEY], subscription, "certificates", app[RUNTIME_KEY])
+    return ConsumerRunner(app[DB_KEY], subscription, "certificates")
 
 
 async def regeneration_worker(app: web.Application) -> None:
@@ -84,10 +93,9 @@ def create_app(settings: CertificatesSettings | None = None, *, bus: Any = None)
     background: list[BackgroundTask] = [regeneration_worker] if settings.regeneration_enabled else []
     spec = ServiceSpec(name="certificates", migrations_dir=MIGRATIONS, setup_routes=setup_routes,
                        event_handlers=EVENT_HANDLERS, deps=lambda app: app[RUNTIME_KEY], background=background,
-                       client_max_size=ADMIN_BODY_LIMIT, errors=ERRORS)
-    # The broker connection, with small consumer batches. The shared consumer runs a batch's handlers one after
-    # another in one transaction; an issue waits for its render, so a batch of 32 would render 32 certificates in
-    # turn while the other workers idle. Batches of a few, several at once, keep every render worker busy.
+                       client_max_size=ADMIN_BODY_LIMIT, errors=ERRORS, consumer_runner=consumer_runner)
+    # The broker connection, with the service's own consumer batches and concurrency (config.py): an issue batch
+    # is rendered at once, over every worker, before its transaction (issuing.py).
     own_bus = own_amqp_bus(settings.common, "certificates", concurrency=settings.consumer_concurrency,
                            batch_size=settings.consumer_batch_size) if bus is None else None
     app = create_service_app(settings, spec, bus=bus if bus is not None else own_bus)

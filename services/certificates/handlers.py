@@ -1,10 +1,12 @@
 """Certificates use cases: one function per command, query and event. Each takes a unit of work, and commands
 open and commit their own transaction (``async with uow``); event handlers run in the consumer's.
 
-Issuing happens inside the consumer's inbox transaction (ADR 0006): the PDF is rendered (in the worker pool) and
-stored with the certificate row and ``certificate.issued``, committed together (see :class:`Documents`), so a
-certificate never exists without its PDF; a crash before the commit leaves nothing (with the filesystem store,
-at most an orphan file) and the redelivered message issues again.
+Issuing commits in the consumer's inbox transaction (ADR 0006): the PDF is stored with the certificate row and
+``certificate.issued``, committed together (see :class:`Documents`), so a certificate never exists without its
+PDF; a crash before the commit leaves nothing (with the filesystem store, at most an orphan file) and the
+redelivered message issues again. The render itself happens *before* that transaction (ADR 0024,
+:func:`prerender`, run by ``issuing.IssueRunner``): the transaction checks, under the templates lock, that the
+template, issuer and recipient are still what was rendered, and renders again inside only if one changed.
 
 One enrollment gets one certificate: the inbox drops a repeated event, a lookup skips a repeat under a new
 event id, and the unique key ``(tenant_id, enrollment_id)`` settles concurrent ones.
@@ -24,6 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -235,7 +238,11 @@ async def _note_caller(session: AsyncSession, origin: Origin, tenant_name: str |
 
 
 async def issue_certificate(uow: UnitOfWork, event: CloudEvent, payload: EnrollmentCompleted) -> None:
-    """``enrollment.completed``: issue the enrollment's certificate unless it has one."""
+    """``enrollment.completed``: issue the enrollment's certificate unless it has one.
+
+    Runs in the consumer's transaction. Its PDF normally comes from :func:`prerender` (no render, no wait for a
+    worker, while this transaction holds a connection); it is rendered here only if the template, the issuer or
+    the recipient's name changed since then (or nothing was rendered before)."""
     try:
         domain.check_completion(payload)
     except domain.UnusableEvent as exc:
@@ -263,7 +270,11 @@ async def issue_certificate(uow: UnitOfWork, event: CloudEvent, payload: Enrollm
                                                    rows=docs.template_rows)  # the lookup took the templates lock
         facts = domain.facts_of_completion(payload, found.user_name, now)
         template_id = template.id if template is not None else None
-        (pdf,) = await docs.render(tenant.tenant_id, domain.spec_of(template, tenant.name), [(facts, 1)])
+        ready = _take_prerendered(event.id, _render_key(template, tenant.name, facts.recipient_name))
+        if ready is not None:
+            facts, pdf = ready
+        else:  # not rendered before the transaction, or something it depends on changed since: render here
+            (pdf,) = await docs.render(tenant.tenant_id, domain.spec_of(template, tenant.name), [(facts, 1)])
         values = {
             "tenant_id": tenant.tenant_id, "enrollment_id": payload.enrollment_id, "user_id": payload.user.id,
             "course_id": payload.course.id, "course_version": payload.course.version, "template_id": template_id,
@@ -289,6 +300,98 @@ async def issue_certificate(uow: UnitOfWork, event: CloudEvent, payload: Enrollm
             domain.verification_url(docs.public_url, facts.verification_id)))
     log.info("certificate_issued", certificate_id=certificate_id, enrollment_id=payload.enrollment_id,
              template_id=template_id, pdf_bytes=len(pdf.data))
+
+
+# --- issuing: the render before the consumer's transaction (ADR 0024) ------------------------------------------
+
+#: What a render depended on: the template (id, version; None: the built-in), the issuer and the recipient's name.
+RenderKey = tuple[tuple[int, int] | None, str, str]
+
+
+def _render_key(template: Any | None, issuer_name: str, recipient_name: str) -> RenderKey:
+    return ((template.id, template.version) if template is not None else None, issuer_name, recipient_name)
+
+
+@dataclass(frozen=True)
+class Prerendered:
+    key: RenderKey
+    facts: Facts
+    pdf: Rendered
+
+
+#: The current delivery batch's renders by event id (set by ``issuing.IssueRunner`` around the consumer's
+#: transaction, read by :func:`issue_certificate` inside it).
+PRERENDERED: ContextVar[dict[str, Prerendered] | None] = ContextVar("certificates_prerendered", default=None)
+
+
+def _take_prerendered(event_id: str, key: RenderKey) -> tuple[Facts, Rendered] | None:
+    """The PDF rendered for this event before the transaction, if it was rendered with exactly ``key``."""
+    prerendered = PRERENDERED.get()
+    ready = prerendered.pop(event_id, None) if prerendered is not None else None
+    if ready is None:
+        return None
+    if ready.key != key:
+        log.info("certificate_prerender_stale", rendered_with=ready.key, now=key)
+        return None
+    return ready.facts, ready.pdf
+
+
+async def prerender(uow: UnitOfWork, deliveries: Sequence[tuple[CloudEvent, EnrollmentCompleted]]
+                    ) -> dict[str, Prerendered]:
+    """Render the certificates these ``enrollment.completed`` deliveries will issue, before their transaction.
+
+    One short read-only transaction finds what a render depends on (the template, the issuer, the directory name;
+    no lock: the issuing transaction checks them again under the templates lock); its connection is returned
+    before the renders, which run over every worker at once. Deliveries that will not issue (unusable, unknown
+    tenant, already issued) are left out; a failure leaves the rest to be rendered inside the transaction.
+    """
+    usable: dict[int, list[tuple[CloudEvent, EnrollmentCompleted]]] = {}
+    for event, payload in deliveries:
+        try:
+            domain.check_completion(payload)
+        except domain.UnusableEvent:
+            continue
+        if event.tenantid and event.tenantid > 0:
+            usable.setdefault(event.tenantid, []).append((event, payload))
+    if not usable:
+        return {}
+    docs = _docs(uow)
+    now = utcnow()
+    plans: dict[Any, tuple[TemplateSpec, list[tuple[CloudEvent, RenderKey, Facts]]]] = {}
+    async with uow:
+        session = uow.session
+        for tenant_id, items in usable.items():
+            known_row = await store.known_tenant(session, tenant_id)
+            issued = await store.issued_enrollments(session, tenant_id, [p.enrollment_id for _, p in items])
+            names = await store.current_names(session, tenant_id, [p.user.id for _, p in items])
+            templates: dict[int | None, Any] = {}
+            for event, payload in items:
+                if payload.enrollment_id in issued:
+                    continue
+                known = None if known_row is None else KnownTenant(tenant_id, known_row.slug, known_row.name)
+                try:
+                    tenant = domain.tenant_from_event(tenant_id, event.tenant, payload.tenant_name, known)
+                except domain.UnknownTenant:
+                    continue
+                wanted = payload.course.certificate_template_id
+                if wanted not in templates:
+                    templates[wanted] = await store.template_for_render(session, tenant_id, wanted,
+                                                                        rows=docs.template_rows)
+                template = templates[wanted]
+                facts = domain.facts_of_completion(payload, names.get(payload.user.id), now)
+                key = _render_key(template, tenant.name, facts.recipient_name)
+                spec_key = (tenant_id, key[0], tenant.name)
+                if spec_key not in plans:
+                    plans[spec_key] = (domain.spec_of(template, tenant.name), [])
+                plans[spec_key][1].append((event, key, facts))
+
+    async def render(spec_key: Any) -> list[tuple[CloudEvent, RenderKey, Facts, Rendered]]:
+        spec, items = plans[spec_key]
+        pdfs = await docs.render(spec_key[0], spec, [(facts, 1) for _, _, facts in items])
+        return [(event, key, facts, pdf) for (event, key, facts), pdf in zip(items, pdfs, strict=True)]
+
+    rendered = await asyncio.gather(*(render(k) for k in plans))
+    return {event.id: Prerendered(key, facts, pdf) for group in rendered for event, key, facts, pdf in group}
 
 
 async def record_regeneration(uow: UnitOfWork, event: CloudEvent, payload: TemplateUpdated) -> None:
