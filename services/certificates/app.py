@@ -78,12 +78,17 @@ def _runtime_ctx(settings: CertificatesSettings,
             log.info("certificates_runtime_started", render_workers=settings.render_workers,
                      blob_store=type(documents.blobs).__name__)
             yield
+            if own_bus is not None:
+                # The bus context (cleaned up before this one) stopped the relay and the lanes, but not the
+                # consumers of a bus it does not own: stop them before the pool they render with, or a delivery
+                # in flight fails against a closed pool and is handed back as a failure (toward its limit).
+                await own_bus.close()
             await documents.close()
         finally:
+            if own_bus is not None:
+                await own_bus.close()  # nothing to do when closed above; a failed start still closes it
             app[RUNTIME_KEY].stop()
             await pool.close()
-            if own_bus is not None:  # runs after the bus context stopped consuming (cleanups run in reverse)
-                await own_bus.close()
 
     return ctx
 
