@@ -27,9 +27,9 @@ import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from sqlalchemy import event as sa_event
@@ -240,9 +240,12 @@ async def _note_caller(session: AsyncSession, origin: Origin, tenant_name: str |
 async def issue_certificate(uow: UnitOfWork, event: CloudEvent, payload: EnrollmentCompleted) -> None:
     """``enrollment.completed``: issue the enrollment's certificate unless it has one.
 
-    Runs in the consumer's transaction. Its PDF normally comes from :func:`prerender` (no render, no wait for a
-    worker, while this transaction holds a connection); it is rendered here only if the template, the issuer or
-    the recipient's name changed since then (or nothing was rendered before)."""
+    Runs in the consumer's transaction. Its PDF normally comes from :func:`prerender`, which also read the tenant,
+    the directory name and whether the enrollment has a certificate; this transaction then only checks, under the
+    tenant's templates lock, that the template is still the version rendered (once per transaction and tenant),
+    and writes. Without a PDF rendered before (or with an older template), it looks everything up and renders
+    here, holding its connection meanwhile. A concurrent twin loses on the unique key either way.
+    """
     try:
         domain.check_completion(payload)
     except domain.UnusableEvent as exc:
@@ -252,29 +255,37 @@ async def issue_certificate(uow: UnitOfWork, event: CloudEvent, payload: Enrollm
     docs = _docs(uow)
     async with uow:
         session = uow.session
-        found = await store.issue_lookup(session, event.tenantid, payload.enrollment_id, payload.user.id)
-        known = KnownTenant(event.tenantid, found.tenant_slug, found.tenant_name) if found.tenant_slug else None
-        try:
-            tenant = domain.tenant_from_event(event.tenantid, event.tenant, payload.tenant_name, known)
-        except domain.UnknownTenant as exc:
-            raise PermanentError(f"unknown tenant: {exc}") from None
         now = utcnow()
-        if tenant != known:
-            await _remember_tenant(session, tenant, now, known)
-        if found.existing is not None:
-            log.info("certificate_already_issued", certificate_id=found.existing,
-                     enrollment_id=payload.enrollment_id)
-            return
-
-        template = await store.template_for_render(session, tenant.tenant_id, payload.course.certificate_template_id,
-                                                   rows=docs.template_rows)  # the lookup took the templates lock
-        facts = domain.facts_of_completion(payload, found.user_name, now)
-        template_id = template.id if template is not None else None
-        ready = _take_prerendered(event.id, _render_key(template, tenant.name, facts.recipient_name))
+        ready = _take_prerendered(event.id)
+        template: Any | None = None
         if ready is not None:
-            facts, pdf = ready
-        else:  # not rendered before the transaction, or something it depends on changed since: render here
+            template = await _locked_template(session, docs, event.tenantid, payload.course.certificate_template_id)
+            if _template_key(template) != ready.template_key:
+                log.info("certificate_prerender_stale", rendered_with=ready.template_key,
+                         current=_template_key(template))
+                ready = None
+        if ready is not None:
+            tenant, facts, pdf = ready.tenant, ready.facts, ready.pdf
+            if tenant != ready.known:
+                await _remember_tenant(session, tenant, now, ready.known)
+        else:
+            found = await store.issue_lookup(session, event.tenantid, payload.enrollment_id, payload.user.id)
+            _tx_cache(session).locked.add(event.tenantid)  # the lookup took the templates lock
+            known = KnownTenant(event.tenantid, found.tenant_slug, found.tenant_name) if found.tenant_slug else None
+            try:
+                tenant = domain.tenant_from_event(event.tenantid, event.tenant, payload.tenant_name, known)
+            except domain.UnknownTenant as exc:
+                raise PermanentError(f"unknown tenant: {exc}") from None
+            if tenant != known:
+                await _remember_tenant(session, tenant, now, known)
+            if found.existing is not None:
+                log.info("certificate_already_issued", certificate_id=found.existing,
+                         enrollment_id=payload.enrollment_id)
+                return
+            template = await _locked_template(session, docs, tenant.tenant_id, payload.course.certificate_template_id)
+            facts = domain.facts_of_completion(payload, found.user_name, now)
             (pdf,) = await docs.render(tenant.tenant_id, domain.spec_of(template, tenant.name), [(facts, 1)])
+        template_id = template.id if template is not None else None
         values = {
             "tenant_id": tenant.tenant_id, "enrollment_id": payload.enrollment_id, "user_id": payload.user.id,
             "course_id": payload.course.id, "course_version": payload.course.version, "template_id": template_id,
@@ -290,7 +301,7 @@ async def issue_certificate(uow: UnitOfWork, event: CloudEvent, payload: Enrollm
         except BaseException:
             await docs.abandon([pdf.key])
             raise
-        if certificate_id is None:  # a concurrent delivery under another event id won the unique key
+        if certificate_id is None:  # the enrollment has its certificate (a twin delivery, or one issued meanwhile)
             await docs.retract(session, [pdf.key])
             log.info("certificate_issue_lost_race", enrollment_id=payload.enrollment_id)
             return
@@ -304,36 +315,62 @@ async def issue_certificate(uow: UnitOfWork, event: CloudEvent, payload: Enrollm
 
 # --- issuing: the render before the consumer's transaction (ADR 0024) ------------------------------------------
 
-#: What a render depended on: the template (id, version; None: the built-in), the issuer and the recipient's name.
-RenderKey = tuple[tuple[int, int] | None, str, str]
+@dataclass
+class _TxState:
+    """Per issuing transaction: tenants whose templates lock it holds, and the templates it read under it (no
+    template write can commit before this transaction does, so they stay current)."""
+
+    transaction: Any
+    locked: set[int]
+    templates: dict[tuple[int, int | None], Any]
 
 
-def _render_key(template: Any | None, issuer_name: str, recipient_name: str) -> RenderKey:
-    return ((template.id, template.version) if template is not None else None, issuer_name, recipient_name)
+def _tx_cache(session: AsyncSession) -> _TxState:
+    transaction = session.get_transaction()
+    state = session.info.get("certificates_tx")
+    if state is None or state.transaction is not transaction:
+        state = _TxState(transaction, set(), {})
+        session.info["certificates_tx"] = state
+    return cast(_TxState, state)
+
+
+async def _locked_template(session: AsyncSession, docs: Documents, tenant_id: int, template_id: int | None) -> Any:
+    """The template a certificate of ``tenant_id`` naming ``template_id`` uses (None: the built-in), read under
+    the tenant's shared templates lock, taken and read once per transaction."""
+    state = _tx_cache(session)
+    key = (tenant_id, template_id)
+    if key not in state.templates:
+        if tenant_id not in state.locked:
+            await store.hold_templates(session, tenant_id)
+            state.locked.add(tenant_id)
+        state.templates[key] = await store.template_for_render(session, tenant_id, template_id,
+                                                               rows=docs.template_rows)
+    return state.templates[key]
+
+
+def _template_key(template: Any | None) -> tuple[int, int] | None:
+    return (template.id, template.version) if template is not None else None
 
 
 @dataclass(frozen=True)
 class Prerendered:
-    key: RenderKey
+    """A certificate rendered before its transaction, and what the render was made of."""
+
+    template_key: tuple[int, int] | None  # the template's (id, version); None: the built-in
+    tenant: KnownTenant
+    known: KnownTenant | None  # the tenant as remembered when the render was planned
     facts: Facts
     pdf: Rendered
 
 
 #: The current delivery batch's renders by event id (set by ``issuing.IssueRunner`` around the consumer's
-#: transaction, read by :func:`issue_certificate` inside it).
+#: transaction, taken by :func:`issue_certificate` inside it).
 PRERENDERED: ContextVar[dict[str, Prerendered] | None] = ContextVar("certificates_prerendered", default=None)
 
 
-def _take_prerendered(event_id: str, key: RenderKey) -> tuple[Facts, Rendered] | None:
-    """The PDF rendered for this event before the transaction, if it was rendered with exactly ``key``."""
+def _take_prerendered(event_id: str) -> Prerendered | None:
     prerendered = PRERENDERED.get()
-    ready = prerendered.pop(event_id, None) if prerendered is not None else None
-    if ready is None:
-        return None
-    if ready.key != key:
-        log.info("certificate_prerender_stale", rendered_with=ready.key, now=key)
-        return None
-    return ready.facts, ready.pdf
+    return prerendered.pop(event_id, None) if prerendered is not None else None
 
 
 async def prerender(uow: UnitOfWork, deliveries: Sequence[tuple[CloudEvent, EnrollmentCompleted]]
@@ -357,18 +394,18 @@ async def prerender(uow: UnitOfWork, deliveries: Sequence[tuple[CloudEvent, Enro
         return {}
     docs = _docs(uow)
     now = utcnow()
-    plans: dict[Any, tuple[TemplateSpec, list[tuple[CloudEvent, RenderKey, Facts]]]] = {}
+    plans: dict[Any, tuple[TemplateSpec, list[tuple[CloudEvent, Prerendered]]]] = {}
     async with uow:
         session = uow.session
         for tenant_id, items in usable.items():
             known_row = await store.known_tenant(session, tenant_id)
+            known = None if known_row is None else KnownTenant(tenant_id, known_row.slug, known_row.name)
             issued = await store.issued_enrollments(session, tenant_id, [p.enrollment_id for _, p in items])
             names = await store.current_names(session, tenant_id, [p.user.id for _, p in items])
             templates: dict[int | None, Any] = {}
             for event, payload in items:
                 if payload.enrollment_id in issued:
                     continue
-                known = None if known_row is None else KnownTenant(tenant_id, known_row.slug, known_row.name)
                 try:
                     tenant = domain.tenant_from_event(tenant_id, event.tenant, payload.tenant_name, known)
                 except domain.UnknownTenant:
@@ -378,20 +415,21 @@ async def prerender(uow: UnitOfWork, deliveries: Sequence[tuple[CloudEvent, Enro
                     templates[wanted] = await store.template_for_render(session, tenant_id, wanted,
                                                                         rows=docs.template_rows)
                 template = templates[wanted]
-                facts = domain.facts_of_completion(payload, names.get(payload.user.id), now)
-                key = _render_key(template, tenant.name, facts.recipient_name)
-                spec_key = (tenant_id, key[0], tenant.name)
-                if spec_key not in plans:
-                    plans[spec_key] = (domain.spec_of(template, tenant.name), [])
-                plans[spec_key][1].append((event, key, facts))
+                plan = Prerendered(_template_key(template), tenant, known,
+                                   domain.facts_of_completion(payload, names.get(payload.user.id), now),
+                                   Rendered("", b"", ""))
+                group = (tenant_id, plan.template_key, tenant.name)
+                if group not in plans:
+                    plans[group] = (domain.spec_of(template, tenant.name), [])
+                plans[group][1].append((event, plan))
 
-    async def render(spec_key: Any) -> list[tuple[CloudEvent, RenderKey, Facts, Rendered]]:
-        spec, items = plans[spec_key]
-        pdfs = await docs.render(spec_key[0], spec, [(facts, 1) for _, _, facts in items])
-        return [(event, key, facts, pdf) for (event, key, facts), pdf in zip(items, pdfs, strict=True)]
+    async def render(group: Any) -> list[tuple[str, Prerendered]]:
+        spec, items = plans[group]
+        pdfs = await docs.render(group[0], spec, [(plan.facts, 1) for _, plan in items])
+        return [(event.id, replace(plan, pdf=pdf)) for (event, plan), pdf in zip(items, pdfs, strict=True)]
 
-    rendered = await asyncio.gather(*(render(k) for k in plans))
-    return {event.id: Prerendered(key, facts, pdf) for group in rendered for event, key, facts, pdf in group}
+    rendered = await asyncio.gather(*(render(group) for group in plans))
+    return dict(pair for group in rendered for pair in group)
 
 
 async def record_regeneration(uow: UnitOfWork, event: CloudEvent, payload: TemplateUpdated) -> None:
