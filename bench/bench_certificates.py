@@ -6,7 +6,8 @@
    stored PDF, per second, against raw renders per second of the same template through the service's own
    worker pool in the same run (target ratio ≥ 0.7);
 3. regeneration: 10,000 certificates re-rendered after one template update; total time against
-   10,000 × render time ÷ cores (target ≤ 1.5).
+   10,000 ÷ the pool's raw render rate measured in the same run (target ≤ 1.2), and against
+   10,000 × render p50 ÷ cores (target ≤ 1.5).
 
     .venv/bin/python -m bench.bench_certificates [issue_n] [regenerate_n]
 """
@@ -50,6 +51,7 @@ PG = os.environ.get("LEARN_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432"
 AMQP = os.environ.get("LEARN_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 TARGET_ISSUE_RATIO = 0.7
 TARGET_REGENERATION_RATIO = 1.5
+TARGET_REGENERATION_VS_POOL = 1.2
 TENANT_ID, TENANT = 1, "acme"
 
 
@@ -182,7 +184,8 @@ async def _service_runs(issue_n: int, regenerate_n: int, render: dict[str, float
                             log_level="warning", relay_poll_interval=0.2)
     settings = CertificatesSettings(common=common)
     cores = settings.render_workers
-    publisher = AmqpBus(AMQP, service="bench", namespace=common.amqp_namespace)
+    # A generous confirm timeout: 1,000 publishes at once on a loaded machine took longer than the default 15 s.
+    publisher = AmqpBus(AMQP, service="bench", namespace=common.amqp_namespace, publish_timeout=300)
     client = TestClient(TestServer(create_app(settings)))
     try:
         await publisher.connect(retry_forever=False)
@@ -268,6 +271,7 @@ def run(issue_n: int = 1000, regenerate_n: int = 9000, render_n: int = 300) -> d
     result.update(asyncio.run(_service_runs(issue_n, regenerate_n, render)))
     result["issue_target_met"] = result["issue_ratio"] >= TARGET_ISSUE_RATIO
     result["regeneration_target_met"] = result["regeneration_ratio"] <= TARGET_REGENERATION_RATIO
+    result["regeneration_vs_pool_target_met"] = result["regeneration_vs_pool"] <= TARGET_REGENERATION_VS_POOL
     return result
 
 
@@ -293,7 +297,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"| ideal: n × render p50 ÷ cores | {result['regeneration_ideal_s']} s |",
         f"| regeneration ratio (target ≤ {TARGET_REGENERATION_RATIO}) | {result['regeneration_ratio']} "
         f"({met(result['regeneration_target_met'])}) |",
-        f"| regeneration ÷ (n ÷ raw pool renders/s, same run) | {result['regeneration_vs_pool']} |",
+        f"| regeneration ÷ (n ÷ raw pool renders/s, same run) (target ≤ {TARGET_REGENERATION_VS_POOL}) | "
+        f"{result['regeneration_vs_pool']} ({met(result['regeneration_vs_pool_target_met'])}) |",
         f"| CPU per issued certificate: service process / render workers | "
         f"{result['issue_cpu_ms']['service']} / {result['issue_cpu_ms']['render_workers']} ms |",
         f"| CPU per regenerated certificate: service process / render workers | "

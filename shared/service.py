@@ -81,6 +81,9 @@ class ServiceSpec:
     readiness: Readiness | None = None
     #: the service's one table of domain errors (shared/domain_errors.py): every route answers them through it
     errors: ErrorTable | None = None
+    #: the runner of a subscription (default: :class:`ConsumerRunner`); a service may hand a queue to a subclass
+    #: that does work before the consumer's transaction opens (certificates render outside it)
+    consumer_runner: Callable[[web.Application, Subscription], ConsumerRunner] | None = None
 
 
 DB_KEY = web.AppKey("db", Database)
@@ -88,6 +91,8 @@ BUS_KEY = web.AppKey("bus", Bus)
 SETTINGS_KEY = web.AppKey("settings", ServiceSettings)
 CURSOR_KEY = web.AppKey("cursors", CursorCodec)
 RELAY_KEY = web.AppKey("relay", OutboxRelay)
+#: set once every consumer of the service is started (its queues declared and bound): ``/readyz`` waits for it
+CONSUMING_KEY = web.AppKey("consuming", asyncio.Event)
 SHARED_BUS_KEY = web.AppKey("shared_bus", bool)
 IDEMPOTENCY_KEY = web.AppKey("idempotency", Idempotency)
 
@@ -136,6 +141,7 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
     app[CURSOR_KEY] = CursorCodec(secret)
     app[SHARED_BUS_KEY] = bus is not None
     app[IDEMPOTENCY_KEY] = idempotency
+    app[CONSUMING_KEY] = asyncio.Event()
     if bus is not None:
         app[BUS_KEY] = bus
 
@@ -170,7 +176,10 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
                 if spec.event_handlers is not None:
                     subs += wiring.subscriptions(spec.name, spec.event_handlers, deps=spec.deps(app))
                 for sub in subs:
-                    await the_bus.consume(sub.queue, ConsumerRunner(app[DB_KEY], sub, spec.name))
+                    runner = (spec.consumer_runner(app, sub) if spec.consumer_runner is not None
+                              else ConsumerRunner(app[DB_KEY], sub, spec.name))
+                    await the_bus.consume(sub.queue, runner)
+            app[CONSUMING_KEY].set()
 
         tasks.append(asyncio.create_task(start_messaging(), name=f"{spec.name}-messaging"))
         if settings.relay_enabled:
@@ -240,6 +249,9 @@ def _readyz(spec: ServiceSpec) -> Callable[[web.Request], Awaitable[web.Response
             checks["database"] = f"unavailable: {type(exc).__name__}"
         bus = app.get(BUS_KEY)
         checks["broker"] = "ok" if bus is not None and bus.ready else "unavailable"
+        # Not ready before every queue is declared and bound: an event published meanwhile would be routed to no
+        # queue of this service, lost for it, and a request waiting for it (read-your-writes) would time out.
+        checks["consumers"] = "ok" if app[CONSUMING_KEY].is_set() else "starting"
         return checks
 
     async def handler(request: web.Request) -> web.Response:

@@ -16,10 +16,12 @@ from services.certificates.api import templates as api_templates
 from services.certificates.api.common import ERRORS, RUNTIME_KEY
 from services.certificates.config import CertificatesSettings
 from services.certificates.handlers import Documents, Runtime
+from services.certificates.issuing import IssueRunner
 from services.certificates.pdf.pool import RenderPool
 from services.certificates.regeneration import Regenerator
 from shared.blobstore import choose_blob_store
 from shared.bus.amqp import AmqpBus
+from shared.bus.consumer import ConsumerRunner, Subscription
 from shared.bus.wiring import EventTable
 from shared.events.certificates import TemplateUpdated
 from shared.events.directory import UserUpserted
@@ -48,6 +50,13 @@ EVENT_HANDLERS: EventTable = {
 }
 
 
+def consumer_runner(app: web.Application, subscription: Subscription) -> ConsumerRunner:
+    """The issue queue renders its certificates before the consumer's transaction (issuing.py, ADR 0024)."""
+    if subscription.queue.purpose == "issue":
+        return IssueRunner(app[DB_KEY], subscription, "certificates", app[RUNTIME_KEY])
+    return ConsumerRunner(app[DB_KEY], subscription, "certificates")
+
+
 async def regeneration_worker(app: web.Application) -> None:
     """The background job (see ``ServiceSpec.background``): regeneration lanes until the service stops."""
     settings = app[SETTINGS_KEY]
@@ -69,12 +78,17 @@ def _runtime_ctx(settings: CertificatesSettings,
             log.info("certificates_runtime_started", render_workers=settings.render_workers,
                      blob_store=type(documents.blobs).__name__)
             yield
+            if own_bus is not None:
+                # The bus context (cleaned up before this one) stopped the relay and the lanes, but not the
+                # consumers of a bus it does not own: stop them before the pool they render with, or a delivery
+                # in flight fails against a closed pool and is handed back as a failure (toward its limit).
+                await own_bus.close()
             await documents.close()
         finally:
+            if own_bus is not None:
+                await own_bus.close()  # nothing to do when closed above; a failed start still closes it
             app[RUNTIME_KEY].stop()
             await pool.close()
-            if own_bus is not None:  # runs after the bus context stopped consuming (cleanups run in reverse)
-                await own_bus.close()
 
     return ctx
 
@@ -84,10 +98,9 @@ def create_app(settings: CertificatesSettings | None = None, *, bus: Any = None)
     background: list[BackgroundTask] = [regeneration_worker] if settings.regeneration_enabled else []
     spec = ServiceSpec(name="certificates", migrations_dir=MIGRATIONS, setup_routes=setup_routes,
                        event_handlers=EVENT_HANDLERS, deps=lambda app: app[RUNTIME_KEY], background=background,
-                       client_max_size=ADMIN_BODY_LIMIT, errors=ERRORS)
-    # The broker connection, with small consumer batches. The shared consumer runs a batch's handlers one after
-    # another in one transaction; an issue waits for its render, so a batch of 32 would render 32 certificates in
-    # turn while the other workers idle. Batches of a few, several at once, keep every render worker busy.
+                       client_max_size=ADMIN_BODY_LIMIT, errors=ERRORS, consumer_runner=consumer_runner)
+    # The broker connection, with the service's own consumer batches and concurrency (config.py): an issue batch
+    # is rendered at once, over every worker, before its transaction (issuing.py).
     own_bus = own_amqp_bus(settings.common, "certificates", concurrency=settings.consumer_concurrency,
                            batch_size=settings.consumer_batch_size) if bus is None else None
     app = create_service_app(settings, spec, bus=bus if bus is not None else own_bus)

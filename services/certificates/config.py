@@ -31,12 +31,14 @@ class CertificatesSettings(ServiceSettings):
                                     description="concurrent batch loops; 0 = render_workers + 1")
     regeneration_poll_interval: float = Field(default=1.0, gt=0)
     consumer_batch_size: int = Field(
-        default=4, ge=1, le=64,
-        description="deliveries per consumer transaction; small: a transaction renders its certificates in turn")
+        default=16, ge=1, le=64,
+        description="deliveries per consumer batch: rendered at once over every worker, before one short "
+                    "transaction that writes them (issuing.py)")
     consumer_concurrency: int = Field(
-        default=6, ge=1, le=128,
-        description="consumer transactions at once; each holds a database connection while it renders, so keep "
-                    "it plus the regeneration lanes within 2 × LEARN_DB_POOL_SIZE with room for HTTP")
+        default=4, ge=1, le=128,
+        description="batches at once per queue; an issuing transaction holds a database connection only while it "
+                    "writes (never while a render waits), so this plus the regeneration lanes (which do hold one "
+                    "while their batch renders) should stay within 2 × LEARN_DB_POOL_SIZE with room for HTTP")
 
     @property
     def lanes(self) -> int:

@@ -1,10 +1,12 @@
 """Certificates use cases: one function per command, query and event. Each takes a unit of work, and commands
 open and commit their own transaction (``async with uow``); event handlers run in the consumer's.
 
-Issuing happens inside the consumer's inbox transaction (ADR 0006): the PDF is rendered (in the worker pool) and
-stored with the certificate row and ``certificate.issued``, committed together (see :class:`Documents`), so a
-certificate never exists without its PDF; a crash before the commit leaves nothing (with the filesystem store,
-at most an orphan file) and the redelivered message issues again.
+Issuing commits in the consumer's inbox transaction (ADR 0006): the PDF is stored with the certificate row and
+``certificate.issued``, committed together (see :class:`Documents`), so a certificate never exists without its
+PDF; a crash before the commit leaves nothing (with the filesystem store, at most an orphan file) and the
+redelivered message issues again. The render itself happens *before* that transaction (ADR 0024,
+:func:`prerender`, run by ``issuing.IssueRunner``): the transaction checks, under the templates lock, that the
+template, issuer and recipient are still what was rendered, and renders again inside only if one changed.
 
 One enrollment gets one certificate: the inbox drops a repeated event, a lookup skips a repeat under a new
 event id, and the unique key ``(tenant_id, enrollment_id)`` settles concurrent ones.
@@ -24,9 +26,10 @@ import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from sqlalchemy import event as sa_event
@@ -235,7 +238,14 @@ async def _note_caller(session: AsyncSession, origin: Origin, tenant_name: str |
 
 
 async def issue_certificate(uow: UnitOfWork, event: CloudEvent, payload: EnrollmentCompleted) -> None:
-    """``enrollment.completed``: issue the enrollment's certificate unless it has one."""
+    """``enrollment.completed``: issue the enrollment's certificate unless it has one.
+
+    Runs in the consumer's transaction. Its PDF normally comes from :func:`prerender`, which also read the tenant,
+    the directory name and whether the enrollment has a certificate; this transaction then only checks, under the
+    tenant's templates lock, that the template is still the version rendered (once per transaction and tenant),
+    and writes. Without a PDF rendered before (or with an older template), it looks everything up and renders
+    here, holding its connection meanwhile. A concurrent twin loses on the unique key either way.
+    """
     try:
         domain.check_completion(payload)
     except domain.UnusableEvent as exc:
@@ -245,25 +255,37 @@ async def issue_certificate(uow: UnitOfWork, event: CloudEvent, payload: Enrollm
     docs = _docs(uow)
     async with uow:
         session = uow.session
-        found = await store.issue_lookup(session, event.tenantid, payload.enrollment_id, payload.user.id)
-        known = KnownTenant(event.tenantid, found.tenant_slug, found.tenant_name) if found.tenant_slug else None
-        try:
-            tenant = domain.tenant_from_event(event.tenantid, event.tenant, payload.tenant_name, known)
-        except domain.UnknownTenant as exc:
-            raise PermanentError(f"unknown tenant: {exc}") from None
         now = utcnow()
-        if tenant != known:
-            await _remember_tenant(session, tenant, now, known)
-        if found.existing is not None:
-            log.info("certificate_already_issued", certificate_id=found.existing,
-                     enrollment_id=payload.enrollment_id)
-            return
-
-        template = await store.template_for_render(session, tenant.tenant_id, payload.course.certificate_template_id,
-                                                   rows=docs.template_rows)  # the lookup took the templates lock
-        facts = domain.facts_of_completion(payload, found.user_name, now)
+        ready = _take_prerendered(event.id)
+        template: Any | None = None
+        if ready is not None:
+            template = await _locked_template(session, docs, event.tenantid, payload.course.certificate_template_id)
+            if _template_key(template) != ready.template_key:
+                log.info("certificate_prerender_stale", rendered_with=ready.template_key,
+                         current=_template_key(template))
+                ready = None
+        if ready is not None:
+            tenant, facts, pdf = ready.tenant, ready.facts, ready.pdf
+            if tenant != ready.known:
+                await _remember_tenant(session, tenant, now, ready.known)
+        else:
+            found = await store.issue_lookup(session, event.tenantid, payload.enrollment_id, payload.user.id)
+            _tx_cache(session).locked.add(event.tenantid)  # the lookup took the templates lock
+            known = KnownTenant(event.tenantid, found.tenant_slug, found.tenant_name) if found.tenant_slug else None
+            try:
+                tenant = domain.tenant_from_event(event.tenantid, event.tenant, payload.tenant_name, known)
+            except domain.UnknownTenant as exc:
+                raise PermanentError(f"unknown tenant: {exc}") from None
+            if tenant != known:
+                await _remember_tenant(session, tenant, now, known)
+            if found.existing is not None:
+                log.info("certificate_already_issued", certificate_id=found.existing,
+                         enrollment_id=payload.enrollment_id)
+                return
+            template = await _locked_template(session, docs, tenant.tenant_id, payload.course.certificate_template_id)
+            facts = domain.facts_of_completion(payload, found.user_name, now)
+            (pdf,) = await docs.render(tenant.tenant_id, domain.spec_of(template, tenant.name), [(facts, 1)])
         template_id = template.id if template is not None else None
-        (pdf,) = await docs.render(tenant.tenant_id, domain.spec_of(template, tenant.name), [(facts, 1)])
         values = {
             "tenant_id": tenant.tenant_id, "enrollment_id": payload.enrollment_id, "user_id": payload.user.id,
             "course_id": payload.course.id, "course_version": payload.course.version, "template_id": template_id,
@@ -279,7 +301,7 @@ async def issue_certificate(uow: UnitOfWork, event: CloudEvent, payload: Enrollm
         except BaseException:
             await docs.abandon([pdf.key])
             raise
-        if certificate_id is None:  # a concurrent delivery under another event id won the unique key
+        if certificate_id is None:  # the enrollment has its certificate (a twin delivery, or one issued meanwhile)
             await docs.retract(session, [pdf.key])
             log.info("certificate_issue_lost_race", enrollment_id=payload.enrollment_id)
             return
@@ -289,6 +311,125 @@ async def issue_certificate(uow: UnitOfWork, event: CloudEvent, payload: Enrollm
             domain.verification_url(docs.public_url, facts.verification_id)))
     log.info("certificate_issued", certificate_id=certificate_id, enrollment_id=payload.enrollment_id,
              template_id=template_id, pdf_bytes=len(pdf.data))
+
+
+# --- issuing: the render before the consumer's transaction (ADR 0024) ------------------------------------------
+
+@dataclass
+class _TxState:
+    """Per issuing transaction: tenants whose templates lock it holds, and the templates it read under it (no
+    template write can commit before this transaction does, so they stay current)."""
+
+    transaction: Any
+    locked: set[int]
+    templates: dict[tuple[int, int | None], Any]
+
+
+def _tx_cache(session: AsyncSession) -> _TxState:
+    transaction = session.get_transaction()
+    state = session.info.get("certificates_tx")
+    if state is None or state.transaction is not transaction:
+        state = _TxState(transaction, set(), {})
+        session.info["certificates_tx"] = state
+    return cast(_TxState, state)
+
+
+async def _locked_template(session: AsyncSession, docs: Documents, tenant_id: int, template_id: int | None) -> Any:
+    """The template a certificate of ``tenant_id`` naming ``template_id`` uses (None: the built-in), read under
+    the tenant's shared templates lock, taken and read once per transaction."""
+    state = _tx_cache(session)
+    key = (tenant_id, template_id)
+    if key not in state.templates:
+        if tenant_id not in state.locked:
+            await store.hold_templates(session, tenant_id)
+            state.locked.add(tenant_id)
+        state.templates[key] = await store.template_for_render(session, tenant_id, template_id,
+                                                               rows=docs.template_rows)
+    return state.templates[key]
+
+
+def _template_key(template: Any | None) -> tuple[int, int] | None:
+    return (template.id, template.version) if template is not None else None
+
+
+@dataclass(frozen=True)
+class Prerendered:
+    """A certificate rendered before its transaction, and what the render was made of."""
+
+    template_key: tuple[int, int] | None  # the template's (id, version); None: the built-in
+    tenant: KnownTenant
+    known: KnownTenant | None  # the tenant as remembered when the render was planned
+    facts: Facts
+    pdf: Rendered
+
+
+#: The current delivery batch's renders by event id (set by ``issuing.IssueRunner`` around the consumer's
+#: transaction, taken by :func:`issue_certificate` inside it).
+PRERENDERED: ContextVar[dict[str, Prerendered] | None] = ContextVar("certificates_prerendered", default=None)
+
+
+def _take_prerendered(event_id: str) -> Prerendered | None:
+    prerendered = PRERENDERED.get()
+    return prerendered.pop(event_id, None) if prerendered is not None else None
+
+
+async def prerender(uow: UnitOfWork, deliveries: Sequence[tuple[CloudEvent, EnrollmentCompleted]]
+                    ) -> dict[str, Prerendered]:
+    """Render the certificates these ``enrollment.completed`` deliveries will issue, before their transaction.
+
+    One short read-only transaction finds what a render depends on (the template, the issuer, the directory name;
+    no lock: the issuing transaction checks them again under the templates lock); its connection is returned
+    before the renders, which run over every worker at once. Deliveries that will not issue (unusable, unknown
+    tenant, already issued) are left out; a failure leaves the rest to be rendered inside the transaction.
+    """
+    usable: dict[int, list[tuple[CloudEvent, EnrollmentCompleted]]] = {}
+    for event, payload in deliveries:
+        try:
+            domain.check_completion(payload)
+        except domain.UnusableEvent:
+            continue
+        if event.tenantid and event.tenantid > 0:
+            usable.setdefault(event.tenantid, []).append((event, payload))
+    if not usable:
+        return {}
+    docs = _docs(uow)
+    now = utcnow()
+    plans: dict[Any, tuple[TemplateSpec, list[tuple[CloudEvent, Prerendered]]]] = {}
+    async with uow:
+        session = uow.session
+        for tenant_id, items in usable.items():
+            known_row = await store.known_tenant(session, tenant_id)
+            known = None if known_row is None else KnownTenant(tenant_id, known_row.slug, known_row.name)
+            issued = await store.issued_enrollments(session, tenant_id, [p.enrollment_id for _, p in items])
+            names = await store.current_names(session, tenant_id, [p.user.id for _, p in items])
+            templates: dict[int | None, Any] = {}
+            for event, payload in items:
+                if payload.enrollment_id in issued:
+                    continue
+                try:
+                    tenant = domain.tenant_from_event(tenant_id, event.tenant, payload.tenant_name, known)
+                except domain.UnknownTenant:
+                    continue
+                wanted = payload.course.certificate_template_id
+                if wanted not in templates:
+                    templates[wanted] = await store.template_for_render(session, tenant_id, wanted,
+                                                                        rows=docs.template_rows)
+                template = templates[wanted]
+                plan = Prerendered(_template_key(template), tenant, known,
+                                   domain.facts_of_completion(payload, names.get(payload.user.id), now),
+                                   Rendered("", b"", ""))
+                group = (tenant_id, plan.template_key, tenant.name)
+                if group not in plans:
+                    plans[group] = (domain.spec_of(template, tenant.name), [])
+                plans[group][1].append((event, plan))
+
+    async def render(group: Any) -> list[tuple[str, Prerendered]]:
+        spec, items = plans[group]
+        pdfs = await docs.render(group[0], spec, [(plan.facts, 1) for _, plan in items])
+        return [(event.id, replace(plan, pdf=pdf)) for (event, plan), pdf in zip(items, pdfs, strict=True)]
+
+    rendered = await asyncio.gather(*(render(group) for group in plans))
+    return dict(pair for group in rendered for pair in group)
 
 
 async def record_regeneration(uow: UnitOfWork, event: CloudEvent, payload: TemplateUpdated) -> None:

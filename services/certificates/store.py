@@ -384,6 +384,16 @@ async def issue_lookup(session: AsyncSession, tenant_id: int, enrollment_id: int
         "lock_tenant": lock_key(tenant_id)})).one()
 
 
+async def issued_enrollments(session: AsyncSession, tenant_id: int, enrollment_ids: Iterable[int]) -> set[int]:
+    """Which of these enrollments already have their certificate."""
+    ids = sorted(set(enrollment_ids))
+    if not ids:
+        return set()
+    rows = await session.execute(sa.select(certificates.c.enrollment_id).where(
+        certificates.c.tenant_id == tenant_id, certificates.c.enrollment_id.in_(ids)))
+    return {int(row.enrollment_id) for row in rows}
+
+
 def _issue_insert(dialect: Any) -> Any:
     """The certificate's insert, prebuilt (binds ``c_<column>``); a concurrent twin makes it insert nothing."""
     columns = [c for c in certificates.c if c.name not in ("id", "revoked_at", "revoked_reason")]

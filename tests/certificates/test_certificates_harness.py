@@ -202,8 +202,7 @@ class CertificatesService:
 async def start_app(env: TestEnv, **settings: Any) -> TestClient:
     values: dict[str, Any] = {"render_workers": 2, "regeneration_poll_interval": 0.2, "consumer_concurrency": 4}
     values.update(settings)
-    # Four consumer transactions per queue at once (not 16): each holds a database connection while its PDF
-    # renders, and the test PostgreSQL is shared by everything running at the same time.
+    # Four consumer batches per queue at once: the test PostgreSQL is shared by everything running at the same time.
     app = create_app(CertificatesSettings(common=env.common(amqp_prefetch=8), **values))
     client = TestClient(TestServer(app))
     await client.start_server()

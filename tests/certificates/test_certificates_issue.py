@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import re
+import signal
 from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
+from services.certificates.api.common import RUNTIME_KEY
 from services.certificates.store import certificates
+from shared.service import DB_KEY
 from tests.certificates.test_certificates_harness import (
     TENANT_NAME,
     close_app,
@@ -21,6 +25,7 @@ from tests.certificates.test_certificates_harness import (
     running_service,
     start_app,
 )
+from tests.certificates.test_render_pool import busy_worker, freeze_on_send, until
 from tests.support.infra import wait_until
 
 
@@ -206,3 +211,30 @@ async def test_completions_with_missing_fields_go_to_the_dead_letter_queue_and_t
         good = next(ids)
         await service.publish(service.completion(good))
         assert (await service.issued(good))["enrollment_id"] == good
+
+
+async def test_no_transaction_is_open_while_an_issue_waits_for_its_render(test_env):
+    """ADR 0024: the render happens before the consumer's transaction. With the only worker stopped holding the
+    batch, the service has no transaction open (and no templates lock held), so a slow or saturated pool never
+    ties up database connections; once the worker goes on, the certificate is issued."""
+    async with running_service(test_env, render_workers=1) as service:
+        pool = service.app[RUNTIME_KEY].documents.pool
+        thaw = freeze_on_send(pool, 1)
+        enrollment = next(ids)
+        await service.publish(service.completion(enrollment))
+        worker = await until(lambda: busy_worker(pool))
+        thaw()
+        database = service.app[DB_KEY].engine.url.database
+        try:
+            open_since_send = await service.rows(sa.text(
+                "SELECT state, query FROM pg_stat_activity WHERE datname = :db AND pid <> pg_backend_pid() "
+                "AND xact_start IS NOT NULL AND xact_start < clock_timestamp() - interval '50 milliseconds' "
+                "AND state LIKE 'idle in transaction%'").bindparams(db=database))
+            advisory = await service.scalar(sa.text(
+                "SELECT count(*) FROM pg_locks JOIN pg_database d ON d.oid = pg_locks.database "
+                "WHERE locktype = 'advisory' AND d.datname = :db").bindparams(db=database))
+        finally:
+            os.kill(worker.process.pid, signal.SIGCONT)
+        assert open_since_send == [] and advisory == 0, (open_since_send, advisory)
+        cert = await service.issued(enrollment)
+        assert cert["enrollment_id"] == enrollment
