@@ -45,6 +45,18 @@ class ScormPackageFailed(EventModel):
     error: str
 
 
+class ScormPackageArchived(EventModel):
+    """A SCORM package and all its versions were archived (``DELETE /scorm-packages/{id}``): they launch nothing
+    and no course may be published with them any more."""
+
+    event_type: ClassVar[str] = "scorm_package.archived"
+
+    package_id: int = Field(description="the first package of the family (what activities name)")
+    package_ids: list[int] = Field(description="every package of the family, versions included, all archived")
+    title: str
+    archived_at: datetime
+
+
 class RuntimeCommitted(EventModel):
     """A learner's runtime session committed CMI data (or was launched, or finished).
 
