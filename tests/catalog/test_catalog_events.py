@@ -269,7 +269,8 @@ async def test_complete_on_launch_is_for_items_that_do_not_track(catalog):
     published = await catalog.transition(course["id"], "publish")
     assert published.status == 200, published.body
     [event] = await catalog.wait_for_events("course.published")
-    sent = [(a["sco_identifier"], a["complete_on_launch"]) for a in event.data["modules"][0]["lessons"][0]["activities"]]
+    activities = event.data["modules"][0]["lessons"][0]["activities"]
+    sent = [(a["sco_identifier"], a["complete_on_launch"]) for a in activities]
     assert sent == [("handout", False), ("quiz", None)]
 
     # On a SCO (named, or the first SCO an activity without sco_identifier launches) the option would be ignored:
