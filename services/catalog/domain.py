@@ -223,8 +223,9 @@ def publish_problems(
 
 def _complete_on_launch_problem(activity: Mapping[str, Any], package: ReadyPackage, launched: str | None
                                 ) -> list[str]:
-    """``complete_on_launch`` is for untracked items: on a SCO, which reports its own status, it would be ignored."""
-    if activity.get("complete_on_launch") is None or launched is None or launched in package.untracked:
+    """``complete_on_launch`` true is for untracked items: a SCO reports its own status, so opening one never
+    completes it (false says just that, and passes)."""
+    if activity.get("complete_on_launch") is not True or launched is None or launched in package.untracked:
         return []
     return [f"activity {activity['id']} sets complete_on_launch, but the item it launches ('{launched}' of SCORM "
             f"package {activity['scorm_package_id']}) is a SCO that reports its own progress: clear the option"]

@@ -142,7 +142,8 @@ class Activity(_Resource):
         default=None, description="scorm activities only: when the item launched is an asset (untracked, no SCORM "
                                   "calls), whether the launch completes the attempt. null (the default) or true: "
                                   "completed at launch; false: the attempt stays incomplete (the activity then "
-                                  "never counts as done). Publishing refuses it on an activity that launches a SCO.")
+                                  "never counts as done). A SCO reports its own progress: publishing refuses true on "
+                                  "an activity that launches one.")
 
 
 class EnrollmentProgress(_Resource):

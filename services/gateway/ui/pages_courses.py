@@ -69,6 +69,7 @@ async def course_page(view: View, course_id: int, *, problem: Problem | None = N
     except AdminApiError:
         templates = None  # the certificates service is away: the field falls back to a number
     sco_titles = {f"{p['id']}|{s['identifier']}": f"{p['title']} › {s['title']}" for p in packages for s in p["scos"]}
+    launched = launched_items(packages)
     template_options = [("", "The tenant's default")] + [(str(t["id"]), t["name"]) for t in templates or []]
     counts = {"modules": len(course["modules"]),
               "lessons": sum(len(m["lessons"]) for m in course["modules"]),
@@ -83,6 +84,7 @@ async def course_page(view: View, course_id: int, *, problem: Problem | None = N
                                           for s in candidates],
                        can_edit_team=view.role in (None, "owner", "admin"),
                        templates=templates, template_options=template_options, sco_titles=sco_titles, counts=counts,
+                       sco_launched=launched,
                        completion_rules=COMPLETION_RULES, activity_kinds=ACTIVITY_KINDS,
                        editable=course["status"] == "draft", switch_path="/admin/learn/courses")
 
@@ -146,6 +148,33 @@ async def transition(view: View) -> web.StreamResponse:
                      f"“{course['title']}” is {ACTIONS[action]}{suffix}.")
 
 
+def launched_items(packages: list[dict[str, Any]]) -> Any:
+    """For the course page: what a scorm activity launches (its title) and whether that item tracks progress
+    (``tracked``), is an asset (``untracked``), or is not known among the ready packages (``unknown``)."""
+    by_package = {p["id"]: p for p in packages}
+
+    def launched(activity: dict[str, Any]) -> dict[str, str]:
+        package = by_package.get(activity["scorm_package_id"])
+        wanted = activity["sco_identifier"]
+        if package is None:
+            return {"label": "SCO", "tracking": "unknown",
+                    "title": f"package {activity['scorm_package_id']} › {wanted or 'its first SCO'} (not ready)"}
+        scos = sorted(package["scos"], key=lambda s: s["position"])
+        if wanted is None:  # the first SCO, else the first item
+            item = next((s for s in scos if s.get("tracked", True)), scos[0] if scos else None)
+        else:
+            item = next((s for s in scos if s["identifier"] == wanted), None)
+        if item is None:
+            return {"label": "SCO", "tracking": "unknown",
+                    "title": f"{package['title']} › {wanted} (not in the package)"}
+        tracked = item.get("tracked", True)
+        first = " (the package's first)" if wanted is None else ""
+        return {"label": "SCO" if tracked else "Untracked item", "title": f"{package['title']} › {item['title']}{first}",
+                "tracking": "tracked" if tracked else "untracked"}
+
+    return launched
+
+
 # --- the tree ---------------------------------------------------------------------------------------------
 
 
@@ -163,6 +192,9 @@ def _activity_fields(form: Any, *, creating: bool) -> dict[str, Any]:
         if choice is None:
             raise forms.FormError("A SCORM activity needs a SCO: choose one from the tenant's ready packages.")
         body["scorm_package_id"], body["sco_identifier"] = choice
+        # Checked: the default (an untracked item completes when opened); unchecked: opened, never done by opening
+        # it. The form never sends true, which the API refuses on an activity that launches a SCO.
+        body["complete_on_launch"] = None if forms.checked(form, "complete_on_launch") else False
     return body
 
 
