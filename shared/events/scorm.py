@@ -46,8 +46,7 @@ class ScormPackageFailed(EventModel):
 
 
 class ScormPackageArchived(EventModel):
-    """A SCORM package and all its versions were archived (``DELETE /scorm-packages/{id}``): they launch nothing
-    and no course may be published with them any more."""
+    """A package and its versions were archived (DELETE): they launch nothing, no course may publish with them."""
 
     event_type: ClassVar[str] = "scorm_package.archived"
 

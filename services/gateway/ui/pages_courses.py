@@ -169,7 +169,8 @@ def launched_items(packages: list[dict[str, Any]]) -> Any:
                     "title": f"{package['title']} › {wanted} (not in the package)"}
         tracked = item.get("tracked", True)
         first = " (the package's first)" if wanted is None else ""
-        return {"label": "SCO" if tracked else "Untracked item", "title": f"{package['title']} › {item['title']}{first}",
+        return {"label": "SCO" if tracked else "Untracked item",
+                "title": f"{package['title']} › {item['title']}{first}",
                 "tracking": "tracked" if tracked else "untracked"}
 
     return launched
