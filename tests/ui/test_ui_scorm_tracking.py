@@ -40,6 +40,7 @@ async def test_the_editor_shows_which_items_track_and_an_asset_only_package_warn
     await expect(notice).to_contain_text("its 18 launchable item(s) are assets")
     await expect(page.locator("#assets li")).to_have_count(18)
     await expect(page.locator("#assets")).to_contain_text("havingfun_quiz_item")
+    await expect(page.locator("#assets button", has_text="Preview")).to_have_count(18)  # an asset previews too
     await shoot(page, "20-scorm-assets-only")
     await page.goto(c.gateway_url + f"/admin/learn/scorm/{tracked['id']}?tenant={slug}")
     await expect(page.get_by_role("heading", name="SCOs (track progress)")).to_be_visible()
