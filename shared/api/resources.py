@@ -139,7 +139,7 @@ class Activity(_Resource):
     sco_identifier: str | None
     passing_score_scaled: Annotated[float, Field(ge=0, le=1)] | None
     complete_on_launch: bool | None = Field(
-        default=None, description="scorm activities only: when the item launched is an asset (untracked, no SCORM "
+        description="scorm activities only: when the item launched is an asset (untracked, no SCORM "
                                   "calls), whether the launch completes the attempt. null (the default) or true: "
                                   "completed at launch; false: the attempt stays incomplete (the activity then "
                                   "never counts as done). A SCO reports its own progress: publishing refuses true on "
