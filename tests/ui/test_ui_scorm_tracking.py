@@ -93,3 +93,29 @@ async def test_the_editor_shows_which_items_track_and_an_asset_only_package_warn
     await expect(page.locator(f"#activity-{activity_id} p.launched")).to_contain_text("completed when opened")
     await page.get_by_role("button", name="Publish").click()
     await expect(page.get_by_role("status")).to_have_text("“Tracking” is published (version 1).")
+
+
+async def test_a_course_naming_an_archived_package_says_so_and_is_not_published(ui_cluster: Cluster,
+                                                                               page: Page) -> None:
+    c = ui_cluster
+    slug = unique_slug("archived")
+    key = await c.tenant_with_key(slug)
+    package = await c.upload_scorm(slug, tiny_package(**{"old.txt": b"retired"}), title="Retired")
+    assert package["status"] == "ready", package
+    course, _ = await c.course(key, slug, "retired", [
+        {"title": "Old chapter", "kind": "scorm", "required": True, "scorm_package_id": package["id"]}],
+        publish=False)
+    status, body = await c.api(key, "DELETE", f"/scorm-packages/{package['id']}")  # a draft does not hold it
+    assert status == 200 and body["data"]["archived_at"] is not None, body
+
+    await sign_in(page, c, f"/admin/learn/courses/{course['id']}?tenant={slug}")
+    await expect(page.locator("#structure li[id^='activity-'] p.launched")).to_have_text(
+        "SCO: Retired › its first SCO (archived: point the activity at another package)")
+    await expect(page.locator("optgroup[label^='Retired']")).to_have_count(0)  # not offered any more
+    # The activity's editor keeps its current choice (no SCO named: the package's first), shown as not ready.
+    await expect(page.locator(f"option[value='{package['id']}|']")).to_have_text(
+        f"Package {package['id']} › its first SCO (not ready)")
+    await page.get_by_role("button", name="Publish").click()
+    await expect(page.locator("#lifecycle [role=alert]")).to_contain_text(
+        f"SCORM package {package['id']}, which is archived")
+    await shoot(page, "20-course-archived-package")
