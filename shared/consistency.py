@@ -5,8 +5,9 @@ The mechanism, end to end:
 1. A service commits a write and its events in one transaction (the outbox). :func:`record_committed` notes the
    ids of those events for the request that wrote them, and :func:`consistency_middleware` returns them to the
    gateway in the internal ``X-Learn-Events`` response header (``<event_type>=<id>,...``).
-2. The gateway (``services/gateway/consistency.py``) keeps, per tenant, the recent events that some service still
-   has to apply, and gives the client a signed ``Consistency-Token`` it may echo (several gateway replicas).
+2. The gateway (``CausalTracker`` in ``services/gateway/domain.py``) keeps, per tenant, the recent events that
+   some service still has to apply, and gives the client a signed ``Consistency-Token`` it may echo (several
+   gateway replicas).
 3. On the tenant's next request to service S, the gateway sends, in ``X-Learn-After``, the ids of those events
    that S's queues consume (``<queue>=<id>,...``). S answers only once its inbox holds each of them — at once
    when its own consumer already applied them (an in-memory check), else after the wait that its consumer ends

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from services.gateway import domain, handlers
 from services.gateway.dlq import DeadLetters, spec_of
+from services.gateway.domain import RouteTable
 from services.gateway.pipeline import ACTOR_KEY
-from services.gateway.routes import ADMIN_PREFIXES, UPLOAD_PREFIXES, RouteTable
+from services.gateway.routes import ADMIN_PREFIXES, UPLOAD_PREFIXES
 from shared.bus.topology import QueueSpec
 from shared.consistency import H_TOKEN
 from shared.db import Database, as_utc
@@ -70,6 +71,13 @@ ERRORS: ErrorTable = {
 refusals = answering(ERRORS)
 
 
+def _one_of(value: str | None, allowed: tuple[str, ...]) -> str | None:
+    """A field's value if it is one of ``allowed`` (None passes: not given); else pydantic's validation error."""
+    if value is not None and value not in allowed:
+        raise ValueError(f"must be one of {', '.join(allowed)}")
+    return value
+
+
 class TenantCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     slug: str
@@ -86,8 +94,7 @@ class TenantCreate(BaseModel):
     @field_validator("plan")
     @classmethod
     def _plan(cls, v: str) -> str:
-        if v not in domain.PLANS:
-            raise ValueError(f"must be one of {', '.join(domain.PLANS)}")
+        _one_of(v, domain.PLANS)
         return v
 
 
@@ -100,16 +107,12 @@ class TenantUpdate(BaseModel):
     @field_validator("plan")
     @classmethod
     def _plan(cls, v: str | None) -> str | None:
-        if v is not None and v not in domain.PLANS:
-            raise ValueError(f"must be one of {', '.join(domain.PLANS)}")
-        return v
+        return _one_of(v, domain.PLANS)
 
     @field_validator("status")
     @classmethod
     def _status(cls, v: str | None) -> str | None:
-        if v is not None and v not in domain.TENANT_STATUSES:
-            raise ValueError(f"must be one of {', '.join(domain.TENANT_STATUSES)}")
-        return v
+        return _one_of(v, domain.TENANT_STATUSES)
 
 
 class KeyCreate(BaseModel):
@@ -411,5 +414,5 @@ class AdminProxy:
         causal = self.gateway.causal.begin(tenant.slug, upstream, headers, request.headers.get(H_TOKEN))
         response = await self.gateway.upstreams.forward(request, upstream, path_qs, headers, limit,
                                                          {H_REQUEST_ID: rid}, causal)
-        await causal.share()
+        await self.gateway.share(causal)
         return response

@@ -27,17 +27,15 @@ from aiohttp import web
 from services.gateway import revocations
 from services.gateway import staff as staff_routes
 from services.gateway.admin import ADMIN, AdminApi, AdminDeadLetters, AdminProxy
-from services.gateway.clientip import TRUSTED_PROXIES_KEY, FailureLimiter, TrustedProxies
 from services.gateway.config import GatewaySettings
-from services.gateway.consistency import ReplicaFanout
 from services.gateway.dlq import AmqpDeadLetters, DeadLetters, InProcessDeadLetters
-from services.gateway.domain import Passwords
-from services.gateway.keys import KeyDirectory, UsageRecorder
+from services.gateway.domain import FailureLimiter, Passwords
+from services.gateway.keys import KeyDirectory, RateLimiter, RedisRateLimiter, UsageRecorder
 from services.gateway.mail import Mailer
 from services.gateway.openapi import build_document
 from services.gateway.pipeline import Gateway, Observer
-from services.gateway.proxy import Upstreams
-from services.gateway.ratelimit import RateLimiter, RedisRateLimiter
+from services.gateway.proxy import TRUSTED_PROXIES_KEY, TrustedProxies, Upstreams
+from services.gateway.store import ReplicaFanout
 from services.gateway.subscribers import subscriber_routes
 from services.gateway.ui import setup_admin_ui
 from shared.bus.amqp import AmqpBus
@@ -115,7 +113,7 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
         fanout_task: asyncio.Task[None] | None = None
         if db.is_postgres and settings.consistency:
             # Other replicas hear of this one's writes (best effort; the Consistency-Token is the guarantee).
-            gateway.causal.fanout = ReplicaFanout(gateway.causal, db.engine, listen_dsn(db.url))
+            gateway.causal.fanout = ReplicaFanout(gateway.causal.record_header, db.engine, listen_dsn(db.url))
             fanout_task = asyncio.create_task(gateway.causal.fanout.run(), name="gateway-consistency-fanout")
         gateway.keys = KeyDirectory(db, pepper, secret, ttl=settings.key_cache_ttl)
         gateway.usage = UsageRecorder(db, settings.last_used_resolution)

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.gateway.clientip import TrustedProxies
+from services.gateway.proxy import TrustedProxies
 from shared.config import DEFAULT_PORTS, ServiceSettings, _file_secret
 
 

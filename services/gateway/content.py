@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from services.gateway.config import GatewaySettings
-from services.gateway.consistency import CausalTracker
+from services.gateway.domain import CausalTracker
 from services.gateway.pipeline import NOT_FOUND, Gateway, Observer, failure, new_request_id
 from services.gateway.proxy import Upstreams
 from services.gateway.routes import CONTENT_TABLE

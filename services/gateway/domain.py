@@ -1,15 +1,26 @@
-"""Pure rules of the directory and the request pipeline: slugs, plans, scopes, key format, token buckets; and the
-directory's domain exceptions (the admin API maps them to the error envelope, ``admin.ERRORS``)."""
+"""Pure rules of the directory and the request pipeline, with no I/O of their own: slugs, plans, scopes, key
+format, token buckets, route matching, the read-your-writes bookkeeping and failure limits; and the directory's
+domain exceptions (the admin API maps them to the error envelope, ``admin.ERRORS``).
+
+The request pipeline's files (docs/architecture.md): ``pipeline.py`` (the steps, in order) uses ``keys.py`` (who
+is calling, how fast) and ``proxy.py`` (forwarding), which use this module and ``store.py``."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import json
 import math
 import re
 import secrets
-from dataclasses import dataclass
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import unquote
 
+from shared.consistency import H_AFTER, H_TOKEN, MAX_AFTER_IDS, consuming_queues, parse_pairs
 from shared.domain_errors import DomainError
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
@@ -148,6 +159,339 @@ class TokenBucket:
     def window(self) -> int:
         """The policy window: how long an empty bucket takes to refill."""
         return max(1, math.ceil(self.burst / self.rate))
+
+
+# --- route matching (the route table's entries are data in routes.py) ------------------------------------
+
+
+class Routed(Protocol):
+    """What the matcher needs of a route (``routes.Route``)."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def path(self) -> str: ...  # pattern: ``{name}`` is one segment, ``{name+}`` the rest (one or more segments)
+
+
+R = TypeVar("R", bound=Routed)
+
+
+@dataclass
+class _Node(Generic[R]):
+    static: dict[str, _Node[R]] = field(default_factory=dict)
+    param: _Node[R] | None = None
+    tail: _Node[R] | None = None  # ``{name+}``: the rest of the path
+    methods: dict[str, R] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Match(Generic[R]):
+    """A path found in the table: the routes by method (a missing method is a 405)."""
+
+    methods: dict[str, R]
+
+    @property
+    def allow(self) -> str:
+        return ", ".join(sorted(self.methods))
+
+
+class RouteTable(Generic[R]):
+    """A segment trie: matching costs one dict lookup per path segment, whatever the size of the table."""
+
+    def __init__(self, routes: tuple[R, ...]):
+        self.routes = routes
+        self._root: _Node[R] = _Node()
+        for route in routes:
+            node = self._root
+            for seg in _segments(route.path):
+                if seg.endswith("+}"):
+                    node.tail = node.tail or _Node()
+                    node = node.tail
+                    break
+                if seg.startswith("{"):
+                    node.param = node.param or _Node()
+                    node = node.param
+                else:
+                    node = node.static.setdefault(seg, _Node())
+            if route.method in node.methods:
+                raise ValueError(f"duplicate route {route.method} {route.path}")
+            node.methods[route.method] = route
+
+    def match(self, raw_path: str) -> Match[R] | None:
+        """Match the raw (still percent-encoded) path; dot segments and encoded slashes never match."""
+        segs = _segments(raw_path)
+        for seg in segs:
+            if not _safe(seg):
+                return None
+        node = _walk(self._root, segs, 0)
+        return Match(node.methods) if node is not None else None
+
+    @staticmethod
+    def unsafe_path(raw_path: str) -> bool:
+        """True when a raw path has an empty, dot or encoded-slash segment (never forwarded)."""
+        return not all(_safe(seg) for seg in _segments(raw_path))
+
+
+def _walk(node: _Node[R], segs: list[str], i: int) -> _Node[R] | None:
+    """Static segments first, then a parameter, then a tail: the most specific route wins, with backtracking."""
+    if i == len(segs):
+        return node if node.methods else None
+    nxt = node.static.get(segs[i])
+    if nxt is not None and (found := _walk(nxt, segs, i + 1)) is not None:
+        return found
+    if node.param is not None and (found := _walk(node.param, segs, i + 1)) is not None:
+        return found
+    if node.tail is not None and node.tail.methods:
+        return node.tail
+    return None
+
+
+def _segments(path: str) -> list[str]:
+    # A trailing or doubled slash yields an empty segment, which never matches.
+    return path[1:].split("/") if path.startswith("/") else [""]
+
+
+def _safe(seg: str) -> bool:
+    if not seg or seg in (".", ".."):
+        return False
+    if "%" in seg:
+        decoded = unquote(seg)
+        if decoded in (".", "..") or "/" in decoded or "\\" in decoded:
+            return False
+    return True
+
+
+# --- read-your-writes bookkeeping (ADR 0010, shared/consistency.py) --------------------------------------
+#
+# Per tenant, the gateway remembers the events of recent writes that some service's queue still has to apply,
+# and which queues those are (shared.bus.topology). A request to service S carries, in ``X-Learn-After``, the
+# ids that S's queues still owe; once S answered anything but ``503 not_yet_consistent``, S has applied them and
+# the gateway stops sending them to S. An event is forgotten when every queue has confirmed it, or after the
+# window.
+#
+# Several gateway replicas (or workers) do not share this memory. Every response that leaves anything pending
+# carries a signed ``Consistency-Token`` (tenant-bound, HMAC with the internal secret, items with their expiry);
+# a client that echoes the latest token it received gets the same guarantee on any replica. The replicas also
+# tell each other what they recorded (best effort): ``store.ReplicaFanout``.
+
+#: the most events one token carries (the newest)
+MAX_TOKEN_ITEMS = 32
+
+
+@dataclass
+class _Pending:
+    event_type: str
+    expires_at: float  # wall clock (tokens cross replicas)
+    queues: dict[str, str] = field(default_factory=dict)  # queue name -> service, still owed
+
+
+class CausalTracker:
+    """This replica's memory of what each tenant's recent writes still owe (in memory: no I/O of its own).
+    ``fanout``: the replicas' fan-out (``store.ReplicaFanout``) once the database is up, else None."""
+
+    def __init__(self, secret: str, *, window: float = 30.0, max_per_tenant: int = 1024, enabled: bool = True):
+        self.enabled = enabled
+        self.fanout: Any = None
+        self._key = hashlib.sha256(b"learn-consistency-token:" + secret.encode()).digest()
+        self.window = window
+        self.max_per_tenant = max_per_tenant
+        self._tenants: dict[str, OrderedDict[str, _Pending]] = {}
+
+    # --- what writes committed --------------------------------------------------------------------------
+
+    def record(self, tenant: str, events: list[tuple[str, str]], expires_at: float | None = None) -> None:
+        if not events or not self.enabled:
+            return
+        expires = expires_at if expires_at is not None else time.time() + self.window
+        pending = self._tenants.setdefault(tenant, OrderedDict())
+        for event_type, event_id in events:
+            if event_id in pending:
+                continue
+            queues = {name: service for service, name in consuming_queues(event_type)}
+            if not queues:
+                continue  # nobody consumes it: nothing to wait for
+            pending[event_id] = _Pending(event_type, expires, queues)
+        while len(pending) > self.max_per_tenant:
+            pending.popitem(last=False)
+
+    def record_header(self, tenant: str | None, header: str | None) -> None:
+        if tenant and header:
+            self.record(tenant, parse_pairs(header))
+
+    # --- what a request must wait for -------------------------------------------------------------------
+
+    def owed(self, tenant: str, service: str) -> dict[str, list[str]]:
+        """``{queue: [event ids]}`` that ``service`` still owes this tenant (the newest, at most MAX_AFTER_IDS)."""
+        pending = self._tenants.get(tenant)
+        if not pending:
+            return {}
+        now = time.time()
+        out: dict[str, list[str]] = {}
+        count = 0
+        expired: list[str] = []
+        for event_id, item in reversed(pending.items()):
+            if item.expires_at <= now:
+                expired.append(event_id)
+                continue
+            for queue, owner in item.queues.items():
+                if owner == service and count < MAX_AFTER_IDS:
+                    out.setdefault(queue, []).append(event_id)
+                    count += 1
+        for event_id in expired:
+            del pending[event_id]
+        if not pending:
+            self._tenants.pop(tenant, None)
+        return out
+
+    def after_header(self, tenant: str, service: str) -> tuple[str | None, dict[str, list[str]]]:
+        owed = self.owed(tenant, service)
+        if not owed:
+            return None, owed
+        return ";".join(f"{q}={','.join(ids)}" for q, ids in owed.items()), owed
+
+    def confirm(self, tenant: str, owed: dict[str, list[str]]) -> None:
+        """The service answered after applying ``owed``: stop asking for them."""
+        pending = self._tenants.get(tenant)
+        if not pending:
+            return
+        for queue, ids in owed.items():
+            for event_id in ids:
+                item = pending.get(event_id)
+                if item is None:
+                    continue
+                item.queues.pop(queue, None)
+                if not item.queues:
+                    del pending[event_id]
+        if not pending:
+            self._tenants.pop(tenant, None)
+
+    # --- the client's token -----------------------------------------------------------------------------
+
+    def token(self, tenant: str) -> str | None:
+        """A token for everything this tenant still has pending here, or None when nothing is."""
+        pending = self._tenants.get(tenant)
+        if not pending:
+            return None
+        now = time.time()
+        items = [[item.event_type, event_id, int(item.expires_at)]
+                 for event_id, item in list(pending.items())[-MAX_TOKEN_ITEMS:] if item.expires_at > now]
+        if not items:
+            return None
+        body = base64.urlsafe_b64encode(json.dumps({"t": tenant, "e": items}, separators=(",", ":")).encode())
+        mac = base64.urlsafe_b64encode(hmac.new(self._key, body, hashlib.sha256).digest()[:18])
+        return (body + b"." + mac).decode().rstrip("=")
+
+    def absorb(self, tenant: str, token: str | None) -> None:
+        """Adopt a client-echoed token (from any replica). Forged, foreign or expired items are ignored."""
+        if not token or len(token) > 16384:
+            return
+        body, sep, mac = token.rpartition(".")
+        if not sep:
+            return
+        try:
+            raw_body = body.encode()
+            padded = raw_body + b"=" * (-len(raw_body) % 4)
+            expected = base64.urlsafe_b64encode(hmac.new(self._key, padded, hashlib.sha256).digest()[:18])
+            if not hmac.compare_digest(expected.decode().rstrip("="), mac):
+                return
+            data = json.loads(base64.urlsafe_b64decode(padded))
+        except (ValueError, UnicodeError):
+            return
+        if not isinstance(data, dict) or data.get("t") != tenant or not isinstance(data.get("e"), list):
+            return
+        now = time.time()
+        pending: dict[str, _Pending] = self._tenants.get(tenant, {})
+        for entry in data["e"][:MAX_TOKEN_ITEMS]:
+            if not (isinstance(entry, list) and len(entry) == 3):
+                continue
+            event_type, event_id, expires = entry
+            if not (isinstance(event_type, str) and isinstance(event_id, str) and isinstance(expires, int)):
+                continue
+            if expires <= now or event_id in pending:
+                continue
+            self.record(tenant, [(event_type, event_id)], expires_at=float(expires))
+            pending = self._tenants.get(tenant, {})
+
+    def begin(self, tenant: str | None, service: str, headers: dict[str, str],
+              client_token: str | None = None) -> CausalExchange:
+        """Before forwarding: adopt the client's token and name in ``headers`` what ``service`` must apply first."""
+        owed: dict[str, list[str]] = {}
+        if tenant is not None:
+            if client_token:
+                self.absorb(tenant, client_token)
+            after, owed = self.after_header(tenant, service)
+            if after:
+                headers[H_AFTER] = after
+        return CausalExchange(self, tenant, owed)
+
+
+@dataclass
+class CausalExchange:
+    """One forwarded request's part in the protocol: :meth:`finish` runs on the upstream's response headers;
+    ``recorded`` is what the request's caller then tells the other replicas (``pipeline.share``)."""
+
+    tracker: CausalTracker
+    tenant: str | None
+    owed: dict[str, list[str]]
+    recorded: list[tuple[str, str]] = field(default_factory=list)
+
+    def finish(self, status: int, events: str | None, events_tenant: str | None) -> dict[str, str]:
+        tenant = self.tenant
+        if tenant is not None and status != 503 and self.owed:
+            self.tracker.confirm(tenant, self.owed)
+        if events:
+            if tenant is None:
+                tenant = events_tenant  # pass-through routes: the service resolved the tenant from a token
+            elif events_tenant is not None and events_tenant != tenant:
+                return {}
+            self.tracker.record_header(tenant, events)
+            if tenant is not None:
+                self.recorded.append((tenant, events))
+        if tenant is None:
+            return {}
+        token = self.tracker.token(tenant)
+        return {H_TOKEN: token} if token else {}
+
+
+# --- failures per client (sign-in lockouts, admin-token guesses) -----------------------------------------
+
+
+class FailureLimiter:
+    """At most ``max_failures`` failures per key (a client IP, an account) in a sliding ``window`` of seconds."""
+
+    MAX_CLIENTS = 50_000
+
+    def __init__(self, max_failures: int, window: float):
+        self.max_failures = max_failures
+        self.window = window
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def retry_after(self, client: str, now: float) -> float | None:
+        """Seconds until ``client`` may try again, or None when it may try now."""
+        failures = self._recent(client, now)
+        if len(failures) < self.max_failures:
+            return None
+        return max(1.0, failures[0] + self.window - now)
+
+    def failed(self, client: str, now: float) -> None:
+        failures = self._recent(client, now)
+        failures.append(now)
+        self._failures[client] = failures
+        self._failures.move_to_end(client)
+        while len(self._failures) > self.MAX_CLIENTS:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, client: str) -> None:
+        self._failures.pop(client, None)
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        failures = self._failures.get(client)
+        if failures is None:
+            failures = deque(maxlen=self.max_failures)  # the oldest of the last N decides: memory stays bounded
+        while failures and failures[0] <= now - self.window:
+            failures.popleft()
+        return failures
 
 
 # --- tenant staff (ADR 0021) -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ on a tenant names it by slug; its events' :class:`Origin` is that tenant and the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,8 @@ from shared.uow import UnitOfWork
 
 #: the page a list asks for, once its tenant is known (the cursor is scoped to it): (after id, limit)
 PageOf = Callable[[int], tuple[int | None, int]]
+PageQuery = Callable[[Any, int, int | None, int], Awaitable[list[Any]]]
+RowQuery = Callable[[Any, int, int], Awaitable[Any]]
 
 
 async def _tenant(uow: UnitOfWork, slug: str) -> Any:
@@ -27,6 +29,25 @@ async def _tenant(uow: UnitOfWork, slug: str) -> Any:
     if row is None:
         raise domain.TenantNotFound(slug)
     return row
+
+
+async def _tenant_row(uow: UnitOfWork, slug: str, query: RowQuery, row_id: int,
+                      missing: type[domain.NotFound]) -> tuple[Any, Any]:
+    """The tenant and one of its rows, ``query(session, tenant id, row id)``; ``missing(row_id)`` if none."""
+    async with uow:
+        owner = await _tenant(uow, slug)
+        row = await query(uow.session, owner.id, row_id)
+    if row is None:
+        raise missing(row_id)
+    return owner, row
+
+
+async def _tenant_page(uow: UnitOfWork, slug: str, page_of: PageOf, query: PageQuery) -> tuple[Any, list[Any]]:
+    """The tenant and one page of its rows: ``query(session, tenant id, after id, limit)``."""
+    async with uow:
+        owner = await _tenant(uow, slug)
+        after_id, limit = page_of(owner.id)
+        return owner, await query(uow.session, owner.id, after_id, limit)
 
 
 # --- tenants -----------------------------------------------------------------------------------------------
@@ -106,19 +127,11 @@ async def revoke_key(uow: UnitOfWork, slug: str, request_id: str, key_id: int) -
 
 
 async def key(uow: UnitOfWork, slug: str, key_id: int) -> tuple[Any, Any]:
-    async with uow:
-        owner = await _tenant(uow, slug)
-        row = await store.key_of(uow.session, owner.id, key_id)
-    if row is None:
-        raise domain.ApiKeyNotFound(key_id)
-    return owner, row
+    return await _tenant_row(uow, slug, store.key_of, key_id, domain.ApiKeyNotFound)
 
 
 async def list_keys(uow: UnitOfWork, slug: str, page_of: PageOf) -> tuple[Any, list[Any]]:
-    async with uow:
-        owner = await _tenant(uow, slug)
-        after_id, limit = page_of(owner.id)
-        return owner, await store.keys_page(uow.session, owner.id, after_id, limit)
+    return await _tenant_page(uow, slug, page_of, store.keys_page)
 
 
 # --- directory users ---------------------------------------------------------------------------------------
@@ -148,19 +161,11 @@ async def upsert_user(uow: UnitOfWork, slug: str, request_id: str, user_id: int,
 
 
 async def user(uow: UnitOfWork, slug: str, user_id: int) -> Any:
-    async with uow:
-        owner = await _tenant(uow, slug)
-        row = await store.user_of(uow.session, owner.id, user_id)
-    if row is None:
-        raise domain.UserNotFound(user_id)
-    return row
+    return (await _tenant_row(uow, slug, store.user_of, user_id, domain.UserNotFound))[1]
 
 
 async def list_users(uow: UnitOfWork, slug: str, page_of: PageOf) -> list[Any]:
-    async with uow:
-        owner = await _tenant(uow, slug)
-        after_id, limit = page_of(owner.id)
-        return await store.users_page(uow.session, owner.id, after_id, limit)
+    return (await _tenant_page(uow, slug, page_of, store.users_page))[1]
 
 
 # --- tenant staff (ADR 0021) -------------------------------------------------------------------------------
@@ -193,19 +198,20 @@ async def invite_staff(uow: UnitOfWork, slug: str, request_id: str, *, email: st
 
 
 async def list_staff(uow: UnitOfWork, slug: str, page_of: PageOf) -> list[Any]:
-    async with uow:
-        owner = await _tenant(uow, slug)
-        after_id, limit = page_of(owner.id)
-        return await store.staff_page(uow.session, owner.id, after_id, limit)
+    return (await _tenant_page(uow, slug, page_of, store.staff_page))[1]
 
 
 async def staff_member(uow: UnitOfWork, slug: str, staff_id: int) -> Any:
-    async with uow:
-        owner = await _tenant(uow, slug)
-        row = await store.staff_of(uow.session, owner.id, staff_id)
+    return (await _tenant_row(uow, slug, store.staff_of, staff_id, domain.StaffNotFound))[1]
+
+
+async def _locked_staff(uow: UnitOfWork, slug: str, staff_id: int) -> tuple[Any, Any]:
+    """In an open unit of work: the tenant and its staff member, locked for an update; StaffNotFound if none."""
+    owner = await _tenant(uow, slug)
+    row = await store.staff_of(uow.session, owner.id, staff_id, for_update=True)
     if row is None:
         raise domain.StaffNotFound(staff_id)
-    return row
+    return owner, row
 
 
 async def update_staff(uow: UnitOfWork, slug: str, request_id: str, staff_id: int,
@@ -214,10 +220,7 @@ async def update_staff(uow: UnitOfWork, slug: str, request_id: str, staff_id: in
     suspension ends their sessions at once; the tenant keeps one active owner at least."""
     now = datetime.now(UTC)
     async with uow:
-        owner = await _tenant(uow, slug)
-        row = await store.staff_of(uow.session, owner.id, staff_id, for_update=True)
-        if row is None:
-            raise domain.StaffNotFound(staff_id)
+        owner, row = await _locked_staff(uow, slug, staff_id)
         wanted = dict(changes)
         if wanted.get("status") == "active" and row.password_hash is None:
             wanted["status"] = "invited"  # lifting a suspension before the invitation was accepted
@@ -241,10 +244,7 @@ async def reset_link(uow: UnitOfWork, slug: str, staff_id: int, link_ttl: float)
     links of the member stop working."""
     now = datetime.now(UTC)
     async with uow:
-        owner = await _tenant(uow, slug)
-        row = await store.staff_of(uow.session, owner.id, staff_id, for_update=True)
-        if row is None:
-            raise domain.StaffNotFound(staff_id)
+        owner, row = await _locked_staff(uow, slug, staff_id)
         if row.status == "suspended":
             raise domain.StaffSuspended()
         await store.expire_links(uow.session, row.id, now)
@@ -382,10 +382,7 @@ async def record_audit(uow: UnitOfWork, slug: str, request_id: str, actor: domai
 
 
 async def list_audit(uow: UnitOfWork, slug: str, page_of: PageOf) -> list[Any]:
-    async with uow:
-        owner = await _tenant(uow, slug)
-        after_id, limit = page_of(owner.id)
-        return await store.audit_page(uow.session, owner.id, after_id, limit)
+    return (await _tenant_page(uow, slug, page_of, store.audit_page))[1]
 
 
 # --- single sign-on per tenant -------------------------------------------------------------------------------

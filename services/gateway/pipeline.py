@@ -2,6 +2,12 @@
 
 Public API order (issue 3): request id → API key → tenant → Host check → plan gate → route → scope → rate limit
 → proxy. Each step is a few dictionary lookups on a warm cache: no per-request parsing of the table, no query.
+
+The steps are in this module, top to bottom; below it, ``keys.py`` (who is calling and how fast: the key cache,
+usage stamps, the rate limit) and ``proxy.py`` (forwarding: the lean client, the client's address), and under
+those ``domain.py`` (pure rules: key format, route matching, the read-your-writes bookkeeping) and ``store.py``
+(SQL, on a cold key cache). A public request crosses these five files and no other (docs/architecture.md,
+"Measured"; ``tests/enrollment/test_enrollment_path.py``).
 """
 
 from __future__ import annotations
@@ -16,12 +22,10 @@ import structlog
 from aiohttp import web
 
 from services.gateway import domain
-from services.gateway.clientip import FailureLimiter, TrustedProxies
-from services.gateway.consistency import CausalTracker
-from services.gateway.keys import KeyDirectory, Principal, UsageRecorder
-from services.gateway.proxy import Upstreams
-from services.gateway.ratelimit import RateLimiter
-from services.gateway.routes import API_TABLE, VERIFY_TABLE, Route, RouteTable
+from services.gateway.domain import CausalExchange, CausalTracker, FailureLimiter, RouteTable
+from services.gateway.keys import KeyDirectory, Principal, RateLimiter, UsageRecorder
+from services.gateway.proxy import TrustedProxies, Upstreams
+from services.gateway.routes import API_TABLE, VERIFY_TABLE, Route
 from shared.consistency import H_TOKEN, format_events, start_recording
 from shared.http import H_INTERNAL, H_REQUEST_ID, REQUEST_ID_KEY, ApiError, error_response, is_unavailable
 from shared.metrics import HTTP_DURATION, HTTP_REQUESTS
@@ -73,7 +77,7 @@ def failure(exc: Exception, rid: str, **where: Any) -> web.Response:
     return error_response(rid, 500, "internal", "Internal error.")
 
 
-def route_of(table: RouteTable, request: web.Request) -> Route:
+def route_of(table: RouteTable[Route], request: web.Request) -> Route:
     """The route of ``table`` for the request's path and method: 404, or 405 with ``Allow``, if there is none."""
     match = table.match(request.rel_url.raw_path)
     if match is None:
@@ -138,6 +142,13 @@ class Gateway:
         self.upstreams: Upstreams
         self.staff: Any = None  # services.gateway.staff.StaffAccess, once the database is up
 
+    async def share(self, causal: CausalExchange) -> None:
+        """Tell the other gateway replicas what a forwarded request recorded (before its answer leaves)."""
+        fanout = causal.tracker.fanout
+        if fanout is not None:
+            for tenant, events in causal.recorded:
+                await fanout.publish(tenant, events)
+
     # --- public API -------------------------------------------------------------------------------------
 
     async def public_api(self, request: web.Request) -> web.StreamResponse:
@@ -173,7 +184,7 @@ class Gateway:
             send = self.upstreams.forward_small if small else self.upstreams.forward
             limit = self.upload_body_limit if route.upload else self.json_body_limit
             response = await send(request, route.upstream, request.raw_path, headers, limit, limit_headers, causal)
-            await causal.share()
+            await self.share(causal)
         except Exception as exc:
             response = failure(exc, rid, path=request.path)
         self.observer.done(request, route_label, response.status, started, rid,
@@ -212,7 +223,7 @@ class Gateway:
     async def pass_through(self, request: web.Request) -> web.StreamResponse:
         return await self._forward_table(request, VERIFY_TABLE)
 
-    async def _forward_table(self, request: web.Request, table: RouteTable,
+    async def _forward_table(self, request: web.Request, table: RouteTable[Route],
                              extra: dict[str, str] | None = None) -> web.StreamResponse:
         started = time.perf_counter()
         rid = new_request_id()
@@ -225,7 +236,7 @@ class Gateway:
             causal = self.causal.begin(None, route.upstream, headers)
             response = await self.upstreams.forward(request, route.upstream, request.raw_path, headers,
                                                     self.json_body_limit, {H_REQUEST_ID: rid}, causal)
-            await causal.share()
+            await self.share(causal)
         except Exception as exc:
             response = failure(exc, rid, route=route_label)
         self.observer.done(request, route_label, response.status, started, rid)

@@ -1,13 +1,15 @@
-"""The route table: one declarative list of every public route (method, path, scope, service), and its matcher.
+"""The route table: one declarative list of every public route (method, path, scope, service), and its tables.
 
 The table drives the request pipeline, the OpenAPI document and the scope-matrix tests, so a route added here
-is authorised, documented and tested by construction.
+is authorised, documented and tested by construction. This module is data: the matcher (a segment trie) is
+``domain.RouteTable``, so a request's route lookup does not cross this file.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from urllib.parse import unquote
+from dataclasses import dataclass
+
+from services.gateway.domain import RouteTable
 
 API_PREFIX = "/api/v1/learn"
 READ, WRITE, GRANT = "learn:read", "learn:write", "learn:cohorts:grant"
@@ -168,92 +170,6 @@ ADMIN_PREFIXES: dict[str, str] = {
     "webhook-endpoints": "webhooks",
 }
 UPLOAD_PREFIXES = frozenset({"scorm-packages"})  # zip bodies, streamed, LEARN_GATEWAY_MAX_UPLOAD_BYTES
-
-
-@dataclass
-class _Node:
-    static: dict[str, _Node] = field(default_factory=dict)
-    param: _Node | None = None
-    tail: _Node | None = None  # ``{name+}``: the rest of the path
-    methods: dict[str, Route] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Match:
-    """A path found in the table: the routes by method (a missing method is a 405)."""
-
-    methods: dict[str, Route]
-
-    @property
-    def allow(self) -> str:
-        return ", ".join(sorted(self.methods))
-
-
-class RouteTable:
-    """A segment trie: matching costs one dict lookup per path segment, whatever the size of the table."""
-
-    def __init__(self, routes: tuple[Route, ...]):
-        self.routes = routes
-        self._root = _Node()
-        for route in routes:
-            node = self._root
-            for seg in _segments(route.path):
-                if seg.endswith("+}"):
-                    node.tail = node.tail or _Node()
-                    node = node.tail
-                    break
-                if seg.startswith("{"):
-                    node.param = node.param or _Node()
-                    node = node.param
-                else:
-                    node = node.static.setdefault(seg, _Node())
-            if route.method in node.methods:
-                raise ValueError(f"duplicate route {route.method} {route.path}")
-            node.methods[route.method] = route
-
-    def match(self, raw_path: str) -> Match | None:
-        """Match the raw (still percent-encoded) path; dot segments and encoded slashes never match."""
-        segs = _segments(raw_path)
-        for seg in segs:
-            if not _safe(seg):
-                return None
-        node = _walk(self._root, segs, 0)
-        return Match(node.methods) if node is not None else None
-
-
-    @staticmethod
-    def unsafe_path(raw_path: str) -> bool:
-        """True when a raw path has an empty, dot or encoded-slash segment (never forwarded)."""
-        return not all(_safe(seg) for seg in _segments(raw_path))
-
-
-def _walk(node: _Node, segs: list[str], i: int) -> _Node | None:
-    """Static segments first, then a parameter, then a tail: the most specific route wins, with backtracking."""
-    if i == len(segs):
-        return node if node.methods else None
-    nxt = node.static.get(segs[i])
-    if nxt is not None and (found := _walk(nxt, segs, i + 1)) is not None:
-        return found
-    if node.param is not None and (found := _walk(node.param, segs, i + 1)) is not None:
-        return found
-    if node.tail is not None and node.tail.methods:
-        return node.tail
-    return None
-
-
-def _segments(path: str) -> list[str]:
-    # A trailing or doubled slash yields an empty segment, which never matches.
-    return path[1:].split("/") if path.startswith("/") else [""]
-
-
-def _safe(seg: str) -> bool:
-    if not seg or seg in (".", ".."):
-        return False
-    if "%" in seg:
-        decoded = unquote(seg)
-        if decoded in (".", "..") or "/" in decoded or "\\" in decoded:
-            return False
-    return True
 
 
 API_TABLE = RouteTable(PUBLIC_ROUTES)

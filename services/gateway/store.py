@@ -1,14 +1,20 @@
-"""Gateway tables (the directory: tenants, users, API keys) and their queries."""
+"""Gateway tables (the directory: tenants, users, API keys) and their queries; the replicas' read-your-writes
+fan-out over PostgreSQL NOTIFY/LISTEN (``ReplicaFanout``)."""
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from shared.db import BigId, Timestamp, insert_ignoring_conflicts, upsert
+from shared.db import BigId, Timestamp, insert_ignoring_conflicts, listen_forever, upsert
+
+fanout_log = structlog.get_logger("gateway.consistency")
 
 metadata = sa.MetaData()
 
@@ -391,3 +397,38 @@ async def put_sso(session: AsyncSession, values: dict[str, Any]) -> None:
 
 async def delete_sso(session: AsyncSession, tenant_id: int) -> None:
     await session.execute(sa.delete(tenant_sso).where(tenant_sso.c.tenant_id == tenant_id))
+
+
+class ReplicaFanout:
+    """Read-your-writes (ADR 0010) between gateway replicas on PostgreSQL, best effort: each replica NOTIFYs the
+    events it recorded (``domain.CausalTracker``), and every other replica LISTENs and records them too, so a
+    client that does not echo ``Consistency-Token`` still reads its writes on another replica in practice. (The
+    echoed token is the guarantee: a notification may arrive a moment after the client's next request.)"""
+
+    CHANNEL = "learn_consistency"
+
+    def __init__(self, record: Callable[[str, str], None], engine: Any, dsn: str):
+        self.record = record  # the tracker's ``record_header``
+        self.engine = engine
+        self.dsn = dsn
+        self.origin = secrets.token_hex(6)
+
+    def _received(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        origin, _, rest = payload.partition("|")
+        tenant, _, events = rest.partition("|")
+        if origin != self.origin and tenant and events:
+            self.record(tenant, events)
+
+    async def publish(self, tenant: str, events: str) -> None:
+        payload = f"{self.origin}|{tenant}|{events}"
+        if len(payload) > 7900:  # NOTIFY's payload limit is 8000 bytes
+            return
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(sa.text("SELECT pg_notify(:channel, :payload)"),
+                                   {"channel": self.CHANNEL, "payload": payload})
+        except Exception as exc:  # the write itself succeeded; the replicas only miss a hint
+            fanout_log.warning("consistency_fanout_failed", error=repr(exc))
+
+    async def run(self) -> None:
+        await listen_forever(self.dsn, self.CHANNEL, self._received, what="consistency_listen")

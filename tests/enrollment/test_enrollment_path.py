@@ -1,6 +1,6 @@
 """The path of ``POST /api/v1/learn/enrollments`` through the code, as it runs (docs/architecture.md, "Measured"):
-through the gateway (its request pipeline) and then the enrollment service, whose part crosses at most five files;
-both hops top to bottom, never back to a file they left."""
+through the gateway (its request pipeline) and then the enrollment service; each hop crosses at most five files,
+top to bottom, never back to a file it left."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from tests.gateway.conftest import ADMIN_TOKEN
 from tests.support.callpath import CallPath, recording
 
 
-async def test_an_enroll_request_crosses_five_enrollment_files_top_to_bottom(service, ids):
+async def test_an_enroll_request_crosses_five_files_per_hop_top_to_bottom(service, ids):
     enrollment_url = str(service.client.server.make_url("")).rstrip("/")
     gateway = TestClient(TestServer(gateway_app(GatewaySettings(
         common=service.env.common(), admin_token=ADMIN_TOKEN, enrollment_url=enrollment_url))))
@@ -42,9 +42,9 @@ async def test_an_enroll_request_crosses_five_enrollment_files_top_to_bottom(ser
     # The enrollment service: api → handlers → domain / store / events, never back up.
     assert enrollment.files[:2] == ["services/enrollment/api.py", "services/enrollment/handlers.py"], enrollment.files
     assert len(enrollment.files) <= 5, enrollment.files
-    # The gateway's hop (its lean pipeline, ADR 0003) stays top to bottom too; its file count is recorded in
-    # docs/architecture.md, not bounded here (pipeline, domain, keys, store on a cold key cache, routes,
-    # consistency, proxy, clientip, lean).
+    # The gateway's hop (its lean pipeline, ADR 0003): pipeline → keys, proxy → domain, store (a cold key cache,
+    # the replicas' read-your-writes fan-out): five files at most, top to bottom too.
     assert edge.files[0] == "services/gateway/pipeline.py", edge.files
+    assert len(edge.files) <= 5, edge.files
     for path in (edge, enrollment):
         assert path.returns() == [] and path.climbs() == [], (path.files, path.returns(), path.climbs())

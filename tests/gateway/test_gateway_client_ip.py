@@ -14,8 +14,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from services.gateway.clientip import FailureLimiter, TrustedProxies
 from services.gateway.config import GatewaySettings
+from services.gateway.domain import FailureLimiter
+from services.gateway.proxy import TrustedProxies
 from services.gateway.ui import UI_KEY
 from tests.gateway.conftest import ADMIN_TOKEN, Harness
 

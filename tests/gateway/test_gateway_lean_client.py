@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from services.gateway.lean import LeanPool, UpstreamError
+from services.gateway.proxy import LeanPool, UpstreamError
 
 
 async def raw_server(answers: list[bytes], close_after_each: bool = False, delay: float = 0.0):

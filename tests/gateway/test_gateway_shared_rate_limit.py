@@ -32,7 +32,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
-from services.gateway.ratelimit import RedisRateLimiter
+from services.gateway.keys import RedisRateLimiter
 from tests.gateway.conftest import ADMIN_TOKEN, Echo
 from tests.support.cluster import REPO, free_port
 from tests.support.env import TestEnv

@@ -23,7 +23,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from services.gateway.routes import API_PREFIX, PASS_THROUGH_ROUTES, PUBLIC_ROUTES, RouteTable
+from services.gateway.domain import RouteTable
+from services.gateway.routes import API_PREFIX, PASS_THROUGH_ROUTES, PUBLIC_ROUTES
 from tests.support.cluster import Cluster
 from tests.support.scorm_packages import FIXTURES
 

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from services.catalog.app import create_app
 from services.catalog.config import CatalogSettings
-from services.gateway.consistency import CausalTracker
+from services.gateway.domain import CausalTracker
 from shared.bus.tables import inbox
 from shared.consistency import H_AFTER, AppliedEvents, parse_pairs, wait_applied
 from shared.service import DB_KEY

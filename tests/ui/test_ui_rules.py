@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from services.gateway.clientip import FailureLimiter as SignInLimiter
+from services.gateway.domain import FailureLimiter as SignInLimiter
 from services.gateway.ui import forms
 from services.gateway.ui.pages_directory import _safe_next
 from services.gateway.ui.security import LoginTokens, Session, tokens_match
