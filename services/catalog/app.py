@@ -12,7 +12,7 @@ from services.catalog.api import ERRORS, setup_routes
 from services.catalog.config import CatalogSettings
 from shared.bus.wiring import EventTable
 from shared.events.directory import StaffInvited, StaffUpdated
-from shared.events.scorm import ScormPackageFailed, ScormPackageReady
+from shared.events.scorm import ScormPackageArchived, ScormPackageFailed, ScormPackageReady
 from shared.service import ServiceSpec, create_service_app
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -22,6 +22,7 @@ EVENT_HANDLERS: EventTable = {
     "scorm_packages": {
         ScormPackageReady: [handlers.scorm_package_ready],
         ScormPackageFailed: [handlers.scorm_package_failed],
+        ScormPackageArchived: [handlers.scorm_package_archived],
     },
     # the gateway's tenant staff: who may be on a course's team (ADR 0021)
     "staff": {

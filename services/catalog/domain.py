@@ -171,10 +171,17 @@ def require_editable_course(status: str) -> None:
 
 @dataclass(frozen=True)
 class ReadyPackage:
-    """What the catalog knows of a SCORM package from ``scorm_package.ready``."""
+    """What the catalog knows of a SCORM package from ``scorm_package.ready`` (and ``.archived``).
+
+    ``sco_identifiers``: every launchable item; ``untracked``: those whose resource is an asset (launched untracked,
+    no SCORM calls); ``first``: what an activity naming no item launches (the first SCO, else the first item);
+    ``archived``: the package was archived, and a course may no longer be published with it."""
 
     package_id: int
     sco_identifiers: frozenset[str]
+    untracked: frozenset[str] = frozenset()
+    first: str | None = None
+    archived: bool = False
 
 
 def publish_problems(
@@ -197,14 +204,31 @@ def publish_problems(
         if package is None:
             problems.append(f"activity {activity['id']} references SCORM package {activity['scorm_package_id']}, "
                             "which is not a ready package of this tenant")
+        elif package.archived:
+            problems.append(f"activity {activity['id']} references SCORM package {activity['scorm_package_id']}, "
+                            "which is archived: point it at another package")
         elif activity["sco_identifier"] is None:
             if not package.sco_identifiers:
                 problems.append(f"activity {activity['id']} launches the first SCO of SCORM package "
                                 f"{activity['scorm_package_id']}, which has none")
+            else:
+                problems.extend(_complete_on_launch_problem(activity, package, package.first))
         elif activity["sco_identifier"] not in package.sco_identifiers:
             problems.append(f"activity {activity['id']} references SCO '{activity['sco_identifier']}', which "
                             f"SCORM package {activity['scorm_package_id']} does not contain")
+        else:
+            problems.extend(_complete_on_launch_problem(activity, package, activity["sco_identifier"]))
     return problems
+
+
+def _complete_on_launch_problem(activity: Mapping[str, Any], package: ReadyPackage, launched: str | None
+                                ) -> list[str]:
+    """``complete_on_launch`` true is for untracked items: a SCO reports its own status, so opening one never
+    completes it (false says just that, and passes)."""
+    if activity.get("complete_on_launch") is not True or launched is None or launched in package.untracked:
+        return []
+    return [f"activity {activity['id']} sets complete_on_launch, but the item it launches ('{launched}' of SCORM "
+            f"package {activity['scorm_package_id']}) is a SCO that reports its own progress: clear the option"]
 
 
 def require_publishable(completion_rule: str, tree: Sequence[Mapping[str, Any]],
@@ -253,7 +277,7 @@ def reorder_positions(requested_ids: Sequence[int], current_ids: Iterable[int], 
 
 # --- activities ---------------------------------------------------------------------------------------------
 
-_SCORM_FIELDS = ("scorm_package_id", "sco_identifier")
+_SCORM_FIELDS = ("scorm_package_id", "sco_identifier", "complete_on_launch")
 
 
 def activity_state(current: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:

@@ -77,7 +77,8 @@ def _tree_nodes(tree: Sequence[Mapping[str, Any]]) -> list[ModuleNode]:
             LessonNode(lesson_id=lesson["id"], title=lesson["title"], position=lesson["position"], activities=[
                 ActivityNode(activity_id=a["id"], title=a["title"], position=a["position"], kind=a["kind"],
                              required=a["required"], scorm_package_id=a["scorm_package_id"],
-                             sco_identifier=a["sco_identifier"], passing_score_scaled=a["passing_score_scaled"])
+                             sco_identifier=a["sco_identifier"], passing_score_scaled=a["passing_score_scaled"],
+                             complete_on_launch=a.get("complete_on_launch"))
                 for a in lesson["activities"]
             ])
             for lesson in m["lessons"]

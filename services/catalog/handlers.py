@@ -45,7 +45,7 @@ from shared.bus.consumer import PermanentError
 from shared.bus.envelope import CloudEvent, Origin
 from shared.db import TenantScope, is_unique_violation, utcnow
 from shared.events.directory import StaffChanged
-from shared.events.scorm import ScormPackageFailed, ScormPackageReady
+from shared.events.scorm import ScormPackageArchived, ScormPackageFailed, ScormPackageReady
 from shared.http import PageRequest
 from shared.uow import UnitOfWork
 
@@ -201,7 +201,16 @@ async def _ready_packages(uow: UnitOfWork, scope: TenantScope, package_ids: set[
     if not package_ids:
         return {}
     rows = await store.ready_packages(uow.session, scope, package_ids)
-    return {r.package_id: ReadyPackage(r.package_id, frozenset(s["identifier"] for s in r.scos)) for r in rows}
+    return {r.package_id: _ready_package(r) for r in rows}
+
+
+def _ready_package(row: Any) -> ReadyPackage:
+    scos = sorted(row.scos, key=lambda s: s["position"])
+    untracked = frozenset(s["identifier"] for s in scos if not s.get("tracked", True))
+    first = next((s["identifier"] for s in scos if s["identifier"] not in untracked),
+                 scos[0]["identifier"] if scos else None)
+    return ReadyPackage(row.package_id, frozenset(s["identifier"] for s in scos), untracked, first,
+                        archived=row.status == "archived")
 
 
 # --- the tree -----------------------------------------------------------------------------------------------
@@ -268,7 +277,7 @@ async def update_node(uow: UnitOfWork, origin: Origin, level: Level, node_id: in
         if level is ACTIVITIES:
             state = activity_state(dict(node._mapping), values)
             values = {k: state[k] for k in ("title", "kind", "required", "scorm_package_id", "sco_identifier",
-                                              "passing_score_scaled")}
+                                              "passing_score_scaled", "complete_on_launch")}
         parent_id = getattr(node, level.parent_column)
         if requested is not None:
             target = move_position(requested, await _sibling_count(uow, scope, level, parent_id))
@@ -357,7 +366,8 @@ async def scorm_package_ready(uow: UnitOfWork, event: CloudEvent, payload: Scorm
     (``version_of``) gives the package activities name its SCO list too: they launch the newest version."""
     values = dict(
         title=payload.title[:500], scorm_version=payload.scorm_version[:16], status="ready", error=None,
-        scos=[{"identifier": s.identifier, "title": s.title, "position": s.position} for s in payload.scos],
+        scos=[{"identifier": s.identifier, "title": s.title, "position": s.position, "tracked": s.tracked}
+              for s in payload.scos],
     )
     await _record_package(uow, event, payload.package_id, values)
     if payload.version_of is not None:
@@ -367,6 +377,21 @@ async def scorm_package_ready(uow: UnitOfWork, event: CloudEvent, payload: Scorm
 async def scorm_package_failed(uow: UnitOfWork, event: CloudEvent, payload: ScormPackageFailed) -> None:
     await _record_package(uow, event, payload.package_id, dict(
         title=payload.title[:500], scorm_version=None, status="failed", error=payload.error, scos=[]))
+
+
+async def scorm_package_archived(uow: UnitOfWork, event: CloudEvent, payload: ScormPackageArchived) -> None:
+    """An archived package (and its versions) leaves the picker, and publishing refuses a course naming it. A
+    published course that still names it (the two services decided at the same moment) is logged: its launches
+    of that activity are refused by the scorm service until the course points at another package."""
+    if event.tenantid < 1:
+        raise PermanentError(f"event {event.id} has no valid tenant id")
+    async with uow:
+        await store.archive_scorm_packages(uow.session, event.tenantid, payload.package_ids, payload.title[:500],
+                                           utcnow())
+        using = await store.published_courses_naming(uow.session, TenantScope(event.tenantid), payload.package_ids)
+    if using:
+        log.warning("archived_scorm_package_in_published_course", package_id=payload.package_id, course_ids=using)
+    log.info("scorm_package_recorded", package_id=payload.package_id, status="archived")
 
 
 async def _record_package(uow: UnitOfWork, event: CloudEvent, package_id: int, values: dict[str, Any]) -> None:

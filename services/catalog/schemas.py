@@ -156,6 +156,8 @@ class ActivityFields(_Body):
     scorm_package_id: ForeignId | None = None
     sco_identifier: Annotated[StrictStr, Field(max_length=255)] | None = None
     passing_score_scaled: ScaledScore | None = None
+    #: scorm activities: whether launching an untracked item (an asset) completes the attempt (null: yes)
+    complete_on_launch: StrictBool | None = None
 
     @field_validator("kind")
     @classmethod

@@ -88,6 +88,8 @@ activities = sa.Table(
     sa.Column("scorm_package_id", sa.BigInteger),
     sa.Column("sco_identifier", sa.String(255)),
     sa.Column("passing_score_scaled", sa.Numeric(6, 4)),
+    #: scorm activities launching an untracked item: completed at launch (null = the default, true; issue 20)
+    sa.Column("complete_on_launch", sa.Boolean),
     sa.Index("ix_activities_lesson_position", "tenant_id", "lesson_id", "position"),
     sa.Index("ix_activities_course", "tenant_id", "course_id"),
 )
@@ -268,21 +270,48 @@ async def list_children(session: AsyncSession, scope: TenantScope, resource: str
 
 async def ready_packages(session: AsyncSession, scope: TenantScope, package_ids: Iterable[int]
                          ) -> Sequence[Any]:
-    """The (package_id, scos) of those of ``package_ids`` that are ready."""
+    """The (package_id, status, scos) of those of ``package_ids`` that are ready or archived (archived ones are
+    named in publishing's refusal)."""
     table = scorm_packages
     return (await session.execute(
-        sa.select(table.c.package_id, table.c.scos).where(
-            scope.where(table), table.c.package_id.in_(list(package_ids)), table.c.status == "ready"
+        sa.select(table.c.package_id, table.c.status, table.c.scos).where(
+            scope.where(table), table.c.package_id.in_(list(package_ids)),
+            table.c.status.in_(("ready", "archived")),
         )
     )).all()
 
 
 async def record_scorm_package(session: AsyncSession, tenant_id: int, package_id: int,
                                values: Mapping[str, Any]) -> None:
-    """Insert or replace the package's state (the same event applied twice leaves the same row)."""
+    """Insert or replace the package's state (the same event applied twice leaves the same row). An archived
+    package stays archived: archiving is final, and a ``ready`` of a version delivered late cannot undo it."""
     await session.execute(upsert(session, scorm_packages, {"tenant_id": tenant_id, "package_id": package_id,
                                                            **values},
-                                 keys=["tenant_id", "package_id"], update=values))
+                                 keys=["tenant_id", "package_id"], update=values,
+                                 where=scorm_packages.c.status != "archived"))
+
+
+async def archive_scorm_packages(session: AsyncSession, tenant_id: int, package_ids: Iterable[int], title: str,
+                                 stamp: datetime) -> None:
+    """Mark packages archived, keeping their SCO lists (a package never seen ready gets a row of its own)."""
+    for package_id in package_ids:
+        await session.execute(upsert(
+            session, scorm_packages,
+            {"tenant_id": tenant_id, "package_id": package_id, "title": title, "scorm_version": None,
+             "status": "archived", "scos": [], "error": None, "updated_at": stamp},
+            keys=["tenant_id", "package_id"], update={"status": "archived", "updated_at": stamp}))
+
+
+async def published_courses_naming(session: AsyncSession, scope: TenantScope, package_ids: Iterable[int]
+                                   ) -> list[int]:
+    """Ids of the published courses whose current tree has a scorm activity on one of ``package_ids``."""
+    a, c = activities.c, courses.c
+    return list((await session.execute(
+        sa.select(c.id).distinct().select_from(courses.join(activities, sa.and_(
+            a.tenant_id == c.tenant_id, a.course_id == c.id)))
+        .where(scope.where(courses), c.status == "published", a.scorm_package_id.in_(list(package_ids)))
+        .order_by(c.id)
+    )).scalars())
 
 
 async def list_ready_packages(session: AsyncSession, scope: TenantScope, limit: int, after_id: int | None

@@ -56,6 +56,7 @@ def activity_view(row: Any) -> dict[str, Any]:
         "scorm_package_id": row.scorm_package_id,
         "sco_identifier": row.sco_identifier,
         "passing_score_scaled": row.passing_score_scaled,
+        "complete_on_launch": row.complete_on_launch,
     }
 
 

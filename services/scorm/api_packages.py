@@ -200,6 +200,10 @@ async def _get(request: web.Request, scope: str, admin: bool) -> web.Response:
         # The client has seen the import's outcome: the event that announced it must hold on its next request.
         event_type = f"scorm_package.{row.status}"
         observed(ctx.tenant_slug, event_type, outcome_event_id(ctx.tenant_id, package_id, event_type))
+    if row.archived_at is not None:  # so must the archive (the catalog refuses to publish with the package)
+        event_type = "scorm_package.archived"
+        observed(ctx.tenant_slug, event_type,
+                 outcome_event_id(ctx.tenant_id, int(row.version_of or row.id), event_type))
     return ok(request, package_resource(row, scos, admin=admin))
 
 

@@ -147,11 +147,16 @@ class LaunchTarget:
     launch_data: str | None = None
     time_limit_action: str | None = None
     max_time_allowed: str | None = None
+    #: an untracked item: its attempt completes at launch (the activity's ``complete_on_launch``, default true)
+    complete_on_launch: bool = True
 
     @property
     def initial_status(self) -> str:
-        """An untracked item is completed on launch; anything else starts not attempted."""
-        return "completed" if self.kind == UNTRACKED else "not_attempted"
+        """An untracked item is completed on launch, or (``complete_on_launch`` false) opened but incomplete for
+        good; anything else starts not attempted."""
+        if self.kind == UNTRACKED:
+            return "completed" if self.complete_on_launch else "incomplete"
+        return "not_attempted"
 
     def values(self) -> dict[str, Any]:
         """The launch's columns of ``runtime_sessions``."""
@@ -162,6 +167,7 @@ class LaunchTarget:
             "completion_threshold": self.completion_threshold, "objective_ids": self.objective_ids,
             "launch_data": self.launch_data,
             "time_limit_action": self.time_limit_action, "max_time_allowed": self.max_time_allowed,
+            "complete_on_launch": self.complete_on_launch,
         }
 
 
@@ -256,9 +262,11 @@ def check_package_ready(package: Any) -> None:
 UNTRACKED = "asset"
 
 
-def untracked_fields(fields: Any) -> Any:
-    """An untracked launch's attempt stays completed whatever the player commits (it never reports)."""
-    return replace(fields, status="completed", completion_status="completed")
+def untracked_fields(fields: Any, *, complete: bool = True) -> Any:
+    """An untracked launch's attempt keeps the status its launch gave it whatever the player commits (an asset
+    never reports): completed, or incomplete when its activity does not complete on launch."""
+    status = "completed" if complete else "incomplete"
+    return replace(fields, status=status, completion_status=status)
 
 
 def sco_target(package: Any, scos: list[Any], wanted: str | None, passing: float | None) -> LaunchTarget:

@@ -14,7 +14,13 @@ from typing import Any
 
 from shared.bus.envelope import CloudEvent, Origin, build_event
 from shared.db import as_utc
-from shared.events.scorm import RuntimeCommitted, ScoInfo, ScormPackageFailed, ScormPackageReady
+from shared.events.scorm import (
+    RuntimeCommitted,
+    ScoInfo,
+    ScormPackageArchived,
+    ScormPackageFailed,
+    ScormPackageReady,
+)
 
 SERVICE = "scorm"
 _OUTCOME_NAMESPACE = uuid.UUID("5b0f5f2e-3f7a-4d7e-9a55-7c1f3f0b1e21")
@@ -33,7 +39,8 @@ def _decimal(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
-def _package_event(package: Any, payload: ScormPackageReady | ScormPackageFailed) -> CloudEvent:
+def _package_event(package: Any, payload: ScormPackageReady | ScormPackageFailed | ScormPackageArchived
+                   ) -> CloudEvent:
     return build_event(Origin(package.tenant_id, package.tenant_slug, package.request_id), payload,
                        service=SERVICE, subject=f"scorm_package/{package.id}",
                        event_id=outcome_event_id(package.tenant_id, package.id, payload.event_type))
@@ -53,6 +60,15 @@ def package_ready(package: Any, *, title: str, scorm_version: str,
 
 def package_failed(package: Any, error: str) -> CloudEvent:
     return _package_event(package, ScormPackageFailed(package_id=package.id, title=package.title, error=error))
+
+
+def package_archived(root: Any, family: Sequence[Any], archived_at: datetime, request_id: str | None) -> CloudEvent:
+    """``scorm_package.archived`` for a family (``root``: the first package's row, ``family``: every version's)."""
+    return build_event(Origin(root.tenant_id, root.tenant_slug, request_id),
+                       ScormPackageArchived(package_id=root.id, package_ids=sorted(int(p.id) for p in family),
+                                            title=root.title, archived_at=as_utc(archived_at)),
+                       service=SERVICE, subject=f"scorm_package/{root.id}",
+                       event_id=outcome_event_id(root.tenant_id, root.id, ScormPackageArchived.event_type))
 
 
 def runtime_committed(session: Any, *, sequence: int, status: str, fields: Any = None, delta: float = 0.0,

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -113,12 +114,16 @@ async def archive_package(uow: UnitOfWork, origin: Origin, package_id: int) -> A
         if row is None:
             raise NotFound("scorm_package")
         root_id = int(row.version_of or row.id)
-        await store.lock_package(uow.session, origin.tenant_id, root_id)
-        using = await store.published_courses_using(uow.session, origin.tenant_id, root_id)
+        root = await store.lock_package(uow.session, origin.tenant_id, root_id)
+        family = await store.package_family(uow.session, origin.tenant_id, root_id)
+        using = await store.published_courses_using(uow.session, origin.tenant_id, [int(p.id) for p in family])
         if using:
             raise domain.InUse(domain.in_use_message(root_id, using))
         if row.archived_at is None:
-            await store.archive_package(uow.session, origin.tenant_id, root_id, store.now())
+            stamp = store.now()
+            await store.archive_package(uow.session, origin.tenant_id, root_id, stamp)
+            # The catalog learns it: a course can no longer be published with the package (issue 20).
+            await uow.emit(events.package_archived(root, family, stamp, origin.request_id))
         archived = await store.package(uow.session, origin.tenant_id, package_id)
     log.info("scorm_package_archived", package_id=package_id, root_id=root_id)
     return archived
@@ -301,6 +306,7 @@ async def launch(uow: UnitOfWork, origin: Origin, enrollment_id: int, activity_i
             package = await current_version(uow, tenant_id, package)
             target = await _sco_target(uow, tenant_id, package, activity.sco_identifier,
                                        activity.passing_score_scaled)
+        target = replace(target, complete_on_launch=activity.complete_on_launch is not False)
         previous = await store.previous_session(session, tenant_id, enrollment_id, activity_id)
         if (family_root is not None and previous is not None
                 and previous.package_id not in (None, target.package_id) and domain.mid_attempt(previous)):
@@ -308,8 +314,9 @@ async def launch(uow: UnitOfWork, origin: Origin, enrollment_id: int, activity_i
             started_on = await store.package(session, tenant_id, previous.package_id)
             if (started_on is not None and started_on.status == "ready"
                     and int(started_on.version_of or started_on.id) == family_root):
-                target = await _sco_target(uow, tenant_id, started_on, previous.sco_identifier,
-                                           activity.passing_score_scaled)
+                target = replace(await _sco_target(uow, tenant_id, started_on, previous.sco_identifier,
+                                                   activity.passing_score_scaled),
+                                 complete_on_launch=target.complete_on_launch)
         resumed = domain.resumes(previous, target)
         name = await store.learner_name(session, tenant_id, enrollment.user_id)
         row = await store.insert_session(
@@ -320,7 +327,8 @@ async def launch(uow: UnitOfWork, origin: Origin, enrollment_id: int, activity_i
             sequence=0, reported_session_seconds=0.0, status=target.initial_status, started_at=stamp,
             finished_at=None, expires_at=expires_at, request_id=origin.request_id, updated_at=stamp,
         )
-        # An untracked item (an asset) is completed on launch: nothing in it will ever report progress.
+        # An untracked item (an asset) is completed on launch (unless the activity says not to): nothing in it will
+        # ever report progress.
         await uow.emit(events.runtime_committed(row, sequence=0, status=target.initial_status))
     answer = _answer(scorm, origin, row.id, expires_at)
     log.info("activity_launched", attempt_id=row.id, enrollment_id=enrollment_id, activity_id=activity_id,
@@ -421,8 +429,8 @@ async def commit(uow: UnitOfWork, token: str, cmi: dict[str, Any] | None, *, fin
                                     completion_threshold=row.completion_threshold)
         except CmiError as exc:
             raise Invalid(str(exc)) from None
-        if row.kind == domain.UNTRACKED:  # completed on launch; the player's own commits do not undo it
-            fields = domain.untracked_fields(fields)
+        if row.kind == domain.UNTRACKED:  # decided at launch; the player's own commits do not change it
+            fields = domain.untracked_fields(fields, complete=row.complete_on_launch)
         reported = fields.session_time_seconds
         delta = domain.session_time_delta(reported, row.reported_session_seconds)
         sequence = row.sequence  # already the claimed one
@@ -475,6 +483,7 @@ async def course_changed(uow: UnitOfWork, event: CloudEvent, payload: CourseSnap
                 "scorm_package_id": activity.scorm_package_id, "sco_identifier": activity.sco_identifier,
                 "passing_score_scaled": (None if activity.passing_score_scaled is None
                                          else float(activity.passing_score_scaled)),
+                "complete_on_launch": getattr(activity, "complete_on_launch", None),
             }
             for module in payload.modules for lesson in module.lessons for activity in lesson.activities
         ]

@@ -131,6 +131,8 @@ course_activities = sa.Table(
     sa.Column("scorm_package_id", sa.BigInteger, nullable=True),
     sa.Column("sco_identifier", sa.Text, nullable=True),
     sa.Column("passing_score_scaled", sa.Float, nullable=True),
+    #: an untracked item launched by this activity completes at launch unless this is false (issue 20)
+    sa.Column("complete_on_launch", sa.Boolean, nullable=True),
 )
 
 #: the directory's names (``user.upserted``), for the learner name a launch hands the SCO; no email: unused here
@@ -174,6 +176,8 @@ runtime_sessions = sa.Table(
     #: the manifest's time limit (issue 20): cmi.(student_data.)time_limit_action / max_time_allowed
     sa.Column("time_limit_action", sa.String(32), nullable=True),
     sa.Column("max_time_allowed", sa.String(64), nullable=True),
+    #: an untracked launch (kind ``asset``): its attempt is completed (true) or stays incomplete (false)
+    sa.Column("complete_on_launch", sa.Boolean, nullable=False, server_default=sa.true()),
     sa.Column("mode", sa.String(8), nullable=False),
     #: the learner's directory name when the launch started ("" when unknown); fixed for the whole launch
     sa.Column("learner_name", sa.Text, nullable=False, server_default=""),
@@ -256,14 +260,15 @@ async def archive_package(session: AsyncSession, tenant_id: int, root_id: int, s
     ).values(archived_at=stamp, updated_at=stamp))
 
 
-async def published_courses_using(session: AsyncSession, tenant_id: int, root_id: int) -> list[Any]:
-    """Published courses of the tenant with an activity (in any published version) on this package."""
+async def published_courses_using(session: AsyncSession, tenant_id: int, package_ids: Sequence[int]) -> list[Any]:
+    """Published courses of the tenant with an activity (in any published version) on one of these packages (a
+    family: the first package and its versions)."""
     a, c = course_activities.c, courses.c
     return list((await session.execute(
         sa.select(c.course_id, c.title).distinct()
         .select_from(courses.join(course_activities, sa.and_(a.tenant_id == c.tenant_id,
                                                              a.course_id == c.course_id)))
-        .where(c.tenant_id == tenant_id, c.status == "published", a.scorm_package_id == root_id)
+        .where(c.tenant_id == tenant_id, c.status == "published", a.scorm_package_id.in_(list(package_ids)))
         .order_by(c.course_id)
     )).all())
 

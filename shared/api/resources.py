@@ -138,6 +138,12 @@ class Activity(_Resource):
     scorm_package_id: Id | None
     sco_identifier: str | None
     passing_score_scaled: Annotated[float, Field(ge=0, le=1)] | None
+    complete_on_launch: bool | None = Field(
+        description="scorm activities only: when the item launched is an asset (untracked, no SCORM "
+                                  "calls), whether the launch completes the attempt. null (the default) or true: "
+                                  "completed at launch; false: the attempt stays incomplete (the activity then "
+                                  "never counts as done). A SCO reports its own progress: publishing refuses true on "
+                                  "an activity that launches one.")
 
 
 class EnrollmentProgress(_Resource):

@@ -46,7 +46,7 @@ class QueueSpec:
 
 
 QUEUES: tuple[QueueSpec, ...] = (
-    QueueSpec("catalog", "scorm_packages", ("scorm_package.ready", "scorm_package.failed")),
+    QueueSpec("catalog", "scorm_packages", ("scorm_package.ready", "scorm_package.failed", "scorm_package.archived")),
     QueueSpec("catalog", "staff", ("staff.invited", "staff.updated")),
     QueueSpec(
         "enrollment",

@@ -40,7 +40,7 @@ from shared.events.enrollment import (
     EnrollmentCreated,
     EnrollmentExpired,
 )
-from shared.events.scorm import RuntimeCommitted, ScormPackageFailed, ScormPackageReady
+from shared.events.scorm import RuntimeCommitted, ScormPackageArchived, ScormPackageFailed, ScormPackageReady
 from shared.events.webhooks import WebhookEndpointDisabled
 
 #: every payload model; each names its own event type (``Model.event_type``)
@@ -50,7 +50,7 @@ ALL_MODELS: tuple[type[EventModel], ...] = (
     EnrollmentCreated, EnrollmentCancelled, EnrollmentExpired, EnrollmentCompleted, CohortAccessGranted,
     AttemptUpdated,
     CertificateIssued, CertificateRevoked, CertificatePdfRegenerated, TemplateCreated, TemplateUpdated,
-    ScormPackageReady, ScormPackageFailed, RuntimeCommitted,
+    ScormPackageReady, ScormPackageFailed, ScormPackageArchived, RuntimeCommitted,
     WebhookEndpointDisabled,
 )
 

@@ -31,6 +31,10 @@ class ActivityNode(EventModel):
     scorm_package_id: int | None = None
     sco_identifier: str | None = None
     passing_score_scaled: Number | None = None
+    complete_on_launch: bool | None = Field(default=None, description="scorm activities that launch an untracked "
+                                                                      "item (an asset): false keeps the attempt "
+                                                                      "incomplete at launch; null or true completes "
+                                                                      "it")
 
 
 class LessonNode(EventModel):

@@ -45,6 +45,17 @@ class ScormPackageFailed(EventModel):
     error: str
 
 
+class ScormPackageArchived(EventModel):
+    """A package and its versions were archived (DELETE): they launch nothing, no course may publish with them."""
+
+    event_type: ClassVar[str] = "scorm_package.archived"
+
+    package_id: int = Field(description="the first package of the family (what activities name)")
+    package_ids: list[int] = Field(description="every package of the family, versions included, all archived")
+    title: str
+    archived_at: datetime
+
+
 class RuntimeCommitted(EventModel):
     """A learner's runtime session committed CMI data (or was launched, or finished).
 

@@ -116,3 +116,45 @@ def test_leaving_scorm_drops_the_reference_unless_sent():
     assert activity_state(current, {"kind": "link"})["scorm_package_id"] is None
     with pytest.raises(CatalogError):
         activity_state(current, {"kind": "link", "sco_identifier": "a"})
+
+
+# --- issue 20: archived packages and complete_on_launch ---------------------------------------------------------
+
+ASSETS = ReadyPackage(7, frozenset({"handout", "quiz"}), untracked=frozenset({"handout"}), first="quiz")
+
+
+def with_option(act: dict, value: bool | None) -> dict:
+    return {**act, "complete_on_launch": value}
+
+
+def test_an_archived_package_cannot_back_a_course():
+    archived = {5: ReadyPackage(5, frozenset({"a"}), archived=True)}
+    assert publish_problems("all_required", tree(activity(1, "scorm", package=5, sco="a")), archived) == [
+        "activity 1 references SCORM package 5, which is archived: point it at another package"]
+
+
+@pytest.mark.parametrize(("sco", "value", "refused"), [
+    ("handout", True, False), ("handout", False, False), ("handout", None, False),
+    ("quiz", None, False), ("quiz", False, False),  # false on a SCO says what happens anyway
+    ("quiz", True, True), (None, True, True),  # no sco_identifier: the first SCO, 'quiz'
+])
+def test_complete_on_launch_true_is_refused_on_a_sco(sco, value, refused):
+    problems = publish_problems("all_required", tree(with_option(activity(1, "scorm", package=7, sco=sco), value)),
+                                {7: ASSETS})
+    assert bool(problems) is refused, problems
+    if refused:
+        assert "complete_on_launch" in problems[0] and "'quiz'" in problems[0]
+
+
+def test_without_a_sco_the_first_item_is_launched_and_may_complete_on_launch():
+    only_assets = ReadyPackage(8, frozenset({"a1", "a2"}), untracked=frozenset({"a1", "a2"}), first="a1")
+    assert publish_problems("all_required", tree(with_option(activity(1, "scorm", package=8), True)),
+                            {8: only_assets}) == []
+
+
+def test_complete_on_launch_is_only_for_scorm_activities():
+    with pytest.raises(CatalogError) as err:
+        activity_state({}, {"kind": "video", "complete_on_launch": False})
+    assert "complete_on_launch" in err.value.message
+    state = activity_state({"kind": "scorm", "scorm_package_id": 1, "complete_on_launch": False}, {"kind": "link"})
+    assert state["complete_on_launch"] is None

@@ -8,7 +8,7 @@ import pytest
 from shared.bus.amqp import AmqpBus, OutgoingMessage
 from shared.bus.envelope import new_event
 from shared.bus.topology import queue
-from shared.events.scorm import ScoInfo, ScormPackageFailed, ScormPackageReady
+from shared.events.scorm import ScoInfo, ScormPackageArchived, ScormPackageFailed, ScormPackageReady
 from tests.catalog.conftest import CatalogApi, Tenant, new_tenant
 from tests.support.infra import wait_until
 
@@ -68,10 +68,11 @@ async def test_course_published_carries_the_whole_tree_and_what_consumers_need(c
         {"module_id": m1["id"], "title": "M1", "position": 1, "lessons": [
             {"lesson_id": l1["id"], "title": "L1", "position": 1, "activities": [
                 {"activity_id": a1["id"], "title": "Watch", "position": 1, "kind": "video", "required": True,
-                 "scorm_package_id": None, "sco_identifier": None, "passing_score_scaled": None},
+                 "scorm_package_id": None, "sco_identifier": None, "passing_score_scaled": None,
+                 "complete_on_launch": None},
                 {"activity_id": a2["id"], "title": "Quiz", "position": 2, "kind": "assessment",
                  "required": False, "scorm_package_id": None, "sco_identifier": None,
-                 "passing_score_scaled": 0.7},
+                 "passing_score_scaled": 0.7, "complete_on_launch": None},
             ]},
         ]},
         {"module_id": m2["id"], "title": "M2", "position": 2, "lessons": [
@@ -155,8 +156,8 @@ async def test_ready_packages_and_their_scos_are_listed_for_the_admin_ui(catalog
     await deliver(catalog, catalog.tenant, "scorm_package.ready", ready(11, "intro", "quiz"))
     packages = await wait_until(lambda: known_packages(catalog), message="package 11 in the read model")
     assert packages == [{"id": 11, "title": "Package 11", "scorm_version": "2004-4th", "scos": [
-        {"identifier": "intro", "title": "INTRO", "position": 1},
-        {"identifier": "quiz", "title": "QUIZ", "position": 2}]}]
+        {"identifier": "intro", "title": "INTRO", "position": 1, "tracked": True},
+        {"identifier": "quiz", "title": "QUIZ", "position": 2, "tracked": True}]}]
 
 
 async def test_a_course_whose_scorm_activity_names_a_ready_sco_publishes(catalog):
@@ -215,6 +216,77 @@ async def test_a_later_ready_event_replaces_the_packages_scos(catalog):
         return [s["identifier"] for p in await known_packages(catalog) for s in p["scos"]]
 
     await wait_until(lambda: _equals(scos(), ["new"]), message="package 71 re-imported")
+
+
+# --- archived packages and untracked items (issue 20) -------------------------------------------------------------
+
+
+def archived(package_id: int, *versions: int) -> ScormPackageArchived:
+    return ScormPackageArchived(package_id=package_id, package_ids=[package_id, *versions],
+                                title=f"Package {package_id}", archived_at="2026-12-05T08:00:00Z")
+
+
+async def test_an_archived_package_leaves_the_picker_and_blocks_publishing_for_good(catalog):
+    await deliver(catalog, catalog.tenant, "scorm_package.ready", ready(81, "intro"))
+    await deliver(catalog, catalog.tenant, "scorm_package.ready", ready(82, "intro").model_copy(
+        update={"version_of": 81}))
+    await wait_until(lambda: _equals(_ids(known_packages(catalog)), [82, 81]), message="packages 81 and 82")
+    on_first, on_version = await scorm_course(catalog, 81, "intro"), await scorm_course(catalog, 82, "intro")
+    await deliver(catalog, catalog.tenant, "scorm_package.archived", archived(81, 82))
+    await wait_until(lambda: _empty(known_packages(catalog)), message="packages 81 and 82 archived")
+    for course, package_id in ((on_first, 81), (on_version, 82)):
+        resp = await catalog.transition(course["id"], "publish")
+        assert (resp.status, resp.error["code"]) == (400, "invalid_argument")
+        assert f"SCORM package {package_id}, which is archived" in resp.error["message"], resp.error
+    # Archiving is final: a ready event delivered late (a version's import that ended before the archive) does not
+    # bring the package back.
+    await deliver(catalog, catalog.tenant, "scorm_package.ready", ready(82, "intro").model_copy(
+        update={"version_of": 81}))
+    await deliver(catalog, catalog.tenant, "scorm_package.ready", ready(83, "marker"))
+    await wait_until(lambda: _equals(_ids(known_packages(catalog)), [83]), message="the marker package")
+    resp = await catalog.transition(on_version["id"], "publish")
+    assert resp.status == 400 and "archived" in resp.error["message"]
+
+
+def assets(package_id: int, *items: tuple[str, bool]) -> ScormPackageReady:
+    return ScormPackageReady(package_id=package_id, title=f"Package {package_id}", scorm_version="2004-3rd",
+                             scos=[ScoInfo(identifier=i, title=i, launch_url=f"{i}.html", position=n, tracked=t)
+                                   for n, (i, t) in enumerate(items, start=1)])
+
+
+async def test_complete_on_launch_is_for_items_that_do_not_track(catalog):
+    await deliver(catalog, catalog.tenant, "scorm_package.ready", assets(91, ("handout", False), ("quiz", True)))
+    await wait_until(lambda: known_packages(catalog), message="package 91")
+    [package] = await known_packages(catalog)
+    assert [(s["identifier"], s["tracked"]) for s in package["scos"]] == [("handout", False), ("quiz", True)]
+
+    course = await catalog.create_course("col-ok")
+    lesson = await catalog.add_lesson((await catalog.add_module(course["id"]))["id"])
+    handout = await catalog.add_activity(lesson["id"], "Handout", kind="scorm", scorm_package_id=91,
+                                         sco_identifier="handout", complete_on_launch=False)
+    assert handout["complete_on_launch"] is False
+    await catalog.add_activity(lesson["id"], "Quiz", kind="scorm", scorm_package_id=91, sco_identifier="quiz")
+    published = await catalog.transition(course["id"], "publish")
+    assert published.status == 200, published.body
+    [event] = await catalog.wait_for_events("course.published")
+    activities = event.data["modules"][0]["lessons"][0]["activities"]
+    sent = [(a["sco_identifier"], a["complete_on_launch"]) for a in activities]
+    assert sent == [("handout", False), ("quiz", None)]
+
+    # On a SCO (named, or the first SCO an activity without sco_identifier launches) the option would be ignored:
+    # publishing says so.
+    for name, sco in (("col-sco", "quiz"), ("col-first", None)):
+        course = await catalog.create_course(name)
+        lesson = await catalog.add_lesson((await catalog.add_module(course["id"]))["id"])
+        await catalog.add_activity(lesson["id"], "Quiz", kind="scorm", scorm_package_id=91, sco_identifier=sco,
+                                   complete_on_launch=True)
+        resp = await catalog.transition(course["id"], "publish")
+        assert (resp.status, resp.error["code"]) == (400, "invalid_argument")
+        assert "complete_on_launch" in resp.error["message"] and "'quiz'" in resp.error["message"], resp.error
+
+
+async def _ids(coro) -> list[int]:
+    return [p["id"] for p in await coro]
 
 
 async def _data(response_coro) -> list:

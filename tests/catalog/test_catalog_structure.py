@@ -126,7 +126,8 @@ async def test_activity_carries_every_contract_field(catalog):
                                           passing_score_scaled=0.8)
     assert activity == {"id": activity["id"], "lesson_id": lesson["id"], "title": "Quiz", "position": 1,
                         "kind": "assessment", "required": False, "scorm_package_id": None,
-                        "sco_identifier": None, "passing_score_scaled": 0.8}
+                        "sco_identifier": None, "passing_score_scaled": 0.8,
+                        "complete_on_launch": None}
 
 
 async def test_activities_are_required_by_default(catalog):
@@ -164,6 +165,23 @@ async def test_turning_a_scorm_activity_into_a_video_drops_its_package(catalog):
     scorm = await catalog.add_activity(lesson["id"], kind="scorm", scorm_package_id=3, sco_identifier="s1")
     video = (await catalog.admin("POST", f"/activities/{scorm['id']}", {"kind": "video"})).data
     assert (video["kind"], video["scorm_package_id"], video["sco_identifier"]) == ("video", None, None)
+
+
+async def test_complete_on_launch_is_a_scorm_activitys_option(catalog):
+    course = await catalog.create_course()
+    lesson = await catalog.add_lesson((await catalog.add_module(course["id"]))["id"])
+    scorm = await catalog.add_activity(lesson["id"], kind="scorm", scorm_package_id=3, sco_identifier="handout")
+    assert scorm["complete_on_launch"] is None  # the default: an untracked item completes on launch
+    changed = (await catalog.admin("POST", f"/activities/{scorm['id']}", {"complete_on_launch": False})).data
+    assert changed["complete_on_launch"] is False
+    resp = await catalog.admin("POST", f"/activities/{scorm['id']}", {"complete_on_launch": "no"})
+    assert (resp.status, resp.error["code"]) == (400, "invalid_argument")
+    resp = await catalog.admin("POST", f"/lessons/{lesson['id']}/activities",
+                               {"title": "V", "kind": "video", "complete_on_launch": True})
+    assert (resp.status, resp.error["code"]) == (400, "invalid_argument")
+    assert "complete_on_launch" in resp.error["message"]
+    video = (await catalog.admin("POST", f"/activities/{scorm['id']}", {"kind": "video"})).data
+    assert (video["kind"], video["complete_on_launch"]) == ("video", None)
 
 
 @pytest.mark.parametrize(("body", "code", "field"), [

@@ -381,6 +381,11 @@ async def test_a_new_version_keeps_attempts_in_progress_and_new_launches_get_it(
     assert status == 200 and body["data"]["archived_at"] is not None, body
     status, body = await c.api(key, "GET", f"/scorm-packages/{first_id}")
     assert status == 200 and body["data"]["archived_at"] is not None
+    # The catalog knows it at once (read-your-writes): a course naming the archived package is not published.
+    draft, _ = await c.course(key, slug, "after-archive", [
+        {"title": "Late", "kind": "scorm", "required": True, "scorm_package_id": first_id}], publish=False)
+    status, body = await c.api(key, "POST", f"/courses/{draft['id']}/publish")
+    assert status == 400 and f"SCORM package {first_id}, which is archived" in body["error"]["message"], body
     async with c.http.post(f"{c.gateway_url}{PACKAGES}/{first_id}/versions", data=versioned_package(b"four"),
                            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/zip"}) as resp:
         refused = await resp.json()
@@ -450,11 +455,15 @@ async def test_an_asset_only_package_publishes_launches_and_completes_on_launch(
     quiz = next(a for a in package["assets"] if a["identifier"] == "havingfun_quiz_item")
     assert quiz["launch_url"] == "shared/assessmenttemplate.html?questions=HavingFun"
     # Publishing used to fail late ("references SCO ... which package ... does not contain").
-    course, (activity, first) = await c.course(key, slug, "assets", [
+    course, (activity, first, handout) = await c.course(key, slug, "assets", [
         {"title": "Quiz", "kind": "scorm", "required": True, "scorm_package_id": package["id"],
          "sco_identifier": "havingfun_quiz_item"},
         {"title": "First", "kind": "scorm", "required": False, "scorm_package_id": package["id"]},
+        # The option per activity: this one is opened, never completed by opening it.
+        {"title": "Handout", "kind": "scorm", "required": False, "scorm_package_id": package["id"],
+         "sco_identifier": "havingfun_quiz_item", "complete_on_launch": False},
     ])
+    assert (activity["complete_on_launch"], handout["complete_on_launch"]) == (None, False)
     assert course["status"] == "published"
     await c.user(slug, 9, "Asset Learner")
     enrollment = await c.enroll(key, 9, course["id"])
@@ -476,6 +485,25 @@ async def test_an_asset_only_package_publishes_launches_and_completes_on_launch(
     other = await c.launch(key, enrollment["id"], first["id"])
     status, page = await c.request("GET", f"/learn/player/{other['runtime_token']}", origin=c.content_url)
     assert status == 200 and _player_state(page)["launch_url"] == package["assets"][0]["launch_url"]
+    # complete_on_launch false: the launch's attempt is incomplete, and stays so whatever the player sends.
+    opened = await c.launch(key, enrollment["id"], handout["id"])
+    committed = await c.runtime(opened["runtime_token"], "finish", {"cmi.completion_status": "completed"})
+    assert committed["status"] == "incomplete"
+
+    async def handout_attempt() -> dict[str, Any] | None:
+        status, body = await c.api(key, "GET", f"/attempts/{opened['attempt_id']}")
+        assert status == 200, body
+        return body["data"] if body["data"]["time_ended_at"] is not None else None
+
+    attempt = await c.eventually(handout_attempt, message="the handout's finished attempt")
+    assert attempt["status"] == "incomplete", attempt
+    # A SCO reports its own progress: complete_on_launch on an activity that launches one is refused at publish.
+    sco_package = await outcome(c, key, await via_api(c, slug, key, versioned_package(b"tracked")))
+    draft, _ = await c.course(key, slug, "sco-col", [
+        {"title": "SCO", "kind": "scorm", "required": True, "scorm_package_id": sco_package["id"],
+         "complete_on_launch": True}], publish=False)
+    status, body = await c.api(key, "POST", f"/courses/{draft['id']}/publish")
+    assert status == 400 and "complete_on_launch" in body["error"]["message"], body
 
 
 # --- resumable uploads (tus 1.0.0) ---------------------------------------------------------------------------

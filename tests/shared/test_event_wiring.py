@@ -32,4 +32,4 @@ def test_every_wired_handler_takes_a_registered_payload(service: str) -> None:
 
 def test_every_payload_model_names_its_own_event_type() -> None:
     assert all(model.event_type == event_type for event_type, model in EVENT_MODELS.items())
-    assert len(EVENT_MODELS) == 26
+    assert len(EVENT_MODELS) == 27

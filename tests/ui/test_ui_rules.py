@@ -114,7 +114,8 @@ def test_the_sco_picker_value_names_a_package_and_a_sco() -> None:
     with pytest.raises(forms.FormError):
         forms.sco_choice("twelve|sco")
     with pytest.raises(forms.FormError):
-        forms.sco_choice("12|")
+        forms.sco_choice("|sco-1")
+    assert forms.sco_choice("12|") == (12, None)  # the package's first SCO (sco_identifier is optional)
 
 
 def test_an_update_sends_only_what_changed() -> None:

@@ -77,15 +77,16 @@ def end_of_day_utc(value: str | None, *, today: date | None = None) -> str | Non
     return datetime.combine(day, time(23, 59, 59), UTC).isoformat().replace("+00:00", "Z")
 
 
-def sco_choice(value: str | None) -> tuple[int, str] | None:
-    """``"<package id>|<sco identifier>"`` from the SCO picker, or None for no choice."""
+def sco_choice(value: str | None) -> tuple[int, str | None] | None:
+    """``"<package id>|<sco identifier>"`` from the SCO picker, or None for no choice; ``"<package id>|"`` is the
+    package's first SCO (no identifier: the launch picks it, docs/catalog.md)."""
     if value is None or not value.strip():
         return None
     package, sep, identifier = value.partition("|")
     package_id = positive_int(package)
-    if not sep or package_id is None or not identifier:
+    if not sep or package_id is None:
         raise FormError("Choose a SCO from the list.")
-    return package_id, identifier
+    return package_id, identifier or None
 
 
 def changed(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:

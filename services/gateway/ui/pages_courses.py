@@ -69,6 +69,8 @@ async def course_page(view: View, course_id: int, *, problem: Problem | None = N
     except AdminApiError:
         templates = None  # the certificates service is away: the field falls back to a number
     sco_titles = {f"{p['id']}|{s['identifier']}": f"{p['title']} › {s['title']}" for p in packages for s in p["scos"]}
+    sco_titles.update({f"{p['id']}|": f"{p['title']} › its first SCO" for p in packages if p["scos"]})
+    launched = launched_items(packages, await _other_packages(view, course, {p["id"] for p in packages}))
     template_options = [("", "The tenant's default")] + [(str(t["id"]), t["name"]) for t in templates or []]
     counts = {"modules": len(course["modules"]),
               "lessons": sum(len(m["lessons"]) for m in course["modules"]),
@@ -83,6 +85,7 @@ async def course_page(view: View, course_id: int, *, problem: Problem | None = N
                                           for s in candidates],
                        can_edit_team=view.role in (None, "owner", "admin"),
                        templates=templates, template_options=template_options, sco_titles=sco_titles, counts=counts,
+                       sco_launched=launched,
                        completion_rules=COMPLETION_RULES, activity_kinds=ACTIVITY_KINDS,
                        editable=course["status"] == "draft", switch_path="/admin/learn/courses")
 
@@ -146,6 +149,59 @@ async def transition(view: View) -> web.StreamResponse:
                      f"“{course['title']}” is {ACTIONS[action]}{suffix}.")
 
 
+#: at most this many packages the catalog does not list as ready are looked up for one course page
+OTHER_PACKAGES = 20
+
+
+async def _other_packages(view: View, course: dict[str, Any], ready: set[int]) -> dict[int, dict[str, Any]]:
+    """The packages the course's scorm activities name that are not ready (archived, failed, still importing), as
+    the SCORM service has them, so the page can say why; a package it cannot show is left out."""
+    named = sorted({a["scorm_package_id"] for m in course["modules"] for le in m["lessons"] for a in le["activities"]
+                    if a["kind"] == "scorm" and a["scorm_package_id"] is not None} - ready)
+    found: dict[int, dict[str, Any]] = {}
+    for package_id in named[:OTHER_PACKAGES]:
+        try:
+            found[package_id] = (await view.api.get(view.tenant_api_path(f"scorm-packages/{package_id}"))).data
+        except AdminApiError:
+            continue
+    return found
+
+
+def launched_items(packages: list[dict[str, Any]], others: dict[int, dict[str, Any]] | None = None) -> Any:
+    """For the course page: what a scorm activity launches (its title) and whether that item tracks progress
+    (``tracked``), is an asset (``untracked``), or is not known among the ready packages (``unknown``; ``others``:
+    the packages that are not ready, to say why)."""
+    by_package = {p["id"]: p for p in packages}
+
+    def launched(activity: dict[str, Any]) -> dict[str, str]:
+        package = by_package.get(activity["scorm_package_id"])
+        wanted = activity["sco_identifier"]
+        if package is None:
+            other = (others or {}).get(activity["scorm_package_id"])
+            if other is None:
+                why, name = "not ready", f"package {activity['scorm_package_id']}"
+            else:
+                name = other["title"]
+                why = ("archived: point the activity at another package" if other.get("archived_at")
+                       else str(other["status"]).replace("_", " "))
+            return {"label": "SCO", "tracking": "unknown", "title": f"{name} › {wanted or 'its first SCO'} ({why})"}
+        scos = sorted(package["scos"], key=lambda s: s["position"])
+        if wanted is None:  # the first SCO, else the first item
+            item = next((s for s in scos if s.get("tracked", True)), scos[0] if scos else None)
+        else:
+            item = next((s for s in scos if s["identifier"] == wanted), None)
+        if item is None:
+            return {"label": "SCO", "tracking": "unknown",
+                    "title": f"{package['title']} › {wanted} (not in the package)"}
+        tracked = item.get("tracked", True)
+        first = " (the package's first)" if wanted is None else ""
+        return {"label": "SCO" if tracked else "Untracked item",
+                "title": f"{package['title']} › {item['title']}{first}",
+                "tracking": "tracked" if tracked else "untracked"}
+
+    return launched
+
+
 # --- the tree ---------------------------------------------------------------------------------------------
 
 
@@ -163,6 +219,9 @@ def _activity_fields(form: Any, *, creating: bool) -> dict[str, Any]:
         if choice is None:
             raise forms.FormError("A SCORM activity needs a SCO: choose one from the tenant's ready packages.")
         body["scorm_package_id"], body["sco_identifier"] = choice
+        # Checked: the default (an untracked item completes when opened); unchecked: opened, never done by opening
+        # it. The form never sends true, which the API refuses on an activity that launches a SCO.
+        body["complete_on_launch"] = None if forms.checked(form, "complete_on_launch") else False
     return body
 
 

@@ -79,6 +79,7 @@ async def package_page(view: View) -> web.StreamResponse:
     package = (await view.api.get(view.tenant_api_path(f"scorm-packages/{view.path_id()}"))).data
     can_preview = package["status"] == "ready" and await preview_available(view)
     return view.render("scorm_package.html", package=package, tree=sco_tree(package.get("scos") or []),
+                       assets=sorted(package.get("assets") or [], key=lambda s: s["position"]),
                        can_preview=can_preview, switch_path="/admin/learn/scorm")
 
 
