@@ -53,7 +53,7 @@ async def cluster(module_env: TestEnv, receiver: Receiver) -> AsyncIterator[Clus
         "LEARN_WEBHOOKS_ENDPOINT_RATE": "1000",
         # the fault test drives hundreds of learners through one key on a busy machine
         "LEARN_GATEWAY_RATE_LIMIT_PER_SECOND": "100000", "LEARN_GATEWAY_RATE_LIMIT_BURST": "100000",
-        "LEARN_CONSISTENCY_WAIT": "30",
+        "LEARN_CONSISTENCY_WAIT": "20",
     }
     try:
         async with running_cluster(module_env, module_env.data_dir.parent / "cluster", extra_env=extra) as c:

@@ -29,7 +29,7 @@ ALL = ("learn:read", "learn:write", "learn:cohorts:grant")
 async def shared_cluster(module_env: TestEnv) -> AsyncIterator[Cluster]:
     """This module's cluster. Read-your-writes may wait longer than the default 5 s: the world below is built by
     a burst of writes on a loaded machine, and a 503 not_yet_consistent there would only say the machine is slow."""
-    extra = {**UNLIMITED, "LEARN_CONSISTENCY_WAIT": "30"}
+    extra = {**UNLIMITED, "LEARN_CONSISTENCY_WAIT": "20"}
     try:
         async with running_cluster(module_env, module_env.data_dir.parent / "cluster", extra_env=extra) as c:
             yield c
