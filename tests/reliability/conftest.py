@@ -30,8 +30,8 @@ def module_env(postgres_url: str, amqp_url: str, tmp_path_factory) -> TestEnv:
 async def shared_cluster(module_env: TestEnv) -> AsyncIterator[Cluster]:
     """One cluster per module; tests keep to their own tenants. Use it through ``healthy_cluster``."""
     try:
-        # a 20 s consistency bound (under the gateway's 30 s read timeout, so a slow catch-up answers 503 not_yet_consistent,
-        # not 504): building the sweep's data under a loaded CI answered 503 not_yet_consistent at 5 s
+        # a 20 s consistency bound (under the gateway's 30 s read timeout, so a slow catch-up answers 503
+        # not_yet_consistent, not 504): building the sweep's data under a loaded CI answered 503 at 5 s
         extra = {**UNLIMITED, "LEARN_CONSISTENCY_WAIT": "20"}
         async with running_cluster(module_env, module_env.data_dir.parent / "cluster", extra_env=extra) as c:
             yield c
