@@ -20,7 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.gateway import domain, handlers
-from services.gateway.admin import ADMIN, _Page, _positive, refusals
+from services.gateway.admin import ADMIN, _one_of, _Page, _positive, refusals
 from services.gateway.clientip import client_ip
 from services.gateway.mail import Mailer, MailError, staff_link_url
 from services.gateway.sso import SsoConfig, sso_view
@@ -47,9 +47,7 @@ class StaffInvite(BaseModel):
     @field_validator("role")
     @classmethod
     def _role(cls, v: str) -> str:
-        if v not in domain.STAFF_ROLES:
-            raise ValueError(f"must be one of {', '.join(domain.STAFF_ROLES)}")
-        return v
+        return _one_of(v, domain.STAFF_ROLES) or v
 
 
 class StaffUpdate(BaseModel):
@@ -61,16 +59,12 @@ class StaffUpdate(BaseModel):
     @field_validator("role")
     @classmethod
     def _role(cls, v: str | None) -> str | None:
-        if v is not None and v not in domain.STAFF_ROLES:
-            raise ValueError(f"must be one of {', '.join(domain.STAFF_ROLES)}")
-        return v
+        return _one_of(v, domain.STAFF_ROLES)
 
     @field_validator("status")
     @classmethod
     def _status(cls, v: str | None) -> str | None:
-        if v is not None and v not in ("active", "suspended"):
-            raise ValueError("must be 'active' or 'suspended'")
-        return v
+        return _one_of(v, ("active", "suspended"))
 
 
 class SignIn(BaseModel):

@@ -12,7 +12,7 @@ from services.scorm.api_errors import unit_of_work
 from services.scorm.context import SCORM_KEY
 from services.scorm.domain import MAX_TITLE
 from services.scorm.events import outcome_event_id
-from services.scorm.packages.upload import receive_upload
+from services.scorm.packages.upload import ReceivedUpload, receive_upload
 from shared.bus.envelope import Origin
 from shared.consistency import observed
 from shared.db import as_utc
@@ -79,13 +79,9 @@ def title_param(request: web.Request) -> str | None:
     return raw.strip()
 
 
-@streams_its_body
-async def upload(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    require_scope(ctx, "admin")
-    title = title_param(request)
-    received = await receive_upload(request, request.app[SCORM_KEY].settings)
-    # Idempotency-Key: the same zip (by its sha256) to the same path replays the first upload's answer.
+async def _replay_of(request: web.Request, received: ReceivedUpload) -> web.Response | None:
+    """Idempotency-Key: the same zip (by its sha256) to the same path replays the first upload's answer. The
+    received file is discarded when the answer is a replay, or when the claim fails."""
     try:
         replay = await claim_streamed(request, received.sha256)
     except BaseException:
@@ -93,6 +89,16 @@ async def upload(request: web.Request) -> web.Response:
         raise
     if replay is not None:
         received.path.unlink(missing_ok=True)
+    return replay
+
+
+@streams_its_body
+async def upload(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    require_scope(ctx, "admin")
+    title = title_param(request)
+    received = await receive_upload(request, request.app[SCORM_KEY].settings)
+    if (replay := await _replay_of(request, received)) is not None:
         return replay
     row = await handlers.upload_package(unit_of_work(request), Origin.of_request(ctx), received, title)
     return ok(request, package_resource(row, [], admin=True), status=201)
@@ -154,13 +160,7 @@ async def public_new_version(request: web.Request) -> web.Response:
     # An unknown package is refused before a byte of the body is read (the version is checked again on record).
     await handlers.get_package(unit_of_work(request), Origin.of_request(ctx), package_id)
     received = await receive_upload(request, request.app[SCORM_KEY].settings, multipart=True)
-    try:
-        replay = await claim_streamed(request, received.sha256)
-    except BaseException:
-        received.path.unlink(missing_ok=True)
-        raise
-    if replay is not None:
-        received.path.unlink(missing_ok=True)
+    if (replay := await _replay_of(request, received)) is not None:
         return replay
     row = await handlers.upload_package(unit_of_work(request), Origin.of_request(ctx), received,
                                         title or received.form_title, version_of=package_id)
