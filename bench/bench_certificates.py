@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 import aio_pika
+import psutil
 import sqlalchemy as sa
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -147,18 +148,47 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def _infrastructure_pids() -> dict[str, list[int]]:
+    """PostgreSQL's processes (postmaster, backends, WAL writer, checkpointer) and RabbitMQ's (the Erlang VM)."""
+    found: dict[str, list[int]] = {"postgresql": [], "rabbitmq": []}
+    for proc in psutil.process_iter(["name"]):
+        name = proc.info["name"] or ""
+        if name.startswith("postgres"):
+            found["postgresql"].append(proc.pid)
+        elif name.startswith(("beam", "erl_child", "epmd")):
+            found["rabbitmq"].append(proc.pid)
+    return found
+
+
 class _Cpu:
-    """CPU spent by this process (event loop, database and broker clients) and by the render workers."""
+    """CPU spent by this process (event loop, database and broker clients), by the render workers, and by
+    PostgreSQL and RabbitMQ (their whole process trees: a quiet machine has no other clients)."""
 
     def __init__(self, worker_pids: list[int]):
         self.worker_pids = worker_pids
+        self.infrastructure = _infrastructure_pids()
         self._main = time.process_time()
         self._workers = _cpu_seconds(worker_pids)
+        self._infra = {name: _cpu_seconds(pids) for name, pids in self.infrastructure.items()}
 
     def per_item_ms(self, n: int) -> tuple[float, float]:
         main = time.process_time() - self._main
         workers = _cpu_seconds(self.worker_pids) - self._workers
         return round(main * 1000 / n, 2), round(workers * 1000 / n, 2)
+
+    def infrastructure_ms(self, n: int) -> dict[str, float]:
+        return {name: round((_cpu_seconds(pids) - self._infra[name]) * 1000 / n, 2)
+                for name, pids in self.infrastructure.items()}
+
+
+def _cpu_bound(per_item: dict[str, float], cores: int, raw_per_s: float) -> dict[str, float]:
+    """What the machine's cores allow when every item costs ``per_item`` ms of CPU across all processes: items
+    per second if every core were busy all the time, and that rate against the raw pool rate (the best ratio
+    this machine can reach while the renders share its cores with the service, PostgreSQL and RabbitMQ)."""
+    total = sum(per_item.values())
+    bound = cores * 1000 / total if total else 0.0
+    return {"cpu_ms_per_item": round(total, 2), "cpu_bound_per_s": round(bound, 1),
+            "best_ratio": round(bound / raw_per_s, 2) if raw_per_s else 0.0}
 
 
 async def _cleanup(common: CommonSettings) -> None:
@@ -225,6 +255,7 @@ async def _service_runs(issue_n: int, regenerate_n: int, render: dict[str, float
         finished = await _until(engine, issue_n, timeout=600)
         issued_per_s = issue_n / (finished - started)
         issue_main_ms, issue_worker_ms = cpu.per_item_ms(issue_n)
+        issue_infra_ms = cpu.infrastructure_ms(issue_n)
 
         # Regeneration of regenerate_n certificates after one template update.
         await _seed(engine, template["id"], template["version"], regenerate_n)
@@ -239,6 +270,7 @@ async def _service_runs(issue_n: int, regenerate_n: int, render: dict[str, float
                                 certificates.c.pdf_template_version == version, timeout=3600)
         regeneration_s = finished - started
         regen_main_ms, regen_worker_ms = cpu.per_item_ms(live)
+        regen_infra_ms = cpu.infrastructure_ms(live)
         ideal_s = live * render["full_p50_ms"] / 1000 / cores
         pool_s = live / raw_per_s  # the same renders at the pool's measured rate in this run
         return {
@@ -253,8 +285,12 @@ async def _service_runs(issue_n: int, regenerate_n: int, render: dict[str, float
             "regeneration_ratio": round(regeneration_s / ideal_s, 2),
             "regeneration_vs_pool": round(regeneration_s / pool_s, 2),
             "regenerated_per_s": round(live / regeneration_s, 1),
-            "issue_cpu_ms": {"service": issue_main_ms, "render_workers": issue_worker_ms},
-            "regeneration_cpu_ms": {"service": regen_main_ms, "render_workers": regen_worker_ms},
+            "issue_cpu_ms": {"service": issue_main_ms, "render_workers": issue_worker_ms, **issue_infra_ms},
+            "regeneration_cpu_ms": {"service": regen_main_ms, "render_workers": regen_worker_ms, **regen_infra_ms},
+            "issue_cpu_bound": _cpu_bound({"service": issue_main_ms, "render_workers": issue_worker_ms,
+                                           **issue_infra_ms}, cores, raw_per_s),
+            "regeneration_cpu_bound": _cpu_bound({"service": regen_main_ms, "render_workers": regen_worker_ms,
+                                                  **regen_infra_ms}, cores, raw_per_s),
             "load_average": round(os.getloadavg()[0], 1),
         }
     finally:
@@ -299,14 +335,44 @@ def markdown(result: dict[str, Any]) -> str:
         f"({met(result['regeneration_target_met'])}) |",
         f"| regeneration ÷ (n ÷ raw pool renders/s, same run) (target ≤ {TARGET_REGENERATION_VS_POOL}) | "
         f"{result['regeneration_vs_pool']} ({met(result['regeneration_vs_pool_target_met'])}) |",
-        f"| CPU per issued certificate: service process / render workers | "
-        f"{result['issue_cpu_ms']['service']} / {result['issue_cpu_ms']['render_workers']} ms |",
-        f"| CPU per regenerated certificate: service process / render workers | "
-        f"{result['regeneration_cpu_ms']['service']} / {result['regeneration_cpu_ms']['render_workers']} ms |",
+        f"| CPU per issued certificate: service process / render workers / PostgreSQL / RabbitMQ | "
+        f"{_cpu_row(result['issue_cpu_ms'])} |",
+        f"| CPU per regenerated certificate: service process / render workers / PostgreSQL / RabbitMQ | "
+        f"{_cpu_row(result['regeneration_cpu_ms'])} |",
+        "",
+        *_bound_lines(result),
         "",
         f"Load average at the end: {result['load_average']} on {result['cores']} cores (wall-clock ratios move "
         "with other work on the machine; CPU per certificate much less).",
     ])
+
+
+def _cpu_row(cpu: dict[str, float]) -> str:
+    return " / ".join(str(cpu.get(name, "–")) for name in ("service", "render_workers", "postgresql", "rabbitmq")) \
+        + " ms"
+
+
+def _bound_lines(result: dict[str, Any]) -> list[str]:
+    """The bound the two ratios hit: every process's CPU per certificate against the machine's cores."""
+    issue, regen = result.get("issue_cpu_bound"), result.get("regeneration_cpu_bound")
+    if not issue or not regen:
+        return []
+    cores, raw = result["cores"], result["raw_renders_per_s"]
+    regen_bound_s = result["regenerated_n"] / regen["cpu_bound_per_s"] if regen["cpu_bound_per_s"] else 0.0
+    return [
+        f"The bound: the {cores} cores are shared by the render workers, the service, PostgreSQL and RabbitMQ. "
+        f"An issued certificate costs {issue['cpu_ms_per_item']} ms of CPU across all of them, so the cores allow "
+        f"at most {issue['cpu_bound_per_s']} issues/s ({result['issued_per_s']} measured, "
+        f"{_pct(result['issued_per_s'], issue['cpu_bound_per_s'])} of it): the best issue ratio this machine "
+        f"allows against the raw pool rate ({raw}/s, render CPU only) is **{issue['best_ratio']}**. A regenerated "
+        f"certificate costs {regen['cpu_ms_per_item']} ms, so {result['regenerated_n']} need at least "
+        f"{regen_bound_s:.1f} s of the cores ({result['regeneration_s']} s measured): the best regeneration ÷ "
+        f"pool-rate ratio here is **{(1 / regen['best_ratio']) if regen['best_ratio'] else 0:.2f}**.",
+    ]
+
+
+def _pct(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.0f} %" if whole else "–"
 
 
 to_markdown = markdown
