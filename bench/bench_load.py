@@ -264,7 +264,7 @@ async def measure(c: Cluster, slug: str, seconds: float, clients: int, *, small:
 
 
 @contextlib.asynccontextmanager
-async def unlimited_cluster(prefix: str) -> AsyncIterator[Cluster]:
+async def unlimited_cluster(prefix: str, extra_env: dict[str, str] | None = None) -> AsyncIterator[Cluster]:
     """The multi-process cluster on the real PostgreSQL and RabbitMQ, rate limit lifted, cleaned up after."""
     from tests.support import infra
     from tests.support.env import TestEnv
@@ -273,7 +273,7 @@ async def unlimited_cluster(prefix: str) -> AsyncIterator[Cluster]:
         env = TestEnv(postgres_url=infra.postgres_url(), amqp_url=infra.amqp_url(), data_dir=Path(tmp) / "data")
         env.data_dir.mkdir()
         try:
-            async with running_cluster(env, Path(tmp) / "cluster", extra_env=UNLIMITED) as c:
+            async with running_cluster(env, Path(tmp) / "cluster", extra_env={**UNLIMITED, **(extra_env or {})}) as c:
                 yield c
         finally:
             await env.cleanup()
@@ -281,7 +281,12 @@ async def unlimited_cluster(prefix: str) -> AsyncIterator[Cluster]:
 
 async def _run(seconds: float, clients: int) -> dict[str, Any]:
     async with unlimited_cluster("bench-load-") as c:
-        return await measure(c, "loadco", seconds, clients)
+        result = await measure(c, "loadco", seconds, clients)
+    # The same mix with read-your-writes switched off (ADR 0010): what the reads' waits for the tenant's pending
+    # events (the learners' commits, applied by the enrollment service's consumer) add to the latencies above.
+    async with unlimited_cluster("bench-load-norw-", {"LEARN_GATEWAY_CONSISTENCY": "false"}) as c:
+        result["without_read_your_writes"] = await measure(c, "loadco", seconds / 2, clients)
+    return result
 
 
 def run(seconds: float = 60, clients: int = 50) -> dict[str, Any]:
@@ -319,6 +324,19 @@ def markdown(result: dict[str, Any]) -> str:
     for op, r in result["per_op"].items():
         lines.append(f"| {op} | {r['requests']} | {r['errors']} | {r['p50_ms']} | {r['p99_ms']} |")
     lines += ["", *cpu_summary(result, os.cpu_count() or 1)]
+    off = result.get("without_read_your_writes")
+    if off:
+        lines += ["", f"The same mix for {off['seconds']:.0f} s on a second cluster with read-your-writes switched off "
+                  "(`LEARN_GATEWAY_CONSISTENCY=false`; ADR 0010): a read of a service then never waits for the "
+                  "tenant's pending events. The difference is what those waits cost under this load (the "
+                  "learners' commits keep the enrollment service's queue busy, and every enrollment read waits "
+                  "for the commits committed before it).", "",
+                  "| operation | p50 ms (on / off) | p99 ms (on / off) |", "|---|---|---|",
+                  f"| all | {result['p50_ms']} / {off['p50_ms']} | {result['p99_ms']} / {off['p99_ms']} |"]
+        for op, r in result["per_op"].items():
+            o = off["per_op"].get(op, {})
+            lines.append(f"| {op} | {r['p50_ms']} / {o.get('p50_ms', '–')} | {r['p99_ms']} / {o.get('p99_ms', '–')} |")
+        lines.append(f"| throughput req/s | {result['throughput_rps']} / {off['throughput_rps']} | |")
     if result["error_samples"]:
         lines += ["", "First errors:", "", *(f"- `{s}`" for s in result["error_samples"])]
     return "\n".join(lines)
