@@ -181,7 +181,7 @@ class Settlements:
 class AmqpBus:
     def __init__(self, url: str, *, service: str, namespace: str = "", prefetch: int = 64,
                  delivery_limit: int = 5, concurrency: int = 8, publish_timeout: float = 15.0,
-                 batch_size: int = 32):
+                 batch_size: int = 32, linger: float = 0.002):
         self.url = url
         self.service = service
         self.namespace = namespace
@@ -190,6 +190,8 @@ class AmqpBus:
         self.concurrency = concurrency
         self.publish_timeout = publish_timeout
         self.batch_size = batch_size
+        #: how long a free worker waits for a fuller batch while other batches of the queue are in flight
+        self.linger = linger
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractRobustChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
@@ -280,9 +282,15 @@ class AmqpBus:
         work: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         settlements = Settlements()
 
+        filled = asyncio.Event()
+        want = 0  # the queue length a lingering worker waits for (0: nobody lingers)
+        in_flight = 0  # batches being handled
+
         async def on_message(message: AbstractIncomingMessage) -> None:
             settlements.received(message)
             work.put_nowait(message)
+            if want and work.qsize() >= want:
+                filled.set()
 
         # Only one idle worker waits for the next delivery at a time. With every idle worker blocked in
         # ``work.get()``, a burst was dealt out one message per worker (batches of 1: one transaction and one
@@ -290,19 +298,32 @@ class AmqpBus:
         gate = asyncio.Lock()
 
         async def worker() -> None:
+            nonlocal want, in_flight
             while True:
                 async with gate:
                     batch = [await work.get()]
                     if work.empty():
                         await asyncio.sleep(0)  # frames already read from the socket are queued in this turn
+                    if in_flight and self.linger > 0 and work.qsize() + 1 < self.batch_size:
+                        # Busy (other batches are committing): wait a moment for a fuller batch rather than start
+                        # one more small transaction. An idle consumer never waits.
+                        want = self.batch_size - 1
+                        filled.clear()
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(self.linger):
+                                await filled.wait()
+                        want = 0
                     while len(batch) < self.batch_size and not work.empty():
                         batch.append(work.get_nowait())
+                    in_flight += 1
                 try:
                     await self._deliver(runner, batch, settlements)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     log.exception("delivery_failed", queue=spec.name)
+                finally:
+                    in_flight -= 1
 
         for _ in range(max(1, min(self.concurrency, self.prefetch))):
             self._consumer_tasks.append(asyncio.create_task(worker()))
