@@ -13,8 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
+import aiormq
 import structlog
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustChannel, AbstractRobustConnection
+from aiormq.abc import ChannelFrame
+from pamqp import commands as amqp_spec
+from pamqp.body import ContentBody
+from pamqp.header import ContentHeader
 
 from shared.bus.consumer import ConsumerRunner, Outcome, stop_tasks
 from shared.bus.topology import DEAD_LETTER_EXCHANGE, EVENTS_EXCHANGE, QueueSpec, queue_arguments
@@ -30,6 +35,72 @@ class OutgoingMessage:
         self.routing_key = routing_key
         self.body = body
         self.message_id = message_id
+
+
+CONTENT_TYPE = "application/cloudevents+json"
+_PERSISTENT = 2  # AMQP delivery mode
+
+
+async def publish_batch(channel: aiormq.abc.AbstractChannel, exchange: str,
+                        messages: Sequence[OutgoingMessage]) -> None:
+    """Publish ``messages`` persistently on a confirm-mode channel in ONE write, then wait for every confirm.
+
+    ``aio_pika.Exchange.publish`` builds an ``aio_pika.Message`` per event (a dozen guarded ``__setattr__``), and
+    aiormq's ``basic_publish`` takes the channel lock, queues one write and waits for its drain per message, so a
+    batch needed a task per message to pipeline its confirms: that was most of the relay's CPU. Here the frames
+    of the whole batch are marshalled into one buffer under the channel lock, each message gets the confirmation
+    future aiormq itself would give it (next delivery tag, registered in ``channel.confirmations``, rejected by
+    aiormq when the channel closes), and the confirms are awaited after the single write. Same wire protocol and
+    same guarantee as before: it returns only once the broker confirmed every message, and raises if one was
+    nacked or the channel closed first. ``mandatory`` is off (an unroutable event is dropped by the broker and
+    confirmed, which is what the returned-then-confirmed publish amounted to before). Relies on aiormq's channel
+    bookkeeping (``lock``, ``delivery_tag``, ``confirmations``, ``write_queue``): aiormq is pinned in
+    constraints.txt and ``tests/bus/test_outbox_relay.py`` exercises it on the real broker.
+    """
+    ch: aiormq.Channel = channel  # type: ignore[assignment]
+    if not ch.publisher_confirms:
+        raise RuntimeError("publish_batch needs a channel in confirm mode")
+    limit = ch.max_content_size
+    frames: list[Any] = []
+    for m in messages:
+        body = m.body
+        frames.append(amqp_spec.Basic.Publish(exchange=exchange, routing_key=m.routing_key))
+        frames.append(ContentHeader(body_size=len(body), properties=amqp_spec.Basic.Properties(
+            content_type=CONTENT_TYPE, delivery_mode=_PERSISTENT, message_id=m.message_id)))
+        if len(body) <= limit:
+            if body:
+                frames.append(ContentBody(body))
+        else:
+            frames.extend(ContentBody(body[i:i + limit]) for i in range(0, len(body), limit))
+    confirmations: list[asyncio.Future[Any]] = []
+    done = False
+    try:
+        async with ch.lock:  # raises ChannelInvalidStateError if the channel is closed
+            first = ch.delivery_tag
+            drain = ch.create_future()
+            payload = ChannelFrame.marshall(channel_number=ch.number, frames=frames, drain_future=drain)
+            for tag in range(first + 1, first + len(messages) + 1):
+                confirmation = ch.create_future()
+                ch.confirmations[tag] = confirmation
+                confirmations.append(confirmation)
+            ch.delivery_tag = first + len(messages)
+            try:
+                await ch.write_queue.put(payload)
+            except BaseException:
+                # Never queued: the broker has not seen these publishes, so their tags are reused.
+                for tag in range(first + 1, first + len(messages) + 1):
+                    ch.confirmations.pop(tag, None)
+                ch.delivery_tag = first
+                drain.cancel()
+                raise
+            await drain
+        for confirmation in confirmations:
+            await confirmation  # a nack raises aiormq's DeliveryError; a closed channel its close reason
+        done = True
+    finally:
+        if not done:
+            for confirmation in confirmations:
+                confirmation.cancel()  # a late confirm for it is then ignored by aiormq
 
 
 class Settlements:
@@ -110,7 +181,7 @@ class Settlements:
 class AmqpBus:
     def __init__(self, url: str, *, service: str, namespace: str = "", prefetch: int = 64,
                  delivery_limit: int = 5, concurrency: int = 8, publish_timeout: float = 15.0,
-                 batch_size: int = 32):
+                 batch_size: int = 32, linger: float = 0.002):
         self.url = url
         self.service = service
         self.namespace = namespace
@@ -119,6 +190,8 @@ class AmqpBus:
         self.concurrency = concurrency
         self.publish_timeout = publish_timeout
         self.batch_size = batch_size
+        #: how long a free worker waits for a fuller batch while other batches of the queue are in flight
+        self.linger = linger
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractRobustChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
@@ -188,24 +261,18 @@ class AmqpBus:
         return queue
 
     async def publish_many(self, messages: Sequence[OutgoingMessage]) -> None:
-        """Publish persistently and wait for every confirm, pipelined (never one confirm at a time)."""
-        if self._exchange is None or not self.ready:
+        """Publish persistently and wait for every confirm, pipelined (never one confirm at a time).
+
+        The batch goes out as one write on the publishing channel (:func:`publish_batch`); raises if the broker
+        nacks any message, if the channel closes before every confirm arrived, or after ``publish_timeout``.
+        """
+        if self._publish_channel is None or not self.ready:
             raise ConnectionError("broker not connected")
-        exchange = self._exchange
-        publishes = [
-            exchange.publish(
-                aio_pika.Message(
-                    m.body,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    message_id=m.message_id,
-                    content_type="application/cloudevents+json",
-                ),
-                routing_key=m.routing_key,
-                timeout=self.publish_timeout,
-            )
-            for m in messages
-        ]
-        await asyncio.gather(*publishes)
+        if not messages:
+            return
+        channel = await self._publish_channel.get_underlay_channel()
+        async with asyncio.timeout(self.publish_timeout):
+            await publish_batch(channel, self.namespace + EVENTS_EXCHANGE, messages)
 
     async def consume(self, spec: QueueSpec, runner: ConsumerRunner) -> None:
         assert self._connection is not None, "connect() first"
@@ -215,9 +282,15 @@ class AmqpBus:
         work: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         settlements = Settlements()
 
+        filled = asyncio.Event()
+        want = 0  # the queue length a lingering worker waits for (0: nobody lingers)
+        in_flight = 0  # batches being handled
+
         async def on_message(message: AbstractIncomingMessage) -> None:
             settlements.received(message)
             work.put_nowait(message)
+            if want and work.qsize() >= want:
+                filled.set()
 
         # Only one idle worker waits for the next delivery at a time. With every idle worker blocked in
         # ``work.get()``, a burst was dealt out one message per worker (batches of 1: one transaction and one
@@ -225,19 +298,32 @@ class AmqpBus:
         gate = asyncio.Lock()
 
         async def worker() -> None:
+            nonlocal want, in_flight
             while True:
                 async with gate:
                     batch = [await work.get()]
                     if work.empty():
                         await asyncio.sleep(0)  # frames already read from the socket are queued in this turn
+                    if in_flight and self.linger > 0 and work.qsize() + 1 < self.batch_size:
+                        # Busy (other batches are committing): wait a moment for a fuller batch rather than start
+                        # one more small transaction. An idle consumer never waits.
+                        want = self.batch_size - 1
+                        filled.clear()
+                        with contextlib.suppress(TimeoutError):
+                            async with asyncio.timeout(self.linger):
+                                await filled.wait()
+                        want = 0
                     while len(batch) < self.batch_size and not work.empty():
                         batch.append(work.get_nowait())
+                    in_flight += 1
                 try:
                     await self._deliver(runner, batch, settlements)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     log.exception("delivery_failed", queue=spec.name)
+                finally:
+                    in_flight -= 1
 
         for _ in range(max(1, min(self.concurrency, self.prefetch))):
             self._consumer_tasks.append(asyncio.create_task(worker()))

@@ -13,6 +13,8 @@ from shared.bus.tables import outbox
 from shared.consistency import recording
 
 NOTIFY_CHANNEL = "learn_outbox"
+_INSERT = sa.insert(outbox)
+_NOTIFY = sa.text(f"NOTIFY {NOTIFY_CHANNEL}")
 
 # Relays in this process, by database URL: woken right after a commit that wrote events (no poll delay; on SQLite,
 # which has no LISTEN/NOTIFY, this is how the embedded default stays snappy).
@@ -37,7 +39,7 @@ async def add(session: AsyncSession, *events: CloudEvent) -> None:
     if not events:
         return
     await session.execute(
-        sa.insert(outbox),
+        _INSERT,
         [{"event_id": ev.id, "routing_key": ev.routing_key, "body": ev.to_bytes()} for ev in events],
     )
     recorded = recording()
@@ -69,5 +71,5 @@ async def add(session: AsyncSession, *events: CloudEvent) -> None:
         session.info.get("notified_tx") is not session.get_transaction()
     ):
         # Delivered by PostgreSQL at commit, and only if the transaction commits: wakes the relay at once.
-        await session.execute(sa.text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        await session.execute(_NOTIFY)
         session.info["notified_tx"] = session.get_transaction()

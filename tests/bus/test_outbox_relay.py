@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from shared.bus.amqp import OutgoingMessage
+import aiormq
+import pytest
+
+from shared.bus.amqp import OutgoingMessage, publish_batch
 from shared.bus.relay import OutboxRelay
 from tests.support.env import recording
 from tests.support.infra import wait_until
@@ -81,3 +84,25 @@ async def test_relay_killed_between_publish_and_mark_sent_duplicates_but_effect_
         counts = await harness.effect_counts()
         assert counts == {n: 1 for n in range(20)}
         assert await harness.outbox_size() == 0
+
+
+async def test_a_batch_whose_channel_closes_before_its_confirms_fails_and_its_rows_stay(harness):
+    """``publish_batch`` returns only after every confirm: publishing to an exchange that does not exist makes the
+    broker close the channel (404) instead of confirming, and the batch must fail, so the relay keeps the rows."""
+    bus = await harness.new_bus()
+    channel = await bus._publish_channel.get_underlay_channel()
+    with pytest.raises(aiormq.exceptions.AMQPError):
+        await asyncio.wait_for(publish_batch(channel, harness.env.namespace + "no.such.exchange",
+                                             [OutgoingMessage("acme.test.happened", b"{}", f"m{n}")
+                                              for n in range(5)]), timeout=10)
+
+    class ToNowhere:
+        async def publish_many(self, messages: list[OutgoingMessage]) -> None:
+            await publish_batch(await bus._publish_channel.get_underlay_channel(),
+                                harness.env.namespace + "no.such.exchange", messages)
+
+    await asyncio.sleep(0.5)  # the robust channel reopens
+    await harness.write(*[harness.event(n) for n in range(5)])
+    with pytest.raises(aiormq.exceptions.AMQPError):
+        await asyncio.wait_for(OutboxRelay(harness.db, ToNowhere(), service="bus").publish_batch(), timeout=10)
+    assert await harness.outbox_size() == 5
