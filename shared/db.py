@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+import json
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, overload
 
+import asyncpg
 import sqlalchemy as sa
 import structlog
 from sqlalchemy import event
@@ -30,11 +32,13 @@ Timestamp = sa.DateTime(timezone=True)
 
 
 class Database:
-    """An async engine plus a session factory for one service's database."""
+    """An async engine plus a session factory for one service's database, and the hot reads' path
+    (:meth:`read_one`, :meth:`read_all`: one statement outside any transaction, see :class:`ReadQuery`)."""
 
     def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False):
         self.url = url
         self.is_postgres = url.startswith("postgresql")
+        self.pool_size = pool_size
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_postgres:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
@@ -44,6 +48,49 @@ class Database:
         if not self.is_postgres:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._reads: Any = None  # the asyncpg pool of the hot reads, opened on the first one
+        self._reads_opening: asyncio.Future[Any] | None = None
+
+    # --- the hot reads -------------------------------------------------------------------------------------
+
+    async def read_one(self, query: ReadQuery, scope: TenantScope, **params: Any) -> Any | None:
+        """The first row of ``query`` in ``scope`` (or None), read as one statement outside any transaction."""
+        if self.is_postgres and scope.course_ids is None:
+            pool = self._reads if self._reads is not None else await self._open_reads()
+            sql, names = query.postgres()
+            params["tenant_id"] = scope.tenant_id
+            return await pool.fetchrow(sql, *[params[n] for n in names], record_class=Row)
+        async with self.engine.connect() as conn:
+            return (await conn.execute(*query.bound(scope, params))).first()
+
+    async def read_all(self, query: ReadQuery, scope: TenantScope, **params: Any) -> list[Any]:
+        """Every row of ``query`` in ``scope``, read as one statement outside any transaction."""
+        if self.is_postgres and scope.course_ids is None:
+            pool = self._reads if self._reads is not None else await self._open_reads()
+            sql, names = query.postgres()
+            params["tenant_id"] = scope.tenant_id
+            return list(await pool.fetch(sql, *[params[n] for n in names], record_class=Row))
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(*query.bound(scope, params))).all())
+
+    async def _open_reads(self) -> Any:
+        """The reads' pool: asyncpg's own (no SQLAlchemy session, greenlet hop or BEGIN/COMMIT per read), up to
+        ``pool_size`` connections, opened when first needed and closed with :meth:`dispose`."""
+        if self._reads_opening is None:
+            self._reads_opening = asyncio.get_running_loop().create_future()
+            try:
+                pool = await asyncpg.create_pool(listen_dsn(self.url), min_size=0, max_size=self.pool_size,
+                                                 max_inactive_connection_lifetime=60.0, reset=_reset_read,
+                                                 init=_read_codecs)
+            except BaseException as exc:
+                self._reads_opening.set_exception(exc)
+                self._reads_opening.exception()  # retrieved: the next read tries again
+                self._reads_opening = None
+                raise
+            self._reads = pool
+            self._reads_opening.set_result(pool)
+            return pool
+        return await asyncio.shield(self._reads_opening)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -56,7 +103,79 @@ class Database:
             await conn.execute(sa.text("SELECT 1"))
 
     async def dispose(self) -> None:
+        reads, self._reads, self._reads_opening = self._reads, None, None
+        if reads is not None:
+            try:
+                await asyncio.wait_for(reads.close(), timeout=5)
+            except (TimeoutError, Exception):
+                reads.terminate()
         await self.engine.dispose()
+
+
+class Row(asyncpg.Record):
+    """A row of a hot read: ``row.column`` as on a SQLAlchemy row ()."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+async def _reset_read(conn: Any) -> None:
+    """The reads' pool runs single statements and never opens a transaction, sets a setting or listens: nothing to
+    reset between two reads (asyncpg's default reset is one more round trip per read). A connection left inside a
+    transaction all the same gets the full reset."""
+    if conn.is_in_transaction():
+        await conn.reset()
+
+
+async def _read_codecs(conn: Any) -> None:
+    """JSON columns as Python values, as SQLAlchemy gives them."""
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class ReadQuery:
+    """A ``SELECT`` of a hot read, built once (module level) by ``build(scope)``: the store's usual statement with
+    the tenant scope's filters and named bind parameters (``sa.bindparam("course_id")``). Run by
+    :meth:`Database.read_one` / :meth:`Database.read_all` (or a unit of work's, in its transaction when it is
+    open) as one statement outside any transaction: on PostgreSQL its own snapshot, like any statement in
+    autocommit.
+
+    Built once with ``TenantScope(sa.bindparam("tenant_id"))``, so it filters exactly as ``build`` says for every
+    tenant; a scope limited to some courses (a per-course key) builds its statement per call (the filter names its
+    courses). On PostgreSQL the statement of an unlimited scope is compiled once to asyncpg's SQL (``$1, $2``) and
+    runs on the reads' asyncpg pool, its prepared statement cached per connection: no SQLAlchemy session,
+    statement building, compilation, greenlet hop or BEGIN/COMMIT per request. Its columns come back as asyncpg
+    decodes them (for integers, text, numerics and timestamps the same Python values as through SQLAlchemy; JSON
+    decoded); a column named like a method of ``asyncpg.Record`` (``get``, ``keys``, ``values``, ``items``) must
+    be read as ``row["name"]``. Anything else (SQLite, a per-course scope) runs through SQLAlchemy Core.
+    """
+
+    def __init__(self, build: Callable[[TenantScope], sa.Select[Any]]):
+        self.build = build
+        self.stmt = build(TenantScope(sa.bindparam("tenant_id")))  # type: ignore[arg-type]
+        if "tenant_id" not in self.stmt.compile().params:
+            raise ValueError("a hot read filters on its tenant: build its statement with the scope it is given")
+        self._postgres: tuple[str, tuple[str, ...]] | None = None
+
+    def bound(self, scope: TenantScope, params: dict[str, Any]) -> tuple[sa.Select[Any], dict[str, Any]]:
+        """(the statement for ``scope``, its parameters with the tenant's)."""
+        stmt = self.stmt if scope.course_ids is None else self.build(
+            TenantScope(sa.bindparam("tenant_id"), scope.course_ids))  # type: ignore[arg-type]
+        return stmt, {**params, "tenant_id": scope.tenant_id}
+
+    def postgres(self) -> tuple[str, tuple[str, ...]]:
+        """(SQL with ``$n`` placeholders, the parameter names in their order) of the unlimited scope's statement."""
+        if self._postgres is None:
+            from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
+            compiled = self.stmt.compile(dialect=PGDialect_asyncpg())
+            self._postgres = (compiled.string, tuple(compiled.positiontup or ()))
+        return self._postgres
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

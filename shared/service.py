@@ -98,6 +98,10 @@ IDEMPOTENCY_KEY = web.AppKey("idempotency", Idempotency)
 
 
 def _metrics_middleware(service: str) -> Middleware:
+    # The Prometheus children per label set, looked up once (``labels()`` takes a lock and builds the key each call).
+    counters: dict[tuple[str, str, int], Any] = {}
+    timers: dict[tuple[str, str], Any] = {}
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         start = time.perf_counter()
@@ -112,8 +116,16 @@ def _metrics_middleware(service: str) -> Middleware:
         finally:
             resource = request.match_info.route.resource
             route = resource.canonical if resource is not None else "unmatched"
-            HTTP_REQUESTS.labels(service, route, request.method, str(status)).inc()
-            HTTP_DURATION.labels(service, route, request.method).observe(time.perf_counter() - start)
+            method = request.method
+            counter = counters.get((route, method, status))
+            if counter is None:
+                counter = counters[(route, method, status)] = HTTP_REQUESTS.labels(service, route, method,
+                                                                                   str(status))
+            counter.inc()
+            timer = timers.get((route, method))
+            if timer is None:
+                timer = timers[(route, method)] = HTTP_DURATION.labels(service, route, method)
+            timer.observe(time.perf_counter() - start)
 
     return middleware
 

@@ -10,6 +10,11 @@ Command handlers (``services/<name>/handlers.py``) open and commit their own tra
 
 A ``UnitOfWork`` can be entered again after it exits (a retry loop opens a fresh transaction each time).
 
+A read that needs no transaction (a single ``SELECT``: the hot reads of the API) is one call,
+``await uow.read_one(store.COURSE, scope, course_id=...)`` (``shared.db.ReadQuery``), without ``async with``: it
+then runs as one statement on its own, without BEGIN/COMMIT or an ORM session; inside ``async with uow`` it runs in
+the transaction.
+
 Event handlers get a unit of work that is already *joined* to the consumer's transaction, because the inbox
 row that makes the consumer idempotent must commit together with the handler's writes
 (``shared/bus/consumer.py``). Entering a joined unit of work is a no-op: the consumer commits.
@@ -27,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.bus import outbox
 from shared.bus.envelope import CloudEvent
-from shared.db import Database
+from shared.db import Database, ReadQuery, TenantScope
 
 
 class UnitOfWork:
@@ -54,6 +59,21 @@ class UnitOfWork:
     @property
     def in_transaction(self) -> bool:
         return self._session is not None
+
+    async def read_one(self, query: ReadQuery, scope: TenantScope, **params: Any) -> Any | None:
+        """The first row of a hot read (``shared.db.ReadQuery``), or None: in this unit of work's transaction when
+        it is open (or joined), else as one statement on its own (no transaction: ``Database.read_one``)."""
+        if self._session is not None:
+            return (await self._session.execute(*query.bound(scope, params))).first()
+        assert self.db is not None
+        return await self.db.read_one(query, scope, **params)
+
+    async def read_all(self, query: ReadQuery, scope: TenantScope, **params: Any) -> list[Any]:
+        """Every row of a hot read, like :meth:`read_one`."""
+        if self._session is not None:
+            return list((await self._session.execute(*query.bound(scope, params))).all())
+        assert self.db is not None
+        return await self.db.read_all(query, scope, **params)
 
     async def emit(self, *events: CloudEvent) -> None:
         """Stage events in the outbox: they are published only if this transaction commits."""

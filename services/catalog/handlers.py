@@ -127,17 +127,20 @@ async def update_course(uow: UnitOfWork, origin: Origin, course_id: int, changes
 async def get_course(uow: UnitOfWork, origin: Origin, course_id: int, *, with_tree: bool = False
                      ) -> dict[str, Any]:
     scope = TenantScope.of(origin)
+    if not with_tree:  # the hot read: one statement, no transaction
+        row = await store.read_course(uow, scope, course_id)
+        if row is None:
+            raise NotFound("course")
+        return views.course_view(row)
     async with uow:
         view = views.course_view(await _course(uow, scope, course_id))
-        if with_tree:
-            view["modules"] = views.course_tree(*await store.tree_rows(uow.session, scope, course_id))
+        view["modules"] = views.course_tree(*await store.tree_rows(uow.session, scope, course_id))
     return view
 
 
 async def list_courses(uow: UnitOfWork, origin: Origin, page: PageRequest) -> list[dict[str, Any]]:
-    """Up to ``page.limit + 1`` courses, newest first."""
-    async with uow:
-        rows = await store.list_courses(uow.session, TenantScope.of(origin), page.limit + 1, page.after_id)
+    """Up to ``page.limit + 1`` courses, newest first (one statement, no transaction)."""
+    rows = await store.list_courses(uow, TenantScope.of(origin), page.limit + 1, page.after_id)
     return [views.course_view(r) for r in rows]
 
 

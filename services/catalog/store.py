@@ -13,7 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import BigId, TenantScope, Timestamp, upsert
+from shared.db import BigId, ReadQuery, TenantScope, Timestamp, upsert
+from shared.uow import UnitOfWork
 
 metadata = sa.MetaData()
 
@@ -162,13 +163,24 @@ async def bump_revision(session: AsyncSession, scope: TenantScope, course_id: in
     await update_course(session, scope, course_id, {}, when)
 
 
-async def list_courses(session: AsyncSession, scope: TenantScope, limit: int, after_id: int | None
-                       ) -> Sequence[sa.Row[Any]]:
-    """Up to ``limit`` courses, newest first (keyset on the (tenant_id, id) index)."""
-    stmt = scope.select(courses).order_by(courses.c.id.desc()).limit(limit)
-    if after_id is not None:
-        stmt = stmt.where(courses.c.id < after_id)
-    return (await session.execute(stmt)).all()
+# The hot reads (shared.db.ReadQuery): built once, run as one statement outside any transaction.
+COURSE = ReadQuery(lambda scope: scope.select(courses).where(courses.c.id == sa.bindparam("course_id")))
+_NEWEST_FIRST = ReadQuery(lambda scope: scope.select(courses).order_by(courses.c.id.desc())
+                          .limit(sa.bindparam("limit", type_=sa.Integer)))
+_NEWEST_FIRST_AFTER = ReadQuery(lambda scope: scope.select(courses).where(courses.c.id < sa.bindparam("after_id"))
+                                .order_by(courses.c.id.desc()).limit(sa.bindparam("limit", type_=sa.Integer)))
+
+
+async def read_course(uow: UnitOfWork, scope: TenantScope, course_id: int) -> Any | None:
+    """The course, as one read of its own (no transaction unless ``uow`` is open)."""
+    return await uow.read_one(COURSE, scope, course_id=course_id)
+
+
+async def list_courses(uow: UnitOfWork, scope: TenantScope, limit: int, after_id: int | None) -> list[Any]:
+    """Up to ``limit`` courses, newest first (keyset on the (tenant_id, id) index), as one read of its own."""
+    if after_id is None:
+        return await uow.read_all(_NEWEST_FIRST, scope, limit=limit)
+    return await uow.read_all(_NEWEST_FIRST_AFTER, scope, limit=limit, after_id=after_id)
 
 
 async def tree_rows(session: AsyncSession, scope: TenantScope, course_id: int

@@ -52,7 +52,7 @@ from services.certificates.store import Rendered
 from shared.blobstore import BlobInfo, BlobStore, DatabaseBlobStore
 from shared.bus.consumer import PermanentError
 from shared.bus.envelope import CloudEvent, Origin
-from shared.db import utcnow
+from shared.db import TenantScope, utcnow
 from shared.events.certificates import TemplateUpdated
 from shared.events.directory import UserUpserted
 from shared.events.enrollment import EnrollmentCompleted
@@ -638,9 +638,7 @@ async def find_certificate(uow: UnitOfWork, tenant_id: int, verification_id: str
     """By verification id, within the tenant (another tenant's vid answers like an unknown one)."""
     if not domain.is_verification_id(verification_id):
         raise CertificateNotFound()
-    async with uow:
-        row = await store.certificate_by_verification_id(uow.session, verification_id, tenant_id,
-                                                         course_ids=course_ids)
+    row = await store.read_by_verification_id(uow, verification_id, TenantScope(tenant_id, course_ids))
     if row is None:
         raise CertificateNotFound()
     return row

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.blobstore import DB_CHUNK_BYTES, BlobInfo, blob_tables, validate_key
 from shared.db import (
     BigId,
+    ReadQuery,
     TenantScope,
     Timestamp,
     directory_users_table,
@@ -31,6 +32,7 @@ from shared.db import (
     tenant_names_table,
     upsert,
 )
+from shared.uow import UnitOfWork
 
 log = structlog.get_logger("certificates.templates")  # its one line: a missing template, default used
 
@@ -456,6 +458,17 @@ async def get_certificate(session: AsyncSession, tenant_id: int, certificate_id:
     """With ``course_ids`` (a per-course key's, ADR 0019) a certificate of another course is not found."""
     stmt = TenantScope(tenant_id, course_ids).select(certificates).where(certificates.c.id == certificate_id)
     return (await session.execute(stmt.with_for_update() if lock else stmt)).first()
+
+
+#: the hot read of ``GET /certificates/verify/{vid}`` (shared.db.ReadQuery): one statement, no transaction
+BY_VERIFICATION_ID = ReadQuery(lambda scope: scope.select(certificates).where(
+    certificates.c.verification_id == sa.bindparam("verification_id")))
+
+
+async def read_by_verification_id(uow: UnitOfWork, verification_id: str, scope: TenantScope) -> Any | None:
+    """The certificate with this vid in ``scope`` (its tenant, and its courses for a per-course key), as one read
+    of its own (no transaction unless ``uow`` is open)."""
+    return await uow.read_one(BY_VERIFICATION_ID, scope, verification_id=verification_id)
 
 
 async def certificate_by_verification_id(session: AsyncSession, verification_id: str,
