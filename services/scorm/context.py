@@ -4,6 +4,7 @@ templates."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import jinja2
 from aiohttp import web
 
 from services.scorm.config import ScormSettings
+from services.scorm.runtime.cmi import CmiLimits
 from services.scorm.runtime.tokens import RuntimeTokens
 from shared.blobstore import BlobStore, choose_blob_store
 from shared.db import Database
@@ -27,6 +29,11 @@ class ScormContext:
     templates: jinja2.Environment
     _store: BlobStore | None = None
     _wake: asyncio.Event | None = field(default=None, repr=False)
+
+    @functools.cached_property
+    def limits(self) -> CmiLimits:
+        """The CMI caps of the settings (``cmi_limits()``), built once: every commit checks against them."""
+        return self.settings.cmi_limits()
 
     def blob_store(self, db: Database) -> BlobStore:
         """Package files: the service's own database on PostgreSQL, files under the data dir embedded."""

@@ -42,7 +42,8 @@ from services.scorm.manifest.items import ItemLaunchData
 from services.scorm.manifest.zip_safety import ImportResult
 from services.scorm.packages import resumable
 from services.scorm.packages.upload import ReceivedUpload
-from services.scorm.runtime.cmi import CmiError, derive_attempt, validate_commit
+from services.scorm.runtime.cmi import CmiError, CmiLimits, derive_attempt, validate_commit
+from services.scorm.runtime.tokens import RuntimeClaims
 from shared.bus.consumer import PermanentError
 from shared.bus.envelope import CloudEvent, Origin
 from shared.db import as_utc
@@ -381,26 +382,54 @@ async def open_launch(uow: UnitOfWork, token: str, *, with_cmi: bool = False) ->
     return row
 
 
-async def _checked(uow: UnitOfWork, token: str, cmi: dict[str, Any]) -> dict[str, str]:
-    """The commit's snapshot checked against its launch's standard, off the event loop and before the launch's
-    lock is taken (a 10,000-element snapshot takes a good fraction of a second to check)."""
-    scorm = _scorm(uow)
-    claims = scorm.tokens.verify(token)
-    async with uow:
-        standard = await store.session_standard(uow.session, claims.session_id, claims.tenant_id)
-    if standard is None:
-        raise domain.invalid_token()
+#: a commit this small is checked on the event loop, inside the transaction, right after its claim (well under a
+#: millisecond): no worker-thread hop and no read of the launch's standard before the claim. Larger ones are checked
+#: in a worker thread before the launch is locked (a 10,000-element snapshot takes a good fraction of a second).
+INLINE_CHECK_ELEMENTS = 256
+INLINE_CHECK_CHARACTERS = 64 * 1024
+
+
+def checked_inline(cmi: dict[str, Any]) -> bool:
+    """Whether ``cmi`` is small enough to check on the event loop (``INLINE_CHECK_*``)."""
+    if len(cmi) > INLINE_CHECK_ELEMENTS:
+        return False
+    size = 0
+    for name, value in cmi.items():
+        # anything that is not a string is refused by the check itself, at once
+        size += len(name) + (len(value) if isinstance(value, str) else 0)
+    return size <= INLINE_CHECK_CHARACTERS
+
+
+def _validated(standard: str, cmi: dict[str, Any], limits: CmiLimits) -> dict[str, str]:
     try:
-        return await asyncio.to_thread(validate_commit, standard, cmi, scorm.settings.cmi_limits())
+        return validate_commit(standard, cmi, limits)
     except CmiError as exc:
         raise Invalid(str(exc)) from None
 
 
+async def _checked_off_loop(uow: UnitOfWork, claims: RuntimeClaims, cmi: dict[str, Any],
+                            limits: CmiLimits) -> dict[str, str]:
+    """A large commit's snapshot checked against its launch's standard, off the event loop and before the launch's
+    lock is taken."""
+    async with uow:
+        standard = await store.session_standard(uow.session, claims.session_id, claims.tenant_id)
+    if standard is None:
+        raise domain.invalid_token()
+    return await asyncio.to_thread(_validated, standard, cmi, limits)
+
+
 async def commit(uow: UnitOfWork, token: str, cmi: dict[str, Any] | None, *, finish: bool,
                  request_id: str) -> Committed:
-    """Store a commit's snapshot (None: keep the stored one, finish only) and send ``runtime.committed``."""
-    snapshot = None if cmi is None else await _checked(uow, token, cmi)
-    claims = _scorm(uow).tokens.verify(token)
+    """Store a commit's snapshot (None: keep the stored one, finish only) and send ``runtime.committed``.
+
+    Answers, in this order: an unknown launch is ``InvalidToken``; a snapshot the data model refuses is ``Invalid``;
+    a launch that has ended is ``LaunchEnded`` (a repeated finish is answered with the finish's own result)."""
+    scorm = _scorm(uow)
+    claims = scorm.tokens.verify(token)
+    limits = scorm.limits
+    snapshot = None
+    if cmi is not None and not checked_inline(cmi):
+        snapshot = await _checked_off_loop(uow, claims, cmi, limits)
     async with uow:
         session = uow.session
         # First statement of the transaction: takes the launch's write lock (module docstring).
@@ -410,15 +439,19 @@ async def commit(uow: UnitOfWork, token: str, cmi: dict[str, Any] | None, *, fin
             if existing is None:
                 raise domain.invalid_token()
             bind_contextvars(tenant=existing.tenant_slug, attempt_id=existing.id)
+            if cmi is not None and snapshot is None:
+                _validated(existing.standard, cmi, limits)  # a refused body is 400 whatever the launch's state
             if finish:  # a repeated finish (the player's beacon after Terminate): already done, nothing changes
                 return Committed(existing.id, existing.sequence, existing.status, True)
             log.info("runtime_commit_after_finish_refused", attempt_id=existing.id)
             raise LaunchEnded(domain.FINISHED)
         bind_contextvars(tenant=row.tenant_slug, attempt_id=row.id)
+        if cmi is not None and snapshot is None:
+            snapshot = _validated(row.standard, cmi, limits)  # raises: rolls the claimed sequence back
         stamp = store.now()
-        live = await store.liveness(session, row.tenant_id, row.enrollment_id)
-        reason = domain.ended(finished_at=None, preview=row.preview, enrollment_status=live.status,
-                              enrollment_expires_at=live.expires_at, tenant_status=live.tenant_status, stamp=stamp)
+        reason = domain.ended(finished_at=None, preview=row.preview, enrollment_status=row.enrollment_status,
+                              enrollment_expires_at=row.enrollment_expires_at, tenant_status=row.tenant_status,
+                              stamp=stamp)
         if reason is not None:
             raise LaunchEnded(reason)  # rolls the claimed sequence back
         if snapshot is None:  # a bare finish: the stored snapshot, as the last commit left it
@@ -435,7 +468,7 @@ async def commit(uow: UnitOfWork, token: str, cmi: dict[str, Any] | None, *, fin
         delta = domain.session_time_delta(reported, row.reported_session_seconds)
         sequence = row.sequence  # already the claimed one
         ended_at = stamp if finish else None
-        await store.update_session(
+        await store.write_commit(
             session, row.id, cmi=snapshot, status=fields.status, updated_at=stamp, finished_at=ended_at,
             reported_session_seconds=max(row.reported_session_seconds, reported or 0.0),
         )

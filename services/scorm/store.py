@@ -404,23 +404,39 @@ _SESSION = (
 _SESSION_WITH_CMI = _SESSION.add_columns(_CMI_TEXT)
 _STANDARD = sa.select(_s.standard).where(_s.id == sa.bindparam("session_id"),
                                          _s.tenant_id == sa.bindparam("tenant_id"))
-# Claims the next sequence of a live launch and takes its write lock (docs/scorm-runtime.md, "Ordering").
+# What decides whether a launch is still live, read with the claim (below) in the same statement: its enrollment
+# (read model) and its tenant's status, as scalar subqueries on the claimed row.
+_ENROLLMENT_OF_SESSION = sa.and_(_e.tenant_id == _s.tenant_id, _e.enrollment_id == _s.enrollment_id)
+_CLAIM_LIVENESS = (
+    sa.select(_e.status).where(_ENROLLMENT_OF_SESSION).correlate(runtime_sessions)
+    .scalar_subquery().label("enrollment_status"),
+    sa.select(_e.expires_at).where(_ENROLLMENT_OF_SESSION).correlate(runtime_sessions)
+    .scalar_subquery().label("enrollment_expires_at"),
+    sa.select(tenants.c.status).where(tenants.c.tenant_id == _s.tenant_id).correlate(runtime_sessions)
+    .scalar_subquery().label("tenant_status"),
+)
+# Claims the next sequence of a live launch and takes its write lock (docs/scorm-runtime.md, "Ordering"); returns
+# the launch with its liveness columns (one round trip, not the claim and a read after it).
 _CLAIM = (
     sa.update(runtime_sessions)
     .where(_s.id == sa.bindparam("claim_id"), _s.tenant_id == sa.bindparam("claim_tenant_id"),
            _s.finished_at.is_(None))
     .values(sequence=_s.sequence + 1)
-    .returning(*_COLUMNS)
+    .returning(*_COLUMNS, *_CLAIM_LIVENESS)
 )
 _STORED_CMI = sa.select(_CMI_TEXT).where(_s.id == sa.bindparam("session_id"))
-_LIVENESS = sa.select(
-    sa.select(_e.status).where(_e.tenant_id == sa.bindparam("tenant_id"),
-                               _e.enrollment_id == sa.bindparam("enrollment_id")).scalar_subquery().label("status"),
-    sa.select(_e.expires_at).where(_e.tenant_id == sa.bindparam("tenant_id"),
-                                   _e.enrollment_id == sa.bindparam("enrollment_id"))
-    .scalar_subquery().label("expires_at"),
-    sa.select(tenants.c.status).where(tenants.c.tenant_id == sa.bindparam("tenant_id"))
-    .scalar_subquery().label("tenant_status"),
+
+
+def _param(name: str, column: sa.Column[Any]) -> sa.BindParameter[Any]:
+    """A parameter typed like ``column`` (a SET cannot reuse a column's own name for its parameter)."""
+    return sa.bindparam(name, type_=column.type)
+
+
+# A commit's write, built once (building and compiling it per call cost more CPU than running it).
+_WRITE_COMMIT = sa.update(runtime_sessions).where(_s.id == sa.bindparam("session_id")).values(
+    cmi=_param("new_cmi", _s.cmi), status=_param("new_status", _s.status),
+    updated_at=_param("new_updated_at", _s.updated_at), finished_at=_param("new_finished_at", _s.finished_at),
+    reported_session_seconds=_param("new_reported_session_seconds", _s.reported_session_seconds),
 )
 
 
@@ -437,21 +453,21 @@ async def session_standard(session: AsyncSession, session_id: int, tenant_id: in
 
 async def claim_sequence(session: AsyncSession, session_id: int, tenant_id: int) -> Any | None:
     """``UPDATE ... SET sequence = sequence + 1 WHERE finished_at IS NULL RETURNING ...``: the claimed row (None
-    once finished). As the first statement of a transaction it takes the launch's write lock until the end."""
+    once finished), with ``enrollment_status``, ``enrollment_expires_at`` and ``tenant_status`` as the read models
+    have them. As the first statement of a transaction it takes the launch's write lock until the end."""
     return (await session.execute(_CLAIM, {"claim_id": session_id, "claim_tenant_id": tenant_id})).first()
-
-
-async def liveness(session: AsyncSession, tenant_id: int, enrollment_id: int) -> Any:
-    """(status, expires_at) of the enrollment and the tenant's status, as the read models have them now."""
-    return (await session.execute(_LIVENESS, {"tenant_id": tenant_id, "enrollment_id": enrollment_id})).one()
 
 
 async def stored_cmi(session: AsyncSession, session_id: int) -> str | None:
     return (await session.execute(_STORED_CMI, {"session_id": session_id})).scalar()
 
 
-async def update_session(session: AsyncSession, session_id: int, **values: Any) -> None:
-    await session.execute(sa.update(runtime_sessions).where(_s.id == session_id).values(**values))
+async def write_commit(session: AsyncSession, session_id: int, *, cmi: Mapping[str, str], status: str,
+                       updated_at: datetime, finished_at: datetime | None, reported_session_seconds: float) -> None:
+    """Store a commit: its snapshot, the derived status, the finish time (None: not a finish) and the session time."""
+    await session.execute(_WRITE_COMMIT, {
+        "session_id": session_id, "new_cmi": cmi, "new_status": status, "new_updated_at": updated_at,
+        "new_finished_at": finished_at, "new_reported_session_seconds": reported_session_seconds})
 
 
 # --- read models --------------------------------------------------------------------------------------------

@@ -7,9 +7,12 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from services.scorm.context import SCORM_KEY
+from services.scorm.handlers import INLINE_CHECK_ELEMENTS
 from services.scorm.runtime.tokens import RuntimeTokens
+from shared.service import DB_KEY
 from tests.scorm.test_scorm_service_harness import (  # noqa: F401
     OTHER_TENANT,
     OTHER_TENANT_ID,
@@ -348,6 +351,65 @@ async def test_a_commit_the_data_model_refuses_is_400(scorm: ScormService, cmi: 
     launch, _ = await scorm.launched(GOLF_12)
     answer = await scorm.runtime("commit", launch["runtime_token"], {"cmi": cmi}, expect=400)
     assert answer["error"]["code"] == "invalid_argument" and words in answer["error"]["message"]
+
+
+def _statements_on_launches(scorm: ScormService) -> tuple[list[str], object]:
+    """The SQL statements the service runs on ``runtime_sessions`` from now on (the relay and consumers of the same
+    app touch other tables only); the listener, to remove."""
+    seen: list[str] = []
+
+    def before(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "runtime_sessions" in statement:
+            seen.append(" ".join(statement.split())[:80])
+
+    sa.event.listen(scorm.app[DB_KEY].engine.sync_engine, "before_cursor_execute", before)
+    return seen, before
+
+
+async def test_a_normal_commit_claims_checks_and_writes_its_launch_in_two_statements(scorm: ScormService) -> None:
+    """A commit of normal size is checked on the loop right after its claim: the launch is touched by the claim
+    (which also reads whether the launch is live) and the write, nothing before (issue 21). A large one still has
+    its standard read first and is checked in a worker thread before the claim."""
+    launch, _ = await scorm.launched(GOLF_12)
+    token = launch["runtime_token"]
+    seen, listener = _statements_on_launches(scorm)
+    try:
+        await scorm.runtime("commit", token, {"cmi": {"cmi.core.lesson_status": "incomplete"}})
+        assert [s.split()[0] for s in seen] == ["UPDATE", "UPDATE"], seen
+        seen.clear()
+        large = {"cmi.core.lesson_status": "incomplete",
+                 **{f"cmi.interactions.{i}.id": f"q{i}" for i in range(INLINE_CHECK_ELEMENTS)}}
+        answer = await scorm.runtime("commit", token, {"cmi": large})
+        assert [s.split()[0] for s in seen] == ["SELECT", "UPDATE", "UPDATE"], seen
+    finally:
+        sa.event.remove(scorm.app[DB_KEY].engine.sync_engine, "before_cursor_execute", listener)
+    assert answer["data"]["sequence"] == 2
+
+
+@pytest.mark.parametrize("elements", [1, INLINE_CHECK_ELEMENTS + 1])
+async def test_a_refused_body_is_400_whatever_the_state_of_its_launch(scorm: ScormService, elements: int) -> None:
+    """Checked on the loop after the claim (normal size) or in a thread before it (large), a body the data model
+    refuses is answered 400 before the launch's state is judged, and changes nothing: on a finished launch (a
+    commit and a repeated finish) and on a launch whose enrollment was cancelled."""
+    refused = {"cmi.core.lesson_status": "done",
+               **{f"cmi.interactions.{i}.id": f"q{i}" for i in range(elements - 1)}}
+    launch, _ = await scorm.launched(GOLF_12)
+    token = launch["runtime_token"]
+    await scorm.runtime("finish", token, {"cmi": {"cmi.core.lesson_status": "completed"}})
+    for action in ("commit", "finish"):
+        answer = await scorm.runtime(action, token, {"cmi": refused}, expect=400)
+        assert "cmi.core.lesson_status" in answer["error"]["message"]
+    assert (await scorm.runtime("finish", token, None))["data"]["sequence"] == 1  # nothing was claimed
+    course_id, enrollment_id, activity_id = next_id(), next_id(), next_id()
+    await scorm.given_course(course_id, [{"activity_id": activity_id, "kind": "reading"}])
+    await scorm.given_enrollment(enrollment_id, course_id)
+    other = (await scorm.launch(enrollment_id, activity_id))[1]["data"]["runtime_token"]
+    await scorm.given_enrollment(enrollment_id, course_id, status="cancelled", revision=2)
+    refused_2004 = {"cmi.completion_status": "done",
+                    **{f"cmi.interactions.{i}.id": f"q{i}" for i in range(elements - 1)}}
+    await scorm.runtime("commit", other, {"cmi": refused_2004}, expect=400)
+    answer = await scorm.runtime("commit", other, {"cmi": {"cmi.completion_status": "completed"}}, expect=410)
+    assert answer["error"]["code"] == "launch_ended" and "cancelled" in answer["error"]["message"]
 
 
 async def test_a_commit_needs_its_cmi_and_nothing_else(scorm: ScormService) -> None:
