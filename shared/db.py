@@ -42,6 +42,8 @@ class Database:
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_postgres:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+            if _loopback_without_ssl_choice(url):
+                kwargs.update(connect_args={"ssl": False})
         else:
             kwargs.update(connect_args={"timeout": 30})
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
@@ -466,7 +468,23 @@ def is_unique_violation(exc: BaseException) -> bool:
 
 def listen_dsn(url: str) -> str:
     """The plain libpq DSN (for asyncpg's own connection) of a SQLAlchemy PostgreSQL URL."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    parsed = make_url(url).set(drivername="postgresql")
+    if _loopback_without_ssl_choice(url):
+        parsed = parsed.update_query_dict({"sslmode": "disable"})
+    return parsed.render_as_string(hide_password=False)
+
+
+_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
+
+
+def _loopback_without_ssl_choice(url: str) -> bool:
+    """A PostgreSQL on this machine's loopback (or a Unix socket) whose URL names no TLS mode: asyncpg's default
+    (``prefer``) would try TLS on every new connection — an SSL context per connection, for traffic that never
+    leaves the host. Any ``ssl``/``sslmode`` in the URL is honoured as given (docs/operations.md)."""
+    parsed = make_url(url)
+    if "ssl" in parsed.query or "sslmode" in parsed.query:
+        return False
+    return parsed.host is None or parsed.host in _LOOPBACK or parsed.host.startswith("/")
 
 
 async def listen_forever(dsn: str, channel: str, on_notify: Any, *, on_connect: Any = None,

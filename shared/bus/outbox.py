@@ -14,7 +14,15 @@ from shared.consistency import recording
 
 NOTIFY_CHANNEL = "learn_outbox"
 _INSERT = sa.insert(outbox)
-_NOTIFY = sa.text(f"NOTIFY {NOTIFY_CHANNEL}")
+# PostgreSQL: the row and the relay's wake-up in one statement (one round trip less per write). pg_notify in a
+# transaction is delivered at commit, and only if it commits, exactly like NOTIFY; duplicates fold into one.
+_INSERT_NOTIFY = sa.insert(outbox).from_select(
+    ["event_id", "routing_key", "body"],
+    sa.select(sa.bindparam("event_id", type_=sa.String(64)), sa.bindparam("routing_key", type_=sa.String(255)),
+              sa.bindparam("body", type_=sa.LargeBinary()))
+    .select_from(sa.select(sa.literal_column(f"pg_notify('{NOTIFY_CHANNEL}', '')")).subquery("wake")),
+    include_defaults=False,
+)
 
 # Relays in this process, by database URL: woken right after a commit that wrote events (no poll delay; on SQLite,
 # which has no LISTEN/NOTIFY, this is how the embedded default stays snappy).
@@ -38,10 +46,14 @@ async def add(session: AsyncSession, *events: CloudEvent) -> None:
     """Stage ``events`` for publication; they go out only if the surrounding transaction commits."""
     if not events:
         return
-    await session.execute(
-        _INSERT,
-        [{"event_id": ev.id, "routing_key": ev.routing_key, "body": ev.to_bytes()} for ev in events],
-    )
+    rows = [{"event_id": ev.id, "routing_key": ev.routing_key, "body": ev.to_bytes()} for ev in events]
+    notify = (session.bind is not None and session.bind.dialect.name == "postgresql"
+              and session.info.get("notified_tx") is not session.get_transaction())
+    # One event is one execute (a list would take the executemany path, slower for a single row).
+    await session.execute(_INSERT_NOTIFY if notify else _INSERT, rows[0] if len(rows) == 1 else rows)
+    if notify:
+        # Delivered by PostgreSQL at commit, and only if the transaction commits: wakes the relay at once.
+        session.info["notified_tx"] = session.get_transaction()
     recorded = recording()
     if recorded is not None:
         # The request that writes these events tells the gateway once they are committed (shared/consistency.py).
@@ -67,9 +79,3 @@ async def add(session: AsyncSession, *events: CloudEvent) -> None:
 
             event.listen(session.sync_session, "after_commit", after_commit, once=True)
             event.listen(session.sync_session, "after_soft_rollback", after_rollback, once=True)
-    if session.bind is not None and session.bind.dialect.name == "postgresql" and (
-        session.info.get("notified_tx") is not session.get_transaction()
-    ):
-        # Delivered by PostgreSQL at commit, and only if the transaction commits: wakes the relay at once.
-        await session.execute(_NOTIFY)
-        session.info["notified_tx"] = session.get_transaction()

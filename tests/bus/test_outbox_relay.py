@@ -106,3 +106,25 @@ async def test_a_batch_whose_channel_closes_before_its_confirms_fails_and_its_ro
     with pytest.raises(aiormq.exceptions.AMQPError):
         await asyncio.wait_for(OutboxRelay(harness.db, ToNowhere(), service="bus").publish_batch(), timeout=10)
     assert await harness.outbox_size() == 5
+
+
+async def test_an_outbox_write_notifies_the_relay_at_commit_once_and_never_on_rollback(harness):
+    """The row and its ``pg_notify`` are one statement: the notification comes with the commit (one per
+    transaction, however many events), and a rolled-back write sends none."""
+    import asyncpg
+
+    from shared.bus.outbox import NOTIFY_CHANNEL
+    from shared.db import listen_dsn
+
+    received: list[str] = []
+    listener = await asyncpg.connect(listen_dsn(harness.db.url))
+    try:
+        await listener.add_listener(NOTIFY_CHANNEL, lambda *args: received.append(args[2]))
+        await harness.write(harness.event(11), commit=False)
+        await harness.write(harness.event(12), harness.event(13))
+        await wait_until(lambda: received, timeout=5, message="the commit's notification")
+        await listener.execute("SELECT 1")  # a round trip: anything still queued for us has arrived
+        assert received == [NOTIFY_CHANNEL]
+        assert await harness.outbox_size() in (0, 2)  # no relay runs here: the committed pair (or none if drained)
+    finally:
+        await listener.close()
