@@ -30,6 +30,7 @@ import json
 import os
 import random
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -374,8 +375,84 @@ async def _services(n: int, concurrency: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for route in ROUTES:
             both = await measure_route(calls[route], groups, n, concurrency)
+            # A second pass of the same route under py-spy (not counted in the CPU figures above): the processes
+            # that spent the most on it, and where.
+            busiest = sorted(both["by_process"], key=lambda name: -both["by_process"][name])[:PROFILED]
+            both["profile"] = await profile_route(calls[route], {name: groups[name] for name in busiest}, n,
+                                                  concurrency)
             out[route] = both
         return out
+
+
+# ------------------------------------------------------------------------------------------------- profiling
+
+PROFILED = 2  # processes profiled per route: the two that spent the most CPU on it
+TOP = 6  # frames reported per list
+PY_SPY = Path(sys.executable).with_name("py-spy")
+
+
+def _frame(raw: str) -> str:
+    """``function (path/file.py:line)`` → ``path/file.py:function`` (py-spy's raw format, lines dropped)."""
+    name, _, where = raw.rpartition(" (")
+    return f"{where.rstrip(')').rsplit(':', 1)[0]}:{name}" if name else raw
+
+
+def top_frames(collapsed: str, top: int = TOP) -> dict[str, Any]:
+    """Own-time (leaf) and inclusive top frames of py-spy's collapsed stacks (``a;b;c count`` per line), as shares
+    of all samples; inclusive only for this repository's code (services/, shared/), which is what can be changed."""
+    own: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [_frame(f) for f in stack.split(";")]
+        total += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for frame in set(frames):
+            if frame.startswith(("services/", "shared/")) and not frame.endswith(":<module>"):
+                inclusive[frame] = inclusive.get(frame, 0) + count
+
+    def share(counts: dict[str, int]) -> list[tuple[str, float]]:
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+        return [(frame, 100.0 * c / total) for frame, c in ranked] if total else []
+
+    return {"samples": total, "own": share(own), "inclusive": share(inclusive)}
+
+
+async def profile_route(call: Callable[[int], Awaitable[int]], groups: dict[str, list[int]], n: int,
+                        concurrency: int) -> dict[str, Any]:
+    """Drive ``n`` more requests while py-spy samples every process of ``groups`` (children included) at 250 Hz,
+    without pausing them; returns each group's top frames, or why there are none."""
+    if not PY_SPY.exists():
+        return {"error": f"py-spy is not installed at {PY_SPY} (make install puts it there)"}
+    spies: dict[str, tuple[asyncio.subprocess.Process, Path]] = {}
+    scratch = Path(os.environ.get("TMPDIR", "/tmp"))
+    for name, pids in groups.items():
+        output = scratch / f"bench-floors-{os.getpid()}-{name}.txt"
+        spies[name] = (await asyncio.create_subprocess_exec(
+            str(PY_SPY), "record", "--pid", str(pids[0]), "--subprocesses", "--nonblocking", "--format", "raw",
+            "--rate", "250", "--output", str(output),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE), output)
+    await asyncio.sleep(1.0)  # py-spy attaches
+    await drive(call, n, concurrency)
+    await asyncio.sleep(0.3)
+    result: dict[str, Any] = {}
+    for name, (spy, output) in spies.items():
+        spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            _, err = await asyncio.wait_for(spy.communicate(), timeout=20)
+        except TimeoutError:
+            spy.kill()
+            _, err = await spy.communicate()
+        if output.exists():
+            result[name] = top_frames(output.read_text(errors="replace"))
+            output.unlink()
+        else:
+            result[name] = {"error": ((err or b"").decode(errors="replace").strip().splitlines() or ["no output"])[-1]}
+    return result
 
 
 async def _run(n: int, concurrency: int) -> dict[str, Any]:
@@ -426,6 +503,21 @@ def markdown(result: dict[str, Any]) -> str:
             hop = row["two_hop"].get("by_process", {})
             lines.append(f"| {row['route']} | " + " | ".join(f"{by.get(name, 0.0):.2f}" for name in names)
                          + f" | {hop.get('proxy', 0.0):.2f} / {hop.get('floor', 0.0):.2f} |")
+    profiled = [row for row in result["routes"] if row["stack"].get("profile")]
+    if profiled:
+        lines += ["", "Top frames (py-spy at 250 Hz on the two processes that spent the most CPU on the route, in a "
+                  "second pass of the same requests; own time = the sampled leaf frame; inclusive = frames of this "
+                  "repository's code, share of the process's samples):", "", "```"]
+        for row in profiled:
+            for name, prof in row["stack"]["profile"].items():
+                cost = row["stack"]["by_process"].get(name, 0.0)
+                if "error" in prof:
+                    lines.append(f"{row['route']} · {name}: no profile ({prof['error']})")
+                    continue
+                lines.append(f"{row['route']} · {name} ({cost:.2f} ms/req, {prof['samples']} samples)")
+                lines.append("  own:       " + " · ".join(f"{f} {p:.0f}%" for f, p in prof["own"]))
+                lines.append("  inclusive: " + " · ".join(f"{f} {p:.0f}%" for f, p in prof["inclusive"]))
+        lines.append("```")
     return "\n".join(lines)
 
 
