@@ -1,16 +1,18 @@
-"""The floors benchmark's profile summary (bench/bench_floors.py: py-spy's collapsed stacks → top frames), pure logic."""
+"""The floors benchmark's profile summary (bench/bench_floors.py: py-spy's collapsed stacks → top frames).
+
+Pure logic."""
 
 from __future__ import annotations
 
 from bench.bench_floors import top_frames
 
-COLLAPSED = """\
-process 7:"python -m services.scorm";<module> (services/scorm/__main__.py:3);commit (services/scorm/runtime.py:120);execute (asyncpg/connection.py:10) 6
-process 7:"python -m services.scorm";<module> (services/scorm/__main__.py:3);commit (services/scorm/runtime.py:131);send (asyncio/selector_events.py:9) 3
-process 7:"python -m services.scorm";<module> (services/scorm/__main__.py:3);publish (shared/bus/relay.py:40);send (asyncio/selector_events.py:9) 1
-not a stack line
-"""
-
+ROOT = 'process 7:"python -m services.scorm";<module> (services/scorm/__main__.py:3)'
+COLLAPSED = "\n".join([
+    f"{ROOT};commit (services/scorm/runtime.py:120);execute (asyncpg/connection.py:10) 6",
+    f"{ROOT};commit (services/scorm/runtime.py:131);send (asyncio/selector_events.py:9) 3",
+    f"{ROOT};publish (shared/bus/relay.py:40);send (asyncio/selector_events.py:9) 1",
+    "not a stack line",
+])
 
 def test_own_time_goes_to_the_leaf_and_inclusive_time_to_every_frame_of_this_repository_once_per_sample() -> None:
     top = top_frames(COLLAPSED)
