@@ -175,8 +175,17 @@ class ServiceSettings(BaseSettings):
     port: int = 0
     consumers_enabled: bool = True
     relay_enabled: bool = True
+    db_pool_size: int | None = Field(
+        default=None, ge=1, le=200,
+        description="this service's database connections per process (LEARN_<SERVICE>_DB_POOL_SIZE); unset = "
+                    "LEARN_DB_POOL_SIZE")
 
     service_name: ClassVar[str] = "service"
+
+    @property
+    def pool_size(self) -> int:
+        """Database connections per process for this service: its own setting, else the common one."""
+        return self.db_pool_size or self.common.db_pool_size
 
     @property
     def database_url(self) -> str:

@@ -166,7 +166,7 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
         url = settings.database_url
         if common.run_migrations_on_start:
             await migrate(url, spec.migrations_dir)
-        db = Database(url, pool_size=common.db_pool_size)
+        db = Database(url, pool_size=settings.pool_size)
         app[DB_KEY] = db
         yield
         await db.dispose()
