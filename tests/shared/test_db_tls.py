@@ -30,6 +30,6 @@ async def test_a_loopback_connection_is_made_without_tls() -> None:
             raw = await conn.get_raw_connection()
             driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
             assert driver.get_settings() is not None
-            assert driver._transport.get_extra_info("sslcontext") is None  # noqa: SLF001
+            assert driver._transport.get_extra_info("sslcontext") is None
     finally:
         await db.dispose()
