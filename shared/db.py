@@ -61,7 +61,13 @@ class Database:
             pool = self._reads if self._reads is not None else await self._open_reads()
             sql, names = query.postgres()
             params["tenant_id"] = scope.tenant_id
-            return await pool.fetchrow(sql, *[params[n] for n in names], record_class=Row)
+            args = [params[n] for n in names]
+            try:
+                return await pool.fetchrow(sql, *args, record_class=Row)
+            except _LOST_CONNECTION:
+                # A pooled connection that died with its server (a restart, a failover): a read is safe to try
+                # once more, on a fresh connection; if the server is still down this raises, and is a 503.
+                return await pool.fetchrow(sql, *args, record_class=Row)
         async with self.engine.connect() as conn:
             return (await conn.execute(*query.bound(scope, params))).first()
 
@@ -71,7 +77,11 @@ class Database:
             pool = self._reads if self._reads is not None else await self._open_reads()
             sql, names = query.postgres()
             params["tenant_id"] = scope.tenant_id
-            return list(await pool.fetch(sql, *[params[n] for n in names], record_class=Row))
+            args = [params[n] for n in names]
+            try:
+                return list(await pool.fetch(sql, *args, record_class=Row))
+            except _LOST_CONNECTION:  # as in read_one
+                return list(await pool.fetch(sql, *args, record_class=Row))
         async with self.engine.connect() as conn:
             return list((await conn.execute(*query.bound(scope, params))).all())
 
@@ -112,6 +122,12 @@ class Database:
             except (TimeoutError, Exception):
                 reads.terminate()
         await self.engine.dispose()
+
+
+# A connection lost under a statement: the server went away (restart, failover) or asyncpg's state machine was left
+# mid-operation by it ("cannot switch to state …", InternalClientError).
+_LOST_CONNECTION = (asyncpg.ConnectionDoesNotExistError, asyncpg.exceptions.InternalClientError,
+                    asyncpg.exceptions.AdminShutdownError)
 
 
 class Row(asyncpg.Record):

@@ -158,7 +158,11 @@ def is_unavailable(exc: BaseException) -> bool:
         return True
     name = type(exc).__name__
     if name in {"CannotConnectNowError", "ConnectionDoesNotExistError", "AdminShutdownError",
-                "InterfaceError", "ConnectionFailureError", "TooManyConnectionsError"}:
+                "InterfaceError", "ConnectionFailureError", "TooManyConnectionsError", "CrashShutdownError",
+                # asyncpg's state machine left mid-operation by a connection lost under it
+                "InternalClientError"}:
+        return True
+    if _is_asyncpg_connection_class(exc):
         return True
     cause = exc.__cause__ or exc.__context__
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and cause is not None:
@@ -167,6 +171,16 @@ def is_unavailable(exc: BaseException) -> bool:
     if orig is not None and orig is not exc:
         return is_unavailable(orig)
     return False
+
+
+def _is_asyncpg_connection_class(exc: BaseException) -> bool:
+    """SQLSTATE class 08 (connection exception) or 57P (operator intervention: shutdown, cannot connect now)."""
+    try:
+        import asyncpg
+    except ImportError:  # pragma: no cover - asyncpg is a dependency
+        return False
+    return isinstance(exc, asyncpg.PostgresConnectionError) or (
+        isinstance(exc, asyncpg.PostgresError) and str(getattr(exc, "sqlstate", "")).startswith("57P"))
 
 
 _HTTP_EXCEPTION_CODES = {

@@ -97,3 +97,28 @@ async def test_a_committed_write_is_read_by_the_very_next_hot_read(db: Database)
     async with db.transaction() as session:
         await session.execute(sa.update(items).where(items.c.id == 1).values(name="renamed"))
     assert (await db.read_one(ONE, TenantScope(1), item_id=1)).name == "renamed"
+
+
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)  # SQLite has no server to drop connections
+async def test_a_read_on_a_connection_the_server_dropped_is_tried_once_more_on_a_fresh_one(db: Database) -> None:
+    """A database restart or failover kills pooled connections; the next read on one must not be a 500."""
+    scope = TenantScope(1)
+    assert (await db.read_one(ONE, scope, item_id=1)).name == "a"  # opens the reads' pool, one idle connection
+    async with db.engine.connect() as conn:
+        killed = (await conn.execute(sa.text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"))).scalar_one()
+    assert killed >= 1
+    assert (await db.read_one(ONE, scope, item_id=1)).name == "a"
+    assert [r.name for r in await db.read_all(NEWEST, scope, limit=5)] == ["b", "a"]
+
+
+def test_a_connection_lost_under_a_statement_is_a_503_not_a_500() -> None:
+    import asyncpg
+
+    from shared.http import is_unavailable
+
+    assert is_unavailable(asyncpg.exceptions.InternalClientError("cannot switch to state 12; another operation"))
+    assert is_unavailable(asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation"))
+    assert is_unavailable(asyncpg.exceptions.CannotConnectNowError("the database system is starting up"))
+    assert not is_unavailable(asyncpg.exceptions.UniqueViolationError("duplicate key"))
