@@ -85,6 +85,15 @@ class Database:
         async with self.engine.connect() as conn:
             return list((await conn.execute(*query.bound(scope, params))).all())
 
+    async def notify(self, channel: str, payload: str) -> None:
+        """``pg_notify(channel, payload)`` on its own, committed at once: one round trip on the reads' asyncpg pool
+        (not a SQLAlchemy BEGIN / SELECT / COMMIT). PostgreSQL only."""
+        pool = self._reads if self._reads is not None else await self._open_reads()
+        try:
+            await pool.execute("SELECT pg_notify($1, $2)", channel, payload)
+        except _LOST_CONNECTION:  # a pooled connection that died with its server: once more on a fresh one
+            await pool.execute("SELECT pg_notify($1, $2)", channel, payload)
+
     async def _open_reads(self) -> Any:
         """The reads' pool: asyncpg's own (no SQLAlchemy session, greenlet hop or BEGIN/COMMIT per read), up to
         ``pool_size`` connections, opened when first needed and closed with :meth:`dispose`."""

@@ -113,7 +113,7 @@ def create_app(settings: GatewaySettings | None = None, *, bus: Any = None) -> w
         fanout_task: asyncio.Task[None] | None = None
         if db.is_postgres and settings.consistency:
             # Other replicas hear of this one's writes (best effort; the Consistency-Token is the guarantee).
-            gateway.causal.fanout = ReplicaFanout(gateway.causal.record_header, db.engine, listen_dsn(db.url))
+            gateway.causal.fanout = ReplicaFanout(gateway.causal.record_header, db, listen_dsn(db.url))
             fanout_task = asyncio.create_task(gateway.causal.fanout.run(), name="gateway-consistency-fanout")
         gateway.keys = KeyDirectory(db, pepper, secret, ttl=settings.key_cache_ttl)
         gateway.usage = UsageRecorder(db, settings.last_used_resolution)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import math
 import re
@@ -286,6 +287,64 @@ class _Pending:
     queues: dict[str, str] = field(default_factory=dict)  # queue name -> service, still owed
 
 
+class _TenantPending:
+    """One tenant's pending events, oldest first, and an index of them by the service that still owes each: a
+    request to a service looks only at what that service owes (not at every pending event of the tenant, which
+    at a few hundred writes a second is hundreds of events owed to services the client may never read)."""
+
+    __slots__ = ("by_service", "items", "token", "token_until", "token_version", "version")
+
+    def __init__(self) -> None:
+        self.items: OrderedDict[str, _Pending] = OrderedDict()
+        self.by_service: dict[str, OrderedDict[str, None]] = {}
+        self.version = 0  # bumped on every change: the cached token below is for this version
+        self.token: str | None = None
+        self.token_version = -1
+        self.token_until = 0.0  # the cached token holds until its first item expires
+
+    def add(self, event_id: str, item: _Pending) -> None:
+        self.items[event_id] = item
+        for service in set(item.queues.values()):
+            self.by_service.setdefault(service, OrderedDict())[event_id] = None
+        self.version += 1
+
+    def drop(self, event_id: str) -> None:
+        item = self.items.pop(event_id, None)
+        if item is None:
+            return
+        for service in set(item.queues.values()):
+            self._unindex(service, event_id)
+        self.version += 1
+
+    def settle(self, event_id: str, queue: str) -> None:
+        """``queue`` applied the event: its service no longer owes it (unless through another of its queues)."""
+        item = self.items.get(event_id)
+        if item is None:
+            return
+        service = item.queues.pop(queue, None)
+        if service is not None and service not in item.queues.values():
+            self._unindex(service, event_id)
+        if not item.queues:
+            del self.items[event_id]
+        self.version += 1
+
+    def prune(self, now: float) -> None:
+        """Forget expired events from the oldest end (events are recorded in expiry order, but for absorbed
+        tokens; an out-of-order expired one is skipped by :meth:`CausalTracker.owed` until it gets here)."""
+        while self.items:
+            event_id, item = next(iter(self.items.items()))
+            if item.expires_at > now:
+                return
+            self.drop(event_id)
+
+    def _unindex(self, service: str, event_id: str) -> None:
+        ids = self.by_service.get(service)
+        if ids is not None:
+            ids.pop(event_id, None)
+            if not ids:
+                del self.by_service[service]
+
+
 class CausalTracker:
     """This replica's memory of what each tenant's recent writes still owe (in memory: no I/O of its own).
     ``fanout``: the replicas' fan-out (``store.ReplicaFanout``) once the database is up, else None."""
@@ -296,7 +355,7 @@ class CausalTracker:
         self._key = hashlib.sha256(b"learn-consistency-token:" + secret.encode()).digest()
         self.window = window
         self.max_per_tenant = max_per_tenant
-        self._tenants: dict[str, OrderedDict[str, _Pending]] = {}
+        self._tenants: dict[str, _TenantPending] = {}
 
     # --- what writes committed --------------------------------------------------------------------------
 
@@ -304,33 +363,52 @@ class CausalTracker:
         if not events or not self.enabled:
             return
         expires = expires_at if expires_at is not None else time.time() + self.window
-        pending = self._tenants.setdefault(tenant, OrderedDict())
+        pending = self._tenants.get(tenant)
         for event_type, event_id in events:
-            if event_id in pending:
+            if pending is not None and event_id in pending.items:
                 continue
             queues = {name: service for service, name in consuming_queues(event_type)}
             if not queues:
                 continue  # nobody consumes it: nothing to wait for
-            pending[event_id] = _Pending(event_type, expires, queues)
-        while len(pending) > self.max_per_tenant:
-            pending.popitem(last=False)
+            if pending is None:
+                pending = self._tenants[tenant] = _TenantPending()
+            pending.add(event_id, _Pending(event_type, expires, queues))
+        if pending is not None:
+            while len(pending.items) > self.max_per_tenant:
+                pending.drop(next(iter(pending.items)))
 
     def record_header(self, tenant: str | None, header: str | None) -> None:
         if tenant and header:
             self.record(tenant, parse_pairs(header))
 
+    def _pending(self, tenant: str, now: float) -> _TenantPending | None:
+        pending = self._tenants.get(tenant)
+        if pending is None:
+            return None
+        pending.prune(now)
+        if not pending.items:
+            del self._tenants[tenant]
+            return None
+        return pending
+
     # --- what a request must wait for -------------------------------------------------------------------
 
     def owed(self, tenant: str, service: str) -> dict[str, list[str]]:
         """``{queue: [event ids]}`` that ``service`` still owes this tenant (the newest, at most MAX_AFTER_IDS)."""
-        pending = self._tenants.get(tenant)
-        if not pending:
-            return {}
         now = time.time()
+        pending = self._pending(tenant, now)
+        if pending is None:
+            return {}
+        ids = pending.by_service.get(service)
+        if not ids:
+            return {}
         out: dict[str, list[str]] = {}
         count = 0
         expired: list[str] = []
-        for event_id, item in reversed(pending.items()):
+        for event_id in reversed(ids):
+            if count >= MAX_AFTER_IDS:
+                break
+            item = pending.items[event_id]
             if item.expires_at <= now:
                 expired.append(event_id)
                 continue
@@ -339,9 +417,7 @@ class CausalTracker:
                     out.setdefault(queue, []).append(event_id)
                     count += 1
         for event_id in expired:
-            del pending[event_id]
-        if not pending:
-            self._tenants.pop(tenant, None)
+            pending.drop(event_id)
         return out
 
     def after_header(self, tenant: str, service: str) -> tuple[str | None, dict[str, list[str]]]:
@@ -353,34 +429,36 @@ class CausalTracker:
     def confirm(self, tenant: str, owed: dict[str, list[str]]) -> None:
         """The service answered after applying ``owed``: stop asking for them."""
         pending = self._tenants.get(tenant)
-        if not pending:
+        if pending is None:
             return
         for queue, ids in owed.items():
             for event_id in ids:
-                item = pending.get(event_id)
-                if item is None:
-                    continue
-                item.queues.pop(queue, None)
-                if not item.queues:
-                    del pending[event_id]
-        if not pending:
-            self._tenants.pop(tenant, None)
+                pending.settle(event_id, queue)
+        if not pending.items:
+            del self._tenants[tenant]
 
     # --- the client's token -----------------------------------------------------------------------------
 
     def token(self, tenant: str) -> str | None:
         """A token for everything this tenant still has pending here, or None when nothing is."""
-        pending = self._tenants.get(tenant)
-        if not pending:
-            return None
         now = time.time()
-        items = [[item.event_type, event_id, int(item.expires_at)]
-                 for event_id, item in list(pending.items())[-MAX_TOKEN_ITEMS:] if item.expires_at > now]
-        if not items:
+        pending = self._pending(tenant, now)
+        if pending is None:
             return None
+        if pending.token is not None and pending.token_version == pending.version and pending.token_until > now:
+            return pending.token
+        newest = list(itertools.islice(reversed(pending.items.items()), MAX_TOKEN_ITEMS))
+        live = [(event_id, item) for event_id, item in reversed(newest) if item.expires_at > now]
+        if not live:
+            return None
+        items = [[item.event_type, event_id, int(item.expires_at)] for event_id, item in live]
         body = base64.urlsafe_b64encode(json.dumps({"t": tenant, "e": items}, separators=(",", ":")).encode())
         mac = base64.urlsafe_b64encode(hmac.new(self._key, body, hashlib.sha256).digest()[:18])
-        return (body + b"." + mac).decode().rstrip("=")
+        token = (body + b"." + mac).decode().rstrip("=")
+        # The same pending set gives the same token until one of its items expires: computed once per change.
+        pending.token, pending.token_version = token, pending.version
+        pending.token_until = float(min(int(item.expires_at) for _, item in live))
+        return token
 
     def absorb(self, tenant: str, token: str | None) -> None:
         """Adopt a client-echoed token (from any replica). Forged, foreign or expired items are ignored."""
@@ -401,17 +479,16 @@ class CausalTracker:
         if not isinstance(data, dict) or data.get("t") != tenant or not isinstance(data.get("e"), list):
             return
         now = time.time()
-        pending: dict[str, _Pending] = self._tenants.get(tenant, {})
         for entry in data["e"][:MAX_TOKEN_ITEMS]:
             if not (isinstance(entry, list) and len(entry) == 3):
                 continue
             event_type, event_id, expires = entry
             if not (isinstance(event_type, str) and isinstance(event_id, str) and isinstance(expires, int)):
                 continue
-            if expires <= now or event_id in pending:
+            pending = self._tenants.get(tenant)
+            if expires <= now or (pending is not None and event_id in pending.items):
                 continue
             self.record(tenant, [(event_type, event_id)], expires_at=float(expires))
-            pending = self._tenants.get(tenant, {})
 
     def begin(self, tenant: str | None, service: str, headers: dict[str, str],
               client_token: str | None = None) -> CausalExchange:

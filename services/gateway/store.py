@@ -407,9 +407,9 @@ class ReplicaFanout:
 
     CHANNEL = "learn_consistency"
 
-    def __init__(self, record: Callable[[str, str], None], engine: Any, dsn: str):
+    def __init__(self, record: Callable[[str, str], None], db: Any, dsn: str):
         self.record = record  # the tracker's ``record_header``
-        self.engine = engine
+        self.db = db
         self.dsn = dsn
         self.origin = secrets.token_hex(6)
 
@@ -424,9 +424,7 @@ class ReplicaFanout:
         if len(payload) > 7900:  # NOTIFY's payload limit is 8000 bytes
             return
         try:
-            async with self.engine.begin() as conn:
-                await conn.execute(sa.text("SELECT pg_notify(:channel, :payload)"),
-                                   {"channel": self.CHANNEL, "payload": payload})
+            await self.db.notify(self.CHANNEL, payload)
         except Exception as exc:  # the write itself succeeded; the replicas only miss a hint
             fanout_log.warning("consistency_fanout_failed", error=repr(exc))
 

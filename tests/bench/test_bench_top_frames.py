@@ -19,7 +19,7 @@ def test_own_time_goes_to_the_leaf_and_inclusive_time_to_every_frame_of_this_rep
     assert top["samples"] == 10
     assert top["own"] == [("asyncpg/connection.py:execute", 60.0), ("asyncio/selector_events.py:send", 40.0)]
     # Lines are dropped, so the two commit lines are one frame; library frames are not in the inclusive list.
-    # Module bodies (every sample's root) say nothing and are left out.
+    # Entry points (module bodies, a service's main: under every sample) say nothing and are left out.
     assert top["inclusive"] == [("services/scorm/runtime.py:commit", 90.0), ("shared/bus/relay.py:publish", 10.0)]
 
 

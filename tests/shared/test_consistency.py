@@ -14,7 +14,7 @@ from services.catalog.app import create_app
 from services.catalog.config import CatalogSettings
 from services.gateway.domain import CausalTracker
 from shared.bus.tables import inbox
-from shared.consistency import H_AFTER, AppliedEvents, parse_pairs, wait_applied
+from shared.consistency import H_AFTER, MAX_AFTER_IDS, AppliedEvents, parse_pairs, wait_applied
 from shared.service import DB_KEY
 from tests.support.env import TestEnv
 
@@ -121,3 +121,36 @@ def test_pending_events_expire_after_the_window() -> None:
     tracker = CausalTracker("secret", window=0.0)
     tracker.record("acme", [("enrollment.created", "e1")])
     assert tracker.after_header("acme", "scorm") == (None, {})
+
+
+def test_a_service_is_sent_only_what_it_owes_however_much_other_services_owe() -> None:
+    tracker = CausalTracker("secret")
+    # 1000 writes owed to the enrollment service (and others), then one the catalog consumes: a catalog read is
+    # sent just that one, and an enrollment read the newest MAX_AFTER_IDS, newest first.
+    tracker.record("acme", [("user.upserted", f"u{i}") for i in range(1000)])
+    tracker.record("acme", [("scorm_package.ready", "p1")])
+    assert tracker.owed("acme", "catalog") == {"catalog.scorm_packages": ["p1"]}
+    owed = tracker.owed("acme", "enrollment")
+    assert owed["enrollment.users"][0] == "u999"
+    assert sum(len(ids) for ids in owed.values()) == MAX_AFTER_IDS
+    # Confirming them drops them from the next request's list, and the next older ones take their place.
+    tracker.confirm("acme", owed)
+    assert tracker.owed("acme", "enrollment")["enrollment.users"][0] == f"u{999 - MAX_AFTER_IDS}"
+
+
+def test_the_token_changes_with_what_is_pending_and_is_none_once_nothing_is() -> None:
+    tracker = CausalTracker("secret")
+    tracker.record("acme", [("enrollment.created", "e1")])
+    first = tracker.token("acme")
+    assert first and tracker.token("acme") == first  # the same pending set: the same token
+    tracker.record("acme", [("enrollment.created", "e2")])
+    second = tracker.token("acme")
+    assert second and second != first
+    other = CausalTracker("secret")
+    other.absorb("acme", second)
+    assert sorted(parse_pairs(other.after_header("acme", "scorm")[0])) == [("scorm.enrollments", "e1"),
+                                                                          ("scorm.enrollments", "e2")]
+    for service in ("scorm", "enrollment", "certificates", "webhooks", "catalog"):
+        owed = tracker.owed("acme", service)
+        tracker.confirm("acme", owed)
+    assert tracker.token("acme") is None
