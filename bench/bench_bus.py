@@ -98,9 +98,11 @@ async def _setup(namespace: str, prefix: str
         await c.run_sync(effects_md.create_all)
     spec = QueueSpec("bench", "pipeline", ("bench.happened",))
 
+    effect = sa.insert(effects)  # built once, as the services' stores build theirs (not per event)
+
     async def handler(session: Any, event: Any, payload: Bench) -> None:
-        await session.execute(sa.insert(effects).values(n=payload.n, committed_at=payload.committed_at,
-                                                        effect_at=time.time()))
+        await session.execute(effect, {"n": payload.n, "committed_at": payload.committed_at,
+                                       "effect_at": time.time()})
 
     pub_bus = AmqpBus(AMQP, service="bench", namespace=namespace)
     sub_bus = AmqpBus(AMQP, service="bench", namespace=namespace, prefetch=100, concurrency=16)
