@@ -145,24 +145,40 @@ def _servers_cpu() -> float:
     return total
 
 
-def _children_cpu() -> float:
-    import resource
+def _tree_cpu(root: int, seen: dict[int, float]) -> None:
+    """Record the CPU seconds so far of ``root`` and every process under it (the latest reading per pid wins)."""
+    import psutil
 
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    try:
+        parent = psutil.Process(root)
+        procs = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        seen[proc.pid] = times.user + times.system
 
 
 def _spawn(module_name: str) -> tuple[int, dict[str, Any], float, float, float, float]:
     """Run one section in a fresh interpreter; returns (exit code, output, load before, load after, seconds,
-    cores used by other work meanwhile)."""
+    cores used by other work meanwhile). The section's own CPU is read from its process tree every 0.25 s
+    (render workers, services and tools it starts included, however they end)."""
     with tempfile.TemporaryDirectory(prefix="bench_section_") as tmp:
         out = Path(tmp) / "out.json"
         before = load1()
-        start, busy, servers, own = time.perf_counter(), _busy_cpu(), _servers_cpu(), _children_cpu()
-        code = subprocess.run([sys.executable, "-m", "bench", "--section", module_name, "--out", str(out)],
-                              cwd=REPORT.parents[1]).returncode
+        start, busy, servers = time.perf_counter(), _busy_cpu(), _servers_cpu()
+        section = subprocess.Popen([sys.executable, "-m", "bench", "--section", module_name, "--out", str(out)],
+                                   cwd=REPORT.parents[1])
+        seen: dict[int, float] = {}
+        while section.poll() is None:
+            _tree_cpu(section.pid, seen)
+            time.sleep(0.25)
+        code = section.returncode
         seconds = time.perf_counter() - start
-        others = (_busy_cpu() - busy) - (_servers_cpu() - servers) - (_children_cpu() - own)
+        others = (_busy_cpu() - busy) - (_servers_cpu() - servers) - sum(seen.values())
         after = load1()
         data = json.loads(out.read_text()) if code == 0 and out.exists() else {}
     return code, data, before, after, seconds, max(others, 0.0) / seconds if seconds else 0.0
