@@ -61,13 +61,7 @@ class Database:
             pool = self._reads if self._reads is not None else await self._open_reads()
             sql, names = query.postgres()
             params["tenant_id"] = scope.tenant_id
-            args = [params[n] for n in names]
-            try:
-                return await pool.fetchrow(sql, *args, record_class=Row)
-            except _LOST_CONNECTION:
-                # A pooled connection that died with its server (a restart, a failover): a read is safe to try
-                # once more, on a fresh connection; if the server is still down this raises, and is a 503.
-                return await pool.fetchrow(sql, *args, record_class=Row)
+            return await _once_more_if_lost(pool.fetchrow, sql, *[params[n] for n in names], record_class=Row)
         async with self.engine.connect() as conn:
             return (await conn.execute(*query.bound(scope, params))).first()
 
@@ -77,11 +71,7 @@ class Database:
             pool = self._reads if self._reads is not None else await self._open_reads()
             sql, names = query.postgres()
             params["tenant_id"] = scope.tenant_id
-            args = [params[n] for n in names]
-            try:
-                return list(await pool.fetch(sql, *args, record_class=Row))
-            except _LOST_CONNECTION:  # as in read_one
-                return list(await pool.fetch(sql, *args, record_class=Row))
+            return list(await _once_more_if_lost(pool.fetch, sql, *[params[n] for n in names], record_class=Row))
         async with self.engine.connect() as conn:
             return list((await conn.execute(*query.bound(scope, params))).all())
 
@@ -89,10 +79,7 @@ class Database:
         """``pg_notify(channel, payload)`` on its own, committed at once: one round trip on the reads' asyncpg pool
         (not a SQLAlchemy BEGIN / SELECT / COMMIT). PostgreSQL only."""
         pool = self._reads if self._reads is not None else await self._open_reads()
-        try:
-            await pool.execute("SELECT pg_notify($1, $2)", channel, payload)
-        except _LOST_CONNECTION:  # a pooled connection that died with its server: once more on a fresh one
-            await pool.execute("SELECT pg_notify($1, $2)", channel, payload)
+        await _once_more_if_lost(pool.execute, "SELECT pg_notify($1, $2)", channel, payload)
 
     async def _open_reads(self) -> Any:
         """The reads' pool: asyncpg's own (no SQLAlchemy session, greenlet hop or BEGIN/COMMIT per read), up to
@@ -137,6 +124,16 @@ class Database:
 # mid-operation by it ("cannot switch to state …", InternalClientError).
 _LOST_CONNECTION = (asyncpg.ConnectionDoesNotExistError, asyncpg.exceptions.InternalClientError,
                     asyncpg.exceptions.AdminShutdownError)
+
+
+async def _once_more_if_lost(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """``await call(*args, **kwargs)`` on the reads' pool, tried once more if its pooled connection had died with
+    its server (a restart, a failover): safe for a read or a notification; if the server is still down the second
+    try raises, and the error is a 503 (shared/http.py ``is_unavailable``)."""
+    try:
+        return await call(*args, **kwargs)
+    except _LOST_CONNECTION:
+        return await call(*args, **kwargs)
 
 
 class Row(asyncpg.Record):

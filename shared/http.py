@@ -156,13 +156,12 @@ def is_unavailable(exc: BaseException) -> bool:
         return True
     if isinstance(exc, (ConnectionError, TimeoutError, OSError)):
         return True
-    name = type(exc).__name__
-    if name in {"CannotConnectNowError", "ConnectionDoesNotExistError", "AdminShutdownError",
-                "InterfaceError", "ConnectionFailureError", "TooManyConnectionsError", "CrashShutdownError",
-                # asyncpg's state machine left mid-operation by a connection lost under it
-                "InternalClientError"}:
-        return True
+    # asyncpg's server errors by SQLSTATE class: 08 (connection) and 57P (shutdown, cannot connect now)
     if _is_asyncpg_connection_class(exc):
+        return True
+    # ... and the client-side ones: a closed connection, too many connections, its state machine left
+    # mid-operation by a connection lost under it
+    if type(exc).__name__ in {"InterfaceError", "TooManyConnectionsError", "InternalClientError"}:
         return True
     cause = exc.__cause__ or exc.__context__
     if isinstance(exc, sqlalchemy.exc.DBAPIError) and cause is not None:

@@ -28,7 +28,8 @@ async def test_a_loopback_connection_is_made_without_tls() -> None:
     try:
         async with db.engine.connect() as conn:
             raw = await conn.get_raw_connection()
-            driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
+            driver = raw.driver_connection
+            assert isinstance(driver, asyncpg.Connection)
             assert driver.get_settings() is not None
             assert driver._transport.get_extra_info("sslcontext") is None
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+from sqlalchemy.pool import QueuePool
 
 from services.certificates.config import CertificatesSettings
 from services.enrollment.config import EnrollmentSettings
@@ -33,6 +34,8 @@ def test_a_pool_size_out_of_range_is_refused_with_its_variable_named(monkeypatch
 async def test_the_engine_is_built_with_that_many_connections() -> None:
     db = Database("postgresql+asyncpg://postgres@127.0.0.1:5432/x", pool_size=12)
     try:
-        assert db.engine.pool.size() == 12  # type: ignore[attr-defined]
+        pool = db.engine.pool
+        assert isinstance(pool, QueuePool)
+        assert pool.size() == 12
     finally:
         await db.dispose()
