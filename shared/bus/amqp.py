@@ -181,7 +181,7 @@ class Settlements:
 class AmqpBus:
     def __init__(self, url: str, *, service: str, namespace: str = "", prefetch: int = 64,
                  delivery_limit: int = 5, concurrency: int = 8, publish_timeout: float = 15.0,
-                 batch_size: int = 32, linger: float = 0.002):
+                 batch_size: int = 32, linger: float = 0.002, reconnect_interval: float = 1.0):
         self.url = url
         self.service = service
         self.namespace = namespace
@@ -192,6 +192,8 @@ class AmqpBus:
         self.batch_size = batch_size
         #: how long a free worker waits for a fuller batch while other batches of the queue are in flight
         self.linger = linger
+        #: seconds between reconnect attempts after the broker dropped the connection (aio-pika's default is 5)
+        self.reconnect_interval = reconnect_interval
         self._connection: AbstractRobustConnection | None = None
         self._publish_channel: AbstractRobustChannel | None = None
         self._exchange: aio_pika.abc.AbstractExchange | None = None
@@ -209,7 +211,8 @@ class AmqpBus:
         while True:
             try:
                 self._connection = await aio_pika.connect_robust(
-                    self.url, client_properties={"connection_name": f"learn-{self.service}"}, timeout=10
+                    self.url, client_properties={"connection_name": f"learn-{self.service}"}, timeout=10,
+                    reconnect_interval=self.reconnect_interval,
                 )
                 break
             except (TimeoutError, OSError, aio_pika.exceptions.AMQPError) as exc:
@@ -224,6 +227,10 @@ class AmqpBus:
         self._exchange = await self._declare_exchanges(self._publish_channel)
         self._connected.set()
         log.info("broker_connected")
+
+    async def wait_connected(self) -> None:
+        """Return once the broker connection is up (at once if it is)."""
+        await self._connected.wait()
 
     def _on_close(self, *_: Any) -> None:
         self._connected.clear()

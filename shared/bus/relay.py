@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import sqlalchemy as sa
 import structlog
@@ -38,14 +38,27 @@ class Publisher(Protocol):
     async def publish_many(self, messages: list[OutgoingMessage]) -> None: ...
 
 
+@runtime_checkable
+class ReconnectingPublisher(Publisher, Protocol):
+    """A publisher that can say when its broker connection is back (:class:`shared.bus.amqp.AmqpBus`)."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def wait_connected(self) -> None: ...
+
+
 class OutboxRelay:
     def __init__(self, db: Database, publisher: Publisher, *, service: str, batch_size: int = 200,
-                 poll_interval: float = 1.0):
+                 poll_interval: float = 1.0, min_backoff: float = 0.5, max_backoff: float = 10.0):
         self.db = db
         self.publisher = publisher
         self.service = service
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        #: the pause after a failed publish doubles from min_backoff up to max_backoff
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
         self._wake = asyncio.Event()
         self._listener: Any = None
         self._last_metrics = 0.0
@@ -94,24 +107,38 @@ class OutboxRelay:
         await listen_forever(listen_dsn(self.db.url), NOTIFY_CHANNEL, lambda *_: self._wake.set(),
                              on_connect=self._wake.set, what="relay_listen")
 
+    async def _back_off(self, seconds: float) -> None:
+        """Wait before the next try; while the broker connection is down, only until it is back.
+
+        A broker hiccup used to leave the outbox waiting out the rest of its backoff (up to ``max_backoff``) after
+        the connection had already been restored; now the first publish after a reconnect goes out at once.
+        """
+        publisher = self.publisher
+        if not isinstance(publisher, ReconnectingPublisher) or publisher.ready:
+            await asyncio.sleep(seconds)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await publisher.wait_connected()
+
     async def run(self) -> None:
         listener = asyncio.create_task(self._listen()) if self.db.is_postgres else None
         url = self.db.engine.url.render_as_string(hide_password=False)
         register_local_relay(url, self._wake.set)
-        backoff = 0.5
+        backoff = self.min_backoff
         try:
             while True:
                 self._wake.clear()
                 try:
                     await self.drain()
-                    backoff = 0.5
+                    backoff = self.min_backoff
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
                     level = "warning" if is_unavailable(exc) else "error"
                     getattr(log, level)("relay_publish_failed", error=repr(exc), retry_in=backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 10.0)
+                    await self._back_off(backoff)
+                    backoff = min(backoff * 2, self.max_backoff)
                     continue
                 now = time.monotonic()
                 if now - self._last_metrics > 5:

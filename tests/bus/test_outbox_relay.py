@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 
+import aiohttp
 import aiormq
 import pytest
+from yarl import URL
 
-from shared.bus.amqp import OutgoingMessage, publish_batch
+from shared.bus.amqp import AmqpBus, OutgoingMessage, publish_batch
 from shared.bus.relay import OutboxRelay
+from tests.support import infra
 from tests.support.env import recording
 from tests.support.infra import wait_until
 
@@ -128,3 +132,70 @@ async def test_an_outbox_write_notifies_the_relay_at_commit_once_and_never_on_ro
         assert await harness.outbox_size() == 2  # no relay runs here: the committed pair, and not the rolled-back one
     finally:
         await listener.close()
+
+
+class CountingPublisher:
+    """The bus, with a count of the relay's publish attempts (it passes for a reconnecting publisher)."""
+
+    def __init__(self, bus: AmqpBus):
+        self.bus = bus
+        self.attempts = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.bus.ready
+
+    async def wait_connected(self) -> None:
+        await self.bus.wait_connected()
+
+    async def publish_many(self, messages: list[OutgoingMessage]) -> None:
+        self.attempts += 1
+        await self.bus.publish_many(messages)
+
+
+async def test_after_a_broker_outage_the_relay_publishes_as_soon_as_the_connection_is_back(harness):
+    """The broker drops the bus's connection and refuses it for a while (its user is deleted, then created again).
+    An event committed meanwhile fails to publish; the relay's pause after that failure is two minutes here, yet
+    the event goes out once the bus has reconnected: the pause ends with the reconnect, not with the backoff."""
+    management = URL(infra.management_url())
+    api = str(management.with_user(None).with_password(None)).rstrip("/") + "/api"
+    user, password = f"{harness.env.namespace}relay", secrets.token_hex(12)
+    auth = {"Authorization": aiohttp.encode_basic_auth(management.user or "guest", management.password or "")}
+
+    async with aiohttp.ClientSession(headers=auth) as http:
+        async def management_call(method: str, path: str, body: dict[str, str] | None = None) -> None:
+            async with http.request(method, f"{api}{path}", json=body) as resp:
+                assert resp.status in (201, 204), f"{method} {path}: {resp.status} {await resp.text()}"
+
+        async def admit() -> None:
+            await management_call("PUT", f"/users/{user}", {"password": password, "tags": ""})
+            await management_call("PUT", f"/permissions/%2F/{user}", {"configure": ".*", "write": ".*", "read": ".*"})
+
+        await admit()
+        try:
+            amqp = URL(harness.env.amqp_url).with_user(user).with_password(password)
+            bus = AmqpBus(str(amqp), service="bus", namespace=harness.env.namespace, reconnect_interval=0.5)
+            await bus.connect(retry_forever=False)
+            harness.buses.append(bus)
+            publisher = CountingPublisher(bus)
+            async with recording(harness.env, "acme.test.happened") as rec:
+                relay = OutboxRelay(harness.db, publisher, service="bus", poll_interval=30, min_backoff=120,
+                                    max_backoff=120)
+                harness.tasks.append(asyncio.create_task(relay.run()))
+                await management_call("DELETE", f"/users/{user}")  # closes the user's connections
+                await wait_until(lambda: not bus.ready, timeout=15, message="the broker dropping the connection")
+                await harness.write(harness.event(11))
+                await wait_until(lambda: publisher.attempts >= 1, timeout=15, message="a publish that fails")
+                assert await harness.outbox_size() == 1
+                assert not rec.events
+                await admit()
+                await wait_until(lambda: rec.events, timeout=30, message="the event, after the reconnect")
+                assert [e.data["n"] for e in rec.events] == [11]
+                await wait_until(lambda: _outbox_is(harness, 0), timeout=10, message="an empty outbox")
+        finally:
+            async with http.delete(f"{api}/users/{user}"):
+                pass
+
+
+async def _outbox_is(harness, size: int) -> bool:
+    return await harness.outbox_size() == size

@@ -23,7 +23,8 @@ def rabbitmqctl(*args: str) -> None:
 
 @pytest.fixture
 def acme_user(test_env):
-    user, password = f"acme-sub-{test_env.token}", secrets.token_urlsafe(12)
+    # hex: a password from token_urlsafe may start with "-", which rabbitmqctl reads as an option (exit 64)
+    user, password = f"acme-sub-{test_env.token}", secrets.token_hex(12)
     ns = test_env.namespace.replace(".", r"\.")
     exchange = test_env.namespace + "learn.events"
     rabbitmqctl("add_user", user, password)

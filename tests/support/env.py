@@ -162,6 +162,7 @@ class EventRecorder:
         self.pattern = pattern
         self.events: list[CloudEvent] = []
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._queue: aio_pika.abc.AbstractQueue | None = None
 
     async def start(self) -> None:
         self._connection = await aio_pika.connect_robust(self.env.amqp_url)
@@ -169,7 +170,13 @@ class EventRecorder:
         exchange = await channel.declare_exchange(
             self.env.namespace + EVENTS_EXCHANGE, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        # Named by us and kept through a dropped connection (x-expires cleans up after a crashed test): a broker
+        # that closes the connection (a restart, a 541 under load) must not cost the test the events published
+        # before the robust connection restored the consumer. A server-named exclusive queue was deleted with the
+        # connection, and aio-pika cannot re-declare an ``amq.gen-*`` name.
+        self._queue = await channel.declare_queue(f"{self.env.namespace}recorder.{secrets.token_hex(6)}",
+                                                  arguments={"x-expires": 600_000})
+        queue = self._queue
         await queue.bind(exchange, routing_key=self.pattern)
 
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
@@ -190,6 +197,9 @@ class EventRecorder:
 
     async def stop(self) -> None:
         if self._connection is not None:
+            if self._queue is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._queue.delete(if_unused=False, if_empty=False), timeout=10)
             await self._connection.close()
 
 
