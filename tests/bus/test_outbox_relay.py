@@ -164,8 +164,13 @@ async def test_after_a_broker_outage_the_relay_publishes_as_soon_as_the_connecti
 
     async with aiohttp.ClientSession(headers=auth) as http:
         async def management_call(method: str, path: str, body: dict[str, str] | None = None) -> None:
-            async with http.request(method, f"{api}{path}", json=body) as resp:
-                assert resp.status in (201, 204), f"{method} {path}: {resp.status} {await resp.text()}"
+            try:
+                async with http.request(method, f"{api}{path}", json=body) as resp:
+                    assert resp.status in (201, 204), f"{method} {path}: {resp.status} {await resp.text()}"
+            except aiohttp.ClientConnectionError:
+                pytest.fail(f"RabbitMQ's management API does not answer at {api}: enable the plugin "
+                            "(rabbitmq-plugins enable rabbitmq_management) or set LEARN_TEST_RABBITMQ_MANAGEMENT_URL",
+                            pytrace=False)
 
         async def admit() -> None:
             await management_call("PUT", f"/users/{user}", {"password": password, "tags": ""})
