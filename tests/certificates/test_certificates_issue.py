@@ -80,6 +80,22 @@ async def test_the_pdf_shows_the_name_the_course_the_verification_id_and_url(tes
         assert TENANT_NAME.upper() in text  # the issuer, set in capitals
 
 
+async def test_a_stored_pdf_is_kept_uncompressed_by_postgresql_and_reads_back_whole(test_env):
+    """A PDF is deflated already: its chunks are stored EXTERNAL (migration 0004), so PostgreSQL does not spend CPU
+    on a pglz pass whose result it would throw away, and the bytes read back are the bytes rendered."""
+    async with running_service(test_env) as service:
+        enrollment = next(ids)
+        await service.publish(service.completion(enrollment))
+        cert = await service.issued(enrollment)
+        storage = await service.scalar(sa.text(
+            "SELECT attstorage::text FROM pg_attribute WHERE attrelid = 'blob_chunks'::regclass AND attname = 'data'"))
+        assert storage == "e"
+        stored = await service.scalar(sa.text("SELECT sum(pg_column_size(data)) FROM blob_chunks"))
+        assert stored >= cert["pdf"]["bytes"]  # as many bytes as the PDF: not compressed
+        pdf = await service.pdf(cert["id"])
+        assert hashlib.sha256(pdf).hexdigest() == cert["pdf"]["sha256"] and len(pdf) == cert["pdf"]["bytes"]
+
+
 async def test_the_pdf_download_names_the_file(test_env):
     async with running_service(test_env) as service:
         enrollment = next(ids)
