@@ -32,6 +32,10 @@ class CommonSettings(BaseSettings):
     amqp_namespace: str = Field(default="", description="prefix for exchange/queue names (tests only)")
     amqp_delivery_limit: int = Field(default=5, ge=1)
     amqp_prefetch: int = Field(default=64, ge=1)
+    amqp_reconnect_interval: float = Field(
+        default=1.0, gt=0, le=60,
+        description="seconds between reconnect attempts after the broker dropped a connection (each failed "
+                    "attempt logs a warning)")
     data_dir: Path = Path(".data")
     internal_secret: str | None = None
     public_url: str = Field(default="http://localhost:8080",

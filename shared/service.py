@@ -175,7 +175,8 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
         if BUS_KEY not in app:
             if common.amqp_url:
                 app[BUS_KEY] = AmqpBus(common.amqp_url, service=spec.name, namespace=common.amqp_namespace,
-                                       prefetch=common.amqp_prefetch, delivery_limit=common.amqp_delivery_limit)
+                                       prefetch=common.amqp_prefetch, delivery_limit=common.amqp_delivery_limit,
+                                       reconnect_interval=common.amqp_reconnect_interval)
             else:
                 app[BUS_KEY] = InProcessBus(delivery_limit=common.amqp_delivery_limit)
         the_bus: Bus = app[BUS_KEY]
@@ -229,7 +230,8 @@ def own_amqp_bus(common: CommonSettings, service: str, *, concurrency: int, batc
         return None
     return AmqpBus(common.amqp_url, service=service, namespace=common.amqp_namespace,
                    prefetch=max(common.amqp_prefetch, batch_size * concurrency),
-                   delivery_limit=common.amqp_delivery_limit, concurrency=concurrency, batch_size=batch_size)
+                   delivery_limit=common.amqp_delivery_limit, concurrency=concurrency, batch_size=batch_size,
+                   reconnect_interval=common.amqp_reconnect_interval)
 
 
 async def _supervised(job: BackgroundTask, app: web.Application) -> None:
