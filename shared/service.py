@@ -174,9 +174,7 @@ def create_service_app(settings: ServiceSettings, spec: ServiceSpec, *, bus: Bus
     async def bus_ctx(app: web.Application) -> AsyncIterator[None]:
         if BUS_KEY not in app:
             if common.amqp_url:
-                app[BUS_KEY] = AmqpBus(common.amqp_url, service=spec.name, namespace=common.amqp_namespace,
-                                       prefetch=common.amqp_prefetch, delivery_limit=common.amqp_delivery_limit,
-                                       reconnect_interval=common.amqp_reconnect_interval)
+                app[BUS_KEY] = _amqp_bus(common, common.amqp_url, spec.name, prefetch=common.amqp_prefetch)
             else:
                 app[BUS_KEY] = InProcessBus(delivery_limit=common.amqp_delivery_limit)
         the_bus: Bus = app[BUS_KEY]
@@ -228,10 +226,14 @@ def own_amqp_bus(common: CommonSettings, service: str, *, concurrency: int, batc
     """
     if not common.amqp_url:
         return None
-    return AmqpBus(common.amqp_url, service=service, namespace=common.amqp_namespace,
-                   prefetch=max(common.amqp_prefetch, batch_size * concurrency),
-                   delivery_limit=common.amqp_delivery_limit, concurrency=concurrency, batch_size=batch_size,
-                   reconnect_interval=common.amqp_reconnect_interval)
+    return _amqp_bus(common, common.amqp_url, service, prefetch=max(common.amqp_prefetch, batch_size * concurrency),
+                     concurrency=concurrency, batch_size=batch_size)
+
+
+def _amqp_bus(common: CommonSettings, url: str, service: str, **tuning: Any) -> AmqpBus:
+    """The service's broker connection with the common settings (namespace, delivery limit, reconnect interval)."""
+    return AmqpBus(url, service=service, namespace=common.amqp_namespace, delivery_limit=common.amqp_delivery_limit,
+                   reconnect_interval=common.amqp_reconnect_interval, **tuning)
 
 
 async def _supervised(job: BackgroundTask, app: web.Application) -> None:

@@ -157,10 +157,8 @@ async def test_after_a_broker_outage_the_relay_publishes_as_soon_as_the_connecti
     """The broker drops the bus's connection and refuses it for a while (its user is deleted, then created again).
     An event committed meanwhile fails to publish; the relay's pause after that failure is two minutes here, yet
     the event goes out once the bus has reconnected: the pause ends with the reconnect, not with the backoff."""
-    management = URL(infra.management_url())
-    api = str(management.with_user(None).with_password(None)).rstrip("/") + "/api"
+    api, auth = infra.management_api()
     user, password = f"{harness.env.namespace}relay", secrets.token_hex(12)
-    auth = {"Authorization": aiohttp.encode_basic_auth(management.user or "guest", management.password or "")}
 
     async with aiohttp.ClientSession(headers=auth) as http:
         async def management_call(method: str, path: str, body: dict[str, str] | None = None) -> None:
@@ -168,9 +166,7 @@ async def test_after_a_broker_outage_the_relay_publishes_as_soon_as_the_connecti
                 async with http.request(method, f"{api}{path}", json=body) as resp:
                     assert resp.status in (201, 204), f"{method} {path}: {resp.status} {await resp.text()}"
             except aiohttp.ClientConnectionError:
-                pytest.fail(f"RabbitMQ's management API does not answer at {api}: enable the plugin "
-                            "(rabbitmq-plugins enable rabbitmq_management) or set LEARN_TEST_RABBITMQ_MANAGEMENT_URL",
-                            pytrace=False)
+                pytest.fail(infra.management_unreachable(api), pytrace=False)
 
         async def admit() -> None:
             await management_call("PUT", f"/users/{user}", {"password": password, "tags": ""})

@@ -15,7 +15,6 @@ import aiohttp
 import pytest
 from aio_pika.exceptions import ProbableAuthenticationError
 from aiormq.exceptions import ChannelAccessRefused
-from yarl import URL
 
 from services.gateway import cli
 from shared.bus.amqp import AmqpBus, OutgoingMessage
@@ -26,8 +25,7 @@ from tests.support import infra
 ADMIN = "/admin/api/v1"
 #: the broker's management API (the plugin must be enabled: `rabbitmq-plugins enable rabbitmq_management`; .ci/run)
 MANAGEMENT = infra.management_url()
-API = str(URL(MANAGEMENT).with_user(None).with_password(None)).rstrip("/") + "/api"
-GUEST = {"Authorization": aiohttp.encode_basic_auth(URL(MANAGEMENT).user or "guest", URL(MANAGEMENT).password or "")}
+API, GUEST = infra.management_api()
 
 
 async def _management_users(prefix: str) -> list[str]:
@@ -36,9 +34,7 @@ async def _management_users(prefix: str) -> list[str]:
             assert resp.status == 200, await resp.text()
             users = await resp.json()
     except aiohttp.ClientConnectionError:
-        pytest.fail(f"RabbitMQ's management API does not answer at {API}: enable the plugin "
-                    "(rabbitmq-plugins enable rabbitmq_management) or set LEARN_TEST_RABBITMQ_MANAGEMENT_URL",
-                    pytrace=False)
+        pytest.fail(infra.management_unreachable(API), pytrace=False)
     return [u["name"] for u in users if u["name"].startswith(prefix)]
 
 

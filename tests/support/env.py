@@ -174,9 +174,8 @@ class EventRecorder:
         # that closes the connection (a restart, a 541 under load) must not cost the test the events published
         # before the robust connection restored the consumer. A server-named exclusive queue was deleted with the
         # connection, and aio-pika cannot re-declare an ``amq.gen-*`` name.
-        self._queue = await channel.declare_queue(f"{self.env.namespace}recorder.{secrets.token_hex(6)}",
-                                                  arguments={"x-expires": 600_000})
-        queue = self._queue
+        self._queue = queue = await channel.declare_queue(f"{self.env.namespace}recorder.{secrets.token_hex(6)}",
+                                                          arguments={"x-expires": 600_000})
         await queue.bind(exchange, routing_key=self.pattern)
 
         async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:

@@ -12,6 +12,9 @@ import os
 import socket
 from urllib.parse import urlsplit
 
+from aiohttp import encode_basic_auth
+from yarl import URL
+
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432"
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 
@@ -84,6 +87,19 @@ def management_url() -> str:
         return explicit
     parts = urlsplit(amqp_url())
     return f"http://{parts.username or 'guest'}:{parts.password or 'guest'}@{parts.hostname or '127.0.0.1'}:15672"
+
+
+def management_api() -> tuple[str, dict[str, str]]:
+    """The management API's base (``.../api``) and the Authorization header of :func:`management_url`'s user."""
+    url = URL(management_url())
+    api = str(url.with_user(None).with_password(None)).rstrip("/") + "/api"
+    return api, {"Authorization": encode_basic_auth(url.user or "guest", url.password or "")}
+
+
+def management_unreachable(api: str) -> str:
+    """What to do when the management API does not answer (the message both its users fail with)."""
+    return (f"RabbitMQ's management API does not answer at {api}: enable the plugin "
+            "(rabbitmq-plugins enable rabbitmq_management) or set LEARN_TEST_RABBITMQ_MANAGEMENT_URL")
 
 
 def stop_containers() -> None:
