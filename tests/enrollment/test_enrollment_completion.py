@@ -16,9 +16,12 @@ async def _settle(events, seconds: float = 1.0) -> None:
 
 async def test_runtime_commits_complete_the_enrollment_with_everything_a_certificate_needs(service, ids, events):
     course, user = next(ids), next(ids)
-    await service.publish(service.user_upserted(user, name="Ada Lovelace", email="ada@example.com"))
     await service.given_course_and_user(course, user, [activity(1), activity(2), activity(3, required=False)],
                                         title="Intro to Mobieus", template_id=7)
+    # A newer revision, applied before the enrollment: published before the helper's revision-1 user (as it was),
+    # either could win, since consumers apply a queue's messages in concurrent batches.
+    await service.publish(service.user_upserted(user, name="Ada Lovelace", email="ada@example.com", revision=2))
+    await service.until_user(user, revision=2)
     enrollment = await service.enroll(user, course)
     await service.publish(service.runtime_committed(enrollment, 1, status="passed", score_scaled="0.9"))
     await events.wait_for("attempt.updated")
